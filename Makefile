@@ -1,0 +1,47 @@
+# downbeat: `make test` and `make demo` are the two commands a fresh clone needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint prereqs lock clean
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/downbeat doctor
+	@echo "The end-to-end demo (synth -> ingest -> build -> train -> evaluate) arrives with the"
+	@echo "feature pipelines and training; see README.md, 'What make demo will run'."
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# One line per missing prerequisite, naming what to install.
+prereqs:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "downbeat needs Python 3.11: install it (e.g. 'apt-get install python3.11' or pyenv) or run 'make PYTHON=/path/to/python3.11'"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { echo "downbeat needs Python 3.11, but $(PYTHON) is $$($(PYTHON) -V 2>&1): install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 2; }
+	@command -v java >/dev/null 2>&1 || { echo "downbeat needs Java 17 for Spark: install it (e.g. 'apt-get install openjdk-17-jre-headless') and put java on PATH"; exit 2; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); [ "$$v" = 17 ] || [ "$$v" = 21 ] || { echo "downbeat needs Java 17 (or 21) for Spark 4, but java is version '$$v': install openjdk-17-jre-headless and put it first on PATH"; exit 2; }
+
+$(STAMP): requirements.lock pyproject.toml | prereqs
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-warn-script-location -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+# Re-resolve the pinned direct dependencies into requirements.lock (needs the package registry).
+lock: prereqs
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet ".[dev]"
+	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --all --exclude-editable \
+	  | grep -v -E '^(pip|downbeat)==' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

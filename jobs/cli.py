@@ -1,0 +1,48 @@
+"""The `downbeat` console script: one sub-command per job, global --conf/--set on every one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs import doctor
+from jobs.common import add_global_options, config_from, guarded
+from jobs.config import to_yaml
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="downbeat",
+        description="Spark feature pipelines and models that learn from what listeners reject.",
+        epilog="Exit codes: 0 ok, 2 bad input or config, 1 anything else.",
+    )
+    add_global_options(parser)
+    # Sub-commands accept the global options too; SUPPRESS keeps them from resetting earlier values.
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, suppress_defaults=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    config = commands.add_parser("config", parents=[common], help="show the resolved configuration")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config_commands.add_parser("show", parents=[common], help="print the resolved config as YAML")
+    show.set_defaults(handler=_config_show)
+
+    check = commands.add_parser(
+        "doctor", parents=[common], help="check Java, Spark, the Delta engine and the lakehouse root"
+    )
+    check.set_defaults(handler=doctor.command)
+    return parser
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    print(to_yaml(config_from(args)), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""What every entry point shares: global flags, config loading, Spark, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from jobs.config import Config, load_config
+from pipelines.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, suppress_defaults: bool = False) -> None:
+    """--conf and --set, accepted before the command and after it."""
+    default_conf: Any = argparse.SUPPRESS if suppress_defaults else None
+    default_sets: Any = argparse.SUPPRESS if suppress_defaults else []
+    parser.add_argument(
+        "--conf", metavar="FILE", default=default_conf, help="config file (default: conf/local.yaml)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=default_sets,
+        help="override one config key, e.g. --set spark.shuffle_partitions=8 (repeatable)",
+    )
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    return load_config(args.conf, args.overrides)
+
+
+def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
+    """Run a command; map bad input to exit 2 with one line, anything else to exit 1."""
+    try:
+        return fn() or EXIT_OK
+    except InputError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{prog}: failed: {first}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,261 @@
+"""Layered YAML configuration turned into frozen dataclasses.
+
+A config file is a YAML mapping. It may start with `extends: <file>` (relative to itself) to
+layer small overrides on a base file; later layers win key by key. `--set a.b=value` overrides
+come last; values are parsed as YAML scalars (`--set spark.shuffle_partitions=8`). Every key must
+name a dataclass field: unknown keys, wrong types and missing files raise ConfigError naming the
+key and the file it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from pipelines.errors import ConfigError
+from pipelines.lakehouse import DeltaSettings, LakehouseSettings
+from pipelines.spark import SparkSettings
+
+DEFAULT_CONF = Path("conf") / "local.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXTENDS = "extends"
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Where runs are tracked and models registered."""
+
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration of one command."""
+
+    spark: SparkSettings
+    delta: DeltaSettings
+    lakehouse: LakehouseSettings
+    mlflow: MlflowSettings
+    source_files: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+
+
+def resolve_conf_path(path: str | os.PathLike[str] | None) -> Path:
+    """The config file to load: the given path, else conf/local.yaml here or in the project."""
+    if path is not None:
+        return Path(path)
+    if DEFAULT_CONF.exists() or not (PROJECT_ROOT / DEFAULT_CONF).exists():
+        return DEFAULT_CONF
+    return PROJECT_ROOT / DEFAULT_CONF
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load `path` with the files it extends, apply `key=value` overrides, return a frozen Config."""
+    conf_path = resolve_conf_path(path)
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    files = _read_layers(conf_path, values, origins, seen=())
+    for override in overrides:
+        key, value = _parse_override(override)
+        _set_dotted(values, origins, key, value, origin="--set")
+    built = _build(Config, values, origins, prefix="", skip={"source_files"})
+    return dataclasses.replace(built, source_files=tuple(str(f) for f in files))
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved configuration as YAML, in the layout the files use."""
+    data = dataclasses.asdict(cfg)
+    data.pop("source_files", None)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _read_layers(
+    path: Path, values: dict[str, Any], origins: dict[str, str], seen: tuple[Path, ...]
+) -> list[Path]:
+    resolved = path.resolve()
+    if resolved in seen:
+        chain = " -> ".join(str(p) for p in (*seen, resolved))
+        raise ConfigError(f"config file {path}: 'extends' forms a cycle ({chain})")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(data).__name__}")
+    files: list[Path] = []
+    parent = data.pop(EXTENDS, None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"config file {path}: 'extends' must be a file name")
+        files += _read_layers(path.parent / parent, values, origins, (*seen, resolved))
+    _merge(values, origins, data, str(path), prefix="")
+    return [*files, path]
+
+
+def _merge(
+    into: dict[str, Any], origins: dict[str, str], data: Mapping[str, Any], origin: str, prefix: str
+) -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(key, str):
+            raise ConfigError(f"config file {origin}: key {key!r} under '{prefix[:-1]}' is not a string")
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], origins, value, origin, prefix=f"{dotted}.")
+        else:
+            into[key] = value
+        origins[dotted] = origin
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_dotted(values: dict[str, Any], origins: dict[str, str], key: str, value: Any, origin: str) -> None:
+    """Set a dotted key, checking each step against the dataclass tree so typos fail here."""
+    node: dict[str, Any] = values
+    cls: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        if part not in hints or part == "source_files":
+            raise ConfigError(f"unknown config key '{key}' (from {origin})")
+        field_type = _strip_optional(hints[part])
+        last = i == len(parts) - 1
+        if last:
+            node[part] = value
+            break
+        if typing.get_origin(field_type) is dict:
+            # A mapping field (e.g. spark.conf): the rest of the key, dots included, is one entry.
+            entries = node.setdefault(part, {})
+            if not isinstance(entries, dict):
+                raise ConfigError(
+                    f"config key '{'.'.join(parts[: i + 1])}' must be a mapping (from {origin})"
+                )
+            entries[".".join(parts[i + 1 :])] = value
+            break
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{'.'.join(parts[: i + 1])}' is not a section (from {origin})")
+        node, cls = child, field_type
+    origins[key] = origin
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _origin_of(origins: Mapping[str, str], key: str) -> str:
+    while key:
+        if key in origins:
+            return origins[key]
+        key = key.rpartition(".")[0]
+    return "the configuration"
+
+
+def _build(
+    cls: Any,
+    data: Any,
+    origins: Mapping[str, str],
+    prefix: str,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> Any:
+    section = prefix[:-1] or "the top level"
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config key '{section}' must be a section, got {data!r} (in {_origin_of(origins, prefix[:-1])})"
+        )
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    for key in data:
+        if key not in fields:
+            dotted = f"{prefix}{key}"
+            raise ConfigError(f"unknown config key '{dotted}' (in {_origin_of(origins, dotted)})")
+    kwargs: dict[str, Any] = {}
+    for name, _field in fields.items():
+        dotted = f"{prefix}{name}"
+        if name not in data:
+            raise ConfigError(
+                f"missing config key '{dotted}' (no file in the chain sets it; see conf/base.yaml)"
+            )
+        kwargs[name] = _coerce(hints[name], data[name], dotted, origins)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, origins: Mapping[str, str]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    where = _origin_of(origins, key)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, origins, prefix=f"{key}.")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(_strip_optional(tp), value, key, origins)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(str(a) for a in args)
+            raise ConfigError(f"config key '{key}' must be one of {choices}, got {value!r} (in {where})")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r} (in {where})")
+        return {str(k): _scalar_text(v, f"{key}.{k}", origins) for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r} (in {where})")
+        return tuple(_coerce(args[0], v, key, origins) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r} (in {where})")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r} (in {where})")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r} (in {where})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r} (in {where})")
+        return value
+    raise TypeError(f"config field '{key}' has a type the loader does not support: {tp!r}")
+
+
+def _scalar_text(value: Any, key: str, origins: Mapping[str, str]) -> str:
+    """Mapping entries (Spark settings) are strings; YAML booleans become Spark's 'true'/'false'."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ConfigError(
+        f"config key '{key}' must be a single value, got {value!r} (in {_origin_of(origins, key)})"
+    )

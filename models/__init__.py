@@ -1,0 +1,1 @@
+"""PyTorch models, losses, data loading and tracking. Never imports pyspark."""

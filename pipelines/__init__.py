@@ -1,0 +1,1 @@
+"""Spark feature pipelines: pure DataFrame transforms, the session factory and the Delta table layer."""

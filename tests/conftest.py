@@ -1,0 +1,39 @@
+"""One Spark session for the whole suite, configured like Delta's own test base: local, UI off,
+few shuffle partitions. Tables live in tmp_path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+from pyspark.sql import SparkSession
+
+from pipelines.lakehouse import DeltaSettings
+from pipelines.spark import SparkSettings, spark_session
+
+settings.register_profile(
+    "fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+# Where the Delta Spark connector's jars are (they cannot be fetched here); unset: delta-rs only.
+DELTA_JARS_DIR = os.environ.get("DOWNBEAT_DELTA_JARS_DIR") or None
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    session = spark_session(
+        SparkSettings(
+            master="local[2]",
+            app_name="downbeat-tests",
+            driver_memory="2g",
+            shuffle_partitions=2,
+            log_level="ERROR",
+            conf={"spark.ui.enabled": "false", "spark.sql.adaptive.enabled": "false"},
+        ),
+        DeltaSettings(engine="auto", packages=None, jars_dir=DELTA_JARS_DIR),
+    )
+    yield session
+    session.stop()
