@@ -17,9 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 2 bad input or config, 1 anything else.",
     )
     add_global_options(parser)
-    # Sub-commands accept the global options too; SUPPRESS keeps them from resetting earlier values.
     common = argparse.ArgumentParser(add_help=False)
-    add_global_options(common, suppress_defaults=True)
+    add_global_options(common, after_command=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     config = commands.add_parser("config", parents=[common], help="show the resolved configuration")

@@ -14,25 +14,36 @@ from pipelines.errors import InputError
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def add_global_options(parser: argparse.ArgumentParser, *, suppress_defaults: bool = False) -> None:
-    """--conf and --set, accepted before the command and after it."""
-    default_conf: Any = argparse.SUPPRESS if suppress_defaults else None
-    default_sets: Any = argparse.SUPPRESS if suppress_defaults else []
+def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """--conf and --set, accepted before the command and after it.
+
+    argparse copies a sub-command's values over the main parser's, so the copies after the command
+    keep their own names and config_from() combines both.
+    """
+    suffix = "_after" if after_command else ""
+    default: Any = argparse.SUPPRESS if after_command else None
     parser.add_argument(
-        "--conf", metavar="FILE", default=default_conf, help="config file (default: conf/local.yaml)"
+        "--conf",
+        dest=f"conf{suffix}",
+        metavar="FILE",
+        default=default,
+        help="config file (default: conf/local.yaml)",
     )
     parser.add_argument(
         "--set",
-        dest="overrides",
+        dest=f"overrides{suffix}",
         metavar="KEY=VALUE",
         action="append",
-        default=default_sets,
+        default=argparse.SUPPRESS if after_command else [],
         help="override one config key, e.g. --set spark.shuffle_partitions=8 (repeatable)",
     )
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    return load_config(args.conf, args.overrides)
+    """The config named by the global options, wherever on the command line they were given."""
+    conf = getattr(args, "conf_after", None) or args.conf
+    overrides = [*args.overrides, *getattr(args, "overrides_after", [])]
+    return load_config(conf, overrides)
 
 
 def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:

@@ -144,6 +144,9 @@ def _set_dotted(values: dict[str, Any], origins: dict[str, str], key: str, value
             raise ConfigError(f"unknown config key '{key}' (from {origin})")
         field_type = _strip_optional(hints[part])
         last = i == len(parts) - 1
+        nested = dataclasses.is_dataclass(field_type) or typing.get_origin(field_type) is dict
+        if not last and not nested:
+            raise ConfigError(f"unknown config key '{key}' (from {origin})")
         if last:
             node[part] = value
             break

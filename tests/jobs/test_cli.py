@@ -1,0 +1,83 @@
+"""The `downbeat` console script as a scheduler calls it: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import doctor
+from jobs.cli import main
+from jobs.config import PROJECT_ROOT, load_config
+
+DOWNBEAT = Path(sys.executable).parent / "downbeat"
+
+
+def run_cli(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
+    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+
+    assert result.returncode == 0
+    assert "config" in result.stdout and "doctor" in result.stdout
+
+
+def test_unknown_set_key_exits_2_with_one_line_naming_it():
+    result = run_cli("--set", "no.such.key=1", "config", "show")
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "downbeat: error: unknown config key 'no.such.key' (from --set)"
+    ]
+    assert result.stdout == ""
+
+
+def test_missing_conf_file_exits_2_naming_it(tmp_path):
+    result = run_cli("--conf", str(tmp_path / "nope.yaml"), "config", "show")
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"downbeat: error: config file {tmp_path}/nope.yaml not found"
+
+
+def test_global_options_work_after_the_command_too(capsys):
+    code = main(["--set", "spark.shuffle_partitions=3", "config", "show", "--set", "mlflow.experiment=x"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "shuffle_partitions: 3" in out and "experiment: x" in out
+
+
+def test_default_conf_is_found_from_another_directory(tmp_path):
+    result = run_cli("config", "show", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "shuffle_partitions: 4" in result.stdout  # conf/local.yaml of the project
+
+
+def test_unknown_command_exits_2():
+    result = run_cli("frobnicate")
+
+    assert result.returncode == 2
+    assert "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_doctor_round_trips_a_scratch_table(spark, tmp_path):
+    cfg = load_config(PROJECT_ROOT / "conf" / "local.yaml", [f"lakehouse.root={tmp_path / 'lh'}"])
+
+    checks = dict(doctor.run(spark, cfg))
+
+    assert checks["round trip"] == "wrote 5 + 3 rows, read 8 back at version 1"
+    assert checks["lakehouse"] == f"{tmp_path / 'lh'} (writable)"
+    assert checks["delta"].startswith("engine delta-rs") or checks["delta"].startswith("engine spark")
+
+
+@pytest.mark.parametrize("argv", [["config"], []])
+def test_missing_subcommand_is_a_usage_error(argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2

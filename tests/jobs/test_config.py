@@ -1,0 +1,151 @@
+"""Layered YAML config: merging, overrides, and one-line errors naming the key and the file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs.config import PROJECT_ROOT, load_config, to_yaml
+from pipelines.errors import ConfigError
+
+BASE = PROJECT_ROOT / "conf" / "base.yaml"
+LOCAL = PROJECT_ROOT / "conf" / "local.yaml"
+
+
+def conf_file(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(f"extends: {BASE}\n{text}" if "extends" not in text else text)
+    return path
+
+
+def test_local_overrides_base_key_by_key():
+    cfg = load_config(LOCAL)
+
+    assert cfg.spark.shuffle_partitions == 4  # from local.yaml
+    assert cfg.spark.driver_memory == "4g"  # from base.yaml
+    assert cfg.spark.conf == {"spark.ui.enabled": "false"}
+    assert cfg.source_files == (str(LOCAL.parent / "base.yaml"), str(LOCAL))
+
+
+@pytest.mark.parametrize("name", ["base.yaml", "local.yaml", "cluster.yaml"])
+def test_every_shipped_config_file_loads(name):
+    cfg = load_config(PROJECT_ROOT / "conf" / name)
+
+    assert cfg.delta.engine in ("auto", "spark", "delta-rs")
+
+
+def test_set_overrides_come_last_and_are_typed():
+    cfg = load_config(LOCAL, ["spark.shuffle_partitions=16", "delta.engine=delta-rs", "spark.master=null"])
+
+    assert (cfg.spark.shuffle_partitions, cfg.delta.engine, cfg.spark.master) == (16, "delta-rs", None)
+
+
+def test_set_into_a_mapping_keeps_dots_in_the_entry_name():
+    cfg = load_config(LOCAL, ["spark.conf.spark.sql.ansi.enabled=true"])
+
+    assert cfg.spark.conf == {"spark.ui.enabled": "false", "spark.sql.ansi.enabled": "true"}
+
+
+def test_unknown_key_in_a_file_names_the_key_and_the_file(tmp_path):
+    path = conf_file(tmp_path, "spark:\n  shuffle_partitons: 8\n")
+
+    with pytest.raises(
+        ConfigError, match=re.escape(f"unknown config key 'spark.shuffle_partitons' (in {path})")
+    ):
+        load_config(path)
+
+
+def test_unknown_section_in_a_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'sparkk'"):
+        load_config(conf_file(tmp_path, "sparkk: {}\n"))
+
+
+@pytest.mark.parametrize("key", ["no.such.key", "spark.nope", "lakehouse.root.deeper", "source_files"])
+def test_unknown_key_in_set_names_it(key):
+    with pytest.raises(ConfigError, match=f"unknown config key '{key}' \\(from --set\\)"):
+        load_config(LOCAL, [f"{key}=1"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "spark.shuffle_partitions=many",
+            "'spark.shuffle_partitions' must be an integer, got 'many' \\(in --set\\)",
+        ),
+        ("spark.shuffle_partitions=true", "must be an integer, got True"),
+        ("delta.engine=duckdb", "'delta.engine' must be one of auto, spark, delta-rs, got 'duckdb'"),
+        ("lakehouse.root=3", "'lakehouse.root' must be a string, got 3"),
+        ("spark=3", "'spark' must be a section, got 3"),
+        ("spark.conf=[1]", "'spark.conf' must be a mapping"),
+    ],
+)
+def test_wrong_types_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(LOCAL, [override])
+
+
+def test_wrong_type_in_a_file_names_the_file(tmp_path):
+    path = conf_file(tmp_path, "spark:\n  log_level: LOUD\n")
+
+    with pytest.raises(
+        ConfigError, match=f"'spark.log_level' must be one of .* \\(in {re.escape(str(path))}\\)"
+    ):
+        load_config(path)
+
+
+def test_set_without_equals_sign_is_an_error():
+    with pytest.raises(ConfigError, match=r"--set expects key=value, got 'spark\.master'"):
+        load_config(LOCAL, ["spark.master"])
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape(f"config file {tmp_path}/absent.yaml not found")):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_missing_parent_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file .*/nothing\.yaml not found"):
+        load_config(conf_file(tmp_path, "extends: nothing.yaml\n"))
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    conf_file(tmp_path, "extends: b.yaml\n", "a.yaml")
+    conf_file(tmp_path, "extends: a.yaml\n", "b.yaml")
+
+    with pytest.raises(ConfigError, match="'extends' forms a cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = conf_file(tmp_path, "spark:\n  master: [local\n")
+
+    with pytest.raises(ConfigError, match=re.escape(f"config file {path}: invalid YAML at line")):
+        load_config(path)
+
+
+def test_a_file_that_extends_nothing_must_set_every_key(tmp_path):
+    path = tmp_path / "alone.yaml"
+    path.write_text("spark:\n  master: local[1]\n")
+
+    with pytest.raises(ConfigError, match=r"missing config key 'spark\.app_name'"):
+        load_config(path)
+
+
+def test_shown_config_loads_back_to_the_same_config(tmp_path):
+    cfg = load_config(LOCAL, ["mlflow.experiment=ünïcode", "spark.conf.spark.ui.enabled=true"])
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(to_yaml(cfg))
+
+    assert load_config(shown) == cfg
+    assert yaml.safe_load(to_yaml(cfg))["spark"]["conf"] == {"spark.ui.enabled": "true"}
+
+
+def test_config_is_frozen():
+    cfg = load_config(LOCAL)
+
+    with pytest.raises(AttributeError):
+        cfg.spark.master = "yarn"  # type: ignore[misc]

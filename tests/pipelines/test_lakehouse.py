@@ -1,0 +1,495 @@
+"""The Delta table layer: operations, and the guarantees listed in pipelines/lakehouse/__init__.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines.errors import InputError
+from pipelines.lakehouse import (
+    ConcurrentWriteError,
+    Lakehouse,
+    SchemaMismatchError,
+    TableNotFoundError,
+    WriteFailedError,
+    connector_available,
+    resolve_engine,
+)
+
+TABLE = "silver/plays"
+SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType()),
+        T.StructField("ts", T.TimestampType()),
+        T.StructField("day", T.DateType()),
+        T.StructField("track_id", T.StringType()),
+        T.StructField("ms_played", T.LongType()),
+        T.StructField("tracks", T.ArrayType(T.IntegerType())),
+    ]
+)
+D1, D2, D3, D4 = (dt.date(2024, 3, d) for d in (1, 2, 3, 4))
+
+
+def ts(day: dt.date, micros: int = 0) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, 23, 59, 59, micros)
+
+
+def plays(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def base_rows() -> list[tuple]:
+    return [
+        ("u1", ts(D1, 1), D1, "t1", 1000, [1, 2]),
+        ("u2", ts(D2, 2), D2, "t2", None, []),
+        ("ü3", ts(D3, 999_999), D3, "t3", 5, None),
+        ("u4", ts(D4), D4, "t4", 7, [4]),
+    ]
+
+
+def assert_rows(actual: DataFrame, expected: DataFrame) -> None:
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def files_on_disk(root: Path, table: str) -> set[str]:
+    return {str(p.relative_to(root / table)) for p in (root / table).rglob("*.parquet")}
+
+
+def files_in_log(lakehouse: Lakehouse, table: str, version: int | None = None) -> set[str]:
+    prefix = f"{lakehouse.root}/{table}/"
+    uris = lakehouse.file_uris(table, version)
+    return {Path(uri.removeprefix("file://")).as_posix().removeprefix(prefix) for uri in uris}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "lakehouse"
+
+
+@pytest.fixture
+def lakehouse(spark: SparkSession, root: Path) -> Lakehouse:
+    return Lakehouse(spark, str(root), engine="delta-rs")
+
+
+@pytest.fixture(params=["delta-rs", "spark"])
+def any_engine(request: pytest.FixtureRequest, spark: SparkSession, root: Path) -> Lakehouse:
+    if request.param == "spark" and not connector_available(spark):
+        pytest.skip(
+            "Delta Spark connector jars are not on the classpath: Maven Central is unreachable here; "
+            "set DOWNBEAT_DELTA_JARS_DIR to a folder with delta-spark_2.13 and delta-storage jars"
+        )
+    return Lakehouse(spark, str(root), engine=request.param)
+
+
+# ---- operations, on every available engine ----------------------------------------------------------
+
+
+def test_overwrite_creates_a_table_that_reads_back_the_same_rows(spark, any_engine):
+    commit = any_engine.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+
+    assert (commit.version, commit.operation) == (0, "overwrite")
+    assert_rows(any_engine.read(TABLE), plays(spark, base_rows()))
+    assert any_engine.partition_columns(TABLE) == ["day"]
+
+
+def test_append_adds_rows_in_a_new_version(spark, any_engine):
+    any_engine.write(plays(spark, base_rows()[:2]), TABLE)
+    commit = any_engine.write(plays(spark, base_rows()[2:]), TABLE, mode="append")
+
+    assert commit.version == 1
+    assert_rows(any_engine.read(TABLE), plays(spark, base_rows()))
+
+
+def test_overwrite_partitions_replaces_only_the_date_range(spark, any_engine):
+    any_engine.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+    new = [
+        ("n2", ts(D2), D2, "x2", 1, [9]),
+        ("n3a", ts(D3), D3, "x3", 2, None),
+        ("n3b", ts(D3), D3, "x4", 3, []),
+    ]
+
+    any_engine.overwrite_partitions(plays(spark, new), TABLE, column="day", start=D2, end=D3)
+
+    expected = [base_rows()[0], *new, base_rows()[3]]
+    assert_rows(any_engine.read(TABLE), plays(spark, expected))
+
+
+def test_merge_replaces_rows_with_equal_keys_and_inserts_the_rest(spark, any_engine):
+    any_engine.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+    changes = [("u2", ts(D2), D2, "t2", 4242, [7]), ("u9", ts(D1), D1, "t9", 1, None)]
+
+    any_engine.merge(plays(spark, changes), TABLE, keys=["user_id", "track_id"])
+
+    rows = base_rows()
+    expected = [rows[0], changes[0], rows[2], rows[3], changes[1]]
+    assert_rows(any_engine.read(TABLE), plays(spark, expected))
+
+
+def test_append_with_an_extra_column_fails_naming_it(spark, any_engine):
+    any_engine.write(plays(spark, base_rows()), TABLE)
+    extra = plays(spark, base_rows()).withColumn("station_id", F.lit("s1"))
+
+    with pytest.raises(SchemaMismatchError, match="column 'station_id' is not in the table"):
+        any_engine.write(extra, TABLE, mode="append")
+
+    assert any_engine.version(TABLE) == 0
+    assert_rows(any_engine.read(TABLE), plays(spark, base_rows()))
+
+
+# ---- delta-rs engine specifics ---------------------------------------------------------------------
+
+
+def test_merge_rewrites_only_the_files_that_hold_a_matching_key(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+    before = files_in_log(lakehouse, TABLE)
+
+    commit = lakehouse.merge(plays(spark, [("u2", ts(D2), D2, "t2", 1, None)]), TABLE, keys=["user_id"])
+
+    after = files_in_log(lakehouse, TABLE)
+    assert commit.files_removed == 1
+    assert len(before - after) == 1 and next(iter(before - after)).startswith("day=2024-03-02/")
+    assert commit.rows_written == 1
+
+
+def test_merge_into_a_missing_table_creates_it(spark, lakehouse):
+    lakehouse.merge(plays(spark, base_rows()), TABLE, keys=["user_id"])
+
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()))
+
+
+def test_merge_rejects_duplicate_keys_in_the_data(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE)
+    dupes = plays(spark, [base_rows()[0], base_rows()[0]])
+
+    with pytest.raises(InputError, match="2 rows with user_id='u1'"):
+        lakehouse.merge(dupes, TABLE, keys=["user_id"])
+    assert lakehouse.version(TABLE) == 0
+
+
+def test_overwrite_partitions_rejects_rows_outside_the_range(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+
+    with pytest.raises(InputError, match="day = 2024-03-04, outside the range"):
+        lakehouse.overwrite_partitions(plays(spark, base_rows()[3:]), TABLE, column="day", start=D2, end=D3)
+    assert lakehouse.version(TABLE) == 0
+
+
+def test_overwrite_partitions_needs_a_partition_column(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE)
+
+    with pytest.raises(SchemaMismatchError, match="needs 'day' to be a partition column"):
+        lakehouse.overwrite_partitions(plays(spark, base_rows()[1:2]), TABLE, column="day", start=D2, end=D2)
+
+
+def test_read_at_a_version_returns_that_snapshot(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()[:1]), TABLE, partition_by=["day"])
+    lakehouse.write(plays(spark, base_rows()[1:]), TABLE, mode="append")
+    lakehouse.write(plays(spark, base_rows()[3:]), TABLE)
+
+    assert lakehouse.version(TABLE) == 2
+    assert_rows(lakehouse.read(TABLE, version=0), plays(spark, base_rows()[:1]))
+    assert_rows(lakehouse.read(TABLE, version=1), plays(spark, base_rows()))
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()[3:]))
+
+
+def test_history_lists_commits_newest_first_with_their_operation(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+    lakehouse.write(plays(spark, base_rows()[:1]), TABLE, mode="append")
+    lakehouse.merge(plays(spark, base_rows()[1:2]), TABLE, keys=["user_id"])
+
+    history = lakehouse.history(TABLE)
+
+    assert [(h["version"], h["downbeat.operation"], h["downbeat.rows"]) for h in history] == [
+        (2, "merge", "1"),
+        (1, "append", "1"),
+        (0, "overwrite", "4"),
+    ]
+
+
+def test_file_uris_are_the_current_snapshots_files_as_file_urls(spark, lakehouse, root):
+    lakehouse.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+    lakehouse.overwrite_partitions(plays(spark, base_rows()[1:2]), TABLE, column="day", start=D2, end=D3)
+
+    uris = lakehouse.file_uris(TABLE)
+
+    assert all(u.startswith("file:///") and Path(u.removeprefix("file://")).is_file() for u in uris)
+    assert len(uris) == 3  # days 1, 2 (rewritten) and 4; day 3 was replaced by nothing
+    assert len(lakehouse.file_uris(TABLE, version=0)) == 4
+
+
+def test_empty_frame_creates_an_empty_table_with_the_schema(spark, lakehouse):
+    lakehouse.write(plays(spark, []), TABLE, partition_by=["day"])
+
+    assert lakehouse.read(TABLE).count() == 0
+    assert [f.name for f in lakehouse.read(TABLE).schema.fields] == SCHEMA.fieldNames()
+
+
+def test_partition_values_survive_special_characters_and_nulls(spark, lakehouse):
+    schema = T.StructType([T.StructField("station_id", T.StringType()), T.StructField("n", T.LongType())])
+    rows = [("rock/pop & more", 1), (None, 2), ("ジャズ", 3), ("rock/pop & more", 4)]
+
+    lakehouse.write(spark.createDataFrame(rows, schema), "gold/stations", partition_by=["station_id"])
+
+    assert_rows(lakehouse.read("gold/stations"), spark.createDataFrame(rows, schema))
+
+
+def test_file_stats_bound_the_data(spark, lakehouse):
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    lakehouse.write(plays(spark, base_rows()).coalesce(1), TABLE)
+
+    actions = pa.table(DeltaTable(lakehouse.uri(TABLE)).get_add_actions(flatten=True)).to_pylist()
+    assert len(actions) == 1
+    stats = actions[0]
+    assert stats["num_records"] == 4
+    assert stats["min.user_id"] == "u1" and stats["max.user_id"] == "ü3"
+    assert stats["min.ms_played"] == 5 and stats["max.ms_played"] == 1000
+    assert stats["null_count.ms_played"] == 1
+    lo, hi = stats["min.ts"], stats["max.ts"]
+    assert lo.replace(tzinfo=None) <= ts(D1, 1) and hi.replace(tzinfo=None) >= ts(D4)
+    assert stats["min.day"] == D1 and stats["max.day"] == D4
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["plays", "platinum/plays", "gold/Plays", "gold/a/b", "gold/", "../gold/plays", "gold/plays; drop"],
+)
+def test_table_names_must_be_layer_slash_name(lakehouse, name):
+    with pytest.raises(InputError, match="must be layer/name"):
+        lakehouse.uri(name)
+
+
+def test_reading_a_missing_table_names_it(lakehouse):
+    with pytest.raises(TableNotFoundError, match="table gold/nothing does not exist"):
+        lakehouse.read("gold/nothing")
+
+
+def test_reading_a_version_that_does_not_exist_names_it(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE)
+
+    with pytest.raises(InputError, match="has no version 5"):
+        lakehouse.read(TABLE, version=5)
+
+
+# ---- guarantee: a failed write leaves the previous version ------------------------------------------
+
+
+def failing(spark: SparkSession, fail_at: str) -> DataFrame:
+    """Rows whose task raises when it reaches `fail_at`, after other rows have gone to the writer."""
+    rows = [(f"u{i:02d}", ts(D1), D1, f"t{i}", i, [i]) for i in range(20)]
+    df = spark.createDataFrame(rows, SCHEMA).repartition(2, "user_id")
+    return df.withColumn(
+        "user_id",
+        F.when(F.col("user_id") == fail_at, F.raise_error(F.lit("injected failure"))).otherwise(
+            F.col("user_id")
+        ),
+    )
+
+
+@pytest.fixture
+def small_batches(spark: SparkSession):
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, "2")  # the writer opens files and takes rows before the failing row
+    yield
+    spark.conf.set(key, previous)
+
+
+def test_failed_write_leaves_the_previous_version_and_no_new_rows_or_files(
+    spark, lakehouse, root, small_batches
+):
+    lakehouse.write(plays(spark, base_rows()), TABLE)
+    before = files_on_disk(root, TABLE)
+
+    with pytest.raises(WriteFailedError, match=r"table is unchanged \(version 0\).*injected failure"):
+        lakehouse.write(failing(spark, fail_at="u17"), TABLE, mode="append")
+
+    assert lakehouse.version(TABLE) == 0
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()))
+    assert files_on_disk(root, TABLE) == before == files_in_log(lakehouse, TABLE)
+
+
+def test_failed_first_write_creates_no_table(spark, lakehouse, root, small_batches):
+    with pytest.raises(WriteFailedError, match="new table"):
+        lakehouse.write(failing(spark, fail_at="u17"), TABLE)
+
+    assert not lakehouse.exists(TABLE)
+    assert not (root / TABLE).exists() or files_on_disk(root, TABLE) == set()
+
+
+# ---- guarantee: concurrent writers --------------------------------------------------------------------
+
+
+def test_second_of_two_concurrent_writers_fails_and_commits_nothing(spark, lakehouse, root):
+    lakehouse.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
+    first = lakehouse.prepare(plays(spark, base_rows()[:1]), TABLE, operation="overwrite")
+    second = lakehouse.prepare(
+        plays(spark, base_rows()[1:2]), TABLE, operation="merge", merge_keys=["user_id"]
+    )
+
+    first.commit()
+    with pytest.raises(ConcurrentWriteError, match="another writer committed after version 0"):
+        second.commit()
+
+    assert lakehouse.version(TABLE) == 1
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()[:1]))
+    # On disk: the live files and those version 0 still references, none from the failed writer.
+    assert files_on_disk(root, TABLE) == files_in_log(lakehouse, TABLE) | files_in_log(
+        lakehouse, TABLE, version=0
+    )
+
+
+def test_concurrent_blind_appends_both_land(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()[:1]), TABLE)
+    first = lakehouse.prepare(plays(spark, base_rows()[1:2]), TABLE, operation="append")
+    second = lakehouse.prepare(plays(spark, base_rows()[2:]), TABLE, operation="append")
+
+    assert (first.commit().version, second.commit().version) == (1, 2)
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()))
+
+
+def test_two_writers_creating_the_same_table_one_fails(spark, lakehouse):
+    first = lakehouse.prepare(plays(spark, base_rows()[:1]), TABLE, operation="overwrite")
+    second = lakehouse.prepare(plays(spark, base_rows()[1:]), TABLE, operation="overwrite")
+
+    first.commit()
+    with pytest.raises(ConcurrentWriteError):
+        second.commit()
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()[:1]))
+
+
+# ---- guarantee: schema checks -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda df: df.withColumn("ms_played", F.col("ms_played").cast("string")),
+            "column 'ms_played' is string in the data but bigint in the table",
+        ),
+        (lambda df: df.drop("track_id"), "column 'track_id' of the table is missing from the data"),
+        (lambda df: df.withColumn("skip", F.lit(True)), "column 'skip' is not in the table"),
+    ],
+)
+def test_append_with_a_different_schema_fails_naming_the_column(spark, lakehouse, change, message):
+    lakehouse.write(plays(spark, base_rows()), TABLE)
+
+    with pytest.raises(SchemaMismatchError, match=message):
+        lakehouse.write(change(plays(spark, base_rows())), TABLE, mode="append")
+    assert lakehouse.version(TABLE) == 0
+
+
+def test_schema_evolution_adds_the_column_and_old_rows_read_null(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()[:2]), TABLE)
+    newer = plays(spark, base_rows()[2:]).withColumn("station_id", F.lit("s1"))
+
+    lakehouse.write(newer, TABLE, mode="append", schema_evolution=True)
+
+    expected = (
+        plays(spark, base_rows()[:2]).withColumn("station_id", F.lit(None).cast("string")).unionByName(newer)
+    )
+    assert_rows(lakehouse.read(TABLE), expected)
+
+
+def test_merge_with_schema_evolution_keeps_unmatched_rows_with_null(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE)
+    change = plays(spark, base_rows()[:1]).withColumn("station_id", F.lit("s1"))
+
+    lakehouse.merge(change, TABLE, keys=["user_id"], schema_evolution=True)
+
+    rest = plays(spark, base_rows()[1:]).withColumn("station_id", F.lit(None).cast("string"))
+    assert_rows(lakehouse.read(TABLE), change.unionByName(rest))
+
+
+def test_overwrite_with_schema_evolution_replaces_the_schema(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()), TABLE)
+    narrow = plays(spark, base_rows()).select("user_id", F.col("ms_played").cast("string").alias("ms_played"))
+
+    with pytest.raises(SchemaMismatchError):
+        lakehouse.write(narrow, TABLE)
+    lakehouse.write(narrow, TABLE, schema_evolution=True)
+
+    assert_rows(lakehouse.read(TABLE), narrow)
+
+
+# ---- guarantee: plain Delta, readable by delta-rs in another process ----------------------------------
+
+
+READER = textwrap.dedent(
+    """
+    import json, sys
+    import pyarrow as pa, pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    table = DeltaTable(sys.argv[1])
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    rows = []
+    for action in actions:
+        data = pq.read_table(table.table_uri.rstrip("/") + "/" + action["path"]).to_pylist()
+        for row in data:
+            row["day"] = str(action["partition.day"])
+            rows.append([row["user_id"], row["day"], row["ms_played"]])
+    history = [[h["version"], h["operation"], h.get("downbeat.operation")] for h in table.history()]
+    print(json.dumps({"version": table.version(), "history": history, "rows": sorted(rows, key=str)}))
+    """
+)
+
+
+def test_every_table_is_readable_by_deltalake_in_another_process(spark, lakehouse):
+    lakehouse.write(plays(spark, base_rows()[:2]), TABLE, partition_by=["day"])
+    lakehouse.write(plays(spark, base_rows()[2:3]), TABLE, mode="append")
+    lakehouse.overwrite_partitions(
+        plays(spark, [("n", ts(D4), D4, "x", 8, None)]), TABLE, column="day", start=D4, end=D4
+    )
+    lakehouse.merge(plays(spark, [("u1", ts(D1), D1, "t1", 99, None)]), TABLE, keys=["user_id"])
+
+    out = subprocess.run(
+        [sys.executable, "-c", READER, lakehouse.uri(TABLE)], capture_output=True, text=True, check=True
+    )
+    seen = json.loads(out.stdout)
+
+    assert seen["version"] == 3
+    assert seen["history"] == [
+        [3, "WRITE", "merge"],
+        [2, "WRITE", "replace_range"],
+        [1, "WRITE", "append"],
+        [0, "CREATE TABLE", "overwrite"],
+    ]
+    assert seen["rows"] == sorted(
+        [
+            ["n", "2024-03-04", 8],
+            ["u1", "2024-03-01", 99],
+            ["u2", "2024-03-02", None],
+            ["ü3", "2024-03-03", 5],
+        ],
+        key=str,
+    )
+
+
+# ---- engine choice ------------------------------------------------------------------------------------
+
+
+def test_engine_spark_without_the_connector_is_a_config_error(spark):
+    if connector_available(spark):
+        pytest.skip("the Delta Spark connector is on the classpath in this session")
+    with pytest.raises(InputError, match=r"delta\.engine' is 'spark' but the Delta Spark connector"):
+        resolve_engine(spark, "spark")
+
+
+def test_engine_auto_falls_back_to_delta_rs_without_the_connector(spark):
+    if connector_available(spark):
+        pytest.skip("the Delta Spark connector is on the classpath in this session")
+    assert resolve_engine(spark, "auto") == "delta-rs"
+    assert resolve_engine(spark, "delta-rs") == "delta-rs"
