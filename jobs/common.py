@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -48,6 +49,10 @@ def config_from(args: argparse.Namespace) -> Config:
 
 def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
     """Run a command; map bad input to exit 2 with one line, anything else to exit 1."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         return fn() or EXIT_OK
     except InputError as exc:

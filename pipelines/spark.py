@@ -20,7 +20,7 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 @dataclass(frozen=True)
 class SparkSettings:
-    """How the session is built. `master: null` leaves the master to spark-submit."""
+    """How the session is built. Under spark-submit, its --master and driver memory win."""
 
     master: str | None
     app_name: str
@@ -33,11 +33,15 @@ class SparkSettings:
 def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession:
     """Build (or join, under spark-submit) the session with downbeat's settings applied."""
     conf = session_conf(settings, delta)
-    if (settings.master or "").startswith("local"):
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if under_spark_submit:
+        # spark-submit already chose the master and started the driver JVM: its flags win.
+        conf.pop("spark.driver.memory", None)
+    elif (settings.master or "").startswith("local"):
         # Local Python workers must run the driver's interpreter (the venv), not python3 from PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(settings.app_name)
-    if settings.master:
+    if settings.master and not under_spark_submit:
         builder = builder.master(settings.master)
     for key, value in conf.items():
         builder = builder.config(key, value)
