@@ -31,7 +31,8 @@ prereqs:
 $(STAMP): requirements.lock pyproject.toml | prereqs
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-warn-script-location -r requirements.lock
+	set -o pipefail; $(BIN)/pip install --quiet --no-warn-script-location -r requirements.lock 2>&1 \
+	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

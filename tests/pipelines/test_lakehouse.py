@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -493,3 +495,34 @@ def test_engine_auto_falls_back_to_delta_rs_without_the_connector(spark):
         pytest.skip("the Delta Spark connector is on the classpath in this session")
     assert resolve_engine(spark, "auto") == "delta-rs"
     assert resolve_engine(spark, "delta-rs") == "delta-rs"
+
+
+# ---- property: whatever is written reads back ----------------------------------------------------------
+
+KEYED = T.StructType(
+    [
+        T.StructField("station", T.StringType()),
+        T.StructField("n", T.IntegerType()),
+        T.StructField("s", T.StringType()),
+    ]
+)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b/ c", "ü", None]), st.none() | st.integers(-3, 3), st.text(max_size=4)
+        ),
+        max_size=30,
+    ),
+    partitioned=st.booleans(),
+)
+def test_any_frame_written_reads_back_row_for_row(spark, tmp_path_factory, rows, partitioned):
+    lakehouse = Lakehouse(spark, str(tmp_path_factory.mktemp("prop")), engine="delta-rs")
+    df = spark.createDataFrame(rows, KEYED).repartition(3)
+
+    commit = lakehouse.write(df, "gold/prop", partition_by=["station"] if partitioned else [])
+
+    assert commit.rows_written == len(rows)
+    assert_rows(lakehouse.read("gold/prop"), spark.createDataFrame(rows, KEYED))

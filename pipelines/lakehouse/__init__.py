@@ -1,0 +1,254 @@
+"""The Delta table layer: the only code in downbeat that reads or writes storage.
+
+Tables are named `layer/name` (layer: bronze, silver or gold) under `lakehouse.root`. Two engines
+write the same Delta protocol:
+
+- `spark`: the Delta Spark connector (`format("delta")`), when its classes are on the classpath.
+- `delta-rs`: Spark executors write the Parquet data files (`mapInArrow`, one writer per task);
+  the driver collects only their descriptions (path, size, partition values, stats) and commits
+  them once through delta-rs. No table passes through driver memory.
+
+Guarantees (tests/pipelines/test_lakehouse.py shows each on the delta-rs engine):
+- a write that fails before its commit leaves the table at its previous version, with no rows of
+  the failed write visible and its data files deleted;
+- writes other than blind appends commit only on top of the version they started from: a
+  concurrent commit makes them fail with ConcurrentWriteError and commit nothing;
+- a frame whose schema differs from the table's fails naming the column, unless schema evolution
+  is asked for (new columns are added; a full overwrite replaces the schema);
+- every table is a plain Delta table that `deltalake.DeltaTable` opens in any process.
+
+Readers take the snapshot's file list from the Delta log, never a directory listing.
+"""
+
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from pipelines.errors import InputError
+from pipelines.lakehouse import _delta_rs
+from pipelines.lakehouse._core import (
+    DELTA_CLASS,
+    LAYERS,
+    TABLE_NAME,
+    Commit,
+    ConcurrentWriteError,
+    DeltaSettings,
+    Engine,
+    LakehouseSettings,
+    PendingWrite,
+    SchemaMismatchError,
+    TableNotFoundError,
+    WriteFailedError,
+    WriteMode,
+    WriteSpec,
+    file_url,
+    conform,
+    first_line,
+    snapshot_files,
+    spark_schema,
+)
+from pipelines.lakehouse._spark_engine import SparkWrite
+
+log = logging.getLogger("downbeat.lakehouse")
+
+
+def resolve_engine(spark: SparkSession, engine: str) -> Engine:
+    """`auto` -> `spark` when the Delta connector's classes load in this session, else `delta-rs`."""
+    if engine == "delta-rs":
+        return "delta-rs"
+    available = connector_available(spark)
+    if engine == "spark" and not available:
+        raise InputError(
+            "config key 'delta.engine' is 'spark' but the Delta Spark connector is not on the classpath "
+            "(set delta.jars_dir or delta.packages, or use delta.engine=auto)"
+        )
+    return "spark" if available else "delta-rs"
+
+
+def connector_available(spark: SparkSession) -> bool:
+    """Whether the Delta Spark connector's classes load in this session's JVM."""
+    jvm = getattr(spark.sparkContext, "_jvm", None)
+    if jvm is None:
+        return False
+    try:
+        jvm.org.apache.spark.util.Utils.classForName(DELTA_CLASS, True, False)
+    except Exception:
+        return False
+    return True
+
+
+def normalize_root(root: str) -> str:
+    """Local roots become absolute paths; URIs are kept as they are."""
+    if "://" in root and not root.startswith("file://"):
+        return root.rstrip("/")
+    path = root.removeprefix("file://")
+    return str(Path(path).expanduser().resolve())
+
+
+class Lakehouse:
+    """Reads and writes the lakehouse's Delta tables through one engine."""
+
+    def __init__(self, spark: SparkSession, root: str, engine: Engine = "delta-rs") -> None:
+        self.spark = spark
+        self.root = normalize_root(root)
+        self.engine: Engine = engine
+
+    @classmethod
+    def from_settings(
+        cls, spark: SparkSession, lakehouse: LakehouseSettings, delta: DeltaSettings
+    ) -> Lakehouse:
+        return cls(spark, lakehouse.root, resolve_engine(spark, delta.engine))
+
+    # ---- names and metadata -------------------------------------------------------------------
+
+    def uri(self, table: str) -> str:
+        """The table's location: `{root}/{layer}/{name}`."""
+        if not TABLE_NAME.match(table):
+            raise InputError(
+                f"table name {table!r} must be layer/name with layer one of {', '.join(LAYERS)}"
+                " and name in lower case letters, digits and '_'"
+            )
+        return f"{self.root}/{table}"
+
+    def exists(self, table: str) -> bool:
+        from deltalake import DeltaTable
+
+        return bool(DeltaTable.is_deltatable(self.uri(table)))
+
+    def version(self, table: str) -> int:
+        """The table's current version."""
+        return int(self._delta_table(table).version())
+
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commit records, newest first: version, timestamp, operation, operationParameters, ..."""
+        return list(self._delta_table(table).history(limit))
+
+    def file_uris(self, table: str, version: int | None = None) -> list[str]:
+        """URLs of the snapshot's data files (file:// for local tables), from the Delta log."""
+        return [file_url(f.location) for f in snapshot_files(self._delta_table(table, version))]
+
+    def partition_columns(self, table: str) -> list[str]:
+        return list(self._delta_table(table).metadata().partition_columns)
+
+    def schema(self, table: str, version: int | None = None) -> T.StructType:
+        """The table's Spark schema (Delta's schema JSON is Spark's own)."""
+        return spark_schema(self._delta_table(table, version))
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def read(self, table: str, version: int | None = None) -> DataFrame:
+        """The table's rows at `version` (default: current), columns in table order."""
+        if self.engine == "spark":
+            uri = self.uri(table)
+            self._delta_table(table, version)  # same not-found error as the delta-rs engine
+            reader = self.spark.read.format("delta")
+            if version is not None:
+                reader = reader.option("versionAsOf", version)
+            return reader.load(uri)
+        return _delta_rs.read_files(self.spark, self._delta_table(table, version), with_file=False)
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    def write(
+        self,
+        df: DataFrame,
+        table: str,
+        *,
+        mode: WriteMode = "overwrite",
+        partition_by: Sequence[str] = (),
+        schema_evolution: bool = False,
+    ) -> Commit:
+        """Overwrite the table with `df`, or append `df` to it; creates the table when absent."""
+        if mode not in ("overwrite", "append"):
+            raise InputError(f"write mode {mode!r} must be overwrite or append")
+        return self._run(
+            df, table, operation=mode, partition_by=partition_by, schema_evolution=schema_evolution
+        )
+
+    def overwrite_partitions(
+        self,
+        df: DataFrame,
+        table: str,
+        *,
+        column: str,
+        start: dt.date,
+        end: dt.date,
+        schema_evolution: bool = False,
+    ) -> Commit:
+        """Replace the rows whose partition `column` lies in [start, end] with `df`'s rows."""
+        return self._run(
+            df,
+            table,
+            operation="replace_range",
+            partition_by=(column,),
+            replace_range=(column, start, end),
+            schema_evolution=schema_evolution,
+        )
+
+    def merge(
+        self, df: DataFrame, table: str, *, keys: Sequence[str], schema_evolution: bool = False
+    ) -> Commit:
+        """Upsert: rows of `df` replace the table's rows with equal `keys`; the others are inserted."""
+        return self._run(df, table, operation="merge", merge_keys=tuple(keys), schema_evolution=schema_evolution)
+
+    def prepare(
+        self,
+        df: DataFrame,
+        table: str,
+        *,
+        operation: str,
+        partition_by: Sequence[str] = (),
+        replace_range: tuple[str, dt.date, dt.date] | None = None,
+        merge_keys: Sequence[str] = (),
+        schema_evolution: bool = False,
+    ) -> PendingWrite:
+        """First half of a write: check it, and on delta-rs write its data files. `commit()` ends it."""
+        uri = self.uri(table)
+        spec = WriteSpec(
+            table=table,
+            uri=uri,
+            operation=operation,
+            partition_by=tuple(partition_by),
+            replace_range=replace_range,
+            merge_keys=tuple(merge_keys),
+            schema_evolution=schema_evolution,
+        )
+        current = self._delta_table(table) if self.exists(table) else None
+        df = conform(df, spec, current)
+        if self.engine == "spark":
+            return SparkWrite(self, spec, df)
+        return _delta_rs.stage(self.spark, spec, df, current)
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _run(self, df: DataFrame, table: str, **how: Any) -> Commit:
+        started = time.monotonic()
+        log.info("%s %s: writing data files (%s engine)", how["operation"], table, self.engine)
+        commit = self.prepare(df, table, **how).commit()
+        rows = "" if commit.rows_written is None else f", {commit.rows_written} rows"
+        log.info("%s %s: committed version %d%s, +%d/-%d files in %.1f s", commit.operation, table,
+                 commit.version, rows, commit.files_added, commit.files_removed, time.monotonic() - started)
+        return commit
+
+    def _delta_table(self, table: str, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError as DeltaNotFound
+
+        uri = self.uri(table)
+        try:
+            return DeltaTable(uri, version=version)
+        except DeltaNotFound:
+            raise TableNotFoundError(f"table {table} does not exist (no Delta log under {uri})") from None
+        except Exception as exc:
+            if version is not None and "version" in str(exc).lower():
+                raise InputError(f"table {table} has no version {version}: {first_line(exc)}") from None
+            raise

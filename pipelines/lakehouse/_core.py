@@ -1,0 +1,270 @@
+"""What both engines share: settings, errors, the commit record, and the checks a write passes first."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines.errors import InputError
+
+LAYERS = ("bronze", "silver", "gold")
+TABLE_NAME = re.compile(r"^(bronze|silver|gold)/[a-z][a-z0-9_]*$")
+FILE_NAME_COLUMN = "__downbeat_file"
+TXN_KEY = "downbeat.txn"
+PARTITION_TYPES = (
+    T.StringType,
+    T.DateType,
+    T.IntegerType,
+    T.LongType,
+    T.ShortType,
+    T.ByteType,
+    T.BooleanType,
+)
+DELTA_CLASS = "org.apache.spark.sql.delta.DeltaLog"
+
+Engine = Literal["spark", "delta-rs"]
+WriteMode = Literal["overwrite", "append"]
+
+
+
+@dataclass(frozen=True)
+class LakehouseSettings:
+    """Where tables live: a local path or a URI (file://, s3://)."""
+
+    root: str
+
+
+@dataclass(frozen=True)
+class DeltaSettings:
+    """Which engine writes Delta; where the connector's jars come from when it is Spark."""
+
+    engine: Literal["auto", "spark", "delta-rs"]
+    packages: str | None
+    jars_dir: str | None
+
+
+class TableNotFoundError(InputError):
+    """The named table has no Delta log under the lakehouse root."""
+
+
+class SchemaMismatchError(InputError):
+    """The data's columns do not match the table's."""
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer committed to the table while this write ran; nothing was committed."""
+
+
+class WriteFailedError(RuntimeError):
+    """The write failed before its commit; the table is unchanged."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one write committed."""
+
+    table: str
+    version: int
+    operation: str
+    rows_written: int | None
+    files_added: int
+    files_removed: int
+
+
+# ---- write planning --------------------------------------------------------
+
+
+@dataclass
+class WriteSpec:
+    table: str
+    uri: str
+    operation: str  # overwrite | append | replace_range | merge
+    partition_by: tuple[str, ...]
+    replace_range: tuple[str, dt.date, dt.date] | None
+    merge_keys: tuple[str, ...]
+    schema_evolution: bool
+    new_columns: tuple[T.StructField, ...] = ()
+    schema: T.StructType = field(default_factory=T.StructType)
+
+
+def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:
+    """Check `df` against the table and order its columns like the table's. Returns the frame to write."""
+    incoming = nullable(df.schema)
+    if spec.operation not in ("overwrite", "append", "replace_range", "merge"):
+        raise InputError(f"unknown write operation {spec.operation!r}")
+    for name in (*spec.partition_by, *spec.merge_keys):
+        if name not in incoming.fieldNames():
+            raise SchemaMismatchError(f"{spec.operation} of {spec.table}: column '{name}' is not in the data")
+    for name in spec.partition_by:
+        if not isinstance(incoming[name].dataType, PARTITION_TYPES):
+            raise InputError(
+                f"{spec.table}: partition column '{name}' has type {incoming[name].dataType.simpleString()}; "
+                "partition by a string, date, integer or boolean column"
+            )
+    if current is None:  # the write creates the table (a merge into nothing inserts every row)
+        spec.schema = incoming
+        return df.select(*[F.col(f"`{c}`") for c in incoming.fieldNames()])
+    table_schema = spark_schema(current)
+    table_partitions = list(current.metadata().partition_columns)
+    if spec.operation == "overwrite" and spec.schema_evolution:
+        spec.schema = incoming  # a full overwrite may replace the schema and the partitioning
+        return df.select(*[F.col(f"`{c}`") for c in incoming.fieldNames()])
+    if spec.replace_range is not None:
+        if spec.replace_range[0] not in table_partitions:
+            raise SchemaMismatchError(
+                f"{spec.table}: overwriting a range needs '{spec.replace_range[0]}' to be a partition "
+                f"column; the table is partitioned by {table_partitions or 'nothing'}"
+            )
+    elif spec.partition_by and list(spec.partition_by) != table_partitions:
+        raise SchemaMismatchError(
+            f"{spec.operation} of {spec.table}: the table is partitioned by "
+            f"{table_partitions or 'nothing'}, not {list(spec.partition_by)}"
+        )
+    wanted = {f.name: f for f in table_schema.fields}
+    for f in incoming.fields:
+        known = wanted.get(f.name)
+        if known is None:
+            if not spec.schema_evolution:
+                raise SchemaMismatchError(
+                    f"{spec.operation} to {spec.table}: column '{f.name}' is not in the table "
+                    "(ask for schema evolution to add it)"
+                )
+        elif known.dataType != f.dataType:
+            raise SchemaMismatchError(
+                f"{spec.operation} to {spec.table}: column '{f.name}' is "
+                f"{f.dataType.simpleString()} in the data but "
+                f"{known.dataType.simpleString()} in the table"
+            )
+    missing = [name for name in wanted if name not in incoming.fieldNames()]
+    if missing and not spec.schema_evolution:
+        raise SchemaMismatchError(
+            f"{spec.operation} to {spec.table}: column '{missing[0]}' of the table is "
+            "missing from the data (ask for schema evolution to write it as null)"
+        )
+    new_columns = tuple(f for f in incoming.fields if f.name not in wanted)
+    schema = T.StructType([*table_schema.fields, *new_columns])
+    spec.new_columns, spec.schema = new_columns, schema
+    columns = [
+        F.col(f"`{f.name}`")
+        if f.name in incoming.fieldNames()
+        else F.lit(None).cast(f.dataType).alias(f.name)
+        for f in schema.fields
+    ]
+    return df.select(*columns)
+
+
+def check_range(df: DataFrame, spec: WriteSpec) -> None:
+    assert spec.replace_range is not None
+    column, start, end = spec.replace_range
+    if start > end:
+        raise InputError(f"{spec.table}: range start {start} is after its end {end}")
+    col = F.col(f"`{column}`")
+    outside = (
+        df.where(col.isNull() | (col < F.lit(start)) | (col > F.lit(end))).select(col).limit(1).collect()
+    )
+    if outside:
+        raise InputError(
+            f"overwrite of {spec.table} for {column} in [{start}, {end}]: the data has a row with "
+            f"{column} = {outside[0][0]}, outside the range"
+        )
+
+
+def check_unique_keys(df: DataFrame, spec: WriteSpec) -> None:
+    keys = [F.col(f"`{k}`") for k in spec.merge_keys]
+    not_null = F.lit(True)
+    for k in keys:
+        not_null = not_null & k.isNotNull()
+    dup = df.where(not_null).groupBy(*keys).count().where(F.col("count") > 1).limit(1).collect()
+    if dup:
+        key = ", ".join(f"{k}={dup[0][k]!r}" for k in spec.merge_keys)
+        raise InputError(
+            f"merge into {spec.table}: the data has {dup[0]['count']} rows with {key}; "
+            "merge keys must be unique in the data"
+        )
+
+
+class PendingWrite:
+    """A write whose data is staged but not visible. `commit()` publishes it; `abort()` discards it."""
+
+    def commit(self) -> Commit:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def spark_schema(delta_table: Any) -> T.StructType:
+    schema = T.StructType.fromJson(json.loads(delta_table.schema().to_json()))
+    return schema
+
+
+def nullable(schema: T.StructType) -> T.StructType:
+    """Delta stores DataFrame columns as nullable, as the Spark connector does."""
+    return T.StructType([T.StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a snapshot, as the Delta log describes it."""
+
+    path: str  # as in the log: relative to the table root, or absolute
+    location: str  # where it is: a plain absolute path for local tables, else a URI
+    size: int
+    partition_values: dict[str, Any]  # typed values (date, int, str, bool, None)
+
+
+def snapshot_files(delta_table: Any) -> list[DataFile]:
+    """The data files of a delta-rs snapshot, from its log (never a directory listing)."""
+    import pyarrow as pa
+
+    partition_cols = list(delta_table.metadata().partition_columns)
+    actions = pa.table(delta_table.get_add_actions(flatten=True)).to_pydict()
+    root = delta_table.table_uri.rstrip("/")
+    if root.startswith("file://"):
+        root = unquote(root.removeprefix("file://"))
+    files = []
+    for i, path in enumerate(actions.get("path", [])):
+        # Log paths are URIs (percent-encoded); storage wants them decoded.
+        location = path if "://" in path or path.startswith("/") else f"{root}/{unquote(path)}"
+        values = {c: actions[f"partition.{c}"][i] for c in partition_cols}
+        files.append(DataFile(path, location, int(actions["size_bytes"][i]), values))
+    return files
+
+
+def file_url(location: str) -> str:
+    """A file:// URL for a local path, unescaped (Petastorm and pyarrow take the rest as the path)."""
+    return location if "://" in location else f"file://{location}"
+
+
+def first_line(exc: BaseException) -> str:
+    """One line that says what went wrong; for a failed Python task, its exception's own line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if any(line.startswith("Traceback") for line in lines):
+        return lines[-1][:300]
+    return lines[0][:300]
+
+
+__all__ = [
+    "Commit",
+    "ConcurrentWriteError",
+    "DeltaSettings",
+    "Lakehouse",
+    "LakehouseSettings",
+    "PendingWrite",
+    "SchemaMismatchError",
+    "TableNotFoundError",
+    "WriteFailedError",
+    "connector_available",
+    "resolve_engine",
+]
