@@ -20,7 +20,6 @@ Guarantees (tests/pipelines/test_lakehouse.py shows each on the delta-rs engine)
 Readers take the snapshot's file list from the Delta log, never a directory listing.
 """
 
-
 from __future__ import annotations
 
 import datetime as dt
@@ -50,8 +49,8 @@ from pipelines.lakehouse._core import (
     WriteFailedError,
     WriteMode,
     WriteSpec,
-    file_url,
     conform,
+    file_url,
     first_line,
     snapshot_files,
     spark_schema,
@@ -198,7 +197,9 @@ class Lakehouse:
         self, df: DataFrame, table: str, *, keys: Sequence[str], schema_evolution: bool = False
     ) -> Commit:
         """Upsert: rows of `df` replace the table's rows with equal `keys`; the others are inserted."""
-        return self._run(df, table, operation="merge", merge_keys=tuple(keys), schema_evolution=schema_evolution)
+        return self._run(
+            df, table, operation="merge", merge_keys=tuple(keys), schema_evolution=schema_evolution
+        )
 
     def prepare(
         self,
@@ -235,8 +236,16 @@ class Lakehouse:
         log.info("%s %s: writing data files (%s engine)", how["operation"], table, self.engine)
         commit = self.prepare(df, table, **how).commit()
         rows = "" if commit.rows_written is None else f", {commit.rows_written} rows"
-        log.info("%s %s: committed version %d%s, +%d/-%d files in %.1f s", commit.operation, table,
-                 commit.version, rows, commit.files_added, commit.files_removed, time.monotonic() - started)
+        log.info(
+            "%s %s: committed version %d%s, +%d/-%d files in %.1f s",
+            commit.operation,
+            table,
+            commit.version,
+            rows,
+            commit.files_added,
+            commit.files_removed,
+            time.monotonic() - started,
+        )
         return commit
 
     def _delta_table(self, table: str, version: int | None = None) -> Any:
@@ -252,3 +261,19 @@ class Lakehouse:
             if version is not None and "version" in str(exc).lower():
                 raise InputError(f"table {table} has no version {version}: {first_line(exc)}") from None
             raise
+
+
+__all__ = [
+    "Commit",
+    "ConcurrentWriteError",
+    "DeltaSettings",
+    "Lakehouse",
+    "LakehouseSettings",
+    "PendingWrite",
+    "SchemaMismatchError",
+    "TableNotFoundError",
+    "WriteFailedError",
+    "connector_available",
+    "normalize_root",
+    "resolve_engine",
+]

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -33,7 +32,6 @@ DELTA_CLASS = "org.apache.spark.sql.delta.DeltaLog"
 
 Engine = Literal["spark", "delta-rs"]
 WriteMode = Literal["overwrite", "append"]
-
 
 
 @dataclass(frozen=True)
@@ -253,18 +251,3 @@ def first_line(exc: BaseException) -> str:
     if any(line.startswith("Traceback") for line in lines):
         return lines[-1][:300]
     return lines[0][:300]
-
-
-__all__ = [
-    "Commit",
-    "ConcurrentWriteError",
-    "DeltaSettings",
-    "Lakehouse",
-    "LakehouseSettings",
-    "PendingWrite",
-    "SchemaMismatchError",
-    "TableNotFoundError",
-    "WriteFailedError",
-    "connector_available",
-    "resolve_engine",
-]

@@ -48,8 +48,12 @@ def read_files(spark: SparkSession, delta_table: Any, *, with_file: bool) -> Dat
             f"table {delta_table.table_uri} has data files with the same name in different folders; "
             "downbeat matches partition values to files by name"
         )
-    by_file = T.StructType([T.StructField(FILE_NAME_COLUMN, T.StringType()), *[schema[c] for c in partition_cols]])
-    rows = [(name, *[f.partition_values[c] for c in partition_cols]) for name, f in zip(names, files, strict=True)]
+    by_file = T.StructType(
+        [T.StructField(FILE_NAME_COLUMN, T.StringType()), *[schema[c] for c in partition_cols]]
+    )
+    rows = [
+        (name, *[f.partition_values[c] for c in partition_cols]) for name, f in zip(names, files, strict=True)
+    ]
     df = df.withColumn(FILE_NAME_COLUMN, F.col("_metadata.file_name")).join(
         F.broadcast(spark.createDataFrame(rows, by_file)), FILE_NAME_COLUMN
     )
@@ -95,22 +99,34 @@ class DeltaRsWrite(PendingWrite):
         blind_append = spec.operation == "append" and not spec.new_columns
         # Anything but a blind append was computed from base_version: it lands right on top of it or
         # not at all. Blind appends commute with other commits, so delta-rs may retry them.
-        properties = CommitProperties(custom_metadata=metadata, max_commit_retries=None if blind_append else 0)
+        properties = CommitProperties(
+            custom_metadata=metadata, max_commit_retries=None if blind_append else 0
+        )
         partition_by = list(spec.partition_by) or None
         try:
             if self.base_version is None:
-                create_table_with_add_actions(spec.uri, schema, self.adds, mode="error",
-                                              partition_by=partition_by, commit_properties=properties)
+                create_table_with_add_actions(
+                    spec.uri,
+                    schema,
+                    self.adds,
+                    mode="error",
+                    partition_by=partition_by,
+                    commit_properties=properties,
+                )
             else:
                 table = DeltaTable(spec.uri)
                 if not blind_append and table.version() != self.base_version:
                     raise CommitFailedError(f"the table is at version {table.version()}")
                 if spec.new_columns:  # a metadata-only commit first: adds nullable columns
                     table.alter.add_columns([Field.from_json(f.json()) for f in spec.new_columns])
-                table.create_write_transaction([*self.adds, *self.removes], mode=self.mode, schema=schema,
-                                               partition_by=partition_by,
-                                               partition_filters=self.partition_filters,
-                                               commit_properties=properties)
+                table.create_write_transaction(
+                    [*self.adds, *self.removes],
+                    mode=self.mode,
+                    schema=schema,
+                    partition_by=partition_by,
+                    partition_filters=self.partition_filters,
+                    commit_properties=properties,
+                )
         except Exception as exc:
             self.abort()
             if isinstance(exc, CommitFailedError) or "already exists" in str(exc):
@@ -121,8 +137,14 @@ class DeltaRsWrite(PendingWrite):
                 ) from exc
             raise
         self.done = True
-        return Commit(spec.table, version_of_txn(spec.uri, self.txn), spec.operation, self.rows,
-                      len(self.adds), len(self.removes))
+        return Commit(
+            spec.table,
+            version_of_txn(spec.uri, self.txn),
+            spec.operation,
+            self.rows,
+            len(self.adds),
+            len(self.removes),
+        )
 
 
 def stage(spark: SparkSession, spec: WriteSpec, df: DataFrame, current: Any) -> DeltaRsWrite:
@@ -181,8 +203,11 @@ def merge_rewrite(
         )
     rewritten = kept.select(*df.columns).unionByName(df)
     removes = [
-        {"path": f.path, "size": f.size,
-         "partition_values": {c: partition_text(v) for c, v in f.partition_values.items()}}
+        {
+            "path": f.path,
+            "size": f.size,
+            "partition_values": {c: partition_text(v) for c, v in f.partition_values.items()},
+        }
         for f in snapshot_files(current)
         if file_name(f.path) in touched
     ]
@@ -259,4 +284,3 @@ def version_of_txn(uri: str, txn: str) -> int:
         if entry.get(TXN_KEY) == txn:
             return int(entry["version"])
     raise RuntimeError(f"{uri}: the commit of transaction {txn} is not in the last 100 versions")
-

@@ -38,9 +38,7 @@ def task_writer(uri: str, partition_by: list[str], txn: str) -> Callable[[Iterab
         task = f"{ctx.partitionId():05d}-{txn}-{ctx.attemptNumber()}" if ctx else f"00000-{txn}-0"
         fs, base = pafs.FileSystem.from_uri(uri)
         data_names = [n for n in first.schema.names if n not in partition_by]
-        out = FileRoller(
-            fs, base, task, pa.schema([first.schema.field(n) for n in data_names]), partition_by
-        )
+        out = FileRoller(fs, base, task, pa.schema([first.schema.field(n) for n in data_names]), partition_by)
         try:
             for batch in itertools.chain([first], batches):
                 for key, piece in runs(batch, partition_by):
@@ -285,4 +283,3 @@ def delete_txn_files(uri: str, txn: str) -> None:
         if info.type == pafs.FileType.File and txn in info.base_name:
             with contextlib.suppress(OSError):
                 fs.delete_file(info.path)
-

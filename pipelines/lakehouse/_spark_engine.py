@@ -80,4 +80,3 @@ class SparkWrite(PendingWrite):
         finally:
             spark.conf.set(key, previous or "false")
             spark.catalog.dropTempView(view)
-
