@@ -15,7 +15,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/downbeat doctor
 	@echo "The end-to-end demo (synth -> ingest -> build -> train -> evaluate) arrives with the"
-	@echo "feature pipelines and training; see README.md, 'What make demo will run'."
+	@echo "feature pipelines and training; see README.md, 'What make demo runs'."
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -23,10 +23,12 @@ lint: $(STAMP)
 
 # One line per missing prerequisite, naming what to install.
 prereqs:
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "downbeat needs Python 3.11: install it (e.g. 'apt-get install python3.11' or pyenv) or run 'make PYTHON=/path/to/python3.11'"; exit 2; }
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { echo "downbeat needs Python 3.11, but $(PYTHON) is $$($(PYTHON) -V 2>&1): install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 2; }
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ -z "$$v" ]; then echo "downbeat needs Python 3.11: '$(PYTHON)' does not run; install Python 3.11 (e.g. 'apt-get install python3.11') or run 'make PYTHON=/path/to/python3.11'"; exit 2; fi; \
+	if [ "$$v" != 3.11 ]; then echo "downbeat needs Python 3.11, but '$(PYTHON)' is Python $$v: install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 2; fi
 	@command -v java >/dev/null 2>&1 || { echo "downbeat needs Java 17 for Spark: install it (e.g. 'apt-get install openjdk-17-jre-headless') and put java on PATH"; exit 2; }
-	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); [ "$$v" = 17 ] || [ "$$v" = 21 ] || { echo "downbeat needs Java 17 (or 21) for Spark 4, but java is version '$$v': install openjdk-17-jre-headless and put it first on PATH"; exit 2; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	[ "$$v" = 17 ] || [ "$$v" = 21 ] || { echo "downbeat needs Java 17 (or 21) for Spark 4, but java is version '$$v': install openjdk-17-jre-headless and put it first on PATH"; exit 2; }
 
 $(STAMP): requirements.lock pyproject.toml | prereqs
 	rm -rf $(VENV)

@@ -60,7 +60,8 @@ class SparkWrite(PendingWrite):
 
     def _save(self, mode: str, options: dict[str, str]) -> None:
         writer = self.df.write.format("delta").mode(mode).options(**options)
-        if self.spec.partition_by and self.spec.replace_range is None:
+        if self.spec.partition_by and not self.lakehouse.exists(self.spec.table):
+            # Only a new table takes its partitioning from the write; an existing one keeps its own.
             writer = writer.partitionBy(*self.spec.partition_by)
         writer.save(self.spec.uri)
 
