@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.common import add_global_options, config_from, guarded
 from jobs.config import Config
-from pipelines.lakehouse import Lakehouse, connector_available, normalize_root
+from pipelines.lakehouse import Lakehouse, connector_available
 from pipelines.spark import spark_session
 
 
@@ -60,7 +60,7 @@ def _java_version() -> str:
 def _root_status(root: str) -> str:
     if "://" in root:
         return f"{root} (remote; not checked)"
-    path = Path(normalize_root(root))
+    path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     probe = path / ".downbeat-write-check"
     probe.write_text("ok")

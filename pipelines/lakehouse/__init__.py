@@ -49,6 +49,7 @@ from pipelines.lakehouse._core import (
     WriteFailedError,
     WriteMode,
     WriteSpec,
+    check_data,
     conform,
     file_url,
     first_line,
@@ -223,8 +224,9 @@ class Lakehouse:
             merge_keys=tuple(merge_keys),
             schema_evolution=schema_evolution,
         )
-        current = self._delta_table(table) if self.exists(table) else None
+        current = self._current(table)
         df = conform(df, spec, current)
+        check_data(df, spec)
         if self.engine == "spark":
             return SparkWrite(self, spec, df)
         return _delta_rs.stage(self.spark, spec, df, current)
@@ -247,6 +249,13 @@ class Lakehouse:
             time.monotonic() - started,
         )
         return commit
+
+    def _current(self, table: str) -> Any:
+        """The table's current snapshot, or None when there is no table yet."""
+        try:
+            return self._delta_table(table)
+        except TableNotFoundError:
+            return None
 
     def _delta_table(self, table: str, version: int | None = None) -> Any:
         from deltalake import DeltaTable

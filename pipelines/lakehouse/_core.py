@@ -92,10 +92,11 @@ class WriteSpec:
     schema_evolution: bool
     new_columns: tuple[T.StructField, ...] = ()
     schema: T.StructType = field(default_factory=T.StructType)
+    creates: bool = False  # no table yet: this write creates it
 
 
 def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:
-    """Check `df` against the table and order its columns like the table's. Returns the frame to write."""
+    """Check `df` against the table; settle the schema and partitioning to write. Returns the frame."""
     incoming = nullable(df.schema)
     if spec.operation not in ("overwrite", "append", "replace_range", "merge"):
         raise InputError(f"unknown write operation {spec.operation!r}")
@@ -109,13 +110,13 @@ def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:
                 "partition by a string, date, integer or boolean column"
             )
     if current is None:  # the write creates the table (a merge into nothing inserts every row)
-        spec.schema = incoming
-        return df.select(*[F.col(f"`{c}`") for c in incoming.fieldNames()])
+        spec.schema, spec.creates = incoming, True
+        return aligned(df, incoming)
     table_schema = spark_schema(current)
     table_partitions = list(current.metadata().partition_columns)
     if spec.operation == "overwrite" and spec.schema_evolution:
         spec.schema = incoming  # a full overwrite may replace the schema and the partitioning
-        return df.select(*[F.col(f"`{c}`") for c in incoming.fieldNames()])
+        return aligned(df, incoming)
     if spec.replace_range is not None:
         if spec.replace_range[0] not in table_partitions:
             raise SchemaMismatchError(
@@ -149,15 +150,28 @@ def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:
             "missing from the data (ask for schema evolution to write it as null)"
         )
     new_columns = tuple(f for f in incoming.fields if f.name not in wanted)
-    schema = T.StructType([*table_schema.fields, *new_columns])
-    spec.new_columns, spec.schema = new_columns, schema
-    columns = [
-        F.col(f"`{f.name}`")
-        if f.name in incoming.fieldNames()
-        else F.lit(None).cast(f.dataType).alias(f.name)
-        for f in schema.fields
-    ]
-    return df.select(*columns)
+    spec.new_columns = new_columns
+    spec.schema = T.StructType([*table_schema.fields, *new_columns])
+    spec.partition_by = tuple(table_partitions)  # an existing table keeps its partitioning
+    return aligned(df, spec.schema)
+
+
+def aligned(df: DataFrame, schema: T.StructType) -> DataFrame:
+    """`df`'s columns in `schema`'s order; a column `df` lacks becomes a typed null."""
+    return df.select(
+        *[
+            F.col(f"`{f.name}`") if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in schema.fields
+        ]
+    )
+
+
+def check_data(df: DataFrame, spec: WriteSpec) -> None:
+    """The checks that need the data itself (one Spark job each), before any file is written."""
+    if spec.replace_range is not None:
+        check_range(df, spec)
+    if spec.operation == "merge":
+        check_unique_keys(df, spec)
 
 
 def check_range(df: DataFrame, spec: WriteSpec) -> None:

@@ -21,8 +21,7 @@ from pipelines.lakehouse._core import (
     PendingWrite,
     WriteFailedError,
     WriteSpec,
-    check_range,
-    check_unique_keys,
+    aligned,
     first_line,
     snapshot_files,
     spark_schema,
@@ -148,26 +147,20 @@ class DeltaRsWrite(PendingWrite):
 
 
 def stage(spark: SparkSession, spec: WriteSpec, df: DataFrame, current: Any) -> DeltaRsWrite:
-    """Check the write and run the Spark job that writes its data files; commit comes later."""
+    """Run the Spark job that writes the data files of a checked write; commit() comes later."""
     from deltalake.transaction import RemoveAction
 
     base_version = None if current is None else int(current.version())
-    if current is not None and not (spec.operation == "overwrite" and spec.schema_evolution):
-        spec.partition_by = tuple(current.metadata().partition_columns)
     removes: list[dict[str, Any]] = []
     filters: list[tuple[str, str, Any]] | None = None
     mode = "overwrite" if spec.operation == "overwrite" else "append"
-    if spec.operation == "replace_range":
-        assert spec.replace_range is not None
-        check_range(df, spec)
+    if spec.replace_range is not None:
         column, start, end = spec.replace_range
         if current is not None:
             mode = "overwrite"
             filters = [(column, ">=", start.isoformat()), (column, "<=", end.isoformat())]
-    elif spec.operation == "merge":
-        check_unique_keys(df, spec)
-        if current is not None:
-            df, removes = merge_rewrite(spark, spec, df, current)
+    elif spec.operation == "merge" and current is not None:
+        df, removes = merge_rewrite(spark, spec, df, current)
     txn = uuid.uuid4().hex
     adds = write_data_files(df, spec, txn, base_version)
     now = int(time.time() * 1000)
@@ -194,14 +187,7 @@ def merge_rewrite(
         .join(source_keys, list(spec.merge_keys), "left_anti")
         .drop(FILE_NAME_COLUMN)
     )
-    if spec.new_columns:
-        kept = kept.select(
-            *[
-                F.col(f"`{f.name}`") if f.name in kept.columns else F.lit(None).cast(f.dataType).alias(f.name)
-                for f in spec.schema.fields
-            ]
-        )
-    rewritten = kept.select(*df.columns).unionByName(df)
+    rewritten = aligned(kept, spec.schema).unionByName(df)
     removes = [
         {
             "path": f.path,

@@ -12,8 +12,6 @@ from pipelines.lakehouse._core import (
     ConcurrentWriteError,
     PendingWrite,
     WriteSpec,
-    check_range,
-    check_unique_keys,
     first_line,
 )
 
@@ -35,8 +33,7 @@ class SparkWrite(PendingWrite):
         evolve = "overwriteSchema" if spec.operation == "overwrite" else "mergeSchema"
         try:
             if spec.operation == "merge":
-                check_unique_keys(self.df, spec)
-                if not self.lakehouse.exists(spec.table):
+                if spec.creates:
                     self._save("overwrite", {})
                 else:
                     self._merge()
@@ -44,7 +41,6 @@ class SparkWrite(PendingWrite):
                 options: dict[str, str] = {evolve: "true"} if spec.schema_evolution else {}
                 mode = "append" if spec.operation == "append" else "overwrite"
                 if spec.replace_range is not None:
-                    check_range(self.df, spec)
                     column, start, end = spec.replace_range
                     options["replaceWhere"] = f"`{column}` >= '{start}' AND `{column}` <= '{end}'"
                 self._save(mode, options)
@@ -60,7 +56,7 @@ class SparkWrite(PendingWrite):
 
     def _save(self, mode: str, options: dict[str, str]) -> None:
         writer = self.df.write.format("delta").mode(mode).options(**options)
-        if self.spec.partition_by and not self.lakehouse.exists(self.spec.table):
+        if self.spec.partition_by and self.spec.creates:
             # Only a new table takes its partitioning from the write; an existing one keeps its own.
             writer = writer.partitionBy(*self.spec.partition_by)
         writer.save(self.spec.uri)
