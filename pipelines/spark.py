@@ -91,7 +91,9 @@ def delta_connector_conf(delta: DeltaSettings) -> dict[str, str]:
         conf["spark.jars"] = ",".join(str(j) for j in jars)
     if delta.packages:
         conf["spark.jars.packages"] = delta.packages
-    if delta.jars_dir or delta.packages or delta.engine == "spark":
+    if delta.jars_dir or delta.packages:
+        # Only when config brings the connector: naming classes that are absent makes Spark print a
+        # stack trace at start-up, before resolve_engine() can say what is missing in one line.
         conf["spark.sql.extensions"] = DELTA_EXTENSION
         conf["spark.sql.catalog.spark_catalog"] = DELTA_CATALOG
     return conf
