@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import doctor
+from jobs import doctor, ingest
 from jobs.common import add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", parents=[common], help="check Java, Spark, the Delta engine and the lakehouse root"
     )
     check.set_defaults(handler=doctor.command)
+
+    load = commands.add_parser(
+        "ingest", parents=[common], help="raw logs -> bronze/events (rejected rows -> bronze/quarantine)"
+    )
+    ingest.add_arguments(load)
+    load.set_defaults(handler=ingest.command)
     return parser
 
 

@@ -22,6 +22,15 @@ import yaml
 
 from pipelines.errors import ConfigError
 from pipelines.lakehouse import DeltaSettings, LakehouseSettings
+from pipelines.settings import (
+    EvalSettings,
+    FeatureSettings,
+    SequenceSettings,
+    SessionSettings,
+    SkipSettings,
+    SplitSettings,
+)
+from pipelines.sources import SourceSettings
 from pipelines.spark import SparkSettings
 
 DEFAULT_CONF = Path("conf") / "local.yaml"
@@ -45,7 +54,18 @@ class Config:
     delta: DeltaSettings
     lakehouse: LakehouseSettings
     mlflow: MlflowSettings
+    sources: SourceSettings
+    sessions: SessionSettings
+    skips: SkipSettings
+    split: SplitSettings
+    sequences: SequenceSettings
+    eval: EvalSettings
     source_files: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+
+
+    @property
+    def features(self) -> FeatureSettings:
+        return FeatureSettings(self.sessions, self.skips, self.split, self.sequences, self.eval)
 
 
 def resolve_conf_path(path: str | os.PathLike[str] | None) -> Path:

@@ -1,0 +1,113 @@
+"""`downbeat ingest --format FORMAT --input PATH...`: raw logs -> bronze/events (+ bronze/quarantine).
+
+Accepted rows are merged into bronze/events on their stable `event_id`, so ingesting a file again
+leaves the table's content as it was. Rejected rows are merged into bronze/quarantine with the
+file, line and reason. Both tables' data files are written before either commits.
+Also runnable as `spark-submit jobs/ingest.py --format FORMAT --input PATH...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.common import add_global_options, config_from, guarded
+from jobs.config import Config
+from pipelines import schemas as S
+from pipelines.errors import InputError
+from pipelines.lakehouse import Lakehouse
+from pipelines.sources import ADAPTERS, FORMATS, events, input_files, rejects
+from pipelines.sources._common import FILE, LINE, REASON
+from pipelines.spark import spark_session
+
+EVENTS_TABLE, QUARANTINE_TABLE = "bronze/events", "bronze/quarantine"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    files: tuple[str, ...]
+    accepted: int
+    rejected: int
+    events_version: int
+    quarantine_version: int | None
+
+
+def run(spark: SparkSession, cfg: Config, fmt: str, inputs: Sequence[str]) -> IngestResult:
+    """Parse `inputs` in `fmt`, then merge accepted rows into bronze/events and the rest into quarantine."""
+    if fmt not in ADAPTERS:
+        raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    files = input_files(inputs)
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    parsed = ADAPTERS[fmt](spark, files, cfg.sources).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        counts = {bool(r[0]): int(r[1]) for r in parsed.groupBy(F.col(REASON).isNull()).count().collect()}
+        accepted, rejected = counts.get(True, 0), counts.get(False, 0)
+        if accepted + rejected == 0:
+            raise InputError(f"input {', '.join(files)}: no rows to ingest")
+        if accepted == 0:
+            first = parsed.orderBy(FILE, LINE).select(FILE, LINE, REASON).first()
+            assert first is not None
+            raise InputError(
+                f"no row of {first[FILE]} is valid {fmt}: line {first[LINE]}: {first[REASON]}"
+                f" ({rejected} rows rejected, nothing written)"
+            )
+        pending = [
+            lakehouse.prepare(
+                events(parsed, fmt),
+                EVENTS_TABLE,
+                operation="merge",
+                merge_keys=[S.EVENT_ID],
+                partition_by=[S.DATE],
+            )
+        ]
+        if rejected:
+            pending.append(
+                lakehouse.prepare(rejects(parsed, fmt), QUARANTINE_TABLE, operation="merge", merge_keys=["row_id"])
+            )
+        commits = [p.commit() for p in pending]
+    finally:
+        parsed.unpersist()
+    return IngestResult(
+        files=tuple(files),
+        accepted=accepted,
+        rejected=rejected,
+        events_version=commits[0].version,
+        quarantine_version=commits[1].version if len(commits) > 1 else None,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", required=True, choices=FORMATS, help="the raw log's format")
+    parser.add_argument(
+        "--input", required=True, nargs="+", metavar="PATH", help="files, folders or glob patterns"
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    spark = spark_session(cfg.spark, cfg.delta)
+    result = run(spark, cfg, args.format, args.input)
+    where = f"; rejected rows in {QUARANTINE_TABLE} v{result.quarantine_version}" if result.rejected else ""
+    print(
+        f"ingest {args.format}: {len(result.files)} file(s), {result.accepted} accepted,"
+        f" {result.rejected} rejected -> {EVENTS_TABLE} v{result.events_version}{where}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
+    add_global_options(parser)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return guarded(lambda: command(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

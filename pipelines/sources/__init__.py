@@ -1,0 +1,44 @@
+"""Source adapters: one module per raw log format, each turning files into canonical events.
+
+`parse(spark, files, settings)` returns one row per input record with the canonical columns and
+`file`, `line`, `raw`, `reason` (null when the row is accepted); `events()` and `rejects()` split
+that into bronze/events and bronze/quarantine rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+
+from pipelines.sources import events as events_format
+from pipelines.sources import lastfm1k, movielens, mssd, piki
+from pipelines.sources._common import (
+    MovielensSettings,
+    MssdSettings,
+    SourceSettings,
+    events,
+    input_files,
+    rejects,
+)
+
+Parser = Callable[[SparkSession, Sequence[str], SourceSettings], DataFrame]
+ADAPTERS: dict[str, Parser] = {
+    lastfm1k.NAME: lastfm1k.parse,
+    mssd.NAME: mssd.parse,
+    piki.NAME: piki.parse,
+    movielens.NAME: movielens.parse,
+    events_format.NAME: events_format.parse,
+}
+FORMATS = tuple(ADAPTERS)
+
+__all__ = [
+    "ADAPTERS",
+    "FORMATS",
+    "MovielensSettings",
+    "MssdSettings",
+    "SourceSettings",
+    "events",
+    "input_files",
+    "rejects",
+]

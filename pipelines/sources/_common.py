@@ -1,0 +1,277 @@
+"""What every adapter shares: input files, numbered lines, row checks, and the canonical event."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines import schemas as S
+from pipelines.errors import InputError
+
+FILE, LINE, RAW, REASON = "file", "line", "raw", "reason"
+# Columns every adapter's parse() returns: the canonical event without source/event_id/date, plus
+# where the row came from and why it was rejected (null when it was accepted).
+PARSED = (
+    S.USER_ID,
+    S.TS,
+    S.TRACK_ID,
+    S.STATION_ID,
+    S.SESSION_ID,
+    S.FEEDBACK,
+    S.MS_PLAYED,
+    FILE,
+    LINE,
+    RAW,
+    REASON,
+)
+SEPARATOR = "\u001f"
+
+
+@dataclass(frozen=True)
+class MovielensSettings:
+    """Ratings at or above `up_min` are ups, at or below `down_max` downs, the rest plays."""
+
+    up_min: int
+    down_max: int
+
+
+@dataclass(frozen=True)
+class MssdSettings:
+    """Which MSSD column is the skip label (`skip_1`, `skip_2`, `skip_3`)."""
+
+    skip_column: Literal["skip_1", "skip_2", "skip_3"]
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    movielens: MovielensSettings
+    mssd: MssdSettings
+
+
+def input_files(paths: Sequence[str]) -> list[str]:
+    """Absolute paths of the files named: files, directories (their visible files) or glob patterns."""
+    if not paths:
+        raise InputError("no input given (--input PATH)")
+    found: list[str] = []
+    for given in paths:
+        matches = sorted(glob.glob(given)) if glob.has_magic(given) else [given]
+        if not matches:
+            raise InputError(f"input {given}: no file matches")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                found += [str(p.resolve()) for p in sorted(path.iterdir()) if visible(p) and p.is_file()]
+            elif not path.exists():
+                raise InputError(f"input file {match} not found")
+            else:
+                found.append(str(path.resolve()))
+    for path_text in found:
+        if not os.access(path_text, os.R_OK):
+            raise InputError(f"input file {path_text} is not readable")
+    if not found:
+        raise InputError(f"input {', '.join(paths)}: no files in it")
+    return sorted(dict.fromkeys(found))
+
+
+def visible(path: Path) -> bool:
+    return not path.name.startswith((".", "_")) and not path.name.endswith(".crc")
+
+
+def header_of(path: str) -> list[str]:
+    """The first line of a delimited text file, split on commas."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline().strip().lstrip("\ufeff")
+    if not first:
+        raise InputError(f"input file {path} is empty (expected a header line)")
+    return [name.strip().strip('"') for name in first.split(",")]
+
+
+def require_columns(path: str, header: Iterable[str], required: Iterable[str], fmt: str) -> None:
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(
+            f"input file {path}: header lacks column(s) {', '.join(missing)} required by format {fmt}"
+        )
+
+
+def local_path(uri: str) -> str:
+    """A file URI from Spark's `_metadata.file_path` as a local path; other URIs as they are."""
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
+
+
+def numbered_lines(spark: SparkSession, files: Sequence[str]) -> DataFrame:
+    """One row per text line: file, line (1-based), raw. The whole computation stays in the JVM.
+
+    A file is read in blocks; each block is one task and its rows get consecutive ids, so a line's
+    number is the count of lines in the file's earlier blocks plus its rank in its own block.
+    """
+    block = "_block"
+    row_id = "_row"
+    text = spark.read.text(list(files)).select(
+        F.col("_metadata.file_path").alias(FILE),
+        F.col("_metadata.file_block_start").alias(block),
+        F.monotonically_increasing_id().alias(row_id),
+        F.col("value").alias(RAW),
+    )
+    blocks = (
+        text.groupBy(FILE, block).agg(F.min(row_id).alias("_first"), F.count(F.lit(1)).alias("_n")).collect()
+    )
+    offsets: list[tuple[str, int, int, int]] = []
+    seen: dict[str, int] = {}
+    for row in sorted(blocks, key=lambda r: (r[FILE], r[block])):
+        before = seen.get(row[FILE], 0)
+        offsets.append((row[FILE], row[block], row["_first"], before))
+        seen[row[FILE]] = before + row["_n"]
+    offset_schema = T.StructType(
+        [
+            T.StructField(FILE, T.StringType()),
+            T.StructField(block, T.LongType()),
+            T.StructField("_first", T.LongType()),
+            T.StructField("_before", T.LongType()),
+        ]
+    )
+    table = spark.createDataFrame(offsets, offset_schema)
+    joined = text.join(F.broadcast(table), [FILE, block])
+    return joined.select(
+        _local_file(F.col(FILE), seen),
+        (F.col("_before") + F.col(row_id) - F.col("_first") + 1).alias(LINE),
+        F.col(RAW),
+    )
+
+
+def with_local_files(df: DataFrame) -> DataFrame:
+    """Replace the `file` column's URIs (from `_metadata.file_path`) with local paths."""
+    uris = [r[0] for r in df.select(FILE).distinct().collect()]
+    return df.withColumn(FILE, _local_file(F.col(FILE), uris))
+
+
+def _local_file(uri: Column, uris: Iterable[str]) -> Column:
+    pairs = [F.lit(x) for u in sorted(uris) for x in (u, local_path(u))]
+    return (F.create_map(*pairs)[uri] if pairs else uri).alias(FILE)
+
+
+def first_problem(*checks: tuple[Column, Column | str]) -> Column:
+    """The message of the first check whose condition holds, else null."""
+    reason: Column = F.lit(None).cast("string")
+    for condition, message in reversed(checks):
+        text = F.lit(message) if isinstance(message, str) else message
+        reason = F.when(condition, text).otherwise(reason)
+    return reason
+
+
+def blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
+
+
+def nonblank(col: Column) -> Column:
+    """The trimmed text, or null when empty."""
+    return F.when(blank(col), F.lit(None).cast("string")).otherwise(F.trim(col))
+
+
+def quoted(col: Column) -> Column:
+    return F.concat(F.lit("'"), F.coalesce(col, F.lit("")), F.lit("'"))
+
+
+def says(before: str, value: Column, after: str) -> Column:
+    """A message quoting a row's value: says("rating ", col, " is not 1..5")."""
+    return F.concat(F.lit(before), quoted(value), F.lit(after))
+
+
+def wrong_width(parts: Column, expected: int, separator: str) -> tuple[Column, Column]:
+    """The check that a split line has `expected` fields, naming the count found."""
+    found = F.size(parts)
+    message = F.concat(
+        F.lit(f"expected {expected} {separator}-separated fields, found "), found.cast("string")
+    )
+    return found != expected, message
+
+
+def field(parts: Column, index: int) -> Column:
+    """The index-th field of a split line (0-based), null past the end."""
+    return F.get(parts, index)
+
+
+def parsed_frame(
+    lines: DataFrame,
+    *,
+    user: Column,
+    ts: Column,
+    track: Column,
+    station: Column,
+    session: Column,
+    feedback: Column,
+    ms_played: Column,
+    reason: Column,
+) -> DataFrame:
+    """The adapter's result in PARSED's column order; fields are nulled on rejected rows."""
+    rejected = reason.isNotNull()
+
+    def kept(col: Column) -> Column:
+        return F.when(rejected, F.lit(None)).otherwise(col)
+
+    return lines.select(
+        kept(user).cast("string").alias(S.USER_ID),
+        kept(ts).cast("timestamp").alias(S.TS),
+        kept(track).cast("string").alias(S.TRACK_ID),
+        kept(station).cast("string").alias(S.STATION_ID),
+        kept(session).cast("string").alias(S.SESSION_ID),
+        kept(feedback).cast("string").alias(S.FEEDBACK),
+        kept(ms_played).cast("long").alias(S.MS_PLAYED),
+        F.col(FILE),
+        F.col(LINE).cast("long").alias(LINE),
+        F.col(RAW),
+        reason.alias(REASON),
+    )
+
+
+def stable_id(*cols: Column) -> Column:
+    """A hex digest of the columns' text (nulls as empty): equal input, equal id, in any run."""
+    return F.sha2(F.concat_ws(SEPARATOR, *[F.coalesce(c.cast("string"), F.lit("")) for c in cols]), 256)
+
+
+def events(parsed: DataFrame, source: str) -> DataFrame:
+    """Accepted rows as canonical events (bronze/events); exact duplicates become one event."""
+    ts_text = F.date_format(F.col(S.TS), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
+    identity = [
+        F.lit(source),
+        F.col(S.USER_ID),
+        ts_text,
+        F.col(S.TRACK_ID),
+        F.col(S.STATION_ID),
+        F.col(S.SESSION_ID),
+        F.col(S.FEEDBACK),
+        F.col(S.MS_PLAYED),
+    ]
+    accepted = parsed.where(F.col(REASON).isNull())
+    return (
+        accepted.select(
+            *[F.col(f.name) for f in S.EVENTS.fields if f.name in PARSED],
+            F.lit(source).alias(S.SOURCE),
+            stable_id(*identity).alias(S.EVENT_ID),
+            F.to_date(F.col(S.TS)).alias(S.DATE),
+        )
+        .dropDuplicates([S.EVENT_ID])
+        .select(*[f.name for f in S.EVENTS.fields])
+    )
+
+
+def rejects(parsed: DataFrame, source: str) -> DataFrame:
+    """Rejected rows (bronze/quarantine), keyed by source, file and line."""
+    return parsed.where(F.col(REASON).isNotNull()).select(
+        F.lit(source).alias(S.SOURCE),
+        F.col(FILE),
+        F.col(LINE),
+        F.col(REASON),
+        F.col(RAW),
+        stable_id(F.lit(source), F.col(FILE), F.col(LINE)).alias("row_id"),
+    )

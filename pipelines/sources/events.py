@@ -1,0 +1,149 @@
+"""The canonical columns as CSV (with a header), JSON lines, or Parquet; what `downbeat synth` writes.
+
+Required: `user_id`, `ts` (ISO-8601; no zone means UTC), `track_id`. Optional: `station_id`,
+`session_id`, `feedback` (up, down, skip, play or empty), `ms_played`. The file's extension tells
+its format: .csv, .jsonl / .json / .ndjson, .parquet (a folder of part files works too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines import schemas as S
+from pipelines.errors import InputError
+from pipelines.sources._common import (
+    FILE,
+    LINE,
+    RAW,
+    SourceSettings,
+    first_problem,
+    header_of,
+    nonblank,
+    numbered_lines,
+    parsed_frame,
+    require_columns,
+    says,
+    with_local_files,
+)
+
+NAME = "events"
+REQUIRED = (S.USER_ID, S.TS, S.TRACK_ID)
+OPTIONAL = (S.STATION_ID, S.SESSION_ID, S.FEEDBACK, S.MS_PLAYED)
+FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet"}
+OVERFLOW = "_overflow"
+
+
+def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
+    """One row per record; see sources._common.PARSED."""
+    by_format: dict[str, list[str]] = {}
+    for path in files:
+        suffix = Path(path).suffix.lower()
+        if suffix not in FORMATS:
+            raise InputError(
+                f"input file {path}: cannot tell its format from the extension '{suffix}'"
+                f" (format events reads {', '.join(FORMATS)})"
+            )
+        by_format.setdefault(FORMATS[suffix], []).append(path)
+    frames = []
+    for path in by_format.get("csv", []):
+        frames.append(_csv(spark, path))
+    if "json" in by_format:
+        frames.append(_json(spark, by_format["json"]))
+    if "parquet" in by_format:
+        frames.append(_parquet(spark, by_format["parquet"]))
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
+
+
+def _csv(spark: SparkSession, path: str) -> DataFrame:
+    header = header_of(path)
+    require_columns(path, header, REQUIRED, f"{NAME} (csv)")
+    schema = ", ".join(f"`{name}` STRING" for name in (*header, OVERFLOW))
+    lines = numbered_lines(spark, [path]).where(F.col(LINE) > 1)
+    record = F.from_csv(F.col(RAW), schema, {"mode": "PERMISSIVE", "nullValue": "\u0000"})
+    width = F.size(F.split(F.col(RAW), ",", -1))
+    too_many = F.when(F.col(RAW).contains('"'), record[OVERFLOW].isNotNull()).otherwise(width > len(header))
+    too_few = ~F.col(RAW).contains('"') & (width < len(header))
+    return _checked(
+        lines,
+        lambda name: record[name] if name in header else F.lit(None).cast("string"),
+        shape_problem=(too_many | too_few, f"expected {len(header)} comma-separated fields as in the header"),
+    )
+
+
+def _json(spark: SparkSession, paths: list[str]) -> DataFrame:
+    schema = T.StructType([T.StructField(n, T.StringType()) for n in (*REQUIRED, *OPTIONAL)])
+    lines = numbered_lines(spark, paths).where(F.trim(F.col(RAW)) != "")
+    record = F.from_json(F.col(RAW), schema, {"mode": "PERMISSIVE"})
+    is_object = F.trim(F.col(RAW)).startswith("{") & F.try_parse_json(F.col(RAW)).isNotNull()
+    return _checked(lines, lambda name: record[name], shape_problem=(~is_object, "not a JSON object"))
+
+
+def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
+    data = spark.read.parquet(*paths)
+    present = set(data.columns)
+    missing = [c for c in REQUIRED if c not in present]
+    if missing:
+        raise InputError(
+            f"input {paths[0]}: Parquet data lacks column(s) {', '.join(missing)} (format {NAME})"
+        )
+    rows = data.select(
+        *[
+            (F.col(n).cast("string") if n != S.TS else F.col(n)).alias(n)
+            if n in present
+            else F.lit(None).cast("string").alias(n)
+            for n in (*REQUIRED, *OPTIONAL)
+        ],
+        F.col("_metadata.file_path").alias(FILE),
+        (F.col("_metadata.row_index") + 1).alias(LINE),
+        F.to_json(F.struct(*[F.col(c) for c in data.columns])).alias(RAW),
+    )
+    ts_typed = isinstance(data.schema[S.TS].dataType, T.TimestampType | T.TimestampNTZType)
+    return _checked(with_local_files(rows), F.col, shape_problem=(F.lit(False), ""), ts_is_timestamp=ts_typed)
+
+
+def _checked(
+    rows: DataFrame,
+    get: Callable[[str], Column],
+    *,
+    shape_problem: tuple[Column, str],
+    ts_is_timestamp: bool = False,
+) -> DataFrame:
+    user, track = nonblank(get(S.USER_ID)), nonblank(get(S.TRACK_ID))
+    ts_raw = get(S.TS)
+    ts = ts_raw.cast("timestamp") if ts_is_timestamp else F.try_to_timestamp(F.trim(ts_raw.cast("string")))
+    feedback = F.lower(nonblank(get(S.FEEDBACK)))
+    ms_text = nonblank(get(S.MS_PLAYED))
+    ms = ms_text.try_cast("long")
+    reason = first_problem(
+        shape_problem,
+        (user.isNull(), "empty user_id"),
+        (ts.isNull(), says("ts ", ts_raw.cast("string"), " is not an ISO-8601 time")),
+        (track.isNull(), "empty track_id"),
+        (
+            feedback.isNotNull() & ~feedback.isin(*S.FEEDBACK_TYPES),
+            says("feedback ", feedback, f" is not one of {', '.join(S.FEEDBACK_TYPES)}"),
+        ),
+        (
+            ms_text.isNotNull() & (ms.isNull() | (ms < 0)),
+            says("ms_played ", ms_text, " is not a non-negative integer"),
+        ),
+    )
+    return parsed_frame(
+        rows,
+        user=user,
+        ts=ts,
+        track=track,
+        station=nonblank(get(S.STATION_ID)),
+        session=nonblank(get(S.SESSION_ID)),
+        feedback=feedback,
+        ms_played=ms,
+        reason=reason,
+    )

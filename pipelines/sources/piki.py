@@ -1,0 +1,72 @@
+"""Piki: CSV with a header `id, liked, personalized, song_id, spotify_popularity, timestamp, user_id`.
+
+`liked` 1 (like) and 2 (super-like) are ups, 0 is a down. Timestamps have no zone: read as UTC.
+No station.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines import schemas as S
+from pipelines.sources._common import (
+    LINE,
+    RAW,
+    SourceSettings,
+    blank,
+    field,
+    first_problem,
+    header_of,
+    numbered_lines,
+    parsed_frame,
+    require_columns,
+    says,
+    wrong_width,
+)
+
+NAME = "piki"
+REQUIRED = ("liked", "song_id", "timestamp", "user_id")
+
+
+def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
+    """One row per data line; see sources._common.PARSED."""
+    frames = []
+    for path in files:  # each file has its own header, so its own column positions
+        header = header_of(path)
+        require_columns(path, header, REQUIRED, NAME)
+        index = {name: i for i, name in enumerate(header)}
+        lines = numbered_lines(spark, [path]).where(F.col(LINE) > 1)
+        parts = F.split(F.col(RAW), ",", -1)
+
+        def col(name: str, parts: Column = parts, index: dict[str, int] = index) -> Column:
+            return F.trim(field(parts, index[name]))
+
+        liked = col("liked")
+        ts = F.try_to_timestamp(col("timestamp"), F.lit("yyyy-MM-dd HH:mm:ss"))
+        reason = first_problem(
+            wrong_width(parts, len(header), "comma"),
+            (blank(col("user_id")), "empty user_id"),
+            (blank(col("song_id")), "empty song_id"),
+            (ts.isNull(), says("timestamp ", col("timestamp"), " is not yyyy-mm-dd hh:mm:ss")),
+            (~liked.isin("0", "1", "2"), says("liked ", liked, " is not 0, 1 or 2")),
+        )
+        frames.append(
+            parsed_frame(
+                lines,
+                user=col("user_id"),
+                ts=ts,
+                track=col("song_id"),
+                station=F.lit(None),
+                session=F.lit(None),
+                feedback=F.when(liked == "0", F.lit(S.DOWN)).otherwise(F.lit(S.UP)),
+                ms_played=F.lit(None),
+                reason=reason,
+            )
+        )
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
