@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import doctor, ingest
+from jobs import build, doctor, ingest
 from jobs.common import add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_arguments(load)
     load.set_defaults(handler=ingest.command)
+
+    make = commands.add_parser(
+        "build", parents=[common], help="bronze/events -> silver/plays and every gold table"
+    )
+    build.add_arguments(make)
+    make.set_defaults(handler=build.command)
     return parser
 
 

@@ -62,7 +62,6 @@ class Config:
     eval: EvalSettings
     source_files: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
-
     @property
     def features(self) -> FeatureSettings:
         return FeatureSettings(self.sessions, self.skips, self.split, self.sequences, self.eval)

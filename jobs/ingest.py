@@ -68,7 +68,9 @@ def run(spark: SparkSession, cfg: Config, fmt: str, inputs: Sequence[str]) -> In
         ]
         if rejected:
             pending.append(
-                lakehouse.prepare(rejects(parsed, fmt), QUARANTINE_TABLE, operation="merge", merge_keys=["row_id"])
+                lakehouse.prepare(
+                    rejects(parsed, fmt), QUARANTINE_TABLE, operation="merge", merge_keys=["row_id"]
+                )
             )
         commits = [p.commit() for p in pending]
     finally:

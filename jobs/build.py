@@ -1,0 +1,229 @@
+"""`downbeat build [--from-date D --to-date D]`: bronze/events -> silver/plays -> every gold table.
+
+A full build rewrites silver/plays. With a date range only the affected date partitions of
+silver/plays are rebuilt: the range plus one day on each side (a change can move the session or
+the skip of a neighbouring play), computed with two days of context on each side. Gold tables are
+per-user and depend on the cut-off, which moves with the data: they are always recomputed from
+silver/plays. Their data files are all written before any of them commits.
+Also runnable as `spark-submit jobs/build.py [--from-date D --to-date D]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.common import add_global_options, config_from, guarded
+from jobs.config import Config
+from pipelines import schemas as S
+from pipelines.errors import InputError
+from pipelines.eval_sets import eval_next, eval_pairs
+from pipelines.hard_negatives import hard_negatives, with_hard_negative
+from pipelines.lakehouse import Lakehouse, PendingWrite
+from pipelines.plays import plays
+from pipelines.sequences import sequences
+from pipelines.settings import FeatureSettings
+from pipelines.spark import spark_session
+from pipelines.split import cutoff, history, test_period, with_roles
+from pipelines.stats import stats
+from pipelines.vocabulary import stations, tracks
+
+log = logging.getLogger("downbeat.build")
+EVENTS, PLAYS = "bronze/events", "silver/plays"
+GOLD = (
+    "gold/tracks",
+    "gold/stations",
+    "gold/sequences",
+    "gold/hard_negatives",
+    "gold/eval_pairs",
+    "gold/eval_next",
+    "gold/stats",
+)
+NEIGHBOUR, CONTEXT = dt.timedelta(days=1), dt.timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    cutoff_ts: dt.datetime
+    versions: dict[str, int]
+    rows: dict[str, int | None]
+    silver_range: tuple[dt.date, dt.date] | None
+
+
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    from_date: dt.date | None = None,
+    to_date: dt.date | None = None,
+) -> BuildResult:
+    """Rebuild silver/plays (all of it, or the dates around [from_date, to_date]) and every gold table."""
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    features = cfg.features
+    if (from_date is None) != (to_date is None):
+        raise InputError("--from-date and --to-date go together")
+    events = lakehouse.read(EVENTS)
+    versions: dict[str, int] = {}
+    rows: dict[str, int | None] = {}
+    silver_range = None
+    if from_date is not None and to_date is not None:
+        if from_date > to_date:
+            raise InputError(f"--from-date {from_date} is after --to-date {to_date}")
+        if not lakehouse.exists(PLAYS):
+            raise InputError(f"{PLAYS} does not exist yet: run a full build (no --from-date) first")
+        silver_range = (from_date - NEIGHBOUR, to_date + NEIGHBOUR)
+        commit = _rebuild_range(lakehouse, events, features, *silver_range)
+    else:
+        silver = _plays(events, features)
+        commit = lakehouse.write(silver, PLAYS, mode="overwrite", partition_by=[S.DATE])
+    versions[PLAYS], rows[PLAYS] = commit.version, commit.rows_written
+
+    played = lakehouse.read(PLAYS)
+    last = played.agg(F.max(S.TS)).first()
+    if last is None or last[0] is None:
+        raise InputError(f"{PLAYS} is empty: nothing to build (ingest events first)")
+    cutoff_ts = cutoff(last[0], features.split)
+    log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
+    gold = _gold(played, features, cutoff_ts)
+    pending: list[tuple[str, PendingWrite]] = []
+    try:
+        for table in GOLD:
+            pending.append((table, lakehouse.prepare(gold[table], table, operation="overwrite")))
+    except BaseException:
+        for _, write in pending:
+            write.abort()
+        raise
+    finally:
+        for frame in gold["_persisted"]:
+            frame.unpersist()
+    for table, write in pending:
+        commit = write.commit()
+        versions[table], rows[table] = commit.version, commit.rows_written
+    return BuildResult(cutoff_ts=cutoff_ts, versions=versions, rows=rows, silver_range=silver_range)
+
+
+def _plays(events: DataFrame, features: FeatureSettings) -> DataFrame:
+    return plays(
+        events,
+        gap_minutes=features.sessions.gap_minutes,
+        skip_seconds=features.skips.threshold_seconds,
+        timing_sources=features.skips.timing_sources,
+    )
+
+
+def _rebuild_range(
+    lakehouse: Lakehouse, events: DataFrame, features: FeatureSettings, start: dt.date, end: dt.date
+) -> object:
+    """Replace silver/plays' partitions [start, end], computed with CONTEXT days on each side."""
+    context = events.where(F.col(S.DATE).between(F.lit(start - NEIGHBOUR), F.lit(end + NEIGHBOUR)))
+    rebuilt = _plays(context, features).where(F.col(S.DATE).between(F.lit(start), F.lit(end)))
+    # A session that began before the context would get a later start here: rebuild in full then.
+    context_start = dt.datetime.combine(start - NEIGHBOUR, dt.time())
+    early = context_start + dt.timedelta(minutes=features.sessions.gap_minutes)
+    opened_early = rebuilt.where((F.col(S.POSITION) > 0) & (F.col(S.SESSION_ID).isNotNull())).join(
+        _plays(context, features)
+        .where((F.col(S.POSITION) == 0) & (F.col(S.TS) <= F.lit(early)))
+        .select(S.SESSION_ID),
+        S.SESSION_ID,
+        "left_semi",
+    )
+    if opened_early.limit(1).count():
+        log.warning(
+            "a session runs into %s from before the context window: rebuilding %s in full", start, PLAYS
+        )
+        return lakehouse.write(_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
+    return lakehouse.overwrite_partitions(rebuilt, PLAYS, column=S.DATE, start=start, end=end)
+
+
+def _gold(played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime) -> dict:  # type: ignore[type-arg]
+    """Every gold table's frame, from one pass that partitions silver/plays by user."""
+    level = StorageLevel.MEMORY_AND_DISK
+    roles = with_roles(played, features.sequences, features.eval).repartition(S.USER_ID).persist(level)
+    vocabulary = tracks(played).persist(level)
+    station_ids = stations(played).persist(level)
+    annotated = with_hard_negative(history(roles, cutoff_ts)).persist(level)
+    test = test_period(roles, cutoff_ts)
+    seqs = sequences(
+        annotated,
+        vocabulary,
+        station_ids,
+        cutoff_ts=cutoff_ts,
+        max_length=features.sequences.max_length,
+        validation_percent=features.sequences.validation_percent,
+    )
+    return {
+        "gold/tracks": vocabulary,
+        "gold/stations": station_ids,
+        "gold/sequences": seqs,
+        "gold/hard_negatives": hard_negatives(annotated),
+        "gold/eval_pairs": eval_pairs(
+            test,
+            vocabulary,
+            station_ids,
+            cutoff_ts=cutoff_ts,
+            max_pairs_per_user=features.eval.max_pairs_per_user,
+        ),
+        "gold/eval_next": eval_next(
+            annotated,
+            test,
+            vocabulary,
+            station_ids,
+            cutoff_ts=cutoff_ts,
+            max_length=features.sequences.max_length,
+        ),
+        "gold/stats": stats(played, seqs),
+        "_persisted": [roles, vocabulary, station_ids, annotated],
+    }
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from-date", type=_date, metavar="YYYY-MM-DD", help="first date whose events changed"
+    )
+    parser.add_argument("--to-date", type=_date, metavar="YYYY-MM-DD", help="last date whose events changed")
+
+
+def command(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    spark = spark_session(cfg.spark, cfg.delta)
+    started = time.monotonic()
+    result = run(spark, cfg, args.from_date, args.to_date)
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    scope = "all dates" if result.silver_range is None else "dates {} .. {}".format(*result.silver_range)
+    print(f"build: silver/plays rebuilt for {scope}; test period from {result.cutoff_ts:%Y-%m-%d %H:%M} UTC")
+    print(f"{'table':<22}{'version':>8}{'rows':>12}")
+    for table, version in result.versions.items():
+        count = lakehouse.read(table).count()
+        print(f"{table:<22}{version:>8}{count:>12}")
+    print("\ngold/stats")
+    for row in lakehouse.read("gold/stats").collect():
+        value = "null" if row[S.VALUE] is None else f"{row[S.VALUE]:.4g}"
+        print(f"  {row[S.METRIC]:<26}{value:>12}")
+    print(f"\nbuild finished in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="build", description=__doc__)
+    add_global_options(parser)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return guarded(lambda: command(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""gold/eval_pairs and gold/eval_next: what models are scored on, all from the test period."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipelines import schemas as S
+from pipelines.sequences import feedback_id
+from pipelines.split import IS_NEGATIVE, IS_POSITIVE, USER_POSITION
+from pipelines.vocabulary import with_station_index, with_track_index
+
+
+def eval_pairs(
+    test: DataFrame,
+    tracks: DataFrame,
+    stations: DataFrame,
+    *,
+    cutoff_ts: dt.datetime,
+    max_pairs_per_user: int,
+) -> DataFrame:
+    """One row per (user_id, station_id, up_track_id, down_track_id) in the test period.
+
+    Needs split.with_roles() test-period rows. Up = a positive, down = a negative, same user, same
+    station (null matches null: sources without stations pair any two), different tracks. A
+    track pair seen more than once keeps its earliest times. At most `max_pairs_per_user` per
+    user, chosen by a hash of the pair, so the choice is stable.
+    """
+    ups = test.where(F.col(IS_POSITIVE)).select(
+        F.col(S.USER_ID),
+        F.col(S.STATION_ID),
+        F.col(S.TRACK_ID).alias(S.UP_TRACK_ID),
+        F.col(S.TS).alias(S.UP_TS),
+    )
+    downs = test.where(F.col(IS_NEGATIVE)).select(
+        F.col(S.USER_ID).alias("_user"),
+        F.col(S.STATION_ID).alias("_station"),
+        F.col(S.TRACK_ID).alias(S.DOWN_TRACK_ID),
+        F.col(S.TS).alias(S.DOWN_TS),
+    )
+    keys = [S.USER_ID, S.STATION_ID, S.UP_TRACK_ID, S.DOWN_TRACK_ID]
+    pairs = (
+        ups.join(
+            downs,
+            (F.col(S.USER_ID) == F.col("_user"))
+            & F.col(S.STATION_ID).eqNullSafe(F.col("_station"))
+            & (F.col(S.UP_TRACK_ID) != F.col(S.DOWN_TRACK_ID)),
+        )
+        .groupBy(*keys)
+        .agg(F.min(S.UP_TS).alias(S.UP_TS), F.min(S.DOWN_TS).alias(S.DOWN_TS))
+    )
+    rank = F.row_number().over(
+        Window.partitionBy(S.USER_ID).orderBy(
+            F.sha2(F.concat_ws("\u001f", *[F.coalesce(F.col(k), F.lit("")) for k in keys]), 256), *keys
+        )
+    )
+    capped = pairs.withColumn("_rank", rank).where(F.col("_rank") <= max_pairs_per_user)
+    return (
+        capped.transform(lambda df: with_track_index(df, tracks, column=S.UP_TRACK_ID, as_=S.UP_TRACK_IDX))
+        .transform(lambda df: with_track_index(df, tracks, column=S.DOWN_TRACK_ID, as_=S.DOWN_TRACK_IDX))
+        .transform(lambda df: with_station_index(df, stations))
+        .withColumn(S.CUTOFF_TS, F.lit(cutoff_ts))
+        .select(*S.EVAL_PAIRS.fieldNames())
+    )
+
+
+def eval_next(
+    history: DataFrame,
+    test: DataFrame,
+    tracks: DataFrame,
+    stations: DataFrame,
+    *,
+    cutoff_ts: dt.datetime,
+    max_length: int,
+) -> DataFrame:
+    """One row per user with a test-period play (grain: user_id): the first such play, its feedback
+    type, and the user's last `max_length` plays before the cut-off (any feedback) as id arrays."""
+    by_user = Window.partitionBy(S.USER_ID).orderBy(S.TS, S.EVENT_ID)
+    first = (
+        test.withColumn("_n", F.row_number().over(by_user))
+        .where(F.col("_n") == 1)
+        .transform(lambda df: with_track_index(df, tracks, column=S.TRACK_ID, as_=S.TRACK_IDX))
+        .transform(lambda df: with_station_index(df, stations))
+    )
+    count = F.count(F.lit(1)).over(Window.partitionBy(S.USER_ID))
+    recent = (
+        history.withColumn("_count", count)
+        .where(F.col(USER_POSITION) >= F.col("_count") - max_length)
+        .transform(lambda df: with_track_index(df, tracks, column=S.TRACK_ID, as_="_track"))
+        .transform(lambda df: with_station_index(df, stations))
+    )
+    item = F.struct(
+        F.col(USER_POSITION).alias("p"),
+        F.col("_track").alias("track"),
+        F.col(S.STATION_IDX).alias("station"),
+        feedback_id(F.col(S.FEEDBACK)).alias("feedback"),
+    )
+    histories = recent.groupBy(F.col(S.USER_ID).alias("_user")).agg(
+        F.array_sort(F.collect_list(item)).alias("_items"), F.max("_count").alias("_count")
+    )
+    items = F.coalesce(
+        F.col("_items"), F.array().cast("array<struct<p:int,track:int,station:int,feedback:int>>")
+    )
+    return first.join(histories, F.col(S.USER_ID) == F.col("_user"), "left").select(
+        F.col(S.USER_ID),
+        F.col(S.TS),
+        F.col(S.TRACK_ID),
+        F.col(S.STATION_ID),
+        F.col(S.FEEDBACK),
+        F.col(S.TRACK_IDX),
+        F.col(S.STATION_IDX),
+        feedback_id(F.col(S.FEEDBACK)).alias(S.FEEDBACK_ID),
+        F.coalesce(F.col("_count"), F.lit(0)).cast("int").alias(S.HISTORY_LENGTH),
+        F.transform(items, lambda x: x["track"]).alias(S.HISTORY_TRACK_IDS),
+        F.transform(items, lambda x: x["station"]).alias(S.HISTORY_STATION_IDS),
+        F.transform(items, lambda x: x["feedback"]).alias(S.HISTORY_FEEDBACK_IDS),
+        F.lit(cutoff_ts).alias(S.CUTOFF_TS),
+    )

@@ -1,0 +1,84 @@
+"""The time split every gold table shares, the user split, and which plays count as targets."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pipelines import schemas as S
+from pipelines.errors import InputError
+from pipelines.plays import by_user
+from pipelines.settings import EvalSettings, SequenceSettings, SplitSettings, When
+
+IS_POSITIVE = "_is_positive"
+IS_NEGATIVE = "_is_negative"
+USER_POSITION = "_user_position"
+
+
+def cutoff(last_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
+    """Start of the test period: `cutoff_date`, else the UTC day `test_days - 1` days before the last day."""
+    if settings.cutoff_date is not None:
+        try:
+            day = dt.date.fromisoformat(settings.cutoff_date)
+        except ValueError:
+            raise InputError(
+                f"config key 'split.cutoff_date' must be YYYY-MM-DD, got {settings.cutoff_date!r}"
+            ) from None
+    else:
+        if settings.test_days < 1:
+            raise InputError(f"config key 'split.test_days' must be at least 1, got {settings.test_days}")
+        day = last_ts.date() - dt.timedelta(days=settings.test_days - 1)
+    return dt.datetime(day.year, day.month, day.day)
+
+
+def split_of(user_id: Column, validation_percent: int) -> Column:
+    """'validation' for `validation_percent` of users by a stable hash of the id, else 'train'."""
+    bucket = F.conv(F.substring(F.sha2(user_id, 256), 1, 8), 16, 10).cast("long") % 100
+    return F.when(bucket < validation_percent, F.lit(S.VALIDATION)).otherwise(F.lit(S.TRAIN))
+
+
+def _applies(when: When, source_lacks_it: Column) -> Column:
+    if when == "always":
+        return F.lit(True)
+    if when == "never":
+        return F.lit(False)
+    return source_lacks_it
+
+
+def with_roles(plays: DataFrame, sequences: SequenceSettings, evaluation: EvalSettings) -> DataFrame:
+    """Adds IS_POSITIVE (a target) and IS_NEGATIVE (the down side of an eval pair) to silver/plays rows.
+
+    `auto` rules look at the whole source: plays are positives for sources with no up at all,
+    skips are negatives for sources with no down at all.
+    """
+    per_source = plays.groupBy(S.SOURCE).agg(
+        F.max((F.col(S.FEEDBACK) == S.UP).cast("int")).alias("_has_up"),
+        F.max((F.col(S.FEEDBACK) == S.DOWN).cast("int")).alias("_has_down"),
+    )
+    feedback = F.col(S.FEEDBACK)
+    positive = (feedback == S.UP) | (
+        (feedback == S.PLAY) & _applies(sequences.play_is_positive, F.col("_has_up") == 0)
+    )
+    negative = (feedback == S.DOWN) | (
+        (feedback == S.SKIP) & _applies(evaluation.skip_is_negative, F.col("_has_down") == 0)
+    )
+    return (
+        plays.join(F.broadcast(per_source), S.SOURCE)
+        .withColumn(IS_POSITIVE, positive)
+        .withColumn(IS_NEGATIVE, negative)
+        .drop("_has_up", "_has_down")
+    )
+
+
+def history(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
+    """Plays before the cut-off with USER_POSITION: 0.. in the user's time order."""
+    return plays.where(F.col(S.TS) < F.lit(cutoff_ts)).withColumn(
+        USER_POSITION, (F.row_number().over(by_user()) - 1).cast("int")
+    )
+
+
+def test_period(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
+    """Plays at or after the cut-off."""
+    return plays.where(F.col(S.TS) >= F.lit(cutoff_ts))
