@@ -12,10 +12,13 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# Synthetic log -> bronze -> silver -> gold, in a scratch lakehouse (demo/), with row counts and stats.
+DEMO_ROOT ?= demo
 demo: $(STAMP)
-	$(BIN)/downbeat doctor
-	@echo "The end-to-end demo (synth -> ingest -> build -> train -> evaluate) arrives with the"
-	@echo "feature pipelines and training; see README.md, 'What make demo runs'."
+	rm -rf $(DEMO_ROOT)
+	$(BIN)/downbeat synth --users 200 --days 60 --out $(DEMO_ROOT)/raw
+	$(BIN)/downbeat ingest --set lakehouse.root=$(DEMO_ROOT)/lakehouse --format events --input $(DEMO_ROOT)/raw
+	$(BIN)/downbeat build --set lakehouse.root=$(DEMO_ROOT)/lakehouse
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -27,12 +28,12 @@ from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.eval_sets import eval_next, eval_pairs
 from pipelines.hard_negatives import hard_negatives, with_hard_negative
-from pipelines.lakehouse import Lakehouse, PendingWrite
+from pipelines.lakehouse import Commit, Lakehouse, PendingWrite
 from pipelines.plays import plays
 from pipelines.sequences import sequences
 from pipelines.settings import FeatureSettings
 from pipelines.spark import spark_session
-from pipelines.split import cutoff, history, test_period, with_roles
+from pipelines.split import cutoff, history, in_test_period, with_roles
 from pipelines.stats import stats
 from pipelines.vocabulary import stations, tracks
 
@@ -120,7 +121,7 @@ def _plays(events: DataFrame, features: FeatureSettings) -> DataFrame:
 
 def _rebuild_range(
     lakehouse: Lakehouse, events: DataFrame, features: FeatureSettings, start: dt.date, end: dt.date
-) -> object:
+) -> Commit:
     """Replace silver/plays' partitions [start, end], computed with CONTEXT days on each side."""
     context = events.where(F.col(S.DATE).between(F.lit(start - NEIGHBOUR), F.lit(end + NEIGHBOUR)))
     rebuilt = _plays(context, features).where(F.col(S.DATE).between(F.lit(start), F.lit(end)))
@@ -142,14 +143,14 @@ def _rebuild_range(
     return lakehouse.overwrite_partitions(rebuilt, PLAYS, column=S.DATE, start=start, end=end)
 
 
-def _gold(played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime) -> dict:  # type: ignore[type-arg]
+def _gold(played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime) -> dict[str, Any]:
     """Every gold table's frame, from one pass that partitions silver/plays by user."""
     level = StorageLevel.MEMORY_AND_DISK
     roles = with_roles(played, features.sequences, features.eval).repartition(S.USER_ID).persist(level)
     vocabulary = tracks(played).persist(level)
     station_ids = stations(played).persist(level)
     annotated = with_hard_negative(history(roles, cutoff_ts)).persist(level)
-    test = test_period(roles, cutoff_ts)
+    test = in_test_period(roles, cutoff_ts)
     seqs = sequences(
         annotated,
         vocabulary,

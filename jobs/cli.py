@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import build, doctor, ingest
+from jobs import build, doctor, ingest, synth
 from jobs.common import add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", parents=[common], help="check Java, Spark, the Delta engine and the lakehouse root"
     )
     check.set_defaults(handler=doctor.command)
+
+    generate = commands.add_parser(
+        "synth", parents=[common], help="write a synthetic raw log with planted tastes (events format)"
+    )
+    synth.add_arguments(generate)
+    generate.set_defaults(handler=synth.command)
 
     load = commands.add_parser(
         "ingest", parents=[common], help="raw logs -> bronze/events (rejected rows -> bronze/quarantine)"

@@ -79,6 +79,6 @@ def history(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
     )
 
 
-def test_period(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
+def in_test_period(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
     """Plays at or after the cut-off."""
     return plays.where(F.col(S.TS) >= F.lit(cutoff_ts))

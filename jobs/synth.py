@@ -1,0 +1,70 @@
+"""`downbeat synth --users N --days D --out PATH`: a synthetic raw log (Parquet, `events` format).
+
+Same arguments, same log. Ingest it with `downbeat ingest --format events --input PATH`.
+Also runnable as `spark-submit jobs/synth.py --users N --days D --out PATH`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from jobs.common import add_global_options, config_from, guarded
+from pipelines.errors import InputError
+from pipelines.spark import spark_session
+from pipelines.synthetic import SynthSettings, synthetic_events
+
+
+def run(spark: SparkSession, settings: SynthSettings, out: str) -> int:
+    """Write the log to `out` (a folder of Parquet files, replaced if present); returns the event count."""
+    if settings.users < 1 or settings.days < 1:
+        raise InputError(f"--users and --days must be at least 1, got {settings.users} and {settings.days}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    spark.sparkContext.setJobDescription(f"synth {settings.users} users x {settings.days} days")
+    synthetic_events(spark, settings).write.mode("overwrite").parquet(out)
+    return spark.read.parquet(out).count()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=int, required=True, help="number of listeners")
+    parser.add_argument("--days", type=int, required=True, help="days of listening")
+    parser.add_argument("--out", required=True, metavar="PATH", help="output folder (Parquet)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    parser.add_argument("--stations", type=int, default=12, help="stations (genres), default 12")
+    parser.add_argument("--tracks-per-station", type=int, default=150, help="default 150")
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 1), help="first day")
+    parser.add_argument("--partitions", type=int, default=8, help="Spark tasks that generate users")
+
+
+def command(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    spark = spark_session(cfg.spark, cfg.delta)
+    settings = SynthSettings(
+        users=args.users,
+        days=args.days,
+        stations=args.stations,
+        tracks_per_station=args.tracks_per_station,
+        seed=args.seed,
+        start=args.start,
+        partitions=args.partitions,
+    )
+    events = run(spark, settings, args.out)
+    print(f"synth: {events} events, {args.users} users, {args.days} days -> {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="synth", description=__doc__)
+    add_global_options(parser)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return guarded(lambda: command(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""gold/tracks, stations, sequences, eval_pairs, eval_next and stats on one small log, row for row."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+
+from pipelines import schemas as S
+from pipelines.eval_sets import eval_next, eval_pairs
+from pipelines.hard_negatives import with_hard_negative
+from pipelines.sequences import sequences
+from pipelines.split import history, in_test_period, with_roles
+from pipelines.stats import stats
+from pipelines.vocabulary import stations, tracks
+from tests.pipelines.gold_helpers import EVAL, SEQ, at, plays_frame
+
+CUTOFF = at(10)
+LOG = [
+    ("a", 0, 0, "t1", "rock", "up"),
+    ("a", 0, 5, "t2", "rock", "down"),
+    ("a", 1, 0, "t3", "jazz", "play"),
+    ("a", 2, 0, "t1", "rock", "up"),
+    ("a", 3, 0, "t4", "rock", "skip"),  # after the last positive: not in the training row
+    ("a", 10, 0, "t2", "rock", "up"),  # test period from here
+    ("a", 10, 5, "t4", "rock", "down"),
+    ("a", 10, 9, "t5", "rock", "down"),
+    ("b", 1, 0, "t1", None, "skip"),  # skips only before the cut-off: no training row
+    ("b", 11, 0, "t3", None, "up"),
+]
+
+
+def split_of(user: str, percent: int = 10) -> str:
+    """The user split, recomputed independently of Spark."""
+    bucket = int(hashlib.sha256(user.encode()).hexdigest()[:8], 16) % 100
+    return "validation" if bucket < percent else "train"
+
+
+@pytest.fixture(scope="module")
+def built(spark: SparkSession):
+    played = plays_frame(spark, LOG)
+    roles = with_roles(played, SEQ, EVAL)
+    annotated = with_hard_negative(history(roles, CUTOFF))
+    vocabulary, station_ids = tracks(played), stations(played)
+    return played, roles, annotated, vocabulary, station_ids
+
+
+def test_vocabularies_index_most_played_first_ties_by_id(spark, built):
+    _, _, _, vocabulary, station_ids = built
+    want = spark.createDataFrame(
+        [("t1", 1, 3), ("t2", 2, 2), ("t3", 3, 2), ("t4", 4, 2), ("t5", 5, 1)], S.TRACKS
+    )
+    assert_df_equality(vocabulary, want, ignore_row_order=True, ignore_nullable=True)
+    want_stations = spark.createDataFrame([("rock", 1, 7), ("jazz", 2, 1)], S.STATIONS)
+    assert_df_equality(station_ids, want_stations, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_sequences_end_on_a_positive_hold_aligned_negatives_and_nothing_after_the_cutoff(spark, built):
+    _, _, annotated, vocabulary, station_ids = built
+    got = sequences(annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10)
+    want = spark.createDataFrame(
+        [
+            (
+                "a",
+                split_of("a"),
+                4,
+                [1, 2, 3, 1],
+                [1, 1, 2, 1],
+                [1, 2, 4, 1],
+                [1, 0, 0, 1],
+                [2, 0, 0, 4],  # t2: same-day down; t4: the later skip
+                [1, 0, 0, 4],
+                at(0),
+                at(2),
+                CUTOFF,
+            )
+        ],
+        S.SEQUENCES,
+    )
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_sequences_keep_the_last_max_length_plays_and_split_users_by_hash(spark, built):
+    _, _, annotated, vocabulary, station_ids = built
+    got = sequences(annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=2, validation_percent=100)
+    row = got.collect()[0]
+    assert (row[S.SPLIT], row[S.TRACK_IDS], row[S.FEEDBACK_IDS_COL], row[S.FIRST_TS]) == (
+        "validation",
+        [3, 1],
+        [4, 1],
+        at(1),
+    )
+
+
+def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test_period(spark, built):
+    _, roles, _, vocabulary, station_ids = built
+    got = eval_pairs(in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=100)
+    want = spark.createDataFrame(
+        [
+            ("a", "rock", "t2", "t4", at(10, 0), at(10, 5), 1, 2, 4, CUTOFF),
+            ("a", "rock", "t2", "t5", at(10, 0), at(10, 9), 1, 2, 5, CUTOFF),
+        ],
+        S.EVAL_PAIRS,
+    )
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+    capped = eval_pairs(in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1)
+    again = eval_pairs(in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1)
+    assert capped.count() == 1
+    assert_df_equality(capped, again)
+
+
+def test_eval_next_is_the_first_test_play_with_the_whole_history_before_the_cutoff(spark, built):
+    _, roles, annotated, vocabulary, station_ids = built
+    got = eval_next(annotated, in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200)
+    want = spark.createDataFrame(
+        [
+            ("a", at(10), "t2", "rock", "up", 2, 1, 1, 5, [1, 2, 3, 1, 4], [1, 1, 2, 1, 1], [1, 2, 4, 1, 3], CUTOFF),
+            ("b", at(11), "t3", None, "up", 3, 0, 1, 1, [1], [0], [3], CUTOFF),
+        ],
+        S.EVAL_NEXT,
+    )
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_stats_summarise_feedback_lengths_and_lookback(spark, built):
+    played, _, annotated, vocabulary, station_ids = built
+    seqs = sequences(annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10)
+    got = {r[S.METRIC]: r[S.VALUE] for r in stats(played, seqs).collect()}
+    train = 1.0 if split_of("a") == "train" else 0.0
+    assert got == {
+        "plays": 10.0,
+        "share_up": 0.4,
+        "share_skip": 0.2,
+        "share_down": 0.3,
+        "share_play": 0.1,
+        "skips_per_up": 0.5,
+        "downs_per_up": 0.75,
+        "tracks": 5.0,
+        "stations": 2.0,
+        "users": 2.0,
+        "share_users_skip_no_up": 0.0,
+        "sequences": 1.0,
+        "sequences_train": train,
+        "sequences_validation": 1.0 - train,
+        "sequence_length_max": 4.0,
+        "sequence_length_median": 4.0,
+        "lookback_days_max": 2.0,
+        "lookback_days_median": 2.0,
+        "days": 11.0,
+    }
