@@ -59,7 +59,9 @@ def test_vocabularies_index_most_played_first_ties_by_id(spark, built):
 
 def test_sequences_end_on_a_positive_hold_aligned_negatives_and_nothing_after_the_cutoff(spark, built):
     _, _, annotated, vocabulary, station_ids = built
-    got = sequences(annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10)
+    got = sequences(
+        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10
+    )
     want = spark.createDataFrame(
         [
             (
@@ -84,7 +86,9 @@ def test_sequences_end_on_a_positive_hold_aligned_negatives_and_nothing_after_th
 
 def test_sequences_keep_the_last_max_length_plays_and_split_users_by_hash(spark, built):
     _, _, annotated, vocabulary, station_ids = built
-    got = sequences(annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=2, validation_percent=100)
+    got = sequences(
+        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=2, validation_percent=100
+    )
     row = got.collect()[0]
     assert (row[S.SPLIT], row[S.TRACK_IDS], row[S.FEEDBACK_IDS_COL], row[S.FIRST_TS]) == (
         "validation",
@@ -96,7 +100,9 @@ def test_sequences_keep_the_last_max_length_plays_and_split_users_by_hash(spark,
 
 def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test_period(spark, built):
     _, roles, _, vocabulary, station_ids = built
-    got = eval_pairs(in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=100)
+    got = eval_pairs(
+        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=100
+    )
     want = spark.createDataFrame(
         [
             ("a", "rock", "t2", "t4", at(10, 0), at(10, 5), 1, 2, 4, CUTOFF),
@@ -105,18 +111,38 @@ def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test
         S.EVAL_PAIRS,
     )
     assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
-    capped = eval_pairs(in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1)
-    again = eval_pairs(in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1)
+    capped = eval_pairs(
+        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1
+    )
+    again = eval_pairs(
+        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1
+    )
     assert capped.count() == 1
     assert_df_equality(capped, again)
 
 
 def test_eval_next_is_the_first_test_play_with_the_whole_history_before_the_cutoff(spark, built):
     _, roles, annotated, vocabulary, station_ids = built
-    got = eval_next(annotated, in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200)
+    got = eval_next(
+        annotated, in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200
+    )
     want = spark.createDataFrame(
         [
-            ("a", at(10), "t2", "rock", "up", 2, 1, 1, 5, [1, 2, 3, 1, 4], [1, 1, 2, 1, 1], [1, 2, 4, 1, 3], CUTOFF),
+            (
+                "a",
+                at(10),
+                "t2",
+                "rock",
+                "up",
+                2,
+                1,
+                1,
+                5,
+                [1, 2, 3, 1, 4],
+                [1, 1, 2, 1, 1],
+                [1, 2, 4, 1, 3],
+                CUTOFF,
+            ),
             ("b", at(11), "t3", None, "up", 3, 0, 1, 1, [1], [0], [3], CUTOFF),
         ],
         S.EVAL_NEXT,
@@ -126,7 +152,9 @@ def test_eval_next_is_the_first_test_play_with_the_whole_history_before_the_cuto
 
 def test_stats_summarise_feedback_lengths_and_lookback(spark, built):
     played, _, annotated, vocabulary, station_ids = built
-    seqs = sequences(annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10)
+    seqs = sequences(
+        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10
+    )
     got = {r[S.METRIC]: r[S.VALUE] for r in stats(played, seqs).collect()}
     train = 1.0 if split_of("a") == "train" else 0.0
     assert got == {

@@ -23,7 +23,7 @@ def negatives(spark: SparkSession, rows: list[tuple], cutoff: dt.datetime = CUTO
 
 
 def expected(spark: SparkSession, rows: list[tuple]):
-    """rows: (user, position, target track, (day, minute), station, negative track, (day, minute) | None, tier)."""
+    """rows: (user, position, target, (day, minute), station, negative, (day, minute) | None, tier)."""
     full = [
         (u, p, t, at(*when), st, n, at(*nwhen) if nwhen else None, tier, S.TIER_NAMES[tier])
         for u, p, t, when, st, n, nwhen, tier in rows
@@ -37,7 +37,14 @@ def test_each_tier_of_the_cascade_and_never_the_target_track(spark):
         ("a", 0, 30, "t4", "rock", "down"),  # pos 1
         ("a", 0, 50, "t1", "rock", "down"),  # pos 2
         ("a", 0, 60, "t2", "rock", "up"),  # pos 3: nearest same-day down: t1 at minute 50
-        ("a", 1, 0, "t3", "jazz", "up"),  # pos 4: no down/skip that day on jazz; later skip on day 2 -> tier 4
+        (
+            "a",
+            1,
+            0,
+            "t3",
+            "jazz",
+            "up",
+        ),  # pos 4: no down/skip that day on jazz; later skip on day 2 -> tier 4
         ("a", 1, 5, "t5", "rock", "skip"),  # pos 5
         ("a", 1, 6, "t6", "rock", "up"),  # pos 6: same-day skip on rock (t5) -> tier 2
         ("a", 2, 0, "t7", "pop", "skip"),  # pos 7
@@ -56,7 +63,9 @@ def test_each_tier_of_the_cascade_and_never_the_target_track(spark):
         ("a", 9, "t9", (3, 0), "pop", "t0", (4, 0), 3),
         ("a", 11, "t2", (5, 0), "hip", None, None, 5),
     ]
-    assert_df_equality(negatives(spark, rows), expected(spark, want), ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        negatives(spark, rows), expected(spark, want), ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_missing_stations_match_each_other_and_skip_only_users_have_no_targets(spark):
@@ -68,13 +77,19 @@ def test_missing_stations_match_each_other_and_skip_only_users_have_no_targets(s
         ("d", 0, 0, "t1", None, "down"),  # only downs: none either
     ]
     want = [("a", 0, "t1", (0, 0), None, "t2", (0, 9), 1)]
-    assert_df_equality(negatives(spark, rows), expected(spark, want), ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        negatives(spark, rows), expected(spark, want), ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def reference(rows: list[tuple], cutoff: dt.datetime) -> dict[int, tuple[int, str | None]]:
     """Brute force over all pairs: target position -> (tier, negative track)."""
     ordered = sorted(
-        [(at(d, m), f"e{i:03d}", t, st, fb) for i, (_, d, m, t, st, fb) in enumerate(rows) if at(d, m) < cutoff]
+        [
+            (at(d, m), f"e{i:03d}", t, st, fb)
+            for i, (_, d, m, t, st, fb) in enumerate(rows)
+            if at(d, m) < cutoff
+        ]
     )
     positive = {"up"} if any(r[5] == "up" for r in rows) else {"up", "play"}  # play_is_positive: auto
     result = {}

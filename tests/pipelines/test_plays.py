@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 from chispa import assert_df_equality
 from hypothesis import given
@@ -22,9 +23,7 @@ def at(seconds: float) -> dt.datetime:
 
 def events(spark: SparkSession, rows: list[tuple]) -> object:
     """rows: (user, seconds after T0, track, feedback, ms_played, source, event_id)."""
-    full = [
-        (u, at(s), t, "st", None, fb, ms, src, eid, at(s).date()) for u, s, t, fb, ms, src, eid in rows
-    ]
+    full = [(u, at(s), t, "st", None, fb, ms, src, eid, at(s).date()) for u, s, t, fb, ms, src, eid in rows]
     return spark.createDataFrame(full, S.EVENTS)
 
 
@@ -33,7 +32,7 @@ def run(spark: SparkSession, rows: list[tuple], **kw: object):
 
 
 def expected(spark: SparkSession, rows: list[tuple]):
-    """rows: (user, session start seconds, position, seconds, track, feedback, ms_played, source, event_id)."""
+    """rows: (user, session start s, position, s, track, feedback, ms_played, source, event_id)."""
     full = [
         (
             u,
@@ -120,7 +119,9 @@ def test_precedence_down_over_up_over_skip_over_play_and_sources_without_timing(
 
 
 event_rows = st.lists(
-    st.tuples(st.sampled_from(["a", "b", "ü"]), st.integers(0, 6 * 3600), st.sampled_from(["t1", "t2", "t3"])),
+    st.tuples(
+        st.sampled_from(["a", "b", "ü"]), st.integers(0, 6 * 3600), st.sampled_from(["t1", "t2", "t3"])
+    ),
     min_size=1,
     max_size=40,
 )
@@ -141,7 +142,7 @@ def test_sessionizing_keeps_every_row_and_a_users_sessions_are_contiguous(spark,
             assert [r[S.POSITION] for r in ordered if r[S.SESSION_ID] == session] == list(
                 range(sessions.count(session))
             )
-        for prev, cur in zip(ordered, ordered[1:], strict=False):
+        for prev, cur in itertools.pairwise(ordered):
             gap = (cur[S.TS] - prev[S.TS]).total_seconds()
             assert (cur[S.SESSION_ID] != prev[S.SESSION_ID]) == (gap > 1200)
 

@@ -1,0 +1,129 @@
+"""ingest and build end to end on tiny logs in tmp_path: idempotence, bad input, incremental rebuilds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from jobs import build, ingest
+from jobs.cli import main
+from jobs.config import load_config
+from pipelines import schemas as S
+from pipelines.lakehouse import Lakehouse
+from pipelines.synthetic import SynthSettings, synthetic_events
+
+LASTFM = (
+    "u1\t2009-05-04T10:00:00Z\ta\tArtist\tt1\tOne\n"
+    "u1\t2009-05-04T10:00:20Z\ta\tArtist\t\tTwo\n"
+    "u1\t2009-05-04T10:04:00Z\ta\tArtist\tt3\tThree\n"
+    "u1\tnot a time\ta\tArtist\tt3\tThree\n"
+)
+
+
+def config(root, *more: str):
+    return load_config(None, [f"lakehouse.root={root}", "spark.log_level=ERROR", *more])
+
+
+def test_ingesting_the_same_file_twice_leaves_the_tables_content_unchanged(spark, tmp_path):
+    log = tmp_path / "log.tsv"
+    log.write_text(LASTFM)
+    cfg = config(tmp_path / "lh")
+    first = ingest.run(spark, cfg, "lastfm1k", [str(log)])
+    lakehouse = Lakehouse(spark, str(tmp_path / "lh"))
+    before = lakehouse.read("bronze/events").orderBy(S.EVENT_ID).collect()
+    quarantined = lakehouse.read("bronze/quarantine").collect()
+    second = ingest.run(spark, cfg, "lastfm1k", [str(log)])
+    assert (first.accepted, first.rejected, second.accepted, second.rejected) == (3, 1, 3, 1)
+    assert lakehouse.read("bronze/events").orderBy(S.EVENT_ID).collect() == before
+    assert lakehouse.read("bronze/quarantine").collect() == quarantined
+    assert [(r["line"], r["reason"]) for r in quarantined] == [
+        (4, "timestamp 'not a time' is not ISO-8601 UTC")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "lastfm1k", "--input", "{tmp}/missing.tsv"], "input file {tmp}/missing.tsv not found"),
+        (
+            ["--format", "piki", "--input", "{tmp}/log.tsv"],
+            "header lacks column(s) liked, song_id, timestamp",
+        ),
+        (
+            ["--format", "movielens", "--input", "{tmp}/log.tsv"],
+            "line 1: expected 4 tab-separated fields, found 6",
+        ),
+        (
+            ["--format", "events", "--input", "{tmp}/log.tsv"],
+            "cannot tell its format from the extension '.tsv'",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_leaves_tables_as_they_were(
+    spark, tmp_path, capsys, args, message
+):
+    (tmp_path / "log.tsv").write_text(LASTFM)
+    root = tmp_path / "lh"
+    assert (
+        main(
+            [
+                "--set",
+                f"lakehouse.root={root}",
+                "ingest",
+                "--format",
+                "lastfm1k",
+                "--input",
+                str(tmp_path / "log.tsv"),
+            ]
+        )
+        == 0
+    )
+    lakehouse = Lakehouse(spark, str(root))
+    versions = (lakehouse.version("bronze/events"), lakehouse.version("bronze/quarantine"))
+    capsys.readouterr()
+    code = main(["--set", f"lakehouse.root={root}", "ingest", *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("downbeat: error: ") and message.format(tmp=tmp_path) in err[-1]
+    assert (lakehouse.version("bronze/events"), lakehouse.version("bronze/quarantine")) == versions
+
+
+def test_build_without_events_is_a_one_line_error(tmp_path, capsys):
+    assert main(["--set", f"lakehouse.root={tmp_path}", "build"]) == 2
+    assert "table bronze/events does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+GOLD_AND_SILVER = ("silver/plays", *build.GOLD)
+
+
+def test_incremental_rebuild_ends_identical_to_a_full_build(spark, tmp_path):
+    settings = SynthSettings(users=12, days=12, stations=3, tracks_per_station=20, seed=3, partitions=2)
+    synthetic_events(spark, settings).write.parquet(str(tmp_path / "all"))
+    raw = spark.read.parquet(str(tmp_path / "all"))
+    late_from = dt.date(2024, 1, 10)
+    raw.where(F.to_date(S.TS) < F.lit(late_from)).write.parquet(str(tmp_path / "early"))
+    raw.where(F.to_date(S.TS) >= F.lit(late_from)).write.parquet(str(tmp_path / "late"))
+    extra = ("split.test_days=3",)
+
+    incremental = config(tmp_path / "inc", *extra)
+    ingest.run(spark, incremental, "events", [str(tmp_path / "early")])
+    build.run(spark, incremental)
+    ingest.run(spark, incremental, "events", [str(tmp_path / "late")])
+    result = build.run(spark, incremental, late_from, dt.date(2024, 1, 12))
+    assert result.silver_range == (dt.date(2024, 1, 9), dt.date(2024, 1, 13))
+
+    full = config(tmp_path / "full", *extra)
+    ingest.run(spark, full, "events", [str(tmp_path / "all")])
+    build.run(spark, full)
+
+    a, b = Lakehouse(spark, str(tmp_path / "inc")), Lakehouse(spark, str(tmp_path / "full"))
+    assert a.read("gold/sequences").count() > 0 and a.read("gold/eval_next").count() > 0
+    for table in GOLD_AND_SILVER:
+        assert_df_equality(a.read(table), b.read(table), ignore_row_order=True)
+    # the incremental run replaced only the affected partitions of silver/plays
+    last = a.history("silver/plays", limit=1)[0]
+    assert last["downbeat.operation"] == "replace_range"
+    assert int(last["downbeat.rows"]) < b.read("silver/plays").count()
