@@ -1,0 +1,135 @@
+"""Benchmark (not a test): synth -> ingest -> each table of build, and sessions+skips against DuckDB.
+
+    .venv/bin/pip install duckdb==1.4.2     # the benchmark's only extra; never a product dependency
+    .venv/bin/python tests/benchmarks/bench_pipelines.py --users 18000 --days 60   # ~10M events
+
+Prints events per second for each step, the shuffles in each table's plan, the peak memory of the
+driver (Python) and of the JVM, and the DuckDB ratio for the sessions-and-skips step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from jobs import build, ingest
+from jobs.config import load_config
+from pipelines import schemas as S
+from pipelines.lakehouse import Lakehouse
+from pipelines.spark import spark_session
+from pipelines.synthetic import SynthSettings, synthetic_events
+
+
+def jvm_peak_mib(spark) -> float:
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
+
+
+def shuffles(df) -> int:
+    return df._jdf.queryExecution().executedPlan().toString().count("Exchange")
+
+
+def timed(label: str, events: int, fn):
+    started = time.monotonic()
+    out = fn()
+    seconds = time.monotonic() - started
+    print(f"{label:<34}{seconds:>8.1f} s {events / seconds:>12,.0f} events/s", flush=True)
+    return out, seconds
+
+
+def duckdb_sessions(raw: str, gap: int, skip: int) -> float:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    started = time.monotonic()
+    con.execute(
+        f"""
+        COPY (
+          WITH o AS (
+            SELECT *, lag(ts) OVER w AS prev_ts, lead(ts) OVER w AS next_ts,
+                   row_number() OVER w AS n
+            FROM read_parquet('{raw}/*.parquet') WINDOW w AS (PARTITION BY user_id ORDER BY ts, track_id)
+          ), s AS (
+            SELECT *, sum(CASE WHEN prev_ts IS NULL OR epoch_us(ts) - epoch_us(prev_ts) > {gap} * 60000000
+                   THEN 1 ELSE 0 END) OVER (PARTITION BY user_id ORDER BY ts, track_id) AS session_no
+            FROM o
+          )
+          SELECT user_id, session_no, ts, track_id, station_id,
+                 CASE WHEN feedback = 'down' THEN 'down' WHEN feedback = 'up' THEN 'up'
+                      WHEN ms_played < {skip} * 1000
+                        OR epoch_us(next_ts) - epoch_us(ts) < {skip} * 1000000 THEN 'skip'
+                      ELSE 'play' END AS feedback
+          FROM s
+        ) TO '{raw}_duck.parquet' (FORMAT parquet)
+        """
+    )
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=18_000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="downbeat-bench-"))
+    shutil.rmtree(work, ignore_errors=True)
+    cfg = load_config(None, [f"lakehouse.root={work / 'lakehouse'}", "spark.log_level=ERROR"])
+    spark = spark_session(cfg.spark, cfg.delta)
+    raw = str(work / "raw")
+    settings = SynthSettings(users=args.users, days=args.days, partitions=16)
+    started = time.monotonic()
+    synthetic_events(spark, settings).write.parquet(raw)
+    events = spark.read.parquet(raw).count()
+    print(f"{'synth':<34}{time.monotonic() - started:>8.1f} s   {events:,} events, {args.users:,} users")
+    timed("ingest (parse, check, merge)", events, lambda: ingest.run(spark, cfg, "events", [raw]))
+
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    bronze = lakehouse.read("bronze/events")
+    silver = build._plays(bronze, cfg.features)
+    print(f"silver/plays plan: {shuffles(silver)} shuffle(s)")
+    _, spark_s = timed(
+        "silver/plays (sessions + skips)",
+        events,
+        lambda: lakehouse.write(silver, "silver/plays", mode="overwrite", partition_by=[S.DATE]),
+    )
+    played = lakehouse.read("silver/plays")
+    last = played.agg(F.max(S.TS)).first()[0]
+    from pipelines.split import cutoff
+
+    cut = cutoff(last, cfg.features.split)
+    gold = build._gold(played, cfg.features, cut)
+    for table in build.GOLD:
+        frame = gold[table]
+        print(f"{table} plan: {shuffles(frame)} shuffle(s)")
+        timed(table, events, lambda t=table, f=frame: lakehouse.write(f, t, mode="overwrite"))
+    for frame in gold["_persisted"]:
+        frame.unpersist()
+    print(
+        f"peak memory: driver (python) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB,"
+        f" JVM {jvm_peak_mib(spark):,.0f} MiB"
+    )
+    spark.stop()
+    try:
+        duck_s = duckdb_sessions(raw, cfg.sessions.gap_minutes, cfg.skips.threshold_seconds)
+    except ImportError:
+        print("duckdb not installed: pip install duckdb to compare")
+        return
+    print(f"{'duckdb sessions + skips':<34}{duck_s:>8.1f} s {events / duck_s:>12,.0f} events/s")
+    print(f"spark / duckdb on sessions + skips: {spark_s / duck_s:.1f}x  ({dt.datetime.now():%Y-%m-%d})")
+
+
+if __name__ == "__main__":
+    main()
