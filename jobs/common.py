@@ -66,3 +66,19 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"{prog}: failed: {first}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def job_main(
+    prog: str,
+    description: str | None,
+    command: Callable[[argparse.Namespace], int],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """The `spark-submit jobs/<name>.py` entry point: global options, the job's own, exit codes."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_global_options(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    return guarded(lambda: command(args))

@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import add_global_options, config_from, guarded
+from jobs.common import config_from, job_main
 from jobs.config import Config
 from pipelines import schemas as S
 from pipelines.errors import InputError
@@ -104,11 +104,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
-    add_global_options(parser)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return guarded(lambda: command(args))
+    return job_main("ingest", __doc__, command, add_arguments, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.common import add_global_options, config_from, guarded
+from jobs.common import config_from, job_main
 from pipelines.errors import InputError
 from pipelines.spark import spark_session
 from pipelines.synthetic import SynthSettings, synthetic_events
@@ -59,11 +59,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="synth", description=__doc__)
-    add_global_options(parser)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return guarded(lambda: command(args))
+    return job_main("synth", __doc__, command, add_arguments, argv)
 
 
 if __name__ == "__main__":
