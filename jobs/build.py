@@ -158,7 +158,7 @@ def _gold(played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime) 
         cutoff_ts=cutoff_ts,
         max_length=features.sequences.max_length,
         validation_percent=features.sequences.validation_percent,
-    )
+    ).persist(level)  # written, and summarised in gold/stats
     return {
         "gold/tracks": vocabulary,
         "gold/stations": station_ids,
@@ -180,7 +180,7 @@ def _gold(played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime) 
             max_length=features.sequences.max_length,
         ),
         "gold/stats": stats(played, seqs),
-        "_persisted": [roles, vocabulary, station_ids, annotated],
+        "_persisted": [roles, vocabulary, station_ids, annotated, seqs],
     }
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.window import WindowSpec
 
 from pipelines import schemas as S
 from pipelines.plays import micros_between
@@ -28,24 +27,30 @@ def _struct_of_row() -> Column:
     return F.struct(*[F.col(c) for c in _CANDIDATE])
 
 
-def _nearest_after(is_candidate: Column, window: WindowSpec, name: str) -> list[tuple[str, Column]]:
-    """Column steps: for each row, the nearest candidate after it whose track differs from the row's."""
-    after = window.rowsBetween(1, Window.unboundedFollowing)
-    onward = window.rowsBetween(Window.currentRow, Window.unboundedFollowing)
+def _nearest_after(is_candidate: Column, partition: list[str], name: str) -> list[tuple[str, Column]]:
+    """Column steps: for each row, the nearest candidate after it whose track differs from the row's.
+
+    Spark recomputes frames that end at UNBOUNDED FOLLOWING for every row (quadratic per user), so
+    "after" is computed as "before" in reverse time order, where frames grow row by row.
+    """
+    reverse = Window.partitionBy(*partition).orderBy(F.col(S.TS).desc(), F.col(S.EVENT_ID).desc())
+    after = reverse.rowsBetween(Window.unboundedPreceding, -1)
+    onward = reverse.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     nxt, further = f"_{name}_next", f"_{name}_further"
-    next_candidate = F.first(F.when(is_candidate, _struct_of_row()), ignorenulls=True).over(after)
+    next_candidate = F.last(F.when(is_candidate, _struct_of_row()), ignorenulls=True).over(after)
     # On candidate rows: the first candidate after this row's run of equal tracks.
     run_ends = is_candidate & (F.col(nxt).isNull() | (F.col(nxt)[S.TRACK_ID] != F.col(S.TRACK_ID)))
-    further_candidate = F.first(F.when(run_ends, F.col(nxt)), ignorenulls=True).over(onward)
-    carried = F.first(
+    further_candidate = F.last(F.when(run_ends, F.col(nxt)), ignorenulls=True).over(onward)
+    carried = F.last(
         F.when(is_candidate, F.struct(*[F.col(c) for c in _CANDIDATE], F.col(further).alias("other"))),
         ignorenulls=True,
     ).over(after)
     return [(nxt, next_candidate), (further, further_candidate), (name, _differing(carried))]
 
 
-def _nearest_before(is_candidate: Column, window: WindowSpec, name: str) -> list[tuple[str, Column]]:
+def _nearest_before(is_candidate: Column, partition: list[str], name: str) -> list[tuple[str, Column]]:
     """Column steps: for each row, the nearest candidate before it whose track differs from the row's."""
+    window = Window.partitionBy(*partition).orderBy(S.TS, S.EVENT_ID)
     before = window.rowsBetween(Window.unboundedPreceding, -1)
     upto = window.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     prv, further = f"_{name}_prev", f"_{name}_further"
@@ -89,14 +94,15 @@ def with_hard_negative(history: DataFrame) -> DataFrame:
     Target rows (positives) get their cascade's pick (tier 1..5; 5 = random, negative null); other
     rows get tier 0 and nulls. Windows over the user's order: one shuffle by user, two sorts.
     """
-    user = Window.partitionBy(S.USER_ID).orderBy(S.TS, S.EVENT_ID)
-    day = Window.partitionBy(S.USER_ID, S.DATE, S.STATION_ID).orderBy(S.TS, S.EVENT_ID)
+    user = [S.USER_ID]
+    day = [S.USER_ID, S.DATE, S.STATION_ID]
     down = F.col(S.FEEDBACK) == S.DOWN
     skip = F.col(S.FEEDBACK) == S.SKIP
+    # Grouped by window order, so that each order costs one sort.
     steps = [
         *_nearest_before(down, day, "_day_down_before"),
-        *_nearest_after(down, day, "_day_down_after"),
         *_nearest_before(skip, day, "_day_skip_before"),
+        *_nearest_after(down, day, "_day_down_after"),
         *_nearest_after(skip, day, "_day_skip_after"),
         *_nearest_after(down, user, "_later_down"),
         *_nearest_after(skip, user, "_later_skip"),

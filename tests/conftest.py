@@ -37,3 +37,13 @@ def spark() -> Iterator[SparkSession]:
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _session_settings_restored() -> Iterator[None]:
+    """Commands run through the CLI apply their config to the running session; undo that after."""
+    yield
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.conf.set("spark.sql.shuffle.partitions", "2")
+        session.conf.set("spark.sql.adaptive.enabled", "false")

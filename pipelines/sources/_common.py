@@ -229,7 +229,7 @@ def parsed_frame(
         kept(ms_played).cast("long").alias(S.MS_PLAYED),
         F.col(FILE),
         F.col(LINE).cast("long").alias(LINE),
-        F.col(RAW),
+        F.when(rejected, F.col(RAW)).alias(RAW),  # kept (and, for Parquet, rendered) for rejects only
         reason.alias(REASON),
     )
 

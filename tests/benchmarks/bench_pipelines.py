@@ -35,7 +35,20 @@ def jvm_peak_mib(spark) -> float:
 
 
 def shuffles(df) -> int:
-    return df._jdf.queryExecution().executedPlan().toString().count("Exchange")
+    """Shuffle exchanges in the physical plan, not counting those inside cached (persisted) inputs."""
+    plan = df._jdf.queryExecution().executedPlan().toString().splitlines()
+    count, cached_at = 0, None
+    for line in plan:
+        depth = len(line) - len(line.lstrip(" +-:"))
+        if cached_at is not None and depth > cached_at:
+            continue
+        cached_at = None
+        if "InMemoryRelation" in line or "InMemoryTableScan" in line:
+            cached_at = depth
+        text = line.strip(" +-:")
+        if text.startswith("Exchange ") and "Broadcast" not in text:
+            count += 1
+    return count
 
 
 def timed(label: str, events: int, fn):

@@ -6,6 +6,8 @@ import hashlib
 
 import pytest
 from chispa import assert_df_equality
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
 from pipelines import schemas as S
@@ -178,3 +180,42 @@ def test_stats_summarise_feedback_lengths_and_lookback(spark, built):
         "lookback_days_median": 2.0,
         "days": 11.0,
     }
+
+
+log_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.integers(0, 14),
+        st.integers(0, 1439),
+        st.sampled_from(["t1", "t2", "t3", "t4"]),
+        st.sampled_from(["rock", None]),
+        st.sampled_from(["up", "down", "skip", "play"]),
+    ),
+    min_size=1,
+    max_size=30,
+    unique_by=lambda r: (r[0], r[1], r[2]),
+)
+
+
+@settings(max_examples=10)
+@given(log_strategy)
+def test_no_gold_row_uses_an_event_on_the_wrong_side_of_its_cutoff(spark, rows):
+    played = plays_frame(spark, rows)
+    roles = with_roles(played, SEQ, EVAL)
+    annotated = with_hard_negative(history(roles, CUTOFF))
+    vocabulary, station_ids = tracks(played), stations(played)
+    for row in sequences(
+        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=3, validation_percent=10
+    ).collect():
+        assert row[S.LAST_TS] < CUTOFF and row[S.CUTOFF_TS] == CUTOFF
+        assert 1 <= row[S.LENGTH] <= 3 and row[S.TARGET_MASK][-1] == 1  # ends on a positive
+        assert all(n == 0 or n != t for n, t in zip(row[S.NEGATIVE_TRACK_IDS], row[S.TRACK_IDS], strict=True))
+    test = in_test_period(roles, CUTOFF)
+    for row in eval_pairs(test, vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=5).collect():
+        assert (
+            row[S.UP_TS] >= CUTOFF and row[S.DOWN_TS] >= CUTOFF and row[S.UP_TRACK_ID] != row[S.DOWN_TRACK_ID]
+        )
+    for row in eval_next(annotated, test, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=3).collect():
+        before = [r for r in rows if r[0] == row[S.USER_ID] and at(r[1], r[2]) < CUTOFF]
+        assert row[S.TS] >= CUTOFF and row[S.HISTORY_LENGTH] == len(before)
+        assert len(row[S.HISTORY_TRACK_IDS]) == min(3, len(before))
