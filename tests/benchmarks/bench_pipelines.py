@@ -23,9 +23,12 @@ from pyspark.sql import functions as F
 from jobs import build, ingest
 from jobs.config import load_config
 from pipelines import schemas as S
+from pipelines.hard_negatives import with_hard_negative
 from pipelines.lakehouse import Lakehouse
 from pipelines.spark import spark_session
+from pipelines.split import cutoff, history, with_roles
 from pipelines.synthetic import SynthSettings, synthetic_events
+from pipelines.vocabulary import tracks
 
 
 def jvm_peak_mib(spark) -> float:
@@ -120,9 +123,15 @@ def main() -> None:
     )
     played = lakehouse.read("silver/plays")
     last = played.agg(F.max(S.TS)).first()[0]
-    from pipelines.split import cutoff
-
     cut = cutoff(last, cfg.features.split)
+    roles = with_roles(played, cfg.features.sequences, cfg.features.eval).repartition(S.USER_ID)
+    shared = {
+        "plays by user, with roles": roles,
+        "history + hard-negative columns": with_hard_negative(history(roles, cut)),
+        "track vocabulary": tracks(played),
+    }
+    for name, frame in shared.items():
+        print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
     gold = build._gold(played, cfg.features, cut)
     for table in build.GOLD:
         frame = gold[table]
