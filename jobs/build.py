@@ -48,7 +48,10 @@ GOLD = (
     "gold/eval_next",
     "gold/stats",
 )
-NEIGHBOUR, CONTEXT = dt.timedelta(days=1), dt.timedelta(days=2)
+NEIGHBOUR = dt.timedelta(days=1)
+# Rows per partition of the user-partitioned plays that every gold table reads from the cache: a
+# cached partition is read back whole, so it must stay far below the executor heap.
+ROWS_PER_PARTITION = 500_000
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,12 @@ def run(
     versions[PLAYS], rows[PLAYS] = commit.version, commit.rows_written
 
     played = lakehouse.read(PLAYS)
-    last = played.agg(F.max(S.TS)).first()
-    if last is None or last[0] is None:
+    summary = played.agg(F.max(S.TS), F.count(F.lit(1))).first()
+    if summary is None or summary[0] is None:
         raise InputError(f"{PLAYS} is empty: nothing to build (ingest events first)")
-    cutoff_ts = cutoff(last[0], features.split)
+    cutoff_ts = cutoff(summary[0], features.split)
     log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
-    gold = _gold(played, features, cutoff_ts)
+    gold = gold_frames(played, features, cutoff_ts, user_partitions(spark, summary[1]))
     pending: list[tuple[str, PendingWrite]] = []
     try:
         for table in GOLD:
@@ -122,7 +125,7 @@ def _plays(events: DataFrame, features: FeatureSettings) -> DataFrame:
 def _rebuild_range(
     lakehouse: Lakehouse, events: DataFrame, features: FeatureSettings, start: dt.date, end: dt.date
 ) -> Commit:
-    """Replace silver/plays' partitions [start, end], computed with CONTEXT days on each side."""
+    """Replace silver/plays' partitions [start, end], computed with a day of context on each side."""
     context = events.where(F.col(S.DATE).between(F.lit(start - NEIGHBOUR), F.lit(end + NEIGHBOUR)))
     rebuilt = _plays(context, features).where(F.col(S.DATE).between(F.lit(start), F.lit(end)))
     # A session that began before the context would get a later start here: rebuild in full then.
@@ -143,10 +146,19 @@ def _rebuild_range(
     return lakehouse.overwrite_partitions(rebuilt, PLAYS, column=S.DATE, start=start, end=end)
 
 
-def _gold(played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime) -> dict[str, Any]:
+def user_partitions(spark: SparkSession, rows: int) -> int:
+    """Partitions for plays by user: the session's shuffle partitions, more for big tables."""
+    configured = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
+    return max(configured, -(-rows // ROWS_PER_PARTITION))
+
+
+def gold_frames(
+    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime, partitions: int
+) -> dict[str, Any]:
     """Every gold table's frame, from one pass that partitions silver/plays by user."""
     level = StorageLevel.MEMORY_AND_DISK
-    roles = with_roles(played, features.sequences, features.eval).repartition(S.USER_ID).persist(level)
+    roles = with_roles(played, features.sequences, features.eval)
+    roles = roles.repartition(partitions, S.USER_ID).persist(level)
     vocabulary = tracks(played).persist(level)
     station_ids = stations(played).persist(level)
     annotated = with_hard_negative(history(roles, cutoff_ts)).persist(level)

@@ -124,7 +124,7 @@ def main() -> None:
     played = lakehouse.read("silver/plays")
     last = played.agg(F.max(S.TS)).first()[0]
     cut = cutoff(last, cfg.features.split)
-    roles = with_roles(played, cfg.features.sequences, cfg.features.eval).repartition(S.USER_ID)
+    roles = with_roles(played, cfg.features.sequences, cfg.features.eval).repartition(S.USER_ID)  # plan only
     shared = {
         "plays by user, with roles": roles,
         "history + hard-negative columns": with_hard_negative(history(roles, cut)),
@@ -132,7 +132,7 @@ def main() -> None:
     }
     for name, frame in shared.items():
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
-    gold = build._gold(played, cfg.features, cut)
+    gold = build.gold_frames(played, cfg.features, cut, build.user_partitions(spark, events))
     for table in build.GOLD:
         frame = gold[table]
         print(f"{table} plan: {shuffles(frame)} shuffle(s)")

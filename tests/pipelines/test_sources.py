@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 
@@ -183,3 +184,37 @@ REAL = [
 def test_real_samples_parse_completely(spark, fmt, path, accepted, rejected):
     parsed = ADAPTERS[fmt](spark, [str(DATASETS / path)], SETTINGS)
     assert (events(parsed, fmt).count(), rejects(parsed, fmt).count()) == (accepted, rejected)
+
+
+def test_bronze_rows_carry_a_stable_event_id_and_quarantine_rows_their_file_line_and_raw_text(
+    spark, tmp_path
+):
+    from chispa import assert_df_equality
+
+    f = tmp_path / "log.tsv"
+    f.write_text("u1\t2009-05-04T23:59:59Z\ta\tArtist\tt1\tOne\nu1\t2009-05-05T00:00:10Z\ta\tArtist\n")
+    parsed = ADAPTERS["lastfm1k"](spark, [str(f)], SETTINGS)
+    ts = dt.datetime(2009, 5, 4, 23, 59, 59)
+    # the id is SHA-256 over source, user, time (UTC, microseconds), track, station, session,
+    # feedback, ms_played joined by U+001F, nulls as empty: anyone can recompute it
+    identity = "\u001f".join(["lastfm1k", "u1", "2009-05-04T23:59:59.000000", "t1", "", "", "", ""])
+    event_id = hashlib.sha256(identity.encode()).hexdigest()
+    want = spark.createDataFrame(
+        [("u1", ts, "t1", None, None, None, None, "lastfm1k", event_id, ts.date())], S.EVENTS
+    )
+    assert_df_equality(events(parsed, "lastfm1k"), want, ignore_nullable=True)
+    row_id = hashlib.sha256("\u001f".join(["lastfm1k", str(f), "2"]).encode()).hexdigest()
+    want_rejects = spark.createDataFrame(
+        [
+            (
+                "lastfm1k",
+                str(f),
+                2,
+                "expected 6 tab-separated fields, found 4",
+                "u1\t2009-05-05T00:00:10Z\ta\tArtist",
+                row_id,
+            )
+        ],
+        S.QUARANTINE,
+    )
+    assert_df_equality(rejects(parsed, "lastfm1k"), want_rejects, ignore_nullable=True)
