@@ -10,6 +10,7 @@ key and the file it came from.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import types
 import typing
@@ -266,6 +267,8 @@ def _coerce(tp: Any, value: Any, key: str, origins: Mapping[str, str]) -> Any:
             raise ConfigError(f"config key '{key}' must be a number, got {value!r} (in {where})")
         return float(value)
     if tp is str:
+        if isinstance(value, dt.date):  # YAML reads 2024-01-31 as a date; a string field wants the text
+            return value.isoformat()
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' must be a string, got {value!r} (in {where})")
         return value

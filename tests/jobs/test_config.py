@@ -149,3 +149,8 @@ def test_config_is_frozen():
 
     with pytest.raises(AttributeError):
         cfg.spark.master = "yarn"  # type: ignore[misc]
+
+
+def test_a_date_given_for_a_text_key_is_kept_as_its_iso_text():
+    cfg = load_config(None, ["split.cutoff_date=2018-07-15"])
+    assert cfg.split.cutoff_date == "2018-07-15"
