@@ -27,41 +27,30 @@ def _struct_of_row() -> Column:
     return F.struct(*[F.col(c) for c in _CANDIDATE])
 
 
-def _nearest_after(is_candidate: Column, partition: list[str], name: str) -> list[tuple[str, Column]]:
-    """Column steps: for each row, the nearest candidate after it whose track differs from the row's.
+def _nearest(
+    is_candidate: Column, partition: list[str], name: str, *, ahead: bool
+) -> list[tuple[str, Column]]:
+    """Column steps: for each row, the nearest candidate before it (or after it, `ahead`) whose track
+    differs from the row's.
 
-    Spark recomputes frames that end at UNBOUNDED FOLLOWING for every row (quadratic per user), so
-    "after" is computed as "before" in reverse time order, where frames grow row by row.
+    Looking ahead is looking back in reverse time order: Spark recomputes frames that end at
+    UNBOUNDED FOLLOWING for every row (quadratic per user), while frames that start at UNBOUNDED
+    PRECEDING grow row by row.
     """
-    reverse = Window.partitionBy(*partition).orderBy(F.col(S.TS).desc(), F.col(S.EVENT_ID).desc())
-    after = reverse.rowsBetween(Window.unboundedPreceding, -1)
-    onward = reverse.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    nxt, further = f"_{name}_next", f"_{name}_further"
-    next_candidate = F.last(F.when(is_candidate, _struct_of_row()), ignorenulls=True).over(after)
-    # On candidate rows: the first candidate after this row's run of equal tracks.
-    run_ends = is_candidate & (F.col(nxt).isNull() | (F.col(nxt)[S.TRACK_ID] != F.col(S.TRACK_ID)))
-    further_candidate = F.last(F.when(run_ends, F.col(nxt)), ignorenulls=True).over(onward)
-    carried = F.last(
-        F.when(is_candidate, F.struct(*[F.col(c) for c in _CANDIDATE], F.col(further).alias("other"))),
-        ignorenulls=True,
-    ).over(after)
-    return [(nxt, next_candidate), (further, further_candidate), (name, _differing(carried))]
-
-
-def _nearest_before(is_candidate: Column, partition: list[str], name: str) -> list[tuple[str, Column]]:
-    """Column steps: for each row, the nearest candidate before it whose track differs from the row's."""
-    window = Window.partitionBy(*partition).orderBy(S.TS, S.EVENT_ID)
+    order = [F.col(S.TS), F.col(S.EVENT_ID)]
+    window = Window.partitionBy(*partition).orderBy(*[c.desc() for c in order] if ahead else order)
     before = window.rowsBetween(Window.unboundedPreceding, -1)
     upto = window.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    prv, further = f"_{name}_prev", f"_{name}_further"
-    previous_candidate = F.last(F.when(is_candidate, _struct_of_row()), ignorenulls=True).over(before)
-    run_starts = is_candidate & (F.col(prv).isNull() | (F.col(prv)[S.TRACK_ID] != F.col(S.TRACK_ID)))
-    further_candidate = F.last(F.when(run_starts, F.col(prv)), ignorenulls=True).over(upto)
+    nearest, further = f"_{name}_nearest", f"_{name}_further"
+    nearest_candidate = F.last(F.when(is_candidate, _struct_of_row()), ignorenulls=True).over(before)
+    # On candidate rows: the nearest candidate beyond this row's run of equal tracks.
+    run_edge = is_candidate & (F.col(nearest).isNull() | (F.col(nearest)[S.TRACK_ID] != F.col(S.TRACK_ID)))
+    further_candidate = F.last(F.when(run_edge, F.col(nearest)), ignorenulls=True).over(upto)
     carried = F.last(
         F.when(is_candidate, F.struct(*[F.col(c) for c in _CANDIDATE], F.col(further).alias("other"))),
         ignorenulls=True,
     ).over(before)
-    return [(prv, previous_candidate), (further, further_candidate), (name, _differing(carried))]
+    return [(nearest, nearest_candidate), (further, further_candidate), (name, _differing(carried))]
 
 
 def _differing(carried: Column) -> Column:
@@ -100,12 +89,12 @@ def with_hard_negative(history: DataFrame) -> DataFrame:
     skip = F.col(S.FEEDBACK) == S.SKIP
     # Grouped by window order, so that each order costs one sort.
     steps = [
-        *_nearest_before(down, day, "_day_down_before"),
-        *_nearest_before(skip, day, "_day_skip_before"),
-        *_nearest_after(down, day, "_day_down_after"),
-        *_nearest_after(skip, day, "_day_skip_after"),
-        *_nearest_after(down, user, "_later_down"),
-        *_nearest_after(skip, user, "_later_skip"),
+        *_nearest(down, day, "_day_down_before", ahead=False),
+        *_nearest(skip, day, "_day_skip_before", ahead=False),
+        *_nearest(down, day, "_day_down_after", ahead=True),
+        *_nearest(skip, day, "_day_skip_after", ahead=True),
+        *_nearest(down, user, "_later_down", ahead=True),
+        *_nearest(skip, user, "_later_skip", ahead=True),
     ]
     found = _apply(history, steps)
     tiers = [
