@@ -127,23 +127,21 @@ def _rebuild_range(
 ) -> Commit:
     """Replace silver/plays' partitions [start, end], computed with a day of context on each side."""
     context = events.where(F.col(S.DATE).between(F.lit(start - NEIGHBOUR), F.lit(end + NEIGHBOUR)))
-    rebuilt = _plays(context, features).where(F.col(S.DATE).between(F.lit(start), F.lit(end)))
-    # A session that began before the context would get a later start here: rebuild in full then.
-    context_start = dt.datetime.combine(start - NEIGHBOUR, dt.time())
-    early = context_start + dt.timedelta(minutes=features.sessions.gap_minutes)
-    opened_early = rebuilt.where((F.col(S.POSITION) > 0) & (F.col(S.SESSION_ID).isNotNull())).join(
-        _plays(context, features)
-        .where((F.col(S.POSITION) == 0) & (F.col(S.TS) <= F.lit(early)))
-        .select(S.SESSION_ID),
-        S.SESSION_ID,
-        "left_semi",
-    )
-    if opened_early.limit(1).count():
-        log.warning(
-            "a session runs into %s from before the context window: rebuilding %s in full", start, PLAYS
+    computed = _plays(context, features).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rebuilt = computed.where(F.col(S.DATE).between(F.lit(start), F.lit(end)))
+        # A session opening in the context's first minutes may have begun before it, and would get
+        # a later start here than in a full build: rebuild silver in full then.
+        early = dt.datetime.combine(start - NEIGHBOUR, dt.time()) + dt.timedelta(
+            minutes=features.sessions.gap_minutes
         )
-        return lakehouse.write(_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
-    return lakehouse.overwrite_partitions(rebuilt, PLAYS, column=S.DATE, start=start, end=end)
+        early_sessions = computed.where((F.col(S.POSITION) == 0) & (F.col(S.TS) <= F.lit(early)))
+        if rebuilt.join(early_sessions.select(S.SESSION_ID), S.SESSION_ID, "left_semi").limit(1).count():
+            log.warning("a session runs into %s from before the context: rebuilding %s in full", start, PLAYS)
+            return lakehouse.write(_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
+        return lakehouse.overwrite_partitions(rebuilt, PLAYS, column=S.DATE, start=start, end=end)
+    finally:
+        computed.unpersist()
 
 
 def user_partitions(spark: SparkSession, rows: int) -> int:

@@ -127,3 +127,19 @@ def test_incremental_rebuild_ends_identical_to_a_full_build(spark, tmp_path):
     last = a.history("silver/plays", limit=1)[0]
     assert last["downbeat.operation"] == "replace_range"
     assert int(last["downbeat.rows"]) < b.read("silver/plays").count()
+
+
+def test_incremental_rebuild_falls_back_to_full_when_a_session_began_before_its_context(spark, tmp_path):
+    start = dt.datetime(2024, 1, 1)
+    rows = [f"u1,{(start + dt.timedelta(minutes=15 * i)).isoformat()},t{i % 7},up" for i in range(4 * 96)]
+    (tmp_path / "log.csv").write_text("user_id,ts,track_id,feedback\n" + "\n".join(rows) + "\n")
+    cfg = config(tmp_path / "lh", "split.test_days=1")
+    ingest.run(spark, cfg, "events", [str(tmp_path / "log.csv")])
+    build.run(spark, cfg)
+    full = Lakehouse(spark, str(tmp_path / "lh")).read("silver/plays").collect()
+    build.run(spark, cfg, dt.date(2024, 1, 4), dt.date(2024, 1, 4))
+    lakehouse = Lakehouse(spark, str(tmp_path / "lh"))
+    # one session of four days: a range rebuild with a day of context would restart it on 2 Jan
+    assert lakehouse.history("silver/plays", limit=1)[0]["downbeat.operation"] == "overwrite"
+    assert sorted(lakehouse.read("silver/plays").collect()) == sorted(full)
+    assert {r[S.SESSION_ID] for r in full} == {"u1@20240101T000000.000000"}
