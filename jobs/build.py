@@ -16,7 +16,6 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -58,7 +57,6 @@ ROWS_PER_PARTITION = 500_000
 class BuildResult:
     cutoff_ts: dt.datetime
     versions: dict[str, int]
-    rows: dict[str, int | None]
     silver_range: tuple[dt.date, dt.date] | None
 
 
@@ -75,7 +73,6 @@ def run(
         raise InputError("--from-date and --to-date go together")
     events = lakehouse.read(EVENTS)
     versions: dict[str, int] = {}
-    rows: dict[str, int | None] = {}
     silver_range = None
     if from_date is not None and to_date is not None:
         if from_date > to_date:
@@ -85,9 +82,9 @@ def run(
         silver_range = (from_date - NEIGHBOUR, to_date + NEIGHBOUR)
         commit = _rebuild_range(lakehouse, events, features, *silver_range)
     else:
-        silver = _plays(events, features)
+        silver = silver_plays(events, features)
         commit = lakehouse.write(silver, PLAYS, mode="overwrite", partition_by=[S.DATE])
-    versions[PLAYS], rows[PLAYS] = commit.version, commit.rows_written
+    versions[PLAYS] = commit.version
 
     played = lakehouse.read(PLAYS)
     summary = played.agg(F.max(S.TS), F.count(F.lit(1))).first()
@@ -99,21 +96,20 @@ def run(
     pending: list[tuple[str, PendingWrite]] = []
     try:
         for table in GOLD:
-            pending.append((table, lakehouse.prepare(gold[table], table, operation="overwrite")))
+            pending.append((table, lakehouse.prepare(gold.tables[table], table, operation="overwrite")))
     except BaseException:
         for _, write in pending:
             write.abort()
         raise
     finally:
-        for frame in gold["_persisted"]:
-            frame.unpersist()
+        gold.unpersist()
     for table, write in pending:
-        commit = write.commit()
-        versions[table], rows[table] = commit.version, commit.rows_written
-    return BuildResult(cutoff_ts=cutoff_ts, versions=versions, rows=rows, silver_range=silver_range)
+        versions[table] = write.commit().version
+    return BuildResult(cutoff_ts=cutoff_ts, versions=versions, silver_range=silver_range)
 
 
-def _plays(events: DataFrame, features: FeatureSettings) -> DataFrame:
+def silver_plays(events: DataFrame, features: FeatureSettings) -> DataFrame:
+    """silver/plays rows from bronze/events rows, with the configured session and skip rules."""
     return plays(
         events,
         gap_minutes=features.sessions.gap_minutes,
@@ -127,7 +123,7 @@ def _rebuild_range(
 ) -> Commit:
     """Replace silver/plays' partitions [start, end], computed with a day of context on each side."""
     context = events.where(F.col(S.DATE).between(F.lit(start - NEIGHBOUR), F.lit(end + NEIGHBOUR)))
-    computed = _plays(context, features).persist(StorageLevel.MEMORY_AND_DISK)
+    computed = silver_plays(context, features).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rebuilt = computed.where(F.col(S.DATE).between(F.lit(start), F.lit(end)))
         # A session opening in the context's first minutes may have begun before it, and would get
@@ -138,7 +134,9 @@ def _rebuild_range(
         early_sessions = computed.where((F.col(S.POSITION) == 0) & (F.col(S.TS) <= F.lit(early)))
         if rebuilt.join(early_sessions.select(S.SESSION_ID), S.SESSION_ID, "left_semi").limit(1).count():
             log.warning("a session runs into %s from before the context: rebuilding %s in full", start, PLAYS)
-            return lakehouse.write(_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
+            return lakehouse.write(
+                silver_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE]
+            )
         return lakehouse.overwrite_partitions(rebuilt, PLAYS, column=S.DATE, start=start, end=end)
     finally:
         computed.unpersist()
@@ -150,9 +148,21 @@ def user_partitions(spark: SparkSession, rows: int) -> int:
     return max(configured, -(-rows // ROWS_PER_PARTITION))
 
 
+@dataclass(frozen=True)
+class GoldFrames:
+    """Every gold table's frame, and the shared inputs they cache (to release once written)."""
+
+    tables: dict[str, DataFrame]
+    cached: tuple[DataFrame, ...]
+
+    def unpersist(self) -> None:
+        for frame in self.cached:
+            frame.unpersist()
+
+
 def gold_frames(
     played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime, partitions: int
-) -> dict[str, Any]:
+) -> GoldFrames:
     """Every gold table's frame, from one pass that partitions silver/plays by user."""
     level = StorageLevel.MEMORY_AND_DISK
     roles = with_roles(played, features.sequences, features.eval)
@@ -169,7 +179,7 @@ def gold_frames(
         max_length=features.sequences.max_length,
         validation_percent=features.sequences.validation_percent,
     ).persist(level)  # written, and summarised in gold/stats
-    return {
+    tables = {
         "gold/tracks": vocabulary,
         "gold/stations": station_ids,
         "gold/sequences": seqs,
@@ -189,9 +199,10 @@ def gold_frames(
             cutoff_ts=cutoff_ts,
             max_length=features.sequences.max_length,
         ),
-        "gold/stats": stats(played, seqs),
-        "_persisted": [roles, vocabulary, station_ids, annotated, seqs],
+        # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again
+        "gold/stats": stats(roles, seqs, vocabulary, station_ids),
     }
+    return GoldFrames(tables, (roles, vocabulary, station_ids, annotated, seqs))
 
 
 def _date(text: str) -> dt.date:
@@ -218,8 +229,7 @@ def command(args: argparse.Namespace) -> int:
     print(f"build: silver/plays rebuilt for {scope}; test period from {result.cutoff_ts:%Y-%m-%d %H:%M} UTC")
     print(f"{'table':<22}{'version':>8}{'rows':>12}")
     for table, version in result.versions.items():
-        count = lakehouse.read(table).count()
-        print(f"{table:<22}{version:>8}{count:>12}")
+        print(f"{table:<22}{version:>8}{lakehouse.rows(table):>12}")
     print("\ngold/stats")
     for row in lakehouse.read("gold/stats").collect():
         value = "null" if row[S.VALUE] is None else f"{row[S.VALUE]:.4g}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import add_global_options, config_from, guarded
+from jobs.common import config_from, job_main
 from jobs.config import Config
 from pipelines.lakehouse import Lakehouse, connector_available
 from pipelines.spark import spark_session
@@ -77,10 +77,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="doctor", description=__doc__)
-    add_global_options(parser)
-    args = parser.parse_args(argv)
-    return guarded(lambda: command(args))
+    return job_main("doctor", __doc__, command, argv=argv)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from pipelines import schemas as S
 DAY_SECONDS = 86_400.0
 
 
-def stats(plays: DataFrame, sequences: DataFrame) -> DataFrame:
-    """Rows (metric, value) from silver/plays and gold/sequences rows.
+def stats(plays: DataFrame, sequences: DataFrame, tracks: DataFrame, stations: DataFrame) -> DataFrame:
+    """Rows (metric, value) from silver/plays, gold/sequences, gold/tracks and gold/stations rows.
 
     Shares of up, skip, down and play among all plays and the up : skip : down ratio (per up);
     sequence count and length (max, median); lookback in days from a sequence's first to last
@@ -42,8 +42,6 @@ def stats(plays: DataFrame, sequences: DataFrame) -> DataFrame:
         share(S.PLAY).alias("share_play"),
         F.try_divide(count_of(S.SKIP), count_of(S.UP)).alias("skips_per_up"),
         F.try_divide(count_of(S.DOWN), count_of(S.UP)).alias("downs_per_up"),
-        F.countDistinct(S.TRACK_ID).alias("tracks"),
-        F.countDistinct(S.STATION_ID).alias("stations"),
         F.min(S.TS).alias("_first"),
         F.max(S.TS).alias("_last"),
     )
@@ -57,7 +55,10 @@ def stats(plays: DataFrame, sequences: DataFrame) -> DataFrame:
         F.max(lookback).alias("lookback_days_max"),
         F.median(lookback).alias("lookback_days_median"),
     )
-    summary = events.crossJoin(users).crossJoin(rows)
+    vocabularies = tracks.agg(F.count(F.lit(1)).alias("tracks")).crossJoin(
+        stations.agg(F.count(F.lit(1)).alias("stations"))
+    )
+    summary = events.crossJoin(vocabularies).crossJoin(users).crossJoin(rows)
     span = (F.unix_seconds(F.col("_last")) - F.unix_seconds(F.col("_first"))) / DAY_SECONDS
     metrics = [c for c in summary.columns if not c.startswith("_")]
     pairs = [F.struct(F.lit(m).alias(S.METRIC), F.col(m).cast("double").alias(S.VALUE)) for m in metrics]

@@ -136,6 +136,17 @@ class Lakehouse:
         """URLs of the snapshot's data files (file:// for local tables), from the Delta log."""
         return [file_url(f.location) for f in snapshot_files(self._delta_table(table, version))]
 
+    def rows(self, table: str) -> int:
+        """The table's row count, from the log's per-file statistics (a scan only where they lack it)."""
+        import pyarrow as pa
+
+        counts = (
+            pa.table(self._delta_table(table).get_add_actions(flatten=True)).to_pydict().get("num_records")
+        )
+        if counts is None or any(c is None for c in counts):
+            return self.read(table).count()
+        return int(sum(counts))
+
     def partition_columns(self, table: str) -> list[str]:
         return list(self._delta_table(table).metadata().partition_columns)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from collections.abc import Iterable, Sequence
@@ -232,6 +233,11 @@ def parsed_frame(
         F.when(rejected, F.col(RAW)).alias(RAW),  # kept (and, for Parquet, rendered) for rejects only
         reason.alias(REASON),
     )
+
+
+def union_all(frames: Sequence[DataFrame]) -> DataFrame:
+    """The frames' rows together (columns matched by name)."""
+    return functools.reduce(DataFrame.unionByName, frames)
 
 
 def stable_id(*cols: Column) -> Column:

@@ -28,6 +28,7 @@ from pipelines.sources._common import (
     parsed_frame,
     require_columns,
     says,
+    union_all,
     with_local_files,
 )
 
@@ -56,10 +57,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         frames.append(_json(spark, by_format["json"]))
     if "parquet" in by_format:
         frames.append(_parquet(spark, by_format["parquet"]))
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result
+    return union_all(frames)
 
 
 def _csv(spark: SparkSession, path: str) -> DataFrame:

@@ -24,6 +24,7 @@ from pipelines.sources._common import (
     parsed_frame,
     require_columns,
     says,
+    union_all,
     wrong_width,
 )
 
@@ -66,7 +67,4 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
                 reason=reason,
             )
         )
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result
+    return union_all(frames)

@@ -114,7 +114,7 @@ def main() -> None:
 
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     bronze = lakehouse.read("bronze/events")
-    silver = build._plays(bronze, cfg.features)
+    silver = build.silver_plays(bronze, cfg.features)
     print(f"silver/plays plan: {shuffles(silver)} shuffle(s)")
     _, spark_s = timed(
         "silver/plays (sessions + skips)",
@@ -134,11 +134,10 @@ def main() -> None:
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
     gold = build.gold_frames(played, cfg.features, cut, build.user_partitions(spark, events))
     for table in build.GOLD:
-        frame = gold[table]
+        frame = gold.tables[table]
         print(f"{table} plan: {shuffles(frame)} shuffle(s)")
         timed(table, events, lambda t=table, f=frame: lakehouse.write(f, t, mode="overwrite"))
-    for frame in gold["_persisted"]:
-        frame.unpersist()
+    gold.unpersist()
     print(
         f"peak memory: driver (python) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB,"
         f" JVM {jvm_peak_mib(spark):,.0f} MiB"

@@ -157,7 +157,7 @@ def test_stats_summarise_feedback_lengths_and_lookback(spark, built):
     seqs = sequences(
         annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10
     )
-    got = {r[S.METRIC]: r[S.VALUE] for r in stats(played, seqs).collect()}
+    got = {r[S.METRIC]: r[S.VALUE] for r in stats(played, seqs, vocabulary, station_ids).collect()}
     train = 1.0 if split_of("a") == "train" else 0.0
     assert got == {
         "plays": 10.0,

@@ -112,6 +112,13 @@ def test_append_adds_rows_in_a_new_version(spark, any_engine):
     assert_rows(any_engine.read(TABLE), plays(spark, base_rows()))
 
 
+def test_row_count_comes_from_the_log_and_matches_the_data(spark, any_engine):
+    any_engine.write(plays(spark, base_rows()[:2]), TABLE)
+    any_engine.write(plays(spark, base_rows()[2:]), TABLE, mode="append")
+
+    assert any_engine.rows(TABLE) == any_engine.read(TABLE).count() == len(base_rows())
+
+
 def test_overwrite_partitions_replaces_only_the_date_range(spark, any_engine):
     any_engine.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
     new = [
