@@ -6,18 +6,18 @@ import argparse
 import sys
 
 from jobs import build, doctor, ingest, synth
-from jobs.common import add_global_options, config_from, guarded
+from jobs.common import Parser, add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="downbeat",
         description="Spark feature pipelines and models that learn from what listeners reject.",
         epilog="Exit codes: 0 ok, 2 bad input or config, 1 anything else.",
     )
     add_global_options(parser)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     add_global_options(common, after_command=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -7,12 +7,19 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from jobs.config import Config, load_config
 from pipelines.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other bad input: exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
@@ -76,7 +83,7 @@ def job_main(
     argv: list[str] | None = None,
 ) -> int:
     """The `spark-submit jobs/<name>.py` entry point: global options, the job's own, exit codes."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
     add_global_options(parser)
     if add_arguments is not None:
         add_arguments(parser)

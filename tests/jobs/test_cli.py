@@ -64,6 +64,7 @@ def test_unknown_command_exits_2():
 
     assert result.returncode == 2
     assert "invalid choice: 'frobnicate'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_doctor_round_trips_a_scratch_table(spark, tmp_path):
