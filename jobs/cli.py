@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import build, doctor, ingest, synth
+from jobs import build, doctor, evaluate, ingest, synth, train
 from jobs.common import Parser, add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_arguments(make)
     make.set_defaults(handler=build.command)
+
+    fit = commands.add_parser(
+        "train", parents=[common], help="train a model on the gold tables, track it in MLflow, register it"
+    )
+    train.add_arguments(fit)
+    fit.set_defaults(handler=train.command)
+
+    score = commands.add_parser(
+        "evaluate", parents=[common], help="score an MLflow model URI on gold/eval_pairs and gold/eval_next"
+    )
+    evaluate.add_arguments(score)
+    score.set_defaults(handler=evaluate.command)
     return parser
 
 

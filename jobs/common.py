@@ -60,6 +60,7 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return fn() or EXIT_OK
     except InputError as exc:

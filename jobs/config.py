@@ -21,6 +21,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from models.settings import ModelSettings, TrainSettings
 from pipelines.errors import ConfigError
 from pipelines.lakehouse import DeltaSettings, LakehouseSettings
 from pipelines.settings import (
@@ -45,6 +46,8 @@ class MlflowSettings:
 
     tracking_uri: str
     experiment: str
+    artifact_root: str
+    registered_model: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Config:
     split: SplitSettings
     sequences: SequenceSettings
     eval: EvalSettings
+    model: ModelSettings
+    train: TrainSettings
     source_files: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     @property

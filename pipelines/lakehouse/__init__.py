@@ -97,8 +97,9 @@ def normalize_root(root: str) -> str:
 class Lakehouse:
     """Reads and writes the lakehouse's Delta tables through one engine."""
 
-    def __init__(self, spark: SparkSession, root: str, engine: Engine = "delta-rs") -> None:
-        self.spark = spark
+    def __init__(self, spark: SparkSession | None, root: str, engine: Engine = "delta-rs") -> None:
+        """`spark` may be None for metadata only (versions, file lists, history): reads and writes need it."""
+        self._spark = spark
         self.root = normalize_root(root)
         self.engine: Engine = engine
 
@@ -107,6 +108,12 @@ class Lakehouse:
         cls, spark: SparkSession, lakehouse: LakehouseSettings, delta: DeltaSettings
     ) -> Lakehouse:
         return cls(spark, lakehouse.root, resolve_engine(spark, delta.engine))
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            raise RuntimeError("this Lakehouse was opened without Spark: reads and writes need a SparkSession")
+        return self._spark
 
     # ---- names and metadata -------------------------------------------------------------------
 
@@ -135,6 +142,16 @@ class Lakehouse:
     def file_uris(self, table: str, version: int | None = None) -> list[str]:
         """URLs of the snapshot's data files (file:// for local tables), from the Delta log."""
         return [file_url(f.location) for f in snapshot_files(self._delta_table(table, version))]
+
+    def snapshot(self, table: str, version: int | None = None) -> tuple[int, list[str], int | None]:
+        """(version, data file URLs, row count or None) of one snapshot, all read from the same log state."""
+        import pyarrow as pa
+
+        delta = self._delta_table(table, version)
+        files = [file_url(f.location) for f in snapshot_files(delta)]
+        counts = pa.table(delta.get_add_actions(flatten=True)).to_pydict().get("num_records")
+        rows = None if counts is None or any(c is None for c in counts) else int(sum(counts))
+        return int(delta.version()), files, rows
 
     def rows(self, table: str) -> int:
         """The table's row count, from the log's per-file statistics (a scan only where they lack it)."""

@@ -1,0 +1,115 @@
+"""`downbeat evaluate --model-uri URI [--json] [--predictions-out PATH] [--bootstrap N]`.
+
+Loads any MLflow model URI (e.g. models:/downbeat@champion, runs:/<id>/model) as a pyfunc and
+scores the current gold/eval_pairs and gold/eval_next: paired accuracy, mean per-user AUC, HR and
+NDCG@10 on positive and negative next-play targets, MAP@10, MRR@10 of skipped targets, coverage.
+Also runnable as `spark-submit jobs/evaluate.py --model-uri URI`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from jobs.common import config_from, job_main
+from pipelines.errors import InputError
+from pipelines.lakehouse import Lakehouse
+
+log = logging.getLogger("downbeat.evaluate")
+SHOWN = (
+    "paired_accuracy",
+    "auc",
+    "hr@10_pos",
+    "hr@10_neg",
+    "hr@10_diff",
+    "ndcg@10_pos",
+    "ndcg@10_neg",
+    "ndcg@10_diff",
+    "map@10",
+    "skip_mrr@10",
+    "coverage",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-uri", required=True, metavar="URI", help="any MLflow model URI")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument(
+        "--predictions-out", metavar="PATH", help="write one Parquet row per eval pair with scores"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="95%% intervals from N resamples of users (default: none)",
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    import mlflow
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from mlflow.exceptions import MlflowException
+
+    from jobs.train import snapshots
+    from models.data import read_table
+    from models.evaluation import evaluate
+
+    cfg = config_from(args)
+    if args.bootstrap < 0:
+        raise InputError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    out = Path(args.predictions_out) if args.predictions_out else None
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"--predictions-out {out}: folder {out.parent} does not exist")
+    tables = snapshots(Lakehouse(None, cfg.lakehouse.root))
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(args.model_uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--model-uri {args.model_uri}: {first}") from None
+    n_tracks = tables["gold/tracks"].rows
+    trained_on = (model.metadata.metadata or {}).get("n_tracks")
+    if trained_on is not None and int(trained_on) != n_tracks:
+        raise InputError(
+            f"--model-uri {args.model_uri} was trained on {trained_on} tracks but gold/tracks version "
+            f"{tables['gold/tracks'].version} under {cfg.lakehouse.root} has {n_tracks}: not the same catalog"
+        )
+    pairs = read_table(tables["gold/eval_pairs"]).to_pandas()
+    next_rows = read_table(tables["gold/eval_next"]).to_pandas()
+    result = evaluate(
+        model.predict, pairs, next_rows, n_tracks, chunk=cfg.train.eval_batch_size, bootstrap=args.bootstrap
+    )
+    if out is not None:
+        pq.write_table(pa.Table.from_pandas(result.predictions, preserve_index=False), out)
+        log.info("wrote %d pair predictions to %s", len(result.predictions), out)
+    metrics = dict(result.metrics)
+    metrics["eval_pairs_version"] = float(tables["gold/eval_pairs"].version)
+    metrics["eval_next_version"] = float(tables["gold/eval_next"].version)
+    if args.json:
+        print(json.dumps({k: (None if v != v else v) for k, v in metrics.items()}, sort_keys=True))
+        return 0
+    print(
+        f"model {args.model_uri} on gold/eval_pairs v{tables['gold/eval_pairs'].version} "
+        f"({int(metrics['pairs'])} pairs, {int(metrics['pair_users'])} users) and gold/eval_next "
+        f"v{tables['gold/eval_next'].version} ({int(metrics['next_users'])} users)"
+    )
+    for name in SHOWN:
+        value = metrics[name]
+        interval = ""
+        if f"{name}_ci_low" in metrics:
+            interval = f"  [{metrics[name + '_ci_low']:.4f}, {metrics[name + '_ci_high']:.4f}]"
+        print(f"  {name:<16} {value:.4f}{interval}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main("evaluate", __doc__.splitlines()[0] if __doc__ else None, command, add_arguments, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Masking and negative sampling: standalone functions over whole batches (any device).
+
+Every function takes an explicit `torch.Generator` on the batch's device, so a seeded run draws
+the same masks and negatives whatever else consumes random numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+PAD = 0
+
+
+def cloze_mask(targets: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """Which positions to mask: each target position with probability `p`, at least one per row.
+
+    targets: (B, L) bool, the positions that may be masked (ups). Returns (B, L) bool, True only at
+    target positions; a row with targets but no draw gets its last target masked, so every row
+    with a target trains.
+    """
+    draw = torch.rand(targets.shape, generator=generator, device=targets.device) < p  # (B, L)
+    masked = draw & targets
+    positions = torch.arange(targets.shape[1], device=targets.device).expand_as(targets)
+    last = torch.where(targets, positions, -1).max(dim=1).values  # (B,) -1 = no target
+    empty = (~masked.any(dim=1)) & (last >= 0)
+    rows = empty.nonzero(as_tuple=True)[0]
+    masked[rows, last[rows]] = True
+    return masked
+
+
+def random_negatives(
+    positives: Tensor, n_tracks: int, generator: torch.Generator, k: int | None = None
+) -> Tensor:
+    """Uniform track ids in 1..n_tracks, never equal to the positive at the same place.
+
+    positives: (N,) ids in 1..n_tracks. Returns (N,) or, with `k`, (N, k). Drawing from the
+    n_tracks - 1 other ids and stepping over the positive keeps the draw exactly uniform.
+    """
+    if n_tracks < 2:
+        raise ValueError("negative sampling needs at least two tracks in the catalog")
+    shape = positives.shape if k is None else (*positives.shape, k)
+    draw = torch.randint(1, n_tracks, shape, generator=generator, device=positives.device)
+    anchor = positives if k is None else positives.unsqueeze(-1)
+    return draw + (draw >= anchor).long()
+
+
+def hard_or_random(
+    positives: Tensor, stored: Tensor, p_hard: float, n_tracks: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """One negative per positive: its stored hard negative with probability `p_hard`, else random.
+
+    positives, stored: (N,); stored 0 = no hard negative (then always random). Returns the
+    negatives (N,) and whether each is the stored hard one (N,) bool.
+    """
+    use_hard = (stored > 0) & (stored != positives)
+    if p_hard < 1.0:
+        use_hard &= torch.rand(positives.shape, generator=generator, device=positives.device) < p_hard
+    negatives = torch.where(use_hard, stored, random_negatives(positives, n_tracks, generator))
+    return negatives, use_hard
+
+
+def hardest(candidates: Tensor, scores: Tensor) -> Tensor:
+    """The highest-scoring candidate of each row (the hardest-of-k ablation).
+
+    candidates, scores: (N, k). Returns (N,).
+    """
+    return candidates.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
+
+
+def hidden_positions(tracks: Tensor, masked: Tensor, negatives: Tensor, used_hard: Tensor) -> Tensor:
+    """Positions whose track is a hard negative used as a target somewhere in the same row.
+
+    tracks: (B, L); masked: (B, L) bool; negatives, used_hard: (N,) for the N masked positions in
+    row-major order. Returns (B, L) bool: those inputs must be removed, or the model could learn
+    to score down whatever it sees in the input.
+    """
+    chosen = torch.zeros_like(tracks)  # (B, L) the hard negative drawn at each masked position
+    chosen[masked] = torch.where(used_hard, negatives, torch.zeros_like(negatives))
+    clash = (tracks.unsqueeze(2) == chosen.unsqueeze(1)) & (chosen.unsqueeze(1) > 0)  # (B, L, L)
+    return clash.any(dim=2) & ~masked

@@ -1,0 +1,165 @@
+"""What every architecture shares: the batch, the embedding-sum transformer, and scoring.
+
+Sequences are right-padded with 0. Position ids count back from each row's most recent item
+(0 = most recent), so a training row, whose last item is a positive, and a scoring row, whose last
+item is the query, put the prediction at the same position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from models.settings import ModelSettings, TrainSettings
+
+PAD = 0
+# Feedback codes of gold/sequences (pipelines.schemas.FEEDBACK_IDS; a test keeps them equal).
+UP, DOWN, SKIP, PLAY = 1, 2, 3, 4
+N_FEEDBACK = 5  # 0 = padding
+
+
+@dataclass
+class Batch:
+    """Aligned (B, L) tensors of training rows, right-padded with 0."""
+
+    tracks: Tensor  # (B, L) long, track idx 1..n
+    stations: Tensor  # (B, L) long, station idx (0 = none)
+    feedback: Tensor  # (B, L) long, FEEDBACK_IDS
+    targets: Tensor  # (B, L) bool, positions that may be predicted (positives)
+    negatives: Tensor  # (B, L) long, stored hard negative (0 = none)
+    tiers: Tensor  # (B, L) long, its cascade tier (0 = none)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+
+    @property
+    def rows(self) -> int:
+        return int(self.tracks.shape[0])
+
+
+@dataclass
+class History:
+    """What a model scores from: users' recent plays (right-padded) and the query station."""
+
+    tracks: Tensor  # (B, L) long
+    stations: Tensor  # (B, L) long
+    feedback: Tensor  # (B, L) long
+    query_station: Tensor  # (B,) long
+
+    def to(self, device: torch.device | str) -> History:
+        return History(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def compact(keep: Tensor, width: int, *columns: Tensor) -> tuple[Tensor, ...]:
+    """Move the kept positions of each row to the left, in order, keeping at most the last `width`.
+
+    keep: (B, L) bool; columns: (B, L) each. Returns (B, width) tensors, 0 where nothing is kept.
+    """
+    b, length = keep.shape
+    index = torch.arange(length, device=keep.device).expand(b, length)
+    order = torch.where(keep, index, index + length).argsort(dim=1)  # kept first, in order
+    count = keep.sum(dim=1)  # (B,)
+    start = (count - width).clamp(min=0)  # drop the oldest when more than `width` are kept
+    slots = torch.arange(width, device=keep.device).expand(b, width)
+    source = order.gather(1, (start.unsqueeze(1) + slots).clamp(max=length - 1))  # (B, W)
+    valid = slots < count.clamp(max=width).unsqueeze(1)
+    return tuple(torch.where(valid, c.gather(1, source), torch.zeros_like(source)) for c in columns)
+
+
+def positions_from_end(tracks: Tensor) -> Tensor:
+    """(B, L) position ids: the number of non-padding items after each one (0 = the row's last).
+
+    Padding anywhere in the row (removed inputs) is skipped, as if those items had never been.
+    """
+    present = (tracks != PAD).long()
+    after = present.flip(1).cumsum(1).flip(1) - present  # (B, L) items strictly after
+    return after * present
+
+
+class SequenceNetwork(nn.Module):
+    """Track + station + feedback + position embeddings into a pre-norm transformer encoder.
+
+    Track ids: 0 padding, 1..n_tracks the catalog, n_tracks + 1 the mask token. Output embeddings
+    are the input track embeddings (tied), so a score is a dot product with a track's embedding.
+    """
+
+    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings, *, causal: bool) -> None:
+        super().__init__()
+        self.n_tracks, self.n_stations, self.settings, self.causal = n_tracks, n_stations, settings, causal
+        self.mask_id = n_tracks + 1
+        d = settings.dim
+        self.track = nn.Embedding(n_tracks + 2, d, padding_idx=PAD)
+        self.station = nn.Embedding(n_stations + 1, d, padding_idx=PAD)
+        self.feedback = nn.Embedding(N_FEEDBACK, d, padding_idx=PAD)
+        self.position = nn.Embedding(settings.max_length, d)
+        self.dropout = nn.Dropout(settings.dropout)
+        layer = nn.TransformerEncoderLayer(
+            d, settings.heads, 4 * d, settings.dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
+        self.encoder = nn.TransformerEncoder(layer, settings.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        nn.init.normal_(self.track.weight, std=0.02)
+        with torch.no_grad():
+            self.track.weight[PAD].zero_()
+
+    def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
+        """(B, L, D) hidden states of right-padded (B, L) inputs; padding is never attended to."""
+        padding = tracks == PAD  # (B, L)
+        positions = positions_from_end(tracks).clamp(max=self.settings.max_length - 1)
+        x = self.track(tracks) + self.station(stations) + self.feedback(feedback) + self.position(positions)
+        mask = None
+        if self.causal:
+            length = tracks.shape[1]
+            mask = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tracks.device), 1)
+        h = self.encoder(self.dropout(x), mask=mask, src_key_padding_mask=padding)  # (B, L, D)
+        return self.norm(h)
+
+    def item_embeddings(self) -> Tensor:
+        """(n_tracks + 1, D): row i scores track i (row 0, padding, is never a candidate)."""
+        return self.track.weight[: self.n_tracks + 1]
+
+
+class Recommender(nn.Module):
+    """A model that trains on Batches (forward returns the loss) and scores Histories."""
+
+    name: str = ""
+
+    def __init__(self, network: SequenceNetwork, train: TrainSettings, positive_feedback: tuple[int, ...]):
+        super().__init__()
+        self.network = network
+        self.train_settings = train
+        self.positive_feedback = positive_feedback
+
+    @property
+    def n_tracks(self) -> int:
+        return self.network.n_tracks
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """The training loss of one batch (a scalar) and figures worth logging."""
+        raise NotImplementedError
+
+    def user_vectors(self, history: History) -> Tensor:
+        """(B, D): one vector per row; a track's score is its dot product with this vector."""
+        raise NotImplementedError
+
+    def inputs_of(self, history: History) -> Tensor:
+        """(B, L) bool: which history positions the model reads."""
+        return history.tracks != PAD
+
+    def can_serve(self, history: History) -> Tensor:
+        """(B,) bool: whether the model has any input for the row (its user is covered)."""
+        return self.inputs_of(history).any(dim=1)
+
+    def score(self, history: History, candidates: Tensor) -> Tensor:
+        """(B, C) scores of candidate track ids (B, C)."""
+        users = self.user_vectors(history)  # (B, D)
+        items = self.network.item_embeddings()[candidates]  # (B, C, D)
+        return torch.einsum("bd,bcd->bc", users, items)
+
+    def score_all(self, history: History) -> Tensor:
+        """(B, n_tracks + 1) scores of every catalog track (column 0, padding, is -inf)."""
+        scores = self.user_vectors(history) @ self.network.item_embeddings().T
+        scores[:, PAD] = float("-inf")
+        return scores

@@ -1,0 +1,76 @@
+"""Figures logged with each run (matplotlib, no display)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+TIER_LABELS = {
+    1: "same-day down, same station",
+    2: "same-day skip, same station",
+    3: "later down",
+    4: "later skip",
+    5: "random",
+}
+
+
+def tier_shares_by_position(
+    tiers: Sequence[np.ndarray], targets: Sequence[np.ndarray], bins: int = 20
+) -> np.ndarray:
+    """(bins, 5): share of each cascade tier among target positions, by relative position in the row.
+
+    Position 0 = a row's oldest play, bins - 1 = its most recent (the UMAP'24 Figure 1 view).
+    """
+    counts = np.zeros((bins, 5))
+    for tier, target in zip(tiers, targets, strict=True):
+        tier, target = np.asarray(tier), np.asarray(target) > 0
+        if len(tier) == 0:
+            continue
+        where = np.minimum((np.arange(len(tier)) * bins) // len(tier), bins - 1)
+        for b, t in zip(where[target], tier[target], strict=True):
+            if 1 <= t <= 5:
+                counts[b, t - 1] += 1
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def plot_tier_shares(shares: np.ndarray, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = (np.arange(len(shares)) + 0.5) / len(shares)
+    ax.stackplot(x, shares.T, labels=[TIER_LABELS[t] for t in range(1, 6)])
+    ax.set_xlabel("relative position in the training sequence (0 = oldest)")
+    ax.set_ylabel("share of target positions")
+    ax.set_title("Hard-negative tier by position (gold/sequences, train rows)")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(h["epoch"]) + 1 for h in history]
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("train loss", color="tab:blue")
+    right = left.twinx()
+    right.plot(epochs, [h["val_paired_accuracy"] for h in history], "s-", color="tab:red", label="validation")
+    right.set_ylabel("validation paired accuracy", color="tab:red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,86 @@
+"""SASRec with the RecSys'24 skip-aware loss: a causal transformer predicts, at every position, the
+next positive; alpha * sampled softmax over uniform negatives + beta * InfoNCE that pulls the
+prediction toward that positive and away from the tracks skipped before it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from models.losses import info_nce_loss, sampled_softmax_loss
+from models.network import PAD, SKIP, Batch, History, Recommender, SequenceNetwork, compact
+from models.settings import ModelSettings, TrainSettings
+
+
+def next_target(targets: Tensor) -> Tensor:
+    """(B, L): index of the first target strictly after each position; L where there is none."""
+    b, length = targets.shape
+    index = torch.arange(length, device=targets.device).expand(b, length)
+    candidate = torch.where(targets, index, length)
+    shifted = torch.cat([candidate[:, 1:], torch.full_like(candidate[:, :1], length)], dim=1)
+    return shifted.flip(1).cummin(dim=1).values.flip(1)
+
+
+def skipped_between(feedback: Tensor, following: Tensor) -> Tensor:
+    """(B, L, L) bool: [b, t, j] when j lies strictly between t and its next target and was skipped."""
+    length = feedback.shape[1]
+    index = torch.arange(length, device=feedback.device)
+    after = index.view(1, 1, length) > index.view(1, length, 1)  # j > t
+    before = index.view(1, 1, length) < following.unsqueeze(2)  # j < next target of t
+    return after & before & (feedback == SKIP).unsqueeze(1)
+
+
+class SASRec(Recommender):
+    """Causal next-positive model; a user's vector is the hidden state of their last play."""
+
+    name = "sasrec"
+
+    def __init__(
+        self,
+        n_tracks: int,
+        n_stations: int,
+        settings: ModelSettings,
+        train: TrainSettings,
+        positive_feedback: tuple[int, ...],
+    ) -> None:
+        super().__init__(
+            SequenceNetwork(n_tracks, n_stations, settings, causal=True), train, positive_feedback
+        )
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        t = self.train_settings
+        tracks = batch.tracks
+        length = tracks.shape[1]
+        following = next_target(batch.targets)  # (B, L)
+        valid = (tracks != PAD) & (following < length)  # positions with a next positive
+        h = self.network.hidden(tracks, batch.stations, batch.feedback)[valid]  # (N, D)
+        positives = tracks.gather(1, following.clamp(max=length - 1))[valid]  # (N,)
+        items = self.network.item_embeddings()
+        # One set of uniform negatives for the whole batch; any equal to a row's positive is left out.
+        sampled = torch.randint(
+            1, self.n_tracks + 1, (t.sampled_negatives,), generator=generator, device=tracks.device
+        )
+        positive_scores = (h * items[positives]).sum(-1)  # (N,)
+        negative_scores = h @ items[sampled].T  # (N, S)
+        softmax = sampled_softmax_loss(
+            positive_scores, negative_scores, sampled.unsqueeze(0) == positives.unsqueeze(1)
+        )
+        between = skipped_between(batch.feedback, following)[valid]  # (N, L)
+        rows = valid.nonzero(as_tuple=True)[0]  # (N,) batch row of each position
+        width = max(int(between.sum(dim=1).max()) if between.numel() else 0, 1)
+        (skipped,) = compact(between, width, tracks[rows])  # (N, W) skipped track ids, 0 = none
+        nce = info_nce_loss(h, items[positives], items[skipped], skipped != PAD, t.temperature)
+        loss = t.alpha * softmax + t.beta * nce
+        return loss, {"sampled_softmax": float(softmax.detach()), "info_nce": float(nce.detach())}
+
+    def user_vectors(self, history: History) -> Tensor:
+        keep = self.inputs_of(history)
+        count = keep.sum(dim=1)
+        width = int(min(self.network.settings.max_length, max(int(count.max()) if count.numel() else 0, 1)))
+        tracks, stations, feedback = compact(keep, width, history.tracks, history.stations, history.feedback)
+        # A user without history reads one mask token (never trained on): a fixed, uninformed vector.
+        empty = count == 0
+        tracks[:, 0] = torch.where(empty, self.network.mask_id, tracks[:, 0])
+        last = (count.clamp(max=width) - 1).clamp(min=0)
+        rows = torch.arange(tracks.shape[0], device=tracks.device)
+        return self.network.hidden(tracks, stations, feedback)[rows, last]  # (B, D)

@@ -1,0 +1,143 @@
+"""Scoring frames: the one interface of a trained model, in process and as an MLflow pyfunc.
+
+Input: one row per request, a user's history (track, station and feedback ids, oldest first),
+the query station and the candidate tracks. Output: one score per candidate, and whether the
+model had any input for the user (`served`; e.g. the baseline cannot serve skip-only users).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.data import history_tensors, pad_right
+from models.network import Recommender
+from models.settings import ModelSettings, TrainSettings
+from models.zoo import build_model
+
+HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK = (
+    "history_track_ids",
+    "history_station_ids",
+    "history_feedback_ids",
+)
+STATION, CANDIDATES = "station_idx", "candidate_track_ids"
+INPUT_COLUMNS = (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK, STATION, CANDIDATES)
+SCORES, SERVED = "scores", "served"
+
+
+def score_frame(
+    model: Recommender, frame: pd.DataFrame, *, batch_size: int = 256, device: str = "cpu"
+) -> pd.DataFrame:
+    """One row per input row: `scores` (float32 array, one per candidate) and `served` (bool)."""
+    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"scoring input lacks column(s) {', '.join(missing)}; expected {', '.join(INPUT_COLUMNS)}"
+        )
+    model.eval()
+    scores: list[np.ndarray] = []
+    served: list[np.ndarray] = []
+    width = model.network.settings.max_length
+    with torch.no_grad():
+        for start in range(0, len(frame), batch_size):
+            part = frame.iloc[start : start + batch_size]
+            history = history_tensors(
+                list(part[HISTORY_TRACKS]),
+                list(part[HISTORY_STATIONS]),
+                list(part[HISTORY_FEEDBACK]),
+                part[STATION].fillna(0).to_numpy(),
+                width - 1,
+            ).to(device)
+            candidates = list(part[CANDIDATES])
+            counts = [len(c) for c in candidates]
+            padded = torch.from_numpy(pad_right(candidates, max(max(counts, default=0), 1))).to(device)
+            out = model.score(history, padded).float().cpu().numpy()
+            scores.extend(out[i, : counts[i]].astype(np.float32) for i in range(len(counts)))
+            served.append(model.can_serve(history).cpu().numpy())
+    return pd.DataFrame({SCORES: scores, SERVED: np.concatenate(served) if served else np.zeros(0, bool)})
+
+
+def checkpoint_payload(model: Recommender, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything needed to rebuild `model` elsewhere: architecture, vocabulary sizes, weights."""
+    return {
+        "model_name": model.name,
+        "n_tracks": model.network.n_tracks,
+        "n_stations": model.network.n_stations,
+        "positive_feedback": list(model.positive_feedback),
+        "model_settings": dataclasses.asdict(model.network.settings),
+        "train_settings": dataclasses.asdict(model.train_settings),
+        "config": config or {},
+        "state_dict": model.state_dict(),
+    }
+
+
+def model_from_payload(payload: dict[str, Any]) -> Recommender:
+    model = build_model(
+        payload["model_name"],
+        payload["n_tracks"],
+        payload["n_stations"],
+        ModelSettings(**payload["model_settings"]),
+        TrainSettings(**payload["train_settings"]),
+        tuple(payload["positive_feedback"]),
+    )
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model
+
+
+def load_model(path: str | Path) -> Recommender:
+    return model_from_payload(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def signature() -> Any:
+    """The pyfunc's signature: list columns of ids in, a score per candidate out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+    ids = Array(DataType.long)
+    inputs = Schema(
+        [
+            ColSpec(ids, HISTORY_TRACKS),
+            ColSpec(ids, HISTORY_STATIONS),
+            ColSpec(ids, HISTORY_FEEDBACK),
+            ColSpec(DataType.long, STATION),
+            ColSpec(ids, CANDIDATES),
+        ]
+    )
+    outputs = Schema([ColSpec(Array(DataType.float), SCORES), ColSpec(DataType.boolean, SERVED)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            HISTORY_TRACKS: [[3, 1, 2]],
+            HISTORY_STATIONS: [[1, 1, 0]],
+            HISTORY_FEEDBACK: [[1, 3, 2]],
+            STATION: [1],
+            CANDIDATES: [[1, 2]],
+        }
+    )
+
+
+try:
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover - mlflow is a dependency; this keeps the module importable alone
+    PythonModel = object  # type: ignore[assignment,misc]
+
+
+class DownbeatPyfunc(PythonModel):
+    """The MLflow pyfunc: loads the checkpoint artifact, scores frames on the CPU."""
+
+    def load_context(self, context: Any) -> None:
+        self.model = load_model(context.artifacts["checkpoint"])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return score_frame(self.model, model_input)

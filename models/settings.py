@@ -1,0 +1,56 @@
+"""Settings of the models and their training (config sections `model` and `train`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ModelName = Literal["baseline", "hybrid", "sasrec"]
+MODEL_NAMES: tuple[str, ...] = ("baseline", "hybrid", "sasrec")
+NegativeMode = Literal["stored", "hardest_of_k"]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Network sizes, shared by every architecture; small enough to train on a laptop CPU."""
+
+    dim: int
+    layers: int
+    heads: int
+    dropout: float
+    max_length: int
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The optimiser, the objective's knobs and the training loop.
+
+    hybrid: a share `p_task` of target positions is masked; each masked position gets one negative,
+    the stored hard negative with probability `p_hard`, else a random track; `negative_mode:
+    hardest_of_k` instead scores `k` random tracks and keeps the highest-scoring one.
+    sasrec: sampled softmax over `sampled_negatives` uniform tracks (weight `alpha`) plus InfoNCE
+    against the skipped tracks before the next positive (weight `beta`, `temperature`).
+    """
+
+    seed: int
+    batch_size: int
+    max_epochs: int
+    learning_rate: float
+    weight_decay: float
+    warmup_steps: int
+    clip_norm: float
+    patience: int
+    p_task: float
+    p_hard: float
+    negative_mode: NegativeMode
+    k: int
+    sampled_negatives: int
+    alpha: float
+    beta: float
+    temperature: float
+    validation_pairs_per_user: int
+    eval_batch_size: int
+    checkpoint_dir: str
+    processes: int
+    device: Literal["auto", "cpu", "cuda"]
+    shuffle_buffer: int

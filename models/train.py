@@ -1,0 +1,278 @@
+"""The training loop: AdamW with linear warm-up, clipping, bf16 autocast on GPU, early stopping on
+validation paired accuracy, a checkpoint every epoch, resume. Knows nothing of Spark or Petastorm:
+it takes a function from epoch number to an iterable of Batches."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from models.data import history_tensors
+from models.metrics import pair_outcomes
+from models.network import Batch, Recommender
+from models.settings import TrainSettings
+
+log = logging.getLogger("downbeat.train")
+
+
+@dataclass
+class FitState:
+    """Where training stands; stored in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    best: float = -math.inf
+    best_epoch: int = -1
+    stale: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        """Sum values over ranks (a no-op in one process)."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t)
+        return [float(x) for x in t.cpu()]
+
+
+@dataclass
+class ValidationPairs:
+    """Validation users' last targets, each against its stored negative, with the history before it."""
+
+    tracks: list[np.ndarray]
+    stations: list[np.ndarray]
+    feedback: list[np.ndarray]
+    query_station: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.up)
+
+    @classmethod
+    def from_rows(cls, rows: dict[str, list[Any]], per_user: int) -> ValidationPairs:
+        """rows: gold/sequences columns of validation users (lists of id arrays)."""
+        out: dict[str, list[Any]] = {k: [] for k in ("tracks", "stations", "feedback", "query", "up", "down")}
+        for tracks, stations, feedback, target, negative in zip(
+            rows["track_ids"],
+            rows["station_ids"],
+            rows["feedback_ids"],
+            rows["is_target"],
+            rows["negative_track_ids"],
+            strict=True,
+        ):
+            tracks, stations, feedback = (np.asarray(x, dtype=np.int64) for x in (tracks, stations, feedback))
+            target, negative = np.asarray(target), np.asarray(negative, dtype=np.int64)
+            positions = np.flatnonzero((target > 0) & (negative > 0) & (negative != tracks))[-per_user:]
+            for t in positions:
+                out["tracks"].append(tracks[:t])
+                out["stations"].append(stations[:t])
+                out["feedback"].append(feedback[:t])
+                out["query"].append(stations[t])
+                out["up"].append(tracks[t])
+                out["down"].append(negative[t])
+        return cls(
+            out["tracks"],
+            out["stations"],
+            out["feedback"],
+            np.asarray(out["query"], dtype=np.int64),
+            np.asarray(out["up"], dtype=np.int64),
+            np.asarray(out["down"], dtype=np.int64),
+        )
+
+    def accuracy(self, model: Recommender, *, device: torch.device, ranks: Ranks, batch_size: int) -> float:
+        """Paired accuracy over all pairs, each rank scoring its stride of them."""
+        total, count = 0.0, 0.0
+        mine = np.arange(ranks.rank, len(self), ranks.world)
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(mine), batch_size):
+                idx = mine[start : start + batch_size]
+                history = history_tensors(
+                    [self.tracks[i] for i in idx],
+                    [self.stations[i] for i in idx],
+                    [self.feedback[i] for i in idx],
+                    self.query_station[idx],
+                    model.network.settings.max_length - 1,
+                ).to(device)
+                candidates = torch.from_numpy(np.stack([self.up[idx], self.down[idx]], axis=1)).to(device)
+                scores = model.score(history, candidates).float().cpu().numpy()
+                outcome = pair_outcomes(scores[:, 0], scores[:, 1])
+                total += float(outcome.sum())
+                count += len(outcome)
+        total, count = ranks.all_sum([total, count])
+        return total / count if count else float("nan")
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Seed of one rank's epoch: resuming at epoch e draws what an uninterrupted run draws there."""
+    return (seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % 2**63
+
+
+def fit(
+    model: Recommender,
+    batches: Callable[[int], Iterable[Batch]],
+    validate: Callable[[Recommender], float],
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    ranks: Ranks = Ranks(),
+    trainable: nn.Module | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: dict[str, Any] | None = None,
+    payload: Callable[[], dict[str, Any]] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    loader_rate: Callable[[], float] | None = None,
+) -> FitState:
+    """Train `model` until `max_epochs` or early stopping; on return it holds the best epoch's weights.
+
+    trainable: what forward() is called on (the DDP wrapper in distributed runs; default `model`).
+    checkpoint_dir: rank 0 writes epoch-NNN.pt there after every epoch. resume: such a checkpoint.
+    payload: extra entries for each checkpoint (what a loader needs to rebuild the model).
+    """
+    net = trainable if trainable is not None else model
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    warmup = max(settings.warmup_steps, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    state = FitState()
+    best_weights = copy.deepcopy(model.state_dict())
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        state = FitState(**resume["fit_state"])
+        best_weights = resume["best_state_dict"]
+        log.info(
+            "resuming after epoch %d (step %d, best %.4f at epoch %d)",
+            state.epoch,
+            state.step,
+            state.best,
+            state.best_epoch,
+        )
+    autocast = device.type == "cuda"
+    generator_device = device if device.type == "cuda" else torch.device("cpu")
+
+    for epoch in range(state.epoch, settings.max_epochs):
+        if state.stopped_early:
+            break
+        started = time.perf_counter()
+        seed = epoch_seed(settings.seed, epoch, ranks.rank)
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=generator_device).manual_seed(seed)
+        net.train()
+        loss_sum, loss_count, rows = 0.0, 0, 0
+        for batch in batches(epoch):
+            batch = batch.to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+                loss, _ = net(batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            loss_sum += float(loss.detach())
+            loss_count += 1
+            rows += batch.rows
+        loss_sum, loss_count_f, rows_f = ranks.all_sum([loss_sum, float(loss_count), float(rows)])
+        train_seconds = time.perf_counter() - started
+        accuracy = validate(model)
+        if math.isnan(accuracy) or accuracy > state.best:
+            # Without validation pairs (accuracy nan) the latest epoch counts as the best: no early stop.
+            state.best = accuracy if not math.isnan(accuracy) else state.best
+            state.best_epoch = epoch
+            state.stale = 0
+            best_weights = copy.deepcopy(model.state_dict())
+        else:
+            state.stale += 1
+        state.epoch = epoch + 1
+        row = {
+            "epoch": float(epoch),
+            "train_loss": loss_sum / max(loss_count_f, 1.0),
+            "val_paired_accuracy": accuracy,
+            "learning_rate": float(scheduler.get_last_lr()[0]),
+            "train_seconds": train_seconds,
+            "train_sequences_per_s": rows_f / train_seconds if train_seconds > 0 else 0.0,
+        }
+        if loader_rate is not None:
+            row["loader_rows_per_s"] = ranks.all_sum([loader_rate()])[0]
+        state.history.append(row)
+        if state.stale >= settings.patience:
+            state.stopped_early = True
+        if ranks.rank == 0:
+            log.info(
+                "epoch %d: loss %.4f, validation paired accuracy %.4f, %.0f sequences/s",
+                epoch,
+                row["train_loss"],
+                accuracy,
+                row["train_sequences_per_s"],
+            )
+            if checkpoint_dir is not None:
+                _save(checkpoint_dir, epoch, model, optimizer, scheduler, state, best_weights, payload)
+            if on_epoch is not None:
+                on_epoch(row)
+    model.load_state_dict(best_weights)
+    return state
+
+
+def _save(
+    directory: Path,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: FitState,
+    best_weights: dict[str, Any],
+    payload: Callable[[], dict[str, Any]] | None,
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    content = dict(payload() if payload is not None else {})
+    content.update(
+        state_dict=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        fit_state=state.__dict__ | {"history": list(state.history)},
+        best_state_dict=best_weights,
+    )
+    path = directory / f"epoch-{epoch + 1:03d}.pt"
+    partial = path.with_suffix(".pt.partial")
+    torch.save(content, partial)
+    partial.replace(path)  # a crash mid-write never leaves a truncated checkpoint under the real name
+    return path
+
+
+def latest_checkpoint(path: Path) -> Path:
+    """`path` itself when it is a file, else the newest epoch-NNN.pt inside it."""
+    if path.is_file():
+        return path
+    found = sorted(path.glob("epoch-*.pt"))
+    if not found:
+        raise FileNotFoundError(f"no checkpoint epoch-NNN.pt in {path}")
+    return found[-1]

@@ -1,0 +1,159 @@
+"""One training process: the function TorchDistributor runs on every rank (or the driver runs once).
+
+It reads its own Petastorm shard of gold/sequences, trains under DDP when there are several ranks
+(gloo on CPU, NCCL on GPU), reduces metrics across ranks, and only rank 0 writes checkpoints and
+talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as pads
+import torch
+import torch.distributed as dist
+
+from models.data import LIST_COLUMNS, SPLIT, VALIDATION, SequenceStream, parquet_dataset
+from models.serving import checkpoint_payload
+from models.settings import ModelSettings, TrainSettings
+from models.train import FitState, Ranks, ValidationPairs, fit, seed_everything
+from models.zoo import build_model
+
+log = logging.getLogger("downbeat.worker")
+FINAL_MODEL = "model.pt"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a rank needs, picklable (TorchDistributor ships it to each process)."""
+
+    model_name: str
+    n_tracks: int
+    n_stations: int
+    positive_feedback: tuple[int, ...]
+    model: ModelSettings
+    train: TrainSettings
+    sequence_files: tuple[str, ...]
+    steps_per_epoch: int
+    checkpoint_dir: str
+    device: str  # cpu | cuda
+    resume: str | None = None
+    tracking_uri: str | None = None
+    run_id: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def validation_rows(files: tuple[str, ...]) -> dict[str, list[Any]]:
+    """The validation users' rows of gold/sequences (a pyarrow scan filtered on `split`)."""
+    dataset = parquet_dataset(files)
+    table = dataset.to_table(columns=list(LIST_COLUMNS), filter=pads.field(SPLIT) == VALIDATION)
+    return {c: table.column(c).to_pylist() for c in LIST_COLUMNS}
+
+
+def train_worker(spec: WorkerSpec) -> dict[str, Any]:
+    """Train on this rank; rank 0 returns the history and where it saved the best model."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = spec.device == "cuda"
+    if world > 1:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    ranks = Ranks(rank, world)
+    try:
+        seed_everything(spec.train.seed)
+        model = build_model(
+            spec.model_name, spec.n_tracks, spec.n_stations, spec.model, spec.train, spec.positive_feedback
+        ).to(device)
+        trainable: torch.nn.Module = model
+        if world > 1:
+            trainable = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[local_rank] if cuda else None
+            )
+        stream = SequenceStream(
+            spec.sequence_files,
+            batch_size=spec.train.batch_size,
+            steps=spec.steps_per_epoch,
+            max_length=spec.model.max_length,
+            seed=spec.train.seed,
+            shuffle_buffer=spec.train.shuffle_buffer,
+            rank=rank,
+            world=world,
+        )
+        validation = ValidationPairs.from_rows(
+            validation_rows(spec.sequence_files), spec.train.validation_pairs_per_user
+        )
+        if rank == 0:
+            log.info(
+                "rank 0 of %d on %s: %d steps per epoch, %d validation pairs",
+                world,
+                device,
+                spec.steps_per_epoch,
+                len(validation),
+            )
+        on_epoch = _mlflow_logger(spec) if rank == 0 else None
+        resume = torch.load(spec.resume, map_location=device, weights_only=False) if spec.resume else None
+        checkpoints = Path(spec.checkpoint_dir)
+        state: FitState = fit(
+            model,
+            stream.epoch,
+            lambda m: (
+                validation.accuracy(m, device=device, ranks=ranks, batch_size=spec.train.eval_batch_size)
+                if len(validation)
+                else float("nan")
+            ),
+            spec.train,
+            device=device,
+            ranks=ranks,
+            trainable=trainable,
+            checkpoint_dir=checkpoints,
+            resume=resume,
+            payload=lambda: checkpoint_payload(model, spec.config) | {"run_id": spec.run_id},
+            on_epoch=on_epoch,
+            loader_rate=lambda: stream.rows_per_second,
+        )
+        result: dict[str, Any] = {"rank": rank}
+        if rank == 0:
+            final = checkpoints / FINAL_MODEL
+            model.to("cpu")
+            torch.save(checkpoint_payload(model, spec.config) | {"run_id": spec.run_id}, final)
+            result.update(
+                model_path=str(final),
+                history=state.history,
+                best=state.best,
+                best_epoch=state.best_epoch,
+                epochs=state.epoch,
+                stopped_early=state.stopped_early,
+                validation_pairs=len(validation),
+            )
+        return result
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _mlflow_logger(spec: WorkerSpec) -> Any:
+    if not spec.tracking_uri or not spec.run_id:
+        return None
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(spec.tracking_uri)
+    run_id = spec.run_id
+
+    def log_epoch(row: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        step = int(row["epoch"])
+        metrics = [
+            Metric(k, float(v), now, step) for k, v in row.items() if k != "epoch" and v == v
+        ]  # v == v: not NaN
+        client.log_batch(run_id, metrics=metrics)
+
+    return log_epoch
