@@ -99,7 +99,7 @@ def run(
     from models.data import read_table
     from models.evaluation import evaluate
     from models.plots import plot_learning_curves, plot_tier_shares, tier_shares_by_position
-    from models.serving import DownbeatPyfunc, load_model, score_frame, signature
+    from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
     from models.tracking import (
         CANDIDATE,
         PIP_REQUIREMENTS,
@@ -266,6 +266,7 @@ def run(
             python_model=DownbeatPyfunc(),
             artifacts={"checkpoint": outcome["model_path"]},
             signature=signature(),
+            input_example=input_example(n_tracks),
             pip_requirements=PIP_REQUIREMENTS,
             metadata={"n_tracks": n_tracks, "n_stations": n_stations, "model": model_name},
             registered_model_name=cfg.mlflow.registered_model,

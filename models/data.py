@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -171,7 +172,6 @@ class SequenceStream:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0
 
     def _reader_batches(self, seed: int) -> Iterator[dict[str, np.ndarray]]:
-        from petastorm import make_batch_reader
         from petastorm.transform import TransformSpec, edit_field
 
         width = self.max_length
@@ -185,24 +185,30 @@ class SequenceStream:
             if self.by_row_group and self.world > 1
             else {}
         )
-        with make_batch_reader(
-            self.files,
-            schema_fields=[USER_ID, SPLIT, *LIST_COLUMNS],
-            reader_pool_type="dummy",  # pools cost more than they give on few cores (DESIGN.md)
-            shuffle_row_groups=True,
-            seed=seed,
-            shard_seed=self.seed,
-            num_epochs=1,
-            transform_spec=spec,
-            **shard,
-        ) as reader:
-            for part in reader:
-                columns = {c: getattr(part, c) for c in LIST_COLUMNS}
-                if not self.by_row_group and self.world > 1:
-                    keep = user_shard(part.user_id, self.world) == self.rank
-                    columns = {c: v[keep] for c, v in columns.items()}
-                if len(columns["track_ids"]):
-                    yield columns
+        from petastorm import make_batch_reader
+
+        with warnings.catch_warnings():
+            # petastorm 0.12 goes through pyarrow's legacy dataset API, which warns on every file
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            reader = make_batch_reader(
+                self.files,
+                schema_fields=[USER_ID, SPLIT, *LIST_COLUMNS],
+                reader_pool_type="dummy",  # pools cost more than they give on few cores (DESIGN.md)
+                shuffle_row_groups=True,
+                seed=seed,
+                num_epochs=1,
+                transform_spec=spec,
+                **shard,
+            )
+            with reader:
+                for part in reader:
+                    columns = {c: getattr(part, c) for c in LIST_COLUMNS}
+                    if not self.by_row_group and self.world > 1:
+                        keep = user_shard(part.user_id, self.world) == self.rank
+                        columns = {c: v[keep] for c, v in columns.items()}
+                    if len(columns["track_ids"]):
+                        yield columns
 
     def _rows(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         """Shuffled chunks of rows, passing over the shard as often as the epoch needs."""

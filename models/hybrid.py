@@ -4,6 +4,8 @@ per masked position (a stored hard negative with probability p_hard, else random
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -11,6 +13,19 @@ from models.losses import bce_pair_loss
 from models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
 from models.network import PAD, UP, Batch, History, Recommender, SequenceNetwork, compact
 from models.settings import ModelSettings, TrainSettings
+
+
+@dataclass
+class ClozeInputs:
+    """One training step's inputs: masked targets, their negatives, hard negatives removed."""
+
+    tracks: Tensor  # (B, L) mask token at masked positions, 0 where a hard negative was removed
+    stations: Tensor  # (B, L)
+    feedback: Tensor  # (B, L)
+    masked: Tensor  # (B, L) bool
+    positives: Tensor  # (N,) the masked tracks, row-major
+    negatives: Tensor | None  # (N,) or None when they are chosen by score (hardest of k)
+    used_hard: Tensor  # (N,) bool, the negative is the stored hard one
 
 
 class Hybrid(Recommender):
@@ -32,7 +47,8 @@ class Hybrid(Recommender):
         self.positives_only = positives_only
         self.name = "baseline" if positives_only else "hybrid"
 
-    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def cloze_inputs(self, batch: Batch, generator: torch.Generator) -> ClozeInputs:
+        """Mask targets, draw their negatives, remove hard negatives used as targets from the inputs."""
         t = self.train_settings
         tracks, stations, feedback, targets, stored = (
             batch.tracks,
@@ -48,29 +64,41 @@ class Hybrid(Recommender):
             targets = target_ids.bool()
         masked = cloze_mask(targets, t.p_task, generator)  # (B, L)
         positives = tracks[masked]  # (N,)
-        hidden_inputs = torch.zeros_like(masked)
-        hard_share = 0.0
+        removed = torch.zeros_like(masked)
         negatives: Tensor | None = None
+        used_hard = torch.zeros_like(positives, dtype=torch.bool)
         if t.negative_mode == "stored":
             p_hard = 0.0 if self.positives_only else t.p_hard
             negatives, used_hard = hard_or_random(positives, stored[masked], p_hard, self.n_tracks, generator)
-            hidden_inputs = hidden_positions(tracks, masked, negatives, used_hard)
-            hard_share = float(used_hard.float().mean()) if used_hard.numel() else 0.0
-        inputs = torch.where(masked, self.network.mask_id, tracks)
-        inputs = inputs.masked_fill(hidden_inputs, PAD)
-        h = self.network.hidden(
-            inputs, stations.masked_fill(hidden_inputs, PAD), feedback.masked_fill(hidden_inputs, PAD)
-        )[masked]  # (N, D)
+            removed = hidden_positions(tracks, masked, negatives, used_hard)
+        inputs = torch.where(masked, self.network.mask_id, tracks).masked_fill(removed, PAD)
+        return ClozeInputs(
+            tracks=inputs,
+            stations=stations.masked_fill(removed, PAD),
+            feedback=feedback.masked_fill(removed, PAD),
+            masked=masked,
+            positives=positives,
+            negatives=negatives,
+            used_hard=used_hard,
+        )
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        c = self.cloze_inputs(batch, generator)
+        h = self.network.hidden(c.tracks, c.stations, c.feedback)[c.masked]  # (N, D)
         items = self.network.item_embeddings()
+        negatives = c.negatives
         if negatives is None:  # hardest of k random tracks, by the current model's own scores
-            candidates = random_negatives(positives, self.n_tracks, generator, t.k)  # (N, k)
+            candidates = random_negatives(
+                c.positives, self.n_tracks, generator, self.train_settings.k
+            )  # (N, k)
             with torch.no_grad():
                 scores = torch.einsum("nd,nkd->nk", h, items[candidates])
             negatives = hardest(candidates, scores)
-        positive_scores = (h * items[positives]).sum(-1)  # (N,)
+        positive_scores = (h * items[c.positives]).sum(-1)  # (N,)
         negative_scores = (h * items[negatives]).sum(-1)  # (N,)
         loss = bce_pair_loss(positive_scores, negative_scores)
-        return loss, {"masked": float(masked.sum()), "hard_share": hard_share}
+        hard_share = float(c.used_hard.float().mean()) if c.used_hard.numel() else 0.0
+        return loss, {"masked": float(c.masked.sum()), "hard_share": hard_share}
 
     def inputs_of(self, history: History) -> Tensor:
         present = history.tracks != PAD

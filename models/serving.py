@@ -113,14 +113,16 @@ def signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def input_example() -> pd.DataFrame:
+def input_example(n_tracks: int) -> pd.DataFrame:
+    """One request: an up, a skip and a down on station 1, scoring two candidates."""
+    a, b = 1, min(2, n_tracks)
     return pd.DataFrame(
         {
-            HISTORY_TRACKS: [[3, 1, 2]],
+            HISTORY_TRACKS: [[a, b, a]],
             HISTORY_STATIONS: [[1, 1, 0]],
             HISTORY_FEEDBACK: [[1, 3, 2]],
             STATION: [1],
-            CANDIDATES: [[1, 2]],
+            CANDIDATES: [[a, b]],
         }
     )
 

@@ -112,7 +112,7 @@ class Lakehouse:
     @property
     def spark(self) -> SparkSession:
         if self._spark is None:
-            raise RuntimeError("this Lakehouse was opened without Spark: reads and writes need a SparkSession")
+            raise RuntimeError("this Lakehouse was opened without Spark: reads and writes need a session")
         return self._spark
 
     # ---- names and metadata -------------------------------------------------------------------

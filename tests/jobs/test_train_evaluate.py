@@ -1,0 +1,221 @@
+"""train and evaluate end to end on a lakehouse built by the real pipeline from a small synthetic log:
+the MLflow run, the registry and its aliases, a fresh-process evaluate, DDP on two processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from jobs import train
+from jobs.cli import main
+from jobs.config import load_config
+from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, decide_champion
+from pipelines.lakehouse import Lakehouse
+
+DOWNBEAT = Path(sys.executable).parent / "downbeat"
+
+
+@pytest.fixture(scope="module")
+def lakehouse(spark, tmp_path_factory):
+    """synth (60 users, 40 days) -> ingest -> build, once for the module."""
+    root = tmp_path_factory.mktemp("train")
+    raw, lh = root / "raw", root / "lh"
+    common = ["--set", f"lakehouse.root={lh}", "--set", "spark.log_level=ERROR"]
+    assert main([*common, "synth", "--users", "60", "--days", "40", "--out", str(raw)]) == 0
+    assert main([*common, "ingest", "--format", "events", "--input", str(raw)]) == 0
+    assert main([*common, "build"]) == 0
+    return root
+
+
+def settings(root: Path, *more: str) -> list[str]:
+    values = [
+        f"lakehouse.root={root / 'lh'}",
+        f"mlflow.tracking_uri=sqlite:///{root / 'mlruns.db'}",
+        f"mlflow.artifact_root={root / 'artifacts'}",
+        f"train.checkpoint_dir={root / 'checkpoints'}",
+        "model.dim=16",
+        "model.layers=1",
+        "train.batch_size=16",
+        "train.max_epochs=2",
+        "train.eval_batch_size=64",
+        *more,
+    ]
+    return [x for v in values for x in ("--set", v)]
+
+
+def train_cli(root: Path, capsys, *args: str, more: tuple[str, ...] = ()) -> tuple[int, list[str]]:
+    code = main([*settings(root, *more), "train", *args])
+    return code, capsys.readouterr().out.strip().splitlines()
+
+
+def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_champion(lakehouse, capsys):
+    code, out = train_cli(lakehouse, capsys, "--model", "hybrid")
+    assert code == 0
+    run_id = out[-1]
+    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
+    run = client.get_run(run_id)
+    tables = Lakehouse(None, str(lakehouse / "lh"))
+    for table in train.INPUT_TABLES:
+        assert run.data.params[f"table.{table}"] == f"{tables.uri(table)}@{tables.version(table)}"
+    assert run.data.params["model"] == "hybrid" and run.data.params["train.max_epochs"] == "2"
+    assert run.data.tags["downbeat.git_commit"] != "unknown"
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {
+        "config.yaml",
+        "tables.json",
+        "hard_negative_tiers_by_position.png",
+        "learning_curves.png",
+    } <= artifacts
+    logged = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml")).read_text())
+    assert logged["train"]["max_epochs"] == 2 and logged["lakehouse"]["root"] == str(lakehouse / "lh")
+    history = client.get_metric_history(run_id, "val_paired_accuracy")
+    assert sorted(m.step for m in history) == [0, 1]
+    assert [m.step for m in client.get_metric_history(run_id, "loader_rows_per_s")] == [0, 1]
+    assert 0.0 <= run.data.metrics["test_paired_accuracy"] <= 1.0
+    version = client.get_model_version_by_alias("downbeat", CANDIDATE)
+    assert version.run_id == run_id
+    assert client.get_model_version_by_alias("downbeat", CHAMPION).version == version.version
+    assert out[-2] == f"champion: no champion yet: version {version.version} becomes champion"
+
+    # --resume continues the same run from a checkpoint to the new max_epochs
+    checkpoint = lakehouse / "checkpoints" / run_id / "epoch-001.pt"
+    code, out = train_cli(
+        lakehouse, capsys, "--model", "hybrid", "--resume", str(checkpoint), more=("train.max_epochs=3",)
+    )
+    assert code == 0 and out[-1] == run_id
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_paired_accuracy")) == [0, 1, 1, 2]
+
+
+def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
+    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
+    champion = client.get_model_version_by_alias("downbeat", CHAMPION)
+    out = tmp_path / "pairs.parquet"
+    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
+    result = subprocess.run(
+        [
+            *command,
+            *settings(lakehouse),
+            "evaluate",
+            "--model-uri",
+            "models:/downbeat@champion",
+            "--json",
+            "--predictions-out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in (
+        "paired_accuracy",
+        "auc",
+        "hr@10_pos",
+        "hr@10_neg",
+        "ndcg@10_pos",
+        "ndcg@10_neg",
+        "map@10",
+        "skip_mrr@10",
+        "coverage",
+    ):
+        assert key in metrics
+    run = client.get_run(champion.run_id)
+    assert math.isclose(metrics["paired_accuracy"], run.data.metrics["test_paired_accuracy"], abs_tol=1e-9)
+    predictions = pq.read_table(out)
+    pairs = Lakehouse(None, str(lakehouse / "lh")).rows("gold/eval_pairs")
+    assert predictions.num_rows == pairs
+    assert {"up_score", "down_score", "user_id", "up_track_id", "down_track_id"} <= set(
+        predictions.column_names
+    )
+
+
+def test_champion_moves_only_when_paired_accuracy_is_at_least_the_champions(lakehouse, capsys):
+    code, out = train_cli(lakehouse, capsys, "--model", "baseline")
+    assert code == 0
+    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
+    new = client.get_model_version_by_alias("downbeat", CANDIDATE)
+    champion = client.get_model_version_by_alias("downbeat", CHAMPION)
+    mine = client.get_run(new.run_id).data.metrics["test_paired_accuracy"]
+    if champion.version == new.version:
+        assert out[-2].startswith("champion: paired accuracy") and "becomes champion" in out[-2]
+    else:
+        assert mine < client.get_run(champion.run_id).data.metrics["test_paired_accuracy"]
+        assert f"champion stays version {champion.version}" in out[-2]
+
+    # the rule itself, on the real registry: ties move it, lower scores do not, other tables re-score
+    current = client.get_model_version_by_alias("downbeat", CHAMPION)
+    theirs = client.get_run(current.run_id).data.metrics["test_paired_accuracy"]
+    table = client.get_run(current.run_id).data.params[EVAL_TABLE_PARAM]
+    other = next(
+        v.version for v in client.search_model_versions("name='downbeat'") if v.version != current.version
+    )
+    kept = decide_champion(client, "downbeat", other, table, theirs - 0.01, lambda uri: pytest.fail(uri))
+    assert (
+        not kept.moved and client.get_model_version_by_alias("downbeat", CHAMPION).version == current.version
+    )
+    rescored = decide_champion(client, "downbeat", other, "elsewhere@7", 0.5, lambda uri: 0.6)
+    assert not rescored.moved and "re-scored on elsewhere@7" in rescored.reason
+    tie = decide_champion(client, "downbeat", other, table, theirs, lambda uri: pytest.fail(uri))
+    assert tie.moved and client.get_model_version_by_alias("downbeat", CHAMPION).version == other
+
+
+def test_two_ddp_processes_through_torch_distributor_train_and_register(lakehouse, spark):
+    cfg = load_config(None, [a for a in settings(lakehouse, "train.max_epochs=1") if a != "--set"])
+    result = train.run(cfg, "hybrid", processes=2)
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    run = client.get_run(result.run_id)
+    train_rows = int(run.data.params["train_rows"])
+    assert run.data.params["processes"] == "2"
+    assert run.data.params["steps_per_epoch"] == str(max(1, math.ceil(train_rows / (16 * 2))))
+    assert [m.step for m in client.get_metric_history(result.run_id, "val_paired_accuracy")] == [0]
+    assert 0.0 <= result.metrics["paired_accuracy"] <= 1.0
+    assert client.get_model_version_by_alias("downbeat", CANDIDATE).run_id == result.run_id
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--model", "hybrid", "--processes", "0"], "--processes must be at least 1, got 0"),
+        (
+            ["train", "--model", "hybrid", "--resume", "{tmp}/none.pt"],
+            "--resume {tmp}/none.pt: no checkpoint",
+        ),
+        (["evaluate", "--model-uri", "models:/downbeat@nobody"], "--model-uri models:/downbeat@nobody:"),
+        (
+            ["evaluate", "--model-uri", "x", "--predictions-out", "{tmp}/no/p.parquet"],
+            "folder {tmp}/no does not",
+        ),
+    ],
+)
+def test_bad_train_and_evaluate_input_exits_2_with_one_line(lakehouse, tmp_path, capsys, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main([*settings(lakehouse), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message.replace("{tmp}", str(tmp_path)) in err[-1]
+
+
+def test_training_without_gold_tables_exits_2_naming_the_table(tmp_path, capsys):
+    code = main(
+        [
+            "--set",
+            f"lakehouse.root={tmp_path / 'empty'}",
+            "--set",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
+            "train",
+            "--model",
+            "sasrec",
+        ]
+    )
+    assert code == 2
+    assert "table gold/sequences does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "m.db").exists()

@@ -1,0 +1,72 @@
+"""Small gold/sequences tables written as real Delta tables (delta-rs), without Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+from models.data import TableSnapshot
+
+UP, DOWN, SKIP = 1, 2, 3
+
+
+def sequence_rows(users: int, seed: int = 0, n_tracks: int = 30, validation_every: int = 5) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {
+        c: []
+        for c in (
+            "user_id",
+            "split",
+            "length",
+            "track_ids",
+            "station_ids",
+            "feedback_ids",
+            "is_target",
+            "negative_track_ids",
+            "negative_tiers",
+        )
+    }
+    for u in range(users):
+        n = int(rng.integers(3, 25))
+        tracks = rng.integers(1, n_tracks + 1, n)
+        feedback = rng.choice([UP, DOWN, SKIP], n)
+        feedback[-1] = UP
+        target = (feedback == UP).astype(np.int32)
+        negative = np.where(target > 0, (tracks % n_tracks) + 1, 0)
+        rows["user_id"].append(f"u{u:03d}")
+        rows["split"].append("validation" if u % validation_every == 0 else "train")
+        rows["length"].append(n)
+        rows["track_ids"].append(tracks.tolist())
+        rows["station_ids"].append(rng.integers(0, 3, n).tolist())
+        rows["feedback_ids"].append(feedback.tolist())
+        rows["is_target"].append(target.tolist())
+        rows["negative_track_ids"].append(negative.tolist())
+        rows["negative_tiers"].append(np.where(target > 0, 5, 0).tolist())
+    ints = pa.list_(pa.int32())
+    schema = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("split", pa.string()),
+            ("length", pa.int32()),
+            ("track_ids", ints),
+            ("station_ids", ints),
+            ("feedback_ids", ints),
+            ("is_target", ints),
+            ("negative_track_ids", ints),
+            ("negative_tiers", ints),
+        ]
+    )
+    return pa.table(rows, schema=schema)
+
+
+def write_sequences(path: Path, table: pa.Table, files: int = 1) -> TableSnapshot:
+    """One Delta commit of `files` data files (one row group each)."""
+    step = -(-len(table) // files)
+    for i in range(files):
+        write_deltalake(str(path), table.slice(i * step, step), mode="append" if i else "overwrite")
+    delta = DeltaTable(str(path))
+    uris = tuple(f if "://" in f else Path(f).as_uri() for f in delta.file_uris())
+    return TableSnapshot("gold/sequences", str(path), delta.version(), uris, len(table))

@@ -1,0 +1,126 @@
+"""The three models: shapes, losses, one step, determinism, who they can serve."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.network import PAD, SKIP, UP, History, compact, positions_from_end
+from models.sasrec import next_target, skipped_between
+from models.zoo import build_model
+from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
+
+NAMES = ["baseline", "hybrid", "sasrec"]
+
+
+def make(name, seed=0, **train):
+    torch.manual_seed(seed)
+    model_settings, train_settings = settings(**train)
+    return build_model(name, N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,))
+
+
+def history(batch, query=None):
+    query = torch.ones(batch.rows, dtype=torch.long) if query is None else query
+    return History(batch.tracks, batch.stations, batch.feedback, query)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scores_have_one_value_per_candidate_and_per_catalog_track(name):
+    model = make(name).eval()
+    batch = random_batch()
+    h = history(batch)
+    assert model.user_vectors(h).shape == (6, 16)
+    assert model.score(h, torch.randint(1, N_TRACKS + 1, (6, 5))).shape == (6, 5)
+    full = model.score_all(h)
+    assert full.shape == (6, N_TRACKS + 1)
+    assert torch.isinf(full[:, 0]).all() and torch.isfinite(full[:, 1:]).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_is_a_finite_scalar_and_one_step_lowers_it(name):
+    model = make(name, p_task=0.5)
+    batch = random_batch(1)
+    loss, _ = model(batch, torch.Generator().manual_seed(0))
+    assert loss.shape == () and torch.isfinite(loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    after, _ = model(batch, torch.Generator().manual_seed(0))  # same masks and negatives
+    assert float(after.detach()) < float(loss.detach())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_same_seed_gives_the_same_weights(name):
+    def trained(seed):
+        model = make(name, seed=seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+        g = torch.Generator().manual_seed(seed)
+        for step in range(3):
+            loss, _ = model(random_batch(step), g)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model.state_dict()
+
+    first, second, other = trained(5), trained(5), trained(6)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_hardest_of_k_trains_without_stored_negatives():
+    model = make("hybrid", negative_mode="hardest_of_k")
+    loss, stats = model(random_batch(2), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and stats["hard_share"] == 0.0
+
+
+def test_the_baseline_cannot_serve_a_skip_only_user_but_the_hybrid_can():
+    tracks = torch.tensor([[3, 4, 0], [5, 6, 7]])
+    feedback = torch.tensor([[SKIP, SKIP, PAD], [UP, SKIP, UP]])
+    h = History(tracks, torch.zeros_like(tracks), feedback, torch.tensor([0, 0]))
+    assert make("baseline").can_serve(h).tolist() == [False, True]
+    assert make("hybrid").can_serve(h).tolist() == [True, True]
+    assert make("sasrec").can_serve(h).tolist() == [True, True]
+
+
+def test_the_baseline_scores_ignore_everything_but_positive_history():
+    model = make("baseline").eval()
+    a = History(
+        torch.tensor([[3, 9, 4]]),
+        torch.tensor([[1, 2, 1]]),
+        torch.tensor([[UP, SKIP, UP]]),
+        torch.tensor([1]),
+    )
+    b = History(torch.tensor([[3, 4]]), torch.tensor([[1, 1]]), torch.tensor([[UP, UP]]), torch.tensor([1]))
+    assert torch.allclose(model.score_all(a), model.score_all(b))
+    hybrid = make("hybrid").eval()
+    assert not torch.allclose(hybrid.score_all(a), hybrid.score_all(b))
+
+
+def test_compact_keeps_the_last_width_kept_items_in_order():
+    keep = torch.tensor([[True, False, True, True, True], [False, False, False, False, False]])
+    values = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
+    (out,) = compact(keep, 3, values)
+    assert out.tolist() == [[3, 4, 5], [0, 0, 0]]
+    (wide,) = compact(keep, 6, values)
+    assert wide.tolist() == [[1, 3, 4, 5, 0, 0], [0] * 6]
+
+
+def test_positions_count_back_from_the_last_item_and_skip_removed_ones():
+    tracks = torch.tensor([[5, 6, 7, 0], [5, 0, 7, 0]])
+    assert positions_from_end(tracks).tolist() == [[2, 1, 0, 0], [1, 0, 0, 0]]
+
+
+def test_next_target_and_skipped_between_match_a_brute_force_reading():
+    g = torch.Generator().manual_seed(4)
+    targets = torch.rand(3, 9, generator=g) < 0.3
+    feedback = torch.randint(1, 5, (3, 9), generator=g)
+    following = next_target(targets)
+    between = skipped_between(feedback, following)
+    for b in range(3):
+        for t in range(9):
+            later = [j for j in range(t + 1, 9) if targets[b, j]]
+            expected = later[0] if later else 9
+            assert int(following[b, t]) == expected
+            for j in range(9):
+                assert bool(between[b, t, j]) == (t < j < expected and int(feedback[b, j]) == SKIP)
