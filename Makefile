@@ -12,13 +12,12 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-# Synthetic log -> bronze -> silver -> gold, in a scratch lakehouse (demo/), with row counts and stats.
+# Synthetic log -> bronze -> silver -> gold -> baseline and hybrid models in MLflow -> comparison
+# table, all in a scratch folder (demo/: lakehouse, mlruns.db, mlartifacts, checkpoints).
 DEMO_ROOT ?= demo
 demo: $(STAMP)
 	rm -rf $(DEMO_ROOT)
-	$(BIN)/downbeat synth --users 200 --days 60 --out $(DEMO_ROOT)/raw
-	$(BIN)/downbeat ingest --set lakehouse.root=$(DEMO_ROOT)/lakehouse --format events --input $(DEMO_ROOT)/raw
-	$(BIN)/downbeat build --set lakehouse.root=$(DEMO_ROOT)/lakehouse
+	$(BIN)/downbeat --conf conf/demo.yaml demo --root $(DEMO_ROOT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,21 +27,17 @@ def sampled_softmax_loss(positive: Tensor, negatives: Tensor, collide: Tensor | 
     return -torch.log_softmax(logits, dim=1)[:, 0].mean()
 
 
-def info_nce_loss(
-    anchor: Tensor, positive: Tensor, negatives: Tensor, valid: Tensor, temperature: float
-) -> Tensor:
-    """InfoNCE with cosine similarity: pull `anchor` to `positive`, push it from the valid negatives.
+def info_nce_loss(positive: Tensor, negatives: Tensor, valid: Tensor) -> Tensor:
+    """InfoNCE from similarities (already divided by the temperature): the positive against the
+    valid negatives of its row.
 
-    anchor, positive: (N, D); negatives: (N, M, D); valid: (N, M) bool, which negatives exist
-    (the skipped tracks before the next positive). Rows without any valid negative add nothing.
-    Returns a scalar (0 when no row has a negative).
+    positive: (N,); negatives: (N, M); valid: (N, M) bool, which negatives exist (for SASRec, the
+    tracks skipped before the next positive). Rows without a valid negative add nothing. Returns a
+    scalar (0 when no row has a negative).
     """
     rows = valid.any(dim=1)
     if not bool(rows.any()):
-        return anchor.sum() * 0.0
-    a = F.normalize(anchor[rows], dim=-1)  # (R, D)
-    pos = (a * F.normalize(positive[rows], dim=-1)).sum(-1) / temperature  # (R,)
-    neg = torch.einsum("rd,rmd->rm", a, F.normalize(negatives[rows], dim=-1)) / temperature  # (R, M)
-    neg = neg.masked_fill(~valid[rows], float("-inf"))
-    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+        return positive.sum() * 0.0
+    neg = negatives[rows].masked_fill(~valid[rows], float("-inf"))  # (R, M)
+    logits = torch.cat([positive[rows].unsqueeze(1), neg], dim=1)  # (R, 1 + M)
     return -torch.log_softmax(logits, dim=1)[:, 0].mean()

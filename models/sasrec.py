@@ -5,6 +5,7 @@ prediction toward that positive and away from the tracks skipped before it."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from models.losses import info_nce_loss, sampled_softmax_loss
@@ -53,23 +54,27 @@ class SASRec(Recommender):
         length = tracks.shape[1]
         following = next_target(batch.targets)  # (B, L)
         valid = (tracks != PAD) & (following < length)  # positions with a next positive
-        h = self.network.hidden(tracks, batch.stations, batch.feedback)[valid]  # (N, D)
-        positives = tracks.gather(1, following.clamp(max=length - 1))[valid]  # (N,)
+        hidden = self.network.hidden(tracks, batch.stations, batch.feedback)  # (B, L, D)
         items = self.network.item_embeddings()
+        next_items = items[tracks.gather(1, following.clamp(max=length - 1))]  # (B, L, D)
+        h = hidden[valid]  # (N, D)
+        positives = tracks.gather(1, following.clamp(max=length - 1))[valid]  # (N,)
         # One set of uniform negatives for the whole batch; any equal to a row's positive is left out.
         sampled = torch.randint(
             1, self.n_tracks + 1, (t.sampled_negatives,), generator=generator, device=tracks.device
         )
-        positive_scores = (h * items[positives]).sum(-1)  # (N,)
+        positive_scores = (h * next_items[valid]).sum(-1)  # (N,)
         negative_scores = h @ items[sampled].T  # (N, S)
-        softmax = sampled_softmax_loss(
-            positive_scores, negative_scores, sampled.unsqueeze(0) == positives.unsqueeze(1)
-        )
-        between = skipped_between(batch.feedback, following)[valid]  # (N, L)
-        rows = valid.nonzero(as_tuple=True)[0]  # (N,) batch row of each position
-        width = max(int(between.sum(dim=1).max()) if between.numel() else 0, 1)
-        (skipped,) = compact(between, width, tracks[rows])  # (N, W) skipped track ids, 0 = none
-        nce = info_nce_loss(h, items[positives], items[skipped], skipped != PAD, t.temperature)
+        collide = sampled.unsqueeze(0) == positives.unsqueeze(1)  # (N, S)
+        softmax = sampled_softmax_loss(positive_scores, negative_scores, collide)
+        # InfoNCE on cosine similarities: each position against every track of its row (one
+        # batched product), of which only those skipped before its next positive count.
+        anchor = F.normalize(hidden, dim=-1)  # (B, L, D)
+        row_items = F.normalize(items[tracks], dim=-1)  # (B, L, D)
+        similar = anchor @ row_items.transpose(1, 2) / t.temperature  # (B, L, L)
+        toward = (anchor * F.normalize(next_items, dim=-1)).sum(-1) / t.temperature  # (B, L)
+        between = skipped_between(batch.feedback, following) & valid.unsqueeze(2)  # (B, L, L)
+        nce = info_nce_loss(toward[valid], similar[valid], between[valid])
         loss = t.alpha * softmax + t.beta * nce
         return loss, {"sampled_softmax": float(softmax.detach()), "info_nce": float(nce.detach())}
 

@@ -51,11 +51,23 @@ def experiment_id(tracking_uri: str, name: str, artifact_root: str) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
-    location = artifact_root if "://" in artifact_root else Path(artifact_root).resolve().as_uri()
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    try:
+        found = mlflow.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = artifact_root if "://" in artifact_root else Path(artifact_root).resolve().as_uri()
+        return str(mlflow.create_experiment(name, artifact_location=location))
+    finally:
+        _restore_logging()
+
+
+def _restore_logging() -> None:
+    """MLflow's sqlite store migrates its schema with alembic, whose logging setup disables every
+    logger that exists already (ours included) and turns its own up to INFO: undo both."""
+    for logger_name, logger in logging.root.manager.loggerDict.items():
+        if logger_name.startswith("downbeat") and isinstance(logger, logging.Logger):
+            logger.disabled = False
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
