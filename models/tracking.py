@@ -62,11 +62,13 @@ def experiment_id(tracking_uri: str, name: str, artifact_root: str) -> str:
 
 
 def _restore_logging() -> None:
-    """MLflow's sqlite store migrates its schema with alembic, whose logging setup disables every
-    logger that exists already (ours included) and turns its own up to INFO: undo both."""
+    """MLflow's sqlite store migrates its schema with alembic, whose logging setup raises the root
+    logger to WARNING (hiding our progress lines), may disable loggers that exist already, and
+    turns its own up to INFO: undo all three."""
     for logger_name, logger in logging.root.manager.loggerDict.items():
         if logger_name.startswith("downbeat") and isinstance(logger, logging.Logger):
             logger.disabled = False
+    logging.getLogger("downbeat").setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
