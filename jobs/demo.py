@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.common import config_from, job_main
+from jobs.common import job_main
+from jobs.config import load_config
 from pipelines.errors import InputError
 
 MODELS = ("baseline", "hybrid")
@@ -40,13 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def demo_settings(root: Path) -> list[str]:
-    values = [
+    """The overrides that put every output of the demo under `root`."""
+    return [
         f"lakehouse.root={root / 'lakehouse'}",
         f"mlflow.tracking_uri=sqlite:///{root / 'mlruns.db'}",
         f"mlflow.artifact_root={root / 'mlartifacts'}",
         f"train.checkpoint_dir={root / 'checkpoints'}",
     ]
-    return [x for v in values for x in ("--set", v)]
 
 
 def command(args: argparse.Namespace) -> int:
@@ -58,8 +59,9 @@ def command(args: argparse.Namespace) -> int:
         raise InputError(f"--root {root} is not empty: the demo writes only into an empty or new folder")
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    base = [*(["--conf", args.conf] if args.conf else []), *[x for o in args.overrides for x in ("--set", o)]]
-    common = [*base, *demo_settings(root)]
+    overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root)]
+    conf = getattr(args, "conf_after", None) or args.conf
+    common = [*(["--conf", conf] if conf else []), *[x for o in overrides for x in ("--set", o)]]
     steps = [
         ["synth", "--users", str(args.users), "--days", str(args.days), "--out", str(root / "raw")],
         ["ingest", "--format", "events", "--input", str(root / "raw")],
@@ -70,9 +72,7 @@ def command(args: argparse.Namespace) -> int:
         code = cli([*common, *step])
         if code != 0:
             return code
-    cfg = config_from(
-        argparse.Namespace(conf=args.conf, overrides=[*args.overrides, *_pairs(demo_settings(root))])
-    )
+    cfg = load_config(conf, overrides)
     runs = {}
     for name in MODELS:
         print(f"\n== downbeat train --model {name}", flush=True)
@@ -93,10 +93,6 @@ def command(args: argparse.Namespace) -> int:
     print(f"\n{pairs} eval pairs, {users} eval users; champion: models:/downbeat@champion = {winner}")
     print(f"demo finished in {time.monotonic() - started:.0f} s; everything is under {root}")
     return 0
-
-
-def _pairs(flags: list[str]) -> list[str]:
-    return [v for k, v in zip(flags[::2], flags[1::2], strict=True) if k == "--set"]
 
 
 def _fmt(value: float | None) -> str:

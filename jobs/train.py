@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from jobs.common import config_from, job_main
 from jobs.config import PROJECT_ROOT, Config, to_yaml
 from models.settings import MODEL_NAMES
@@ -96,7 +94,7 @@ def run(
     import torch
     from mlflow.tracking import MlflowClient
 
-    from models.data import read_table
+    from models.data import read_table, sequence_facts
     from models.evaluation import evaluate
     from models.plots import plot_learning_curves, plot_tier_shares, tier_shares_by_position
     from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
@@ -136,9 +134,8 @@ def run(
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
     tables = snapshots(lakehouse)
     sequences = tables["gold/sequences"]
-    columns = read_table(sequences, ["split", "feedback_ids", "is_target", "negative_tiers"])
-    split = np.asarray(columns.column("split").to_pylist())
-    train_rows = int((split == "train").sum())
+    facts = sequence_facts(sequences)
+    train_rows, positive_feedback = facts.train_rows, facts.positive_feedback
     if train_rows == 0:
         raise InputError(
             f"table gold/sequences version {sequences.version} has no train rows "
@@ -149,20 +146,6 @@ def run(
         raise InputError(
             f"table gold/tracks version {tables['gold/tracks'].version} has {n_tracks} track(s): need 2"
         )
-    train_mask = split == "train"
-    feedback = columns.column("feedback_ids").to_pylist()
-    targets = columns.column("is_target").to_pylist()
-    positive_feedback = tuple(
-        sorted(
-            {
-                int(f)
-                for fs, ts, keep in zip(feedback, targets, train_mask, strict=True)
-                if keep
-                for f, t in zip(fs, ts, strict=True)
-                if t
-            }
-        )
-    )
     steps = max(1, math.ceil(train_rows / (cfg.train.batch_size * world)))
     train_cfg = cfg.train
     if model_name == "baseline":  # the paper's baseline: positives only, random negatives
@@ -208,9 +191,7 @@ def run(
                 "tables.json",
             )
             with tempfile.TemporaryDirectory() as tmp:
-                tiers = columns.column("negative_tiers").to_pylist()
-                kept = [i for i, keep in enumerate(train_mask) if keep]
-                shares = tier_shares_by_position([tiers[i] for i in kept], [targets[i] for i in kept])
+                shares = tier_shares_by_position(facts.tier_where, facts.tier)
                 mlflow.log_artifact(
                     str(plot_tier_shares(shares, Path(tmp) / "hard_negative_tiers_by_position.png"))
                 )

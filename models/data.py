@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs
 import pyarrow.parquet as pq
@@ -58,13 +59,39 @@ def parquet_dataset(files: Sequence[str]) -> pads.Dataset:
     return pads.dataset(paths, filesystem=filesystem, format="parquet")
 
 
-def read_table(
-    snapshot: TableSnapshot, columns: Sequence[str] | None = None, where: pads.Expression | None = None
-) -> pa.Table:
+def read_table(snapshot: TableSnapshot, columns: Sequence[str] | None = None) -> pa.Table:
     """The snapshot's rows (its files as listed in the Delta log), for tables small enough for memory."""
     if not snapshot.files:
         raise ValueError(f"table {snapshot.table} version {snapshot.version} has no data files")
-    return parquet_dataset(snapshot.files).to_table(columns=list(columns) if columns else None, filter=where)
+    return parquet_dataset(snapshot.files).to_table(columns=list(columns) if columns else None)
+
+
+@dataclass(frozen=True)
+class SequenceFacts:
+    """What training needs to know about gold/sequences before it starts."""
+
+    train_rows: int
+    positive_feedback: tuple[int, ...]  # feedback ids found at train target positions
+    tier_where: np.ndarray  # each train target's relative position bin (0 = oldest)
+    tier: np.ndarray  # its hard-negative tier
+
+
+def sequence_facts(snapshot: TableSnapshot, bins: int = 20) -> SequenceFacts:
+    """Counts and per-target arrays of the train rows, from flattened list columns (no row loop)."""
+    table = read_table(snapshot, [SPLIT, "feedback_ids", "is_target", "negative_tiers"])
+    train = table.filter(pc.equal(table[SPLIT], TRAIN))
+    lengths = pc.list_value_length(train["is_target"]).to_numpy().astype(np.int64)
+    target = pc.list_flatten(train["is_target"]).to_numpy() > 0
+    feedback = pc.list_flatten(train["feedback_ids"]).to_numpy()
+    tiers = pc.list_flatten(train["negative_tiers"]).to_numpy()
+    index = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    where = np.minimum(index * bins // np.repeat(np.maximum(lengths, 1), lengths), bins - 1)
+    return SequenceFacts(
+        train_rows=train.num_rows,
+        positive_feedback=tuple(int(f) for f in np.unique(feedback[target])),
+        tier_where=where[target],
+        tier=tiers[target].astype(np.int64),
+    )
 
 
 def pad_right(lists: Sequence[np.ndarray], width: int) -> np.ndarray:

@@ -16,22 +16,15 @@ TIER_LABELS = {
 }
 
 
-def tier_shares_by_position(
-    tiers: Sequence[np.ndarray], targets: Sequence[np.ndarray], bins: int = 20
-) -> np.ndarray:
-    """(bins, 5): share of each cascade tier among target positions, by relative position in the row.
+def tier_shares_by_position(where: np.ndarray, tiers: np.ndarray, bins: int = 20) -> np.ndarray:
+    """(bins, 5): share of each cascade tier (1..5) among target positions, per position bin.
 
-    Position 0 = a row's oldest play, bins - 1 = its most recent (the UMAP'24 Figure 1 view).
+    where: each target position's bin (0 = a row's oldest plays, bins - 1 = its most recent; the
+    UMAP'24 Figure 1 view); tiers: its tier. Tiers outside 1..5 are left out.
     """
+    kept = (tiers >= 1) & (tiers <= 5)
     counts = np.zeros((bins, 5))
-    for tier, target in zip(tiers, targets, strict=True):
-        tier, target = np.asarray(tier), np.asarray(target) > 0
-        if len(tier) == 0:
-            continue
-        where = np.minimum((np.arange(len(tier)) * bins) // len(tier), bins - 1)
-        for b, t in zip(where[target], tier[target], strict=True):
-            if 1 <= t <= 5:
-                counts[b, t - 1] += 1
+    np.add.at(counts, (where[kept], tiers[kept] - 1), 1)
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 

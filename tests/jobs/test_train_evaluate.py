@@ -219,3 +219,10 @@ def test_training_without_gold_tables_exits_2_naming_the_table(tmp_path, capsys)
     assert code == 2
     assert "table gold/sequences does not exist" in capsys.readouterr().err
     assert not (tmp_path / "m.db").exists()
+
+
+def test_the_demo_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["demo", "--root", str(tmp_path)]) == 2
+    assert f"--root {tmp_path} is not empty" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

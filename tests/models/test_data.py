@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.data import SequenceStream, pad_right
+from models.data import SequenceStream, pad_right, sequence_facts
+from models.plots import tier_shares_by_position
 from tests.models.tables import sequence_rows, write_sequences
 
 
@@ -94,3 +95,26 @@ def test_long_rows_keep_their_most_recent_positions(tmp_path):
     }
     assert {tuple(r[r != 0]) for r in batch.tracks.numpy()} <= train
     assert batch.tracks.shape[1] == 3
+
+
+def test_sequence_facts_count_train_rows_and_place_each_target_in_its_position_bin(tmp_path):
+    table = sequence_rows(25, validation_every=4)
+    facts = sequence_facts(write_sequences(tmp_path / "seq", table), bins=4)
+    where, tiers, feedback = [], [], set()
+    rows = table.to_pylist()
+    for row in rows:
+        if row["split"] != "train":
+            continue
+        n = len(row["track_ids"])
+        for i, (t, f, tier) in enumerate(
+            zip(row["is_target"], row["feedback_ids"], row["negative_tiers"], strict=True)
+        ):
+            if t:
+                where.append(min(i * 4 // n, 3))
+                tiers.append(tier)
+                feedback.add(f)
+    assert facts.train_rows == sum(r["split"] == "train" for r in rows)
+    assert facts.tier_where.tolist() == where and facts.tier.tolist() == tiers
+    assert facts.positive_feedback == tuple(sorted(feedback))
+    shares = tier_shares_by_position(facts.tier_where, facts.tier, bins=4)
+    assert np.allclose(shares.sum(axis=1)[np.bincount(where, minlength=4) > 0], 1.0)
