@@ -74,17 +74,18 @@ def command(args: argparse.Namespace) -> int:
             return code
     cfg = load_config(conf, overrides)
     runs = {}
+    winner = "?"
     for name in MODELS:
         print(f"\n== downbeat train --model {name}", flush=True)
         result = train.run(cfg, name)
         print(f"champion: {result.champion_reason}\n{result.run_id}", flush=True)
         runs[name] = result.run_id
+        if result.champion_moved:  # the root starts empty: the last model to take the alias holds it
+            winner = name
     metrics = {}
     for name, run_id in runs.items():
         print(f"\n== downbeat evaluate --model-uri runs:/{run_id}/model --json  (fresh process)", flush=True)
         metrics[name] = _evaluate(common, f"runs:/{run_id}/model")
-    champion = _evaluate(common, "models:/downbeat@champion")
-    winner = next((n for n in MODELS if metrics[n]["paired_accuracy"] == champion["paired_accuracy"]), "?")
     print(f"\n{'metric':<28}{'baseline':>10}{'hybrid':>10}")
     for key, label in ROWS:
         a, b = metrics["baseline"].get(key), metrics["hybrid"].get(key)

@@ -65,6 +65,8 @@ def command(args: argparse.Namespace) -> int:
     out = Path(args.predictions_out) if args.predictions_out else None
     if out is not None and not out.parent.is_dir():
         raise InputError(f"--predictions-out {out}: folder {out.parent} does not exist")
+    if out is not None and out.is_dir():
+        raise InputError(f"--predictions-out {out} is a folder: name a Parquet file")
     tables = snapshots(Lakehouse(None, cfg.lakehouse.root))
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     try:

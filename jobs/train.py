@@ -29,6 +29,7 @@ from pipelines.lakehouse import Lakehouse
 
 log = logging.getLogger("downbeat.train")
 INPUT_TABLES = ("gold/sequences", "gold/eval_pairs", "gold/eval_next", "gold/tracks", "gold/stations")
+MAY_BE_EMPTY = ("gold/stations",)  # sources without stations have none
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def snapshots(lakehouse: Lakehouse) -> dict[str, Any]:
+    """The current snapshot of every input table; missing or empty ones are bad input (exit 2)."""
     from models.data import TableSnapshot
 
     out = {}
@@ -73,7 +75,11 @@ def snapshots(lakehouse: Lakehouse) -> dict[str, Any]:
                 f"table {table} does not exist under {lakehouse.root}: run `downbeat build` first"
             )
         version, files, rows = lakehouse.snapshot(table)
-        out[table] = TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows or 0)
+        if rows is None:
+            raise InputError(f"table {table} version {version} has data files without row counts in its log")
+        if rows == 0 and table not in MAY_BE_EMPTY:
+            raise InputError(f"table {table} version {version} is empty: nothing to train or evaluate on")
+        out[table] = TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows)
     return out
 
 
@@ -95,7 +101,8 @@ def run(
     from mlflow.tracking import MlflowClient
 
     from models.data import read_table, sequence_facts
-    from models.evaluation import evaluate
+    from models.evaluation import evaluate, pair_predictions
+    from models.metrics import paired_accuracy
     from models.plots import plot_learning_curves, plot_tier_shares, tier_shares_by_position
     from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
     from models.tracking import (
@@ -258,10 +265,9 @@ def run(
         eval_table = f"{tables['gold/eval_pairs'].uri}@{tables['gold/eval_pairs'].version}"
 
         def score_champion(uri: str) -> float:
-            champion = mlflow.pyfunc.load_model(uri)
-            return evaluate(
-                champion.predict, pairs, next_rows, n_tracks, chunk=cfg.train.eval_batch_size
-            ).metrics["paired_accuracy"]
+            champion = mlflow.pyfunc.load_model(uri)  # only its pairs are needed: no catalog ranking
+            scored = pair_predictions(champion.predict, pairs, next_rows, chunk=cfg.train.eval_batch_size)
+            return paired_accuracy(scored["up_score"].to_numpy(), scored["down_score"].to_numpy())
 
         decision = decide_champion(
             client, name, version, eval_table, result.metrics["paired_accuracy"], score_champion

@@ -35,8 +35,40 @@ class Evaluation:
     next_ranks: pd.DataFrame  # one row per eval_next user: user_id, feedback_id, rank, served
 
 
-def _histories(next_rows: pd.DataFrame) -> pd.DataFrame:
-    return next_rows[["user_id", HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK]]
+def pair_predictions(
+    scorer: Scorer, pairs: pd.DataFrame, next_rows: pd.DataFrame, *, chunk: int = 256
+) -> pd.DataFrame:
+    """One row per eval pair: its ids, `up_score` and `down_score`, each scored from the user's
+    pre-cut-off history (taken from `next_rows`, gold/eval_next) on the pair's station."""
+    histories = next_rows[["user_id", HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK]]
+    joined = pairs.merge(histories, on="user_id", how="left")
+    for column in (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK):
+        joined[column] = [
+            x if isinstance(x, np.ndarray | list) else np.zeros(0, np.int64) for x in joined[column]
+        ]
+    request = pd.DataFrame(
+        {
+            HISTORY_TRACKS: joined[HISTORY_TRACKS],
+            HISTORY_STATIONS: joined[HISTORY_STATIONS],
+            HISTORY_FEEDBACK: joined[HISTORY_FEEDBACK],
+            STATION: joined["station_idx"].astype(np.int64),
+            CANDIDATES: [
+                np.array([u, d], dtype=np.int64)
+                for u, d in zip(joined["up_track_idx"], joined["down_track_idx"], strict=True)
+            ],
+        }
+    )
+    scores = _score(scorer, request, chunk)
+    return pd.DataFrame(
+        {
+            "user_id": joined["user_id"],
+            "station_id": joined["station_id"],
+            "up_track_id": joined["up_track_id"],
+            "down_track_id": joined["down_track_id"],
+            "up_score": np.array([s[0] for s in scores[SCORES]], dtype=np.float64),
+            "down_score": np.array([s[1] for s in scores[SCORES]], dtype=np.float64),
+        }
+    )
 
 
 def evaluate(
@@ -56,37 +88,9 @@ def evaluate(
     (positive targets), skip_mrr@10 (skipped targets, lower is better), coverage (share of eval
     users served), and counts. With `bootstrap` > 0, `<metric>_ci_low/_ci_high` resampling users.
     """
-    histories = _histories(next_rows)
-    joined = pairs.merge(histories, on="user_id", how="left")
-    for column in (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK):
-        joined[column] = [
-            x if isinstance(x, np.ndarray | list) else np.zeros(0, np.int64) for x in joined[column]
-        ]
-    request = pd.DataFrame(
-        {
-            HISTORY_TRACKS: joined[HISTORY_TRACKS],
-            HISTORY_STATIONS: joined[HISTORY_STATIONS],
-            HISTORY_FEEDBACK: joined[HISTORY_FEEDBACK],
-            STATION: joined["station_idx"].astype(np.int64),
-            CANDIDATES: [
-                np.array([u, d], dtype=np.int64)
-                for u, d in zip(joined["up_track_idx"], joined["down_track_idx"], strict=True)
-            ],
-        }
-    )
-    pair_scores = _score(scorer, request, chunk)
-    up = np.array([s[0] for s in pair_scores[SCORES]], dtype=np.float64)
-    down = np.array([s[1] for s in pair_scores[SCORES]], dtype=np.float64)
-    predictions = pd.DataFrame(
-        {
-            "user_id": joined["user_id"],
-            "station_id": joined["station_id"],
-            "up_track_id": joined["up_track_id"],
-            "down_track_id": joined["down_track_id"],
-            "up_score": up,
-            "down_score": down,
-        }
-    )
+    predictions = pair_predictions(scorer, pairs, next_rows, chunk=chunk)
+    up = predictions["up_score"].to_numpy()
+    down = predictions["down_score"].to_numpy()
 
     catalog = np.arange(1, n_tracks + 1, dtype=np.int64)
     next_request = pd.DataFrame(
@@ -112,7 +116,7 @@ def evaluate(
         {"user_id": next_rows["user_id"].to_numpy(), "feedback_id": feedback, "rank": ranks, "served": served}
     )
 
-    users = joined["user_id"].to_numpy()
+    users = predictions["user_id"].to_numpy()
     labels = np.concatenate([np.ones(len(up)), np.zeros(len(down))])
     metrics = {
         "paired_accuracy": M.paired_accuracy(up, down),

@@ -155,14 +155,8 @@ class Lakehouse:
 
     def rows(self, table: str) -> int:
         """The table's row count, from the log's per-file statistics (a scan only where they lack it)."""
-        import pyarrow as pa
-
-        counts = (
-            pa.table(self._delta_table(table).get_add_actions(flatten=True)).to_pydict().get("num_records")
-        )
-        if counts is None or any(c is None for c in counts):
-            return self.read(table).count()
-        return int(sum(counts))
+        counted = self.snapshot(table)[2]
+        return counted if counted is not None else self.read(table).count()
 
     def partition_columns(self, table: str) -> list[str]:
         return list(self._delta_table(table).metadata().partition_columns)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from deltalake import DeltaTable, write_deltalake
 from mlflow.tracking import MlflowClient
 
 from jobs import train
@@ -226,3 +228,26 @@ def test_the_demo_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
     assert main(["demo", "--root", str(tmp_path)]) == 2
     assert f"--root {tmp_path} is not empty" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_an_empty_eval_table_is_refused_before_training_starts(lakehouse, tmp_path, capsys):
+    copy = tmp_path / "lh"
+    shutil.copytree(lakehouse / "lh", copy)
+    empty = DeltaTable(str(copy / "gold" / "eval_pairs")).to_pyarrow_table().slice(0, 0)
+    write_deltalake(str(copy / "gold" / "eval_pairs"), empty, mode="overwrite")
+    code = main(
+        [
+            "--set",
+            f"lakehouse.root={copy}",
+            "--set",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
+            "train",
+            "--model",
+            "hybrid",
+        ]
+    )
+    assert code == 2
+    assert (
+        "table gold/eval_pairs version 1 is empty: nothing to train or evaluate on" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "m.db").exists()

@@ -124,3 +124,33 @@ def test_next_target_and_skipped_between_match_a_brute_force_reading():
             assert int(following[b, t]) == expected
             for j in range(9):
                 assert bool(between[b, t, j]) == (t < j < expected and int(feedback[b, j]) == SKIP)
+
+
+def test_the_models_codes_and_column_names_match_the_pipeline_schemas():
+    # models/ never imports pyspark, so it repeats a few names of pipelines/schemas.py
+    from models import data, serving
+    from models import network as n
+    from pipelines import schemas as S
+
+    assert {S.UP: n.UP, S.DOWN: n.DOWN, S.SKIP: n.SKIP, S.PLAY: n.PLAY} == S.FEEDBACK_IDS
+    assert n.PAD == S.PAD and len(S.FEEDBACK_IDS) + 1 == n.N_FEEDBACK
+    assert data.LIST_COLUMNS == (
+        S.TRACK_IDS,
+        S.STATION_IDS,
+        S.FEEDBACK_IDS_COL,
+        S.TARGET_MASK,
+        S.NEGATIVE_TRACK_IDS,
+        S.NEGATIVE_TIERS,
+    )
+    assert (data.USER_ID, data.SPLIT, data.TRAIN, data.VALIDATION) == (
+        S.USER_ID,
+        S.SPLIT,
+        S.TRAIN,
+        S.VALIDATION,
+    )
+    assert (serving.HISTORY_TRACKS, serving.HISTORY_STATIONS, serving.HISTORY_FEEDBACK, serving.STATION) == (
+        S.HISTORY_TRACK_IDS,
+        S.HISTORY_STATION_IDS,
+        S.HISTORY_FEEDBACK_IDS,
+        S.STATION_IDX,
+    )
