@@ -22,21 +22,11 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 import torch
 
+from contract import SEQUENCE_ARRAYS as LIST_COLUMNS
+from contract import SPLIT, TRAIN, USER_ID
 from models.network import Batch, History
 
 log = logging.getLogger("downbeat.data")
-
-# gold/sequences columns the models read (pipelines.schemas names; the training workers import no Spark).
-USER_ID, SPLIT = "user_id", "split"
-LIST_COLUMNS = (
-    "track_ids",
-    "station_ids",
-    "feedback_ids",
-    "is_target",
-    "negative_track_ids",
-    "negative_tiers",
-)
-TRAIN, VALIDATION = "train", "validation"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from models.losses import bce_pair_loss
 from models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
-from models.network import PAD, UP, Batch, History, Recommender, SequenceNetwork, compact
+from models.network import PAD, Batch, History, Recommender, SequenceNetwork, compact, query_feedback
 from models.settings import ModelSettings, TrainSettings
 
 
@@ -118,7 +118,8 @@ class Hybrid(Recommender):
         pad = torch.zeros_like(tracks[:, :1])
         tracks, stations, feedback = (torch.cat([c, pad], dim=1) for c in (tracks, stations, feedback))
         rows = torch.arange(tracks.shape[0], device=tracks.device)
-        tracks[rows, count] = self.network.mask_id  # the query: a masked up on the query station
+        # The query: a masked positive on the query station, of the type training predicted.
+        tracks[rows, count] = self.network.mask_id
         stations[rows, count] = history.query_station
-        feedback[rows, count] = UP
+        feedback[rows, count] = query_feedback(self.positive_feedback)
         return self.network.hidden(tracks, stations, feedback)[rows, count]  # (B, D)

@@ -13,18 +13,18 @@ PAD = 0
 
 
 def cloze_mask(targets: Tensor, p: float, generator: torch.Generator) -> Tensor:
-    """Which positions to mask: each target position with probability `p`, at least one per row.
+    """Which positions to mask: each row's last target always, and every other target position
+    with probability `p` (UMAP'24: the last positive of a row is always predicted).
 
-    targets: (B, L) bool, the positions that may be masked (ups). Returns (B, L) bool, True only at
-    target positions; a row with targets but no draw gets its last target masked, so every row
-    with a target trains.
+    targets: (B, L) bool, the positions that may be masked (positives). Returns (B, L) bool, True
+    only at target positions. Scoring asks for the track after the history, so the last target,
+    the position whose right context is empty, is the one training must never skip.
     """
     draw = torch.rand(targets.shape, generator=generator, device=targets.device) < p  # (B, L)
     masked = draw & targets
     positions = torch.arange(targets.shape[1], device=targets.device).expand_as(targets)
     last = torch.where(targets, positions, -1).max(dim=1).values  # (B,) -1 = no target
-    empty = (~masked.any(dim=1)) & (last >= 0)
-    rows = empty.nonzero(as_tuple=True)[0]
+    rows = (last >= 0).nonzero(as_tuple=True)[0]
     masked[rows, last[rows]] = True
     return masked
 

@@ -12,12 +12,23 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
+from contract import DOWN_ID as DOWN
+from contract import N_FEEDBACK, PAD
+from contract import PLAY_ID as PLAY
+from contract import SKIP_ID as SKIP
+from contract import UP_ID as UP
 from models.settings import ModelSettings, TrainSettings
 
-PAD = 0
-# Feedback codes of gold/sequences (pipelines.schemas.FEEDBACK_IDS; a test keeps them equal).
-UP, DOWN, SKIP, PLAY = 1, 2, 3, 4
-N_FEEDBACK = 5  # 0 = padding
+__all__ = ["DOWN", "N_FEEDBACK", "PAD", "PLAY", "SKIP", "UP"]
+
+
+def query_feedback(positive_feedback: tuple[int, ...]) -> int:
+    """The feedback code a scoring query carries: the positive type the model was trained to
+    predict (up where the source has ups, else play). A query marked 'up' for a model that only
+    ever predicted plays would add an embedding that never received a gradient."""
+    if not positive_feedback:
+        return UP
+    return UP if UP in positive_feedback else min(positive_feedback)
 
 
 @dataclass

@@ -15,17 +15,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from contract import HISTORY_FEEDBACK_IDS, HISTORY_STATION_IDS, HISTORY_TRACK_IDS, STATION_IDX
 from models.data import history_tensors, pad_right
 from models.network import Recommender
 from models.settings import ModelSettings, TrainSettings
 from models.zoo import build_model
 
 HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK = (
-    "history_track_ids",
-    "history_station_ids",
-    "history_feedback_ids",
+    HISTORY_TRACK_IDS,
+    HISTORY_STATION_IDS,
+    HISTORY_FEEDBACK_IDS,
 )
-STATION, CANDIDATES = "station_idx", "candidate_track_ids"
+STATION, CANDIDATES = STATION_IDX, "candidate_track_ids"
 INPUT_COLUMNS = (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK, STATION, CANDIDATES)
 SCORES, SERVED = "scores", "served"
 

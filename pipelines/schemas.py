@@ -1,47 +1,68 @@
 """Every table's schema and column names, and the integer codes the gold tables use.
 
 Column names are constants: pipeline code refers to `USER_ID`, never to the literal "user_id".
+The names and codes the models read too come from `contract` (no pyspark there), the one source
+both sides import.
 """
 
 from __future__ import annotations
 
 from pyspark.sql import types as T
 
+from contract import (  # noqa: F401  (re-exported: pipeline code reads every name from here)
+    CUTOFF_TS,
+    DOWN,
+    DOWN_EVENT_ID,
+    DOWN_TRACK_ID,
+    DOWN_TRACK_IDX,
+    FEEDBACK,
+    FEEDBACK_ID,
+    FEEDBACK_IDS,
+    FEEDBACK_IDS_COL,
+    FEEDBACK_TYPES,
+    HISTORY_FEEDBACK_IDS,
+    HISTORY_LENGTH,
+    HISTORY_STATION_IDS,
+    HISTORY_TRACK_IDS,
+    IS_NEGATIVE,
+    IS_POSITIVE,
+    LENGTH,
+    NEGATIVE_TIERS,
+    NEGATIVE_TRACK_IDS,
+    PAD,
+    PLAY,
+    SKIP,
+    SPLIT,
+    STATION_ID,
+    STATION_IDS,
+    STATION_IDX,
+    TARGET_MASK,
+    TIER_LATER_DOWN,
+    TIER_LATER_SKIP,
+    TIER_NAMES,
+    TIER_RANDOM,
+    TIER_SAME_DAY_DOWN,
+    TIER_SAME_DAY_SKIP,
+    TRACK_ID,
+    TRACK_IDS,
+    TRACK_IDX,
+    TRAIN,
+    TS,
+    UP,
+    UP_EVENT_ID,
+    UP_TRACK_ID,
+    UP_TRACK_IDX,
+    USER_ID,
+    VALIDATION,
+)
+
 # ---- column names ----------------------------------------------------------------------------
-USER_ID = "user_id"
-TS = "ts"
-TRACK_ID = "track_id"
-STATION_ID = "station_id"
 SESSION_ID = "session_id"
-FEEDBACK = "feedback"
 MS_PLAYED = "ms_played"
 SOURCE = "source"
 EVENT_ID = "event_id"
 DATE = "date"
 POSITION = "position"
-
-# ---- feedback ----------------------------------------------------------------------------------
-UP, DOWN, SKIP, PLAY = "up", "down", "skip", "play"
-FEEDBACK_TYPES = (UP, DOWN, SKIP, PLAY)
-# Integer codes in gold arrays; 0 is padding.
-FEEDBACK_IDS = {UP: 1, DOWN: 2, SKIP: 3, PLAY: 4}
-PAD = 0
-
-# ---- hard-negative tiers (UMAP'24 cascade), best first; 0 = not a target position -------------
-TIER_SAME_DAY_DOWN = 1
-TIER_SAME_DAY_SKIP = 2
-TIER_LATER_DOWN = 3
-TIER_LATER_SKIP = 4
-TIER_RANDOM = 5
-TIER_NAMES = {
-    TIER_SAME_DAY_DOWN: "same_day_down",
-    TIER_SAME_DAY_SKIP: "same_day_skip",
-    TIER_LATER_DOWN: "later_down",
-    TIER_LATER_SKIP: "later_skip",
-    TIER_RANDOM: "random",
-}
-
-TRAIN, VALIDATION = "train", "validation"
 
 
 def _struct(*fields: tuple[str, T.DataType, bool]) -> T.StructType:
@@ -90,8 +111,6 @@ PLAYS = _struct(
 )
 
 # gold/tracks and gold/stations: vocabularies; index 0 is padding (and "no station").
-TRACK_IDX = "track_idx"
-STATION_IDX = "station_idx"
 PLAY_COUNT = "play_count"
 TRACKS = _struct(
     (TRACK_ID, T.StringType(), False),
@@ -105,17 +124,8 @@ STATIONS = _struct(
 )
 
 # gold/sequences: one row per user; aligned arrays, oldest first, ending on a positive.
-SPLIT = "split"
-LENGTH = "length"
-TRACK_IDS = "track_ids"
-STATION_IDS = "station_ids"
-FEEDBACK_IDS_COL = "feedback_ids"
-TARGET_MASK = "is_target"
-NEGATIVE_TRACK_IDS = "negative_track_ids"
-NEGATIVE_TIERS = "negative_tiers"
 FIRST_TS = "first_ts"
 LAST_TS = "last_ts"
-CUTOFF_TS = "cutoff_ts"
 SEQUENCES = _struct(
     (USER_ID, T.StringType(), False),
     (SPLIT, T.StringType(), False),
@@ -150,13 +160,10 @@ HARD_NEGATIVES = _struct(
     (TIER_NAME, T.StringType(), False),
 )
 
-# gold/eval_pairs: test-period (up, down) pairs by one user on one station.
-UP_TRACK_ID = "up_track_id"
-DOWN_TRACK_ID = "down_track_id"
+# gold/eval_pairs (test period, every user) and gold/validation_pairs (validation period,
+# validation users): one row per (positive event, negative event) of one user on one station.
 UP_TS = "up_ts"
 DOWN_TS = "down_ts"
-UP_TRACK_IDX = "up_track_idx"
-DOWN_TRACK_IDX = "down_track_idx"
 EVAL_PAIRS = _struct(
     (USER_ID, T.StringType(), False),
     (STATION_ID, T.StringType(), True),
@@ -164,18 +171,16 @@ EVAL_PAIRS = _struct(
     (DOWN_TRACK_ID, T.StringType(), False),
     (UP_TS, T.TimestampType(), False),
     (DOWN_TS, T.TimestampType(), False),
+    (UP_EVENT_ID, T.StringType(), False),
+    (DOWN_EVENT_ID, T.StringType(), False),
     (STATION_IDX, T.IntegerType(), False),
     (UP_TRACK_IDX, T.IntegerType(), False),
     (DOWN_TRACK_IDX, T.IntegerType(), False),
     (CUTOFF_TS, T.TimestampType(), False),
 )
 
-# gold/eval_next: per user with test-period events, the first one, and the history before the cut-off.
-FEEDBACK_ID = "feedback_id"
-HISTORY_LENGTH = "history_length"
-HISTORY_TRACK_IDS = "history_track_ids"
-HISTORY_STATION_IDS = "history_station_ids"
-HISTORY_FEEDBACK_IDS = "history_feedback_ids"
+# gold/eval_next (and gold/validation_next): per user with target-period events, the first one,
+# its role (a positive target, a negative one, or neither), and the history before the cut-off.
 EVAL_NEXT = _struct(
     (USER_ID, T.StringType(), False),
     (TS, T.TimestampType(), False),
@@ -185,6 +190,8 @@ EVAL_NEXT = _struct(
     (TRACK_IDX, T.IntegerType(), False),
     (STATION_IDX, T.IntegerType(), False),
     (FEEDBACK_ID, T.IntegerType(), False),
+    (IS_POSITIVE, T.BooleanType(), False),
+    (IS_NEGATIVE, T.BooleanType(), False),
     (HISTORY_LENGTH, T.IntegerType(), False),
     (HISTORY_TRACK_IDS, _INTS, False),
     (HISTORY_STATION_IDS, _INTS, False),
@@ -207,5 +214,7 @@ TABLES = {
     "gold/hard_negatives": HARD_NEGATIVES,
     "gold/eval_pairs": EVAL_PAIRS,
     "gold/eval_next": EVAL_NEXT,
+    "gold/validation_pairs": EVAL_PAIRS,
+    "gold/validation_next": EVAL_NEXT,
     "gold/stats": STATS,
 }

@@ -22,6 +22,17 @@ def test_cloze_mask_touches_only_targets_and_masks_at_least_one_per_row(seed, p)
         assert torch.equal(masked, batch.targets)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_cloze_mask_always_masks_each_rows_last_target_besides_the_random_share(seed):
+    batch = random_batch(seed, rows=16, length=20)
+    masked = cloze_mask(batch.targets, 0.3, torch.Generator().manual_seed(seed))
+    positions = torch.arange(batch.targets.shape[1]).expand_as(batch.targets)
+    last = torch.where(batch.targets, positions, -1).max(dim=1).values
+    rows = (last >= 0).nonzero(as_tuple=True)[0]
+    assert masked[rows, last[rows]].all()
+    assert (masked.sum(dim=1) > 1).any()  # the random share still masks others
+
+
 def test_cloze_mask_leaves_rows_without_targets_alone():
     targets = torch.tensor([[False, False, False], [False, True, False]])
     masked = cloze_mask(targets, 0.0, torch.Generator().manual_seed(0))

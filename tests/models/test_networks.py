@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.network import PAD, SKIP, UP, History, compact, positions_from_end
+from models.network import PAD, PLAY, SKIP, UP, History, compact, positions_from_end, query_feedback
 from models.sasrec import next_target, skipped_between
 from models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
@@ -126,31 +126,22 @@ def test_next_target_and_skipped_between_match_a_brute_force_reading():
                 assert bool(between[b, t, j]) == (t < j < expected and int(feedback[b, j]) == SKIP)
 
 
-def test_the_models_codes_and_column_names_match_the_pipeline_schemas():
-    # models/ never imports pyspark, so it repeats a few names of pipelines/schemas.py
-    from models import data, serving
-    from models import network as n
-    from pipelines import schemas as S
-
-    assert {S.UP: n.UP, S.DOWN: n.DOWN, S.SKIP: n.SKIP, S.PLAY: n.PLAY} == S.FEEDBACK_IDS
-    assert n.PAD == S.PAD and len(S.FEEDBACK_IDS) + 1 == n.N_FEEDBACK
-    assert data.LIST_COLUMNS == (
-        S.TRACK_IDS,
-        S.STATION_IDS,
-        S.FEEDBACK_IDS_COL,
-        S.TARGET_MASK,
-        S.NEGATIVE_TRACK_IDS,
-        S.NEGATIVE_TIERS,
+def test_the_query_carries_the_positive_type_the_model_was_trained_to_predict():
+    # A model trained on a plays-only source (Last.fm, MSSD) never updates the 'up' embedding:
+    # its scores must not depend on it.
+    torch.manual_seed(0)
+    model_settings, train_settings = settings()
+    model = build_model("hybrid", N_TRACKS, N_STATIONS, model_settings, train_settings, (PLAY,)).eval()
+    h = History(
+        torch.tensor([[3, 4, 5]]),
+        torch.tensor([[1, 1, 2]]),
+        torch.tensor([[PLAY, SKIP, PLAY]]),
+        torch.tensor([1]),
     )
-    assert (data.USER_ID, data.SPLIT, data.TRAIN, data.VALIDATION) == (
-        S.USER_ID,
-        S.SPLIT,
-        S.TRAIN,
-        S.VALIDATION,
-    )
-    assert (serving.HISTORY_TRACKS, serving.HISTORY_STATIONS, serving.HISTORY_FEEDBACK, serving.STATION) == (
-        S.HISTORY_TRACK_IDS,
-        S.HISTORY_STATION_IDS,
-        S.HISTORY_FEEDBACK_IDS,
-        S.STATION_IDX,
+    before = model.score_all(h)
+    with torch.no_grad():
+        model.network.feedback.weight[UP] += 5.0
+    assert torch.allclose(model.score_all(h), before)
+    assert (
+        query_feedback((PLAY,)) == PLAY and query_feedback((UP, PLAY)) == UP and query_feedback((UP,)) == UP
     )

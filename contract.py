@@ -1,0 +1,81 @@
+"""The gold tables' contract between pipelines/ (which write them) and models/ (which read them).
+
+Column names, feedback codes, hard-negative tiers and split names, in one place that imports
+nothing but the standard library, so models/ (which never imports pyspark) and
+pipelines/schemas.py (which builds the Spark schemas from these names) cannot drift apart.
+Which plays are positives and which are negatives is decided once, by the pipelines
+(`pipelines/split.py`), and stored in the gold tables as columns (`is_target`, `is_positive`,
+`is_negative`); readers use those columns and never re-derive the rule.
+"""
+
+from __future__ import annotations
+
+# ---- feedback ----------------------------------------------------------------------------------
+UP, DOWN, SKIP, PLAY = "up", "down", "skip", "play"
+FEEDBACK_TYPES = (UP, DOWN, SKIP, PLAY)
+# Integer codes in gold arrays; 0 is padding.
+PAD = 0
+UP_ID, DOWN_ID, SKIP_ID, PLAY_ID = 1, 2, 3, 4
+FEEDBACK_IDS = {UP: UP_ID, DOWN: DOWN_ID, SKIP: SKIP_ID, PLAY: PLAY_ID}
+N_FEEDBACK = 5  # codes 0..4
+
+# ---- hard-negative tiers (UMAP'24 cascade), best first; 0 = not a target position -------------
+TIER_SAME_DAY_DOWN = 1
+TIER_SAME_DAY_SKIP = 2
+TIER_LATER_DOWN = 3
+TIER_LATER_SKIP = 4
+TIER_RANDOM = 5
+TIER_NAMES = {
+    TIER_SAME_DAY_DOWN: "same_day_down",
+    TIER_SAME_DAY_SKIP: "same_day_skip",
+    TIER_LATER_DOWN: "later_down",
+    TIER_LATER_SKIP: "later_skip",
+    TIER_RANDOM: "random",
+}
+
+TRAIN, VALIDATION = "train", "validation"
+
+# ---- column names shared by several tables -----------------------------------------------------
+USER_ID = "user_id"
+TS = "ts"
+TRACK_ID = "track_id"
+STATION_ID = "station_id"
+FEEDBACK = "feedback"
+TRACK_IDX = "track_idx"
+STATION_IDX = "station_idx"
+CUTOFF_TS = "cutoff_ts"
+
+# gold/sequences: aligned id arrays per user
+SPLIT = "split"
+LENGTH = "length"
+TRACK_IDS = "track_ids"
+STATION_IDS = "station_ids"
+FEEDBACK_IDS_COL = "feedback_ids"
+TARGET_MASK = "is_target"
+NEGATIVE_TRACK_IDS = "negative_track_ids"
+NEGATIVE_TIERS = "negative_tiers"
+SEQUENCE_ARRAYS = (
+    TRACK_IDS,
+    STATION_IDS,
+    FEEDBACK_IDS_COL,
+    TARGET_MASK,
+    NEGATIVE_TRACK_IDS,
+    NEGATIVE_TIERS,
+)
+
+# gold/eval_pairs and gold/validation_pairs: one (up event, down event) pair per row
+UP_TRACK_ID = "up_track_id"
+DOWN_TRACK_ID = "down_track_id"
+UP_TRACK_IDX = "up_track_idx"
+DOWN_TRACK_IDX = "down_track_idx"
+UP_EVENT_ID = "up_event_id"
+DOWN_EVENT_ID = "down_event_id"
+
+# gold/eval_next and gold/validation_next: a user's first target-period play and the history before it
+FEEDBACK_ID = "feedback_id"
+IS_POSITIVE = "is_positive"
+IS_NEGATIVE = "is_negative"
+HISTORY_LENGTH = "history_length"
+HISTORY_TRACK_IDS = "history_track_ids"
+HISTORY_STATION_IDS = "history_station_ids"
+HISTORY_FEEDBACK_IDS = "history_feedback_ids"
