@@ -32,7 +32,15 @@ from pipelines.plays import plays
 from pipelines.sequences import sequences
 from pipelines.settings import FeatureSettings
 from pipelines.spark import spark_session
-from pipelines.split import cutoff, history, in_test_period, with_roles
+from pipelines.split import (
+    cutoff,
+    history,
+    in_test_period,
+    in_validation_period,
+    validation_cutoff,
+    validation_users,
+    with_roles,
+)
 from pipelines.stats import stats
 from pipelines.vocabulary import stations, tracks
 
@@ -45,6 +53,8 @@ GOLD = (
     "gold/hard_negatives",
     "gold/eval_pairs",
     "gold/eval_next",
+    "gold/validation_pairs",
+    "gold/validation_next",
     "gold/stats",
 )
 NEIGHBOUR = dt.timedelta(days=1)
@@ -171,6 +181,12 @@ def gold_frames(
     station_ids = stations(played).persist(level)
     annotated = with_hard_negative(history(roles, cutoff_ts)).persist(level)
     test = in_test_period(roles, cutoff_ts)
+    # Validation: validation users' plays before the validation cut-off are the histories, their
+    # plays from it up to the test cut-off the targets; built exactly like the test tables.
+    validation_start = validation_cutoff(cutoff_ts, features.split)
+    validating = validation_users(roles, features.sequences.validation_percent)
+    validation_history = history(validating, validation_start)
+    validation_targets = in_validation_period(validating, validation_start, cutoff_ts)
     seqs = sequences(
         annotated,
         vocabulary,
@@ -197,6 +213,21 @@ def gold_frames(
             vocabulary,
             station_ids,
             cutoff_ts=cutoff_ts,
+            max_length=features.sequences.max_length,
+        ),
+        "gold/validation_pairs": eval_pairs(
+            validation_targets,
+            vocabulary,
+            station_ids,
+            cutoff_ts=validation_start,
+            max_pairs_per_user=features.eval.max_pairs_per_user,
+        ),
+        "gold/validation_next": eval_next(
+            validation_history,
+            validation_targets,
+            vocabulary,
+            station_ids,
+            cutoff_ts=validation_start,
             max_length=features.sequences.max_length,
         ),
         # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again

@@ -1,4 +1,5 @@
-"""gold/eval_pairs and gold/eval_next: what models are scored on, all from the test period."""
+"""gold/eval_pairs and gold/eval_next (the test period), and the same two tables for the validation
+period (gold/validation_pairs, gold/validation_next): what models are scored and chosen on."""
 
 from __future__ import annotations
 
@@ -21,39 +22,40 @@ def eval_pairs(
     cutoff_ts: dt.datetime,
     max_pairs_per_user: int,
 ) -> DataFrame:
-    """One row per (user_id, station_id, up_track_id, down_track_id) in the test period.
+    """One row per (positive event, negative event) pair in the target period (grain: user_id,
+    up_event_id, down_event_id).
 
-    Needs split.with_roles() test-period rows. Up = a positive, down = a negative, same user, same
-    station (null matches null: sources without stations pair any two), different tracks. A
-    track pair seen more than once keeps its earliest times. At most `max_pairs_per_user` per
-    user, chosen by a hash of the pair, so the choice is stable.
+    Needs split.with_roles() rows of the target period. Up = a positive, down = a negative, same
+    user, same station (null matches null: sources without stations pair any two), different
+    tracks. Pairs are of events, as in UMAP'24: a track pair played twice counts twice, so a
+    user's pairs weigh what the user did, not how many distinct popular tracks they met. At most
+    `max_pairs_per_user` per user, chosen by a hash of the two event ids, so the choice is stable.
     """
     ups = test.where(F.col(IS_POSITIVE)).select(
         F.col(S.USER_ID),
         F.col(S.STATION_ID),
         F.col(S.TRACK_ID).alias(S.UP_TRACK_ID),
         F.col(S.TS).alias(S.UP_TS),
+        F.col(S.EVENT_ID).alias(S.UP_EVENT_ID),
     )
     downs = test.where(F.col(IS_NEGATIVE)).select(
         F.col(S.USER_ID).alias("_user"),
         F.col(S.STATION_ID).alias("_station"),
         F.col(S.TRACK_ID).alias(S.DOWN_TRACK_ID),
         F.col(S.TS).alias(S.DOWN_TS),
+        F.col(S.EVENT_ID).alias(S.DOWN_EVENT_ID),
     )
-    keys = [S.USER_ID, S.STATION_ID, S.UP_TRACK_ID, S.DOWN_TRACK_ID]
-    pairs = (
-        ups.join(
-            downs,
-            (F.col(S.USER_ID) == F.col("_user"))
-            & F.col(S.STATION_ID).eqNullSafe(F.col("_station"))
-            & (F.col(S.UP_TRACK_ID) != F.col(S.DOWN_TRACK_ID)),
-        )
-        .groupBy(*keys)
-        .agg(F.min(S.UP_TS).alias(S.UP_TS), F.min(S.DOWN_TS).alias(S.DOWN_TS))
+    pairs = ups.join(
+        downs,
+        (F.col(S.USER_ID) == F.col("_user"))
+        & F.col(S.STATION_ID).eqNullSafe(F.col("_station"))
+        & (F.col(S.UP_TRACK_ID) != F.col(S.DOWN_TRACK_ID)),
     )
     rank = F.row_number().over(
         Window.partitionBy(S.USER_ID).orderBy(
-            F.sha2(F.concat_ws("\u001f", *[F.coalesce(F.col(k), F.lit("")) for k in keys]), 256), *keys
+            F.sha2(F.concat_ws("\u001f", F.col(S.UP_EVENT_ID), F.col(S.DOWN_EVENT_ID)), 256),
+            S.UP_EVENT_ID,
+            S.DOWN_EVENT_ID,
         )
     )
     capped = pairs.withColumn("_rank", rank).where(F.col("_rank") <= max_pairs_per_user)
@@ -75,8 +77,9 @@ def eval_next(
     cutoff_ts: dt.datetime,
     max_length: int,
 ) -> DataFrame:
-    """One row per user with a test-period play (grain: user_id): the first such play, its feedback
-    type, and the user's last `max_length` plays before the cut-off (any feedback) as id arrays."""
+    """One row per user with a target-period play (grain: user_id): the first such play, its feedback
+    type and role (positive, negative: split.with_roles()), and the user's last `max_length` plays
+    before the cut-off (any feedback) as id arrays. `history` needs split.history() columns."""
     by_user = Window.partitionBy(S.USER_ID).orderBy(S.TS, S.EVENT_ID)
     first = (
         test.withColumn("_n", F.row_number().over(by_user))
@@ -112,6 +115,8 @@ def eval_next(
         F.col(S.TRACK_IDX),
         F.col(S.STATION_IDX),
         feedback_id(F.col(S.FEEDBACK)).alias(S.FEEDBACK_ID),
+        F.col(IS_POSITIVE).alias(S.IS_POSITIVE),
+        F.col(IS_NEGATIVE).alias(S.IS_NEGATIVE),
         F.coalesce(F.col("_count"), F.lit(0)).cast("int").alias(S.HISTORY_LENGTH),
         F.transform(items, lambda x: x["track"]).alias(S.HISTORY_TRACK_IDS),
         F.transform(items, lambda x: x["station"]).alias(S.HISTORY_STATION_IDS),

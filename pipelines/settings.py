@@ -29,10 +29,15 @@ class SkipSettings:
 
 @dataclass(frozen=True)
 class SplitSettings:
-    """Test period = the last `test_days` days of data, or from `cutoff_date` (YYYY-MM-DD) when set."""
+    """Test period = the last `test_days` days of data, or from `cutoff_date` (YYYY-MM-DD) when set.
+
+    Validation period = the `validation_days` days before the test period; validation users' plays
+    in it are the validation pairs, their plays before it the validation histories.
+    """
 
     test_days: int
     cutoff_date: str | None
+    validation_days: int
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,15 @@ def cutoff(last_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day)
 
 
+def validation_cutoff(cutoff_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
+    """Start of the validation period: `validation_days` days before the test cut-off."""
+    if settings.validation_days < 1:
+        raise InputError(
+            f"config key 'split.validation_days' must be at least 1, got {settings.validation_days}"
+        )
+    return cutoff_ts - dt.timedelta(days=settings.validation_days)
+
+
 def split_of(user_id: Column, validation_percent: int) -> Column:
     """'validation' for `validation_percent` of users by a stable hash of the id, else 'train'."""
     bucket = F.conv(F.substring(F.sha2(user_id, 256), 1, 8), 16, 10).cast("long") % 100
@@ -82,3 +91,13 @@ def history(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
 def in_test_period(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
     """Plays at or after the cut-off."""
     return plays.where(F.col(S.TS) >= F.lit(cutoff_ts))
+
+
+def validation_users(plays: DataFrame, validation_percent: int) -> DataFrame:
+    """The plays of validation users (split_of), the users whose sequences are never trained on."""
+    return plays.where(split_of(F.col(S.USER_ID), validation_percent) == F.lit(S.VALIDATION))
+
+
+def in_validation_period(plays: DataFrame, start: dt.datetime, cutoff_ts: dt.datetime) -> DataFrame:
+    """Plays from the validation cut-off `start` up to (not including) the test cut-off."""
+    return plays.where((F.col(S.TS) >= F.lit(start)) & (F.col(S.TS) < F.lit(cutoff_ts)))

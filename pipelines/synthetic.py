@@ -61,16 +61,42 @@ def _catalog(settings: SynthSettings) -> tuple[np.ndarray, np.ndarray]:
     return vectors, popularity / popularity.sum()
 
 
+def _taste(rng: np.random.Generator, n_stations: int) -> tuple[np.ndarray, np.ndarray]:
+    """A user's station tastes and latent vector: the first draws of the user's generator."""
+    taste = rng.normal(0.0, 1.0, n_stations)
+    taste[rng.permutation(n_stations)[: max(1, n_stations // 4)]] += 1.5  # a few favourite stations
+    return taste, rng.normal(0.0, 1.0, LATENT)
+
+
+def _appeal(
+    taste: np.ndarray, latent: np.ndarray, vectors: np.ndarray, track: np.ndarray, station: np.ndarray
+):
+    """How much a user likes each track: station taste plus the latent match (the planted truth)."""
+    return taste[station] * 0.8 + vectors[track] @ latent * 0.6
+
+
+def appeal(user: int, tracks: np.ndarray, settings: SynthSettings) -> np.ndarray:
+    """The generator's true appeal of catalog tracks (0-based numbers) to user number `user`: what
+    an oracle scorer knows. A track's station is the one that owns it."""
+    vectors, _ = _catalog(settings)
+    taste, latent = _taste(np.random.default_rng([settings.seed, 1, user]), settings.stations)
+    tracks = np.asarray(tracks, dtype=np.int64)
+    return _appeal(taste, latent, vectors, tracks, tracks // settings.tracks_per_station)
+
+
+def number_of(identifier: str) -> int:
+    """The number inside a generated user or track id ('u0042' -> 42, 't0317' -> 317)."""
+    return int(identifier[1:])
+
+
 def user_events(
     user: int, settings: SynthSettings, vectors: np.ndarray, popularity: np.ndarray
 ) -> dict[str, np.ndarray]:
     """One user's log as column arrays, in time order."""
     rng = np.random.default_rng([settings.seed, 1, user])
     n_stations, per_station = settings.stations, settings.tracks_per_station
-    taste = rng.normal(0.0, 1.0, n_stations)
-    taste[rng.permutation(n_stations)[: max(1, n_stations // 4)]] += 1.5  # a few favourite stations
+    taste, latent = _taste(rng, n_stations)
     station_odds = np.exp(taste) / np.exp(taste).sum()
-    latent = rng.normal(0.0, 1.0, LATENT)
     thumbs = rng.random() >= THUMBLESS_SHARE
     sessions_per_day = float(np.clip(rng.lognormal(-0.7, 0.9), 0.05, 12.0))  # heavy-tailed activity
     horizon = settings.days * 86_400.0
@@ -86,8 +112,7 @@ def user_events(
     session_of = np.repeat(np.arange(starts.size), lengths)
     station = rng.choice(n_stations, size=starts.size, p=station_odds)[session_of]
     track = station * per_station + rng.choice(per_station, size=session_of.size, p=popularity)
-    appeal = taste[station] * 0.8 + vectors[track] @ latent * 0.6
-    liked = 1 / (1 + np.exp(-appeal))
+    liked = 1 / (1 + np.exp(-_appeal(taste, latent, vectors, track, station)))
     skipped = rng.random(session_of.size) > liked**0.7
     duration = np.where(
         skipped, rng.uniform(3.0, 25.0, session_of.size), rng.uniform(140.0, 330.0, session_of.size)

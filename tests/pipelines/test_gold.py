@@ -14,7 +14,7 @@ from pipelines import schemas as S
 from pipelines.eval_sets import eval_next, eval_pairs
 from pipelines.hard_negatives import with_hard_negative
 from pipelines.sequences import sequences
-from pipelines.split import history, in_test_period, with_roles
+from pipelines.split import history, in_test_period, in_validation_period, validation_users, with_roles
 from pipelines.stats import stats
 from pipelines.vocabulary import stations, tracks
 from tests.pipelines.gold_helpers import EVAL, SEQ, at, plays_frame
@@ -107,8 +107,8 @@ def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test
     )
     want = spark.createDataFrame(
         [
-            ("a", "rock", "t2", "t4", at(10, 0), at(10, 5), 1, 2, 4, CUTOFF),
-            ("a", "rock", "t2", "t5", at(10, 0), at(10, 9), 1, 2, 5, CUTOFF),
+            ("a", "rock", "t2", "t4", at(10, 0), at(10, 5), "e005", "e006", 1, 2, 4, CUTOFF),
+            ("a", "rock", "t2", "t5", at(10, 0), at(10, 9), "e005", "e007", 1, 2, 5, CUTOFF),
         ],
         S.EVAL_PAIRS,
     )
@@ -121,6 +121,51 @@ def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test
     )
     assert capped.count() == 1
     assert_df_equality(capped, again)
+
+
+def test_eval_pairs_are_pairs_of_events_so_a_track_pair_met_twice_counts_twice(spark):
+    log = [
+        ("a", 0, 0, "t1", "rock", "up"),
+        ("a", 10, 0, "t2", "rock", "up"),
+        ("a", 10, 5, "t4", "rock", "down"),
+        ("a", 11, 0, "t2", "rock", "up"),  # the same up track again
+        ("a", 11, 5, "t3", "jazz", "down"),  # another station: no pair
+    ]
+    played = plays_frame(spark, log)
+    roles = with_roles(played, SEQ, EVAL)
+    got = eval_pairs(
+        in_test_period(roles, CUTOFF),
+        tracks(played),
+        stations(played),
+        cutoff_ts=CUTOFF,
+        max_pairs_per_user=100,
+    )
+    assert sorted((r[S.UP_EVENT_ID], r[S.DOWN_EVENT_ID], r[S.UP_TS]) for r in got.collect()) == [
+        ("e001", "e002", at(10)),
+        ("e003", "e002", at(11)),
+    ]
+
+
+def test_validation_pairs_come_from_validation_users_between_the_two_cutoffs(spark):
+    users = [f"user{i}" for i in range(40)]
+    chosen = [u for u in users if split_of(u, 25) == "validation"]
+    assert 2 <= len(chosen) < len(users)
+    log = []
+    for u in users:
+        log += [(u, 0, 0, "t1", "rock", "up"), (u, 5, 0, "t2", "rock", "up"), (u, 5, 9, "t3", "rock", "down")]
+        log += [(u, 10, 0, "t4", "rock", "up"), (u, 10, 9, "t3", "rock", "down")]  # test period
+    played = plays_frame(spark, log)
+    roles = validation_users(with_roles(played, SEQ, EVAL), 25)
+    start = at(4)
+    got = eval_pairs(
+        in_validation_period(roles, start, CUTOFF),
+        tracks(played),
+        stations(played),
+        cutoff_ts=start,
+        max_pairs_per_user=10,
+    ).collect()
+    assert sorted(r[S.USER_ID] for r in got) == sorted(chosen)
+    assert {(r[S.UP_TRACK_ID], r[S.DOWN_TRACK_ID], r[S.CUTOFF_TS]) for r in got} == {("t2", "t3", start)}
 
 
 def test_eval_next_is_the_first_test_play_with_the_whole_history_before_the_cutoff(spark, built):
@@ -139,17 +184,46 @@ def test_eval_next_is_the_first_test_play_with_the_whole_history_before_the_cuto
                 2,
                 1,
                 1,
+                True,
+                False,
                 5,
                 [1, 2, 3, 1, 4],
                 [1, 1, 2, 1, 1],
                 [1, 2, 4, 1, 3],
                 CUTOFF,
             ),
-            ("b", at(11), "t3", None, "up", 3, 0, 1, 1, [1], [0], [3], CUTOFF),
+            ("b", at(11), "t3", None, "up", 3, 0, 1, True, False, 1, [1], [0], [3], CUTOFF),
         ],
         S.EVAL_NEXT,
     )
     assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.parametrize(
+    ("first", "has_down", "positive", "negative"),
+    [
+        ("skip", False, False, True),
+        ("skip", True, False, False),
+        ("down", True, False, True),
+        ("play", False, True, False),
+    ],
+)
+def test_eval_next_stores_the_targets_role_decided_per_source(spark, first, has_down, positive, negative):
+    # skips are negatives only for a source without downs; plays are positives for a source without ups
+    log = [("c", 0, 0, "t1", "rock", "play"), ("c", 10, 0, "t2", "rock", first)]
+    if has_down:
+        log.append(("d", 0, 0, "t3", "rock", "down"))
+    played = plays_frame(spark, log)
+    roles = with_roles(played, SEQ, EVAL)
+    got = eval_next(
+        history(roles, CUTOFF),
+        in_test_period(roles, CUTOFF),
+        tracks(played),
+        stations(played),
+        cutoff_ts=CUTOFF,
+        max_length=5,
+    ).collect()
+    assert [(r[S.USER_ID], r[S.IS_POSITIVE], r[S.IS_NEGATIVE]) for r in got] == [("c", positive, negative)]
 
 
 def test_stats_summarise_feedback_lengths_and_lookback(spark, built):
