@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import build, demo, doctor, evaluate, ingest, synth, train
+from jobs import build, compare, demo, doctor, evaluate, ingest, synth, train
 from jobs.common import Parser, add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_arguments(score)
     score.set_defaults(handler=evaluate.command)
+
+    pair = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="score two MLflow models on the same eval tables: paired differences with bootstrap intervals",
+    )
+    compare.add_arguments(pair)
+    pair.set_defaults(handler=compare.command)
 
     run_demo = commands.add_parser(
         "demo", parents=[common], help="synth -> ingest -> build -> train baseline and hybrid -> compare"

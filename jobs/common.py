@@ -7,10 +7,14 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from jobs.config import Config, load_config
 from pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    from models.data import TableSnapshot
+    from pipelines.lakehouse import Lakehouse
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -90,3 +94,25 @@ def job_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     return guarded(lambda: command(args))
+
+
+def snapshots(
+    lakehouse: Lakehouse, tables: tuple[str, ...], may_be_empty: tuple[str, ...] = ()
+) -> dict[str, TableSnapshot]:
+    """The current snapshot of each table from its Delta log; a missing table, or an empty one not
+    in `may_be_empty`, is bad input (exit 2) naming the table and its version."""
+    from models.data import TableSnapshot
+
+    out = {}
+    for table in tables:
+        if not lakehouse.exists(table):
+            raise InputError(
+                f"table {table} does not exist under {lakehouse.root}: run `downbeat build` first"
+            )
+        version, files, rows = lakehouse.snapshot(table)
+        if rows is None:
+            raise InputError(f"table {table} version {version} has data files without row counts in its log")
+        if rows == 0 and table not in may_be_empty:
+            raise InputError(f"table {table} version {version} is empty: nothing to train or evaluate on")
+        out[table] = TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows)
+    return out

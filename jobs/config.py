@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from models.settings import ModelSettings, TrainSettings
+from models.tracking import MlflowSettings
 from pipelines.errors import ConfigError
 from pipelines.lakehouse import DeltaSettings, LakehouseSettings
 from pipelines.settings import (
@@ -38,16 +39,6 @@ from pipelines.spark import SparkSettings
 DEFAULT_CONF = Path("conf") / "local.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXTENDS = "extends"
-
-
-@dataclass(frozen=True)
-class MlflowSettings:
-    """Where runs are tracked and models registered."""
-
-    tracking_uri: str
-    experiment: str
-    artifact_root: str
-    registered_model: str
 
 
 @dataclass(frozen=True)

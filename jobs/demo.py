@@ -1,26 +1,32 @@
 """`downbeat demo [--root DIR] [--users N] [--days D]`: the whole product on synthetic data.
 
-synth -> ingest -> build -> train `baseline` and `hybrid` -> evaluate both (each in a fresh
-process, from the registry) -> a comparison table. Everything (raw log, lakehouse, MLflow store,
-checkpoints) goes under --root, which must be empty or absent; the registry ends with a champion.
+synth -> ingest -> build -> train `baseline` and `hybrid` -> `compare` the two registered models
+(in a fresh process, from the registry) -> a comparison table with two reference scorers on the
+same pairs: `oracle` (the generator's true appeal) and `popularity` (pre-cut-off play counts).
+Everything (raw log, lakehouse, MLflow store, checkpoints, comparison.json) goes under --root,
+which must be empty or absent; the registry ends with a champion chosen on validation data.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from jobs.common import job_main
 from jobs.config import load_config
 from pipelines.errors import InputError
 
 MODELS = ("baseline", "hybrid")
+REFERENCES = ("oracle", "popularity")
 ROWS = (
     ("paired_accuracy", "paired accuracy"),
+    ("paired_accuracy_pooled", "paired accuracy, pooled"),
     ("auc", "mean user AUC"),
     ("hr@10_pos", "HR@10 positive"),
     ("hr@10_neg", "HR@10 negative"),
@@ -36,8 +42,11 @@ ROWS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="demo", metavar="DIR", help="where everything goes (default demo/)")
-    parser.add_argument("--users", type=int, default=800, help="synthetic listeners (default 800)")
+    parser.add_argument("--users", type=int, default=3000, help="synthetic listeners (default 3000)")
     parser.add_argument("--days", type=int, default=60, help="days of listening (default 60)")
+    parser.add_argument(
+        "--tracks-per-station", type=int, default=50, help="catalog size per station (default 50)"
+    )
 
 
 def demo_settings(root: Path) -> list[str]:
@@ -62,8 +71,10 @@ def command(args: argparse.Namespace) -> int:
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root)]
     conf = getattr(args, "conf_after", None) or args.conf
     common = [*(["--conf", conf] if conf else []), *[x for o in overrides for x in ("--set", o)]]
+    synth = ["--users", str(args.users), "--days", str(args.days)]
+    synth += ["--tracks-per-station", str(args.tracks_per_station)]
     steps = [
-        ["synth", "--users", str(args.users), "--days", str(args.days), "--out", str(root / "raw")],
+        ["synth", *synth, "--out", str(root / "raw")],
         ["ingest", "--format", "events", "--input", str(root / "raw")],
         ["build"],
     ]
@@ -73,39 +84,140 @@ def command(args: argparse.Namespace) -> int:
         if code != 0:
             return code
     cfg = load_config(conf, overrides)
-    runs = {}
+    runs, validation = {}, {}
     winner = "?"
     for name in MODELS:
         print(f"\n== downbeat train --model {name}", flush=True)
         result = train.run(cfg, name)
         print(f"champion: {result.champion_reason}\n{result.run_id}", flush=True)
-        runs[name] = result.run_id
+        runs[name], validation[name] = result.run_id, (result.validation, result.validation_se)
         if result.champion_moved:  # the root starts empty: the last model to take the alias holds it
             winner = name
-    metrics = {}
-    for name, run_id in runs.items():
-        print(f"\n== downbeat evaluate --model-uri runs:/{run_id}/model --json  (fresh process)", flush=True)
-        metrics[name] = _evaluate(common, f"runs:/{run_id}/model")
-    print(f"\n{'metric':<28}{'baseline':>10}{'hybrid':>10}")
-    for key, label in ROWS:
-        a, b = metrics["baseline"].get(key), metrics["hybrid"].get(key)
-        print(f"{label:<28}{_fmt(a):>10}{_fmt(b):>10}")
-    pairs, users = int(metrics["hybrid"]["pairs"]), int(metrics["hybrid"]["next_users"])
-    print(f"\n{pairs} eval pairs, {users} eval users; champion: models:/downbeat@champion = {winner}")
+    uris = [f"runs:/{runs['hybrid']}/model", f"runs:/{runs['baseline']}/model"]
+    print(
+        f"\n== downbeat compare --model-uri {uris[0]} --model-uri {uris[1]} --json  (fresh process)",
+        flush=True,
+    )
+    compared = _compare(common, uris)
+    references = reference_metrics(cfg, args)
+    table = comparison(compared, references)
+    (root / "comparison.json").write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+    print(render(table, validation))
+    print(f"champion (validation paired accuracy): models:/{cfg.mlflow.registered_model}@champion = {winner}")
     print(f"demo finished in {time.monotonic() - started:.0f} s; everything is under {root}")
     return 0
 
 
+def comparison(compared: dict[str, Any], references: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The comparison.json document: every row's metrics and the paired hybrid - baseline test."""
+    return {
+        "models": {
+            "baseline": {k: v["b"] for k, v in compared.items()},
+            "hybrid": {k: v["a"] for k, v in compared.items()},
+            **references,
+        },
+        "hybrid_vs_baseline": {
+            k: {f: v[f] for f in ("diff", "diff_low", "diff_high")} for k, v in compared.items()
+        },
+    }
+
+
+def render(table: dict[str, Any], validation: dict[str, tuple[float, float]]) -> str:
+    columns = (*MODELS, *REFERENCES)
+    lines = [f"\n{'metric':<28}" + "".join(f"{c:>11}" for c in columns) + "   hybrid - baseline [95% paired]"]
+    for key, label in ROWS:
+        cells = "".join(f"{_fmt(table['models'][c].get(key)):>11}" for c in columns)
+        d = table["hybrid_vs_baseline"].get(key)
+        diff = (
+            ""
+            if d is None or d["diff"] is None
+            else f"   {d['diff']:+.4f} [{d['diff_low']:+.4f}, {d['diff_high']:+.4f}]"
+        )
+        lines.append(f"{label:<28}{cells}{diff}")
+    lines.append(
+        "validation paired accuracy  "
+        + "".join(f"{_fmt(validation[m][0]):>11}" for m in MODELS)
+        + f"   (standard errors {validation['baseline'][1]:.4f}, {validation['hybrid'][1]:.4f})"
+    )
+    oracle, hybrid = (
+        table["models"]["oracle"]["paired_accuracy"],
+        table["models"]["hybrid"]["paired_accuracy"],
+    )
+    share = (hybrid - 0.5) / (oracle - 0.5) if oracle > 0.5 else float("nan")
+    lines.append(f"hybrid captures {share:.0%} of the oracle's paired-accuracy margin over chance")
+    return "\n".join(lines) + "\n"
+
+
+def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Pair metrics of `oracle` (the generator's appeal) and `popularity` on the test pairs."""
+    import numpy as np
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from models.data import read_table
+    from models.evaluation import pair_metrics
+    from pipelines import schemas as S
+    from pipelines.lakehouse import Lakehouse
+    from pipelines.spark import spark_session
+    from pipelines.synthetic import SynthSettings, appeal, number_of
+
+    spark = spark_session(cfg.spark, cfg.delta)
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    _, files, _ = lakehouse.snapshot("gold/eval_pairs")
+    pairs = read_table(_snapshot("gold/eval_pairs", files)).to_pandas()
+    settings = SynthSettings(
+        users=args.users,
+        days=args.days,
+        tracks_per_station=args.tracks_per_station,
+        start=dt.date(2024, 1, 1),
+    )
+    users = np.array([number_of(u) for u in pairs[S.USER_ID]])
+    up = np.array([number_of(t) for t in pairs[S.UP_TRACK_ID]])
+    down = np.array([number_of(t) for t in pairs[S.DOWN_TRACK_ID]])
+    oracle_up, oracle_down = np.empty(len(pairs)), np.empty(len(pairs))
+    for user in np.unique(users):
+        mine = users == user
+        oracle_up[mine] = appeal(int(user), up[mine], settings)
+        oracle_down[mine] = appeal(int(user), down[mine], settings)
+    cutoff = pairs[S.CUTOFF_TS].iloc[0]
+    counts = (
+        lakehouse.read("silver/plays")
+        .where(F.col(S.TS) < F.lit(cutoff.to_pydatetime()))
+        .groupBy(S.TRACK_ID)
+        .count()
+        .toPandas()
+    )
+    plays = dict(zip(counts[S.TRACK_ID], counts["count"], strict=True))
+    popular = [
+        np.array([plays.get(t, 0) for t in pairs[c]], dtype=float) for c in (S.UP_TRACK_ID, S.DOWN_TRACK_ID)
+    ]
+
+    def scored(u: np.ndarray, d: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({S.USER_ID: pairs[S.USER_ID], "up_score": u, "down_score": d})
+
+    return {
+        "oracle": pair_metrics(scored(oracle_up, oracle_down)),
+        "popularity": pair_metrics(scored(*popular)),
+    }
+
+
+def _snapshot(table: str, files: list[str]) -> Any:
+    from models.data import TableSnapshot
+
+    return TableSnapshot(table, "", 0, tuple(files), 0)
+
+
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
-def _evaluate(common: list[str], uri: str) -> dict[str, float]:
-    command = [sys.executable, "-m", "jobs.cli", *common, "evaluate", "--model-uri", uri, "--json"]
+def _compare(common: list[str], uris: list[str]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "jobs.cli", *common, "compare", "--json"]
+    command += [x for uri in uris for x in ("--model-uri", uri)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr)
-        raise RuntimeError(f"downbeat evaluate --model-uri {uri} exited {result.returncode}")
+        raise RuntimeError(f"downbeat compare exited {result.returncode}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 

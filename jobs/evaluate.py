@@ -13,14 +13,18 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from jobs.common import config_from, job_main
+from jobs.common import config_from, job_main, snapshots
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
+
+EVAL_TABLES = ("gold/eval_pairs", "gold/eval_next", "gold/tracks")
 
 log = logging.getLogger("downbeat.evaluate")
 SHOWN = (
     "paired_accuracy",
+    "paired_accuracy_pooled",
     "auc",
     "hr@10_pos",
     "hr@10_neg",
@@ -50,13 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    import mlflow
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from mlflow.exceptions import MlflowException
 
-    from jobs.train import snapshots
-    from models.data import read_table
     from models.evaluation import evaluate
 
     cfg = config_from(args)
@@ -67,24 +67,16 @@ def command(args: argparse.Namespace) -> int:
         raise InputError(f"--predictions-out {out}: folder {out.parent} does not exist")
     if out is not None and out.is_dir():
         raise InputError(f"--predictions-out {out} is a folder: name a Parquet file")
-    tables = snapshots(Lakehouse(None, cfg.lakehouse.root))
-    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
-    try:
-        model = mlflow.pyfunc.load_model(args.model_uri)
-    except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"--model-uri {args.model_uri}: {first}") from None
-    n_tracks = tables["gold/tracks"].rows
-    trained_on = (model.metadata.metadata or {}).get("n_tracks")
-    if trained_on is not None and int(trained_on) != n_tracks:
-        raise InputError(
-            f"--model-uri {args.model_uri} was trained on {trained_on} tracks but gold/tracks version "
-            f"{tables['gold/tracks'].version} under {cfg.lakehouse.root} has {n_tracks}: not the same catalog"
-        )
-    pairs = read_table(tables["gold/eval_pairs"]).to_pandas()
-    next_rows = read_table(tables["gold/eval_next"]).to_pandas()
+    tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES)
+    model = load_pyfunc(args.model_uri, cfg.mlflow.tracking_uri, tables["gold/tracks"], cfg.lakehouse.root)
+    pairs, next_rows = eval_frames(tables)
     result = evaluate(
-        model.predict, pairs, next_rows, n_tracks, chunk=cfg.train.eval_batch_size, bootstrap=args.bootstrap
+        model.predict,
+        pairs,
+        next_rows,
+        tables["gold/tracks"].rows,
+        chunk=cfg.train.eval_batch_size,
+        bootstrap=args.bootstrap,
     )
     if out is not None:
         pq.write_table(pa.Table.from_pandas(result.predictions, preserve_index=False), out)
@@ -107,6 +99,34 @@ def command(args: argparse.Namespace) -> int:
             interval = f"  [{metrics[name + '_ci_low']:.4f}, {metrics[name + '_ci_high']:.4f}]"
         print(f"  {name:<16} {value:.4f}{interval}")
     return 0
+
+
+def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
+    """The MLflow model at `uri`; bad input (exit 2) when it cannot load or was trained on another
+    catalog than `tracks` (the gold/tracks snapshot)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--model-uri {uri}: {first}") from None
+    trained_on = (model.metadata.metadata or {}).get("n_tracks")
+    if trained_on is not None and int(trained_on) != tracks.rows:
+        raise InputError(
+            f"--model-uri {uri} was trained on {trained_on} tracks but gold/tracks version "
+            f"{tracks.version} under {root} has {tracks.rows}: not the same catalog"
+        )
+    return model
+
+
+def eval_frames(tables: dict[str, Any]) -> tuple[Any, Any]:
+    """gold/eval_pairs and gold/eval_next rows of these snapshots, as pandas frames."""
+    from models.data import read_table
+
+    return read_table(tables["gold/eval_pairs"]).to_pandas(), read_table(tables["gold/eval_next"]).to_pandas()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from contract import (
+    DOWN_TRACK_ID,
+    DOWN_TRACK_IDX,
+    FEEDBACK_ID,
+    IS_NEGATIVE,
+    IS_POSITIVE,
+    SKIP_ID,
+    STATION_ID,
+    STATION_IDX,
+    TRACK_IDX,
+    UP_TRACK_ID,
+    UP_TRACK_IDX,
+    USER_ID,
+)
 from models import metrics as M
-from models.network import DOWN, PLAY, SKIP, UP
 from models.serving import (
     CANDIDATES,
     HISTORY_FEEDBACK,
@@ -33,6 +46,7 @@ class Evaluation:
     metrics: dict[str, float]
     predictions: pd.DataFrame  # one row per eval pair: ids, up_score, down_score
     next_ranks: pd.DataFrame  # one row per eval_next user: user_id, feedback_id, rank, served
+    terms: UserTerms  # per-user terms of every metric (for intervals and paired comparisons)
 
 
 def pair_predictions(
@@ -40,8 +54,8 @@ def pair_predictions(
 ) -> pd.DataFrame:
     """One row per eval pair: its ids, `up_score` and `down_score`, each scored from the user's
     pre-cut-off history (taken from `next_rows`, gold/eval_next) on the pair's station."""
-    histories = next_rows[["user_id", HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK]]
-    joined = pairs.merge(histories, on="user_id", how="left")
+    histories = next_rows[[USER_ID, HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK]]
+    joined = pairs.merge(histories, on=USER_ID, how="left")
     for column in (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK):
         joined[column] = [
             x if isinstance(x, np.ndarray | list) else np.zeros(0, np.int64) for x in joined[column]
@@ -51,24 +65,86 @@ def pair_predictions(
             HISTORY_TRACKS: joined[HISTORY_TRACKS],
             HISTORY_STATIONS: joined[HISTORY_STATIONS],
             HISTORY_FEEDBACK: joined[HISTORY_FEEDBACK],
-            STATION: joined["station_idx"].astype(np.int64),
-            CANDIDATES: [
-                np.array([u, d], dtype=np.int64)
-                for u, d in zip(joined["up_track_idx"], joined["down_track_idx"], strict=True)
-            ],
+            STATION: joined[STATION_IDX].astype(np.int64),
+            CANDIDATES: list(
+                np.stack([joined[UP_TRACK_IDX], joined[DOWN_TRACK_IDX]], axis=1).astype(np.int64)
+            ),
         }
     )
     scores = _score(scorer, request, chunk)
     return pd.DataFrame(
         {
-            "user_id": joined["user_id"],
-            "station_id": joined["station_id"],
-            "up_track_id": joined["up_track_id"],
-            "down_track_id": joined["down_track_id"],
+            USER_ID: joined[USER_ID],
+            STATION_ID: joined[STATION_ID],
+            UP_TRACK_ID: joined[UP_TRACK_ID],
+            DOWN_TRACK_ID: joined[DOWN_TRACK_ID],
             "up_score": np.array([s[0] for s in scores[SCORES]], dtype=np.float64),
             "down_score": np.array([s[1] for s in scores[SCORES]], dtype=np.float64),
         }
     )
+
+
+# Every metric is a ratio of per-user sums: value = sum over users of `sums` / sum of `counts`.
+# Resampling users then only re-weights those per-user terms, for one model or two at once.
+DIFFERENCES = {
+    f"hr@{K}_diff": (f"hr@{K}_pos", f"hr@{K}_neg"),
+    f"ndcg@{K}_diff": (f"ndcg@{K}_pos", f"ndcg@{K}_neg"),
+}
+
+
+@dataclass
+class UserTerms:
+    """Per user (sorted ids), the sum and count of each metric's per-row values."""
+
+    users: np.ndarray  # (U,)
+    sums: dict[str, np.ndarray]  # metric -> (U,)
+    counts: dict[str, np.ndarray]  # metric -> (U,)
+
+    def values(self, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each metric (and each difference of two) under user weights (S, U); None = each user once."""
+        w = np.ones((1, len(self.users))) if weights is None else weights
+        out: dict[str, np.ndarray] = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for name, sums in self.sums.items():
+                out[name] = (w @ sums) / (w @ self.counts[name])
+        for name, (a, b) in DIFFERENCES.items():
+            if a in out and b in out:
+                out[name] = out[a] - out[b]
+        return out
+
+
+def pair_terms(predictions: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Rows (users, values) of the pair metrics: per-user paired accuracy and AUC, pooled outcomes."""
+    users = predictions[USER_ID].to_numpy()
+    up = predictions["up_score"].to_numpy()
+    down = predictions["down_score"].to_numpy()
+    outcomes = M.pair_outcomes(up, down)
+    unique, per_user_accuracy = M.user_means(users, outcomes)
+    both = np.concatenate([users, users])
+    scores = np.concatenate([up, down])
+    labels = np.concatenate([np.ones(len(up)), np.zeros(len(down))])
+    order = np.argsort(both, kind="stable")
+    bounds = (
+        np.searchsorted(both[order], unique, side="left"),
+        np.searchsorted(both[order], unique, side="right"),
+    )
+    aucs = np.array(
+        [M.auc(scores[order[a:b]], labels[order[a:b]]) for a, b in zip(*bounds, strict=True)],
+        dtype=np.float64,
+    )
+    defined = ~np.isnan(aucs)
+    return {
+        "paired_accuracy": (unique, per_user_accuracy),
+        "paired_accuracy_pooled": (users, outcomes),
+        "auc": (unique[defined], aucs[defined]),
+    }
+
+
+def pair_metrics(predictions: pd.DataFrame) -> dict[str, float]:
+    """The pair metrics alone (paired_accuracy, paired_accuracy_pooled, auc) of scored pairs
+    (user_id, up_score, down_score): for reference scorers that are not serving models."""
+    values = user_terms(pair_terms(predictions)).values()
+    return {name: float(values[name][0]) for name in ("paired_accuracy", "paired_accuracy_pooled", "auc")}
 
 
 def evaluate(
@@ -82,15 +158,15 @@ def evaluate(
     seed: int = 0,
 ) -> Evaluation:
     """Metrics of `scorer`. pairs: gold/eval_pairs rows; next_rows: gold/eval_next rows (which also
-    hold every pair user's pre-cut-off history).
+    hold every pair user's pre-cut-off history, and each target's stored role).
 
-    Keys: paired_accuracy, auc (mean per-user), hr@10_pos/neg/diff, ndcg@10_pos/neg/diff, map@10
-    (positive targets), skip_mrr@10 (skipped targets, lower is better), coverage (share of eval
-    users served), and counts. With `bootstrap` > 0, `<metric>_ci_low/_ci_high` resampling users.
+    Keys: paired_accuracy (mean over users of their share of pairs won, UMAP'24),
+    paired_accuracy_pooled (share of all pairs), auc (mean per-user AUC of up vs down scores),
+    hr@10_pos/neg/diff, ndcg@10_pos/neg/diff, map@10 (positive targets), skip_mrr@10 (skipped
+    targets, lower is better), coverage (share of eval users served), and counts. With
+    `bootstrap` > 0, `<metric>_ci_low/_ci_high` from resampling users.
     """
     predictions = pair_predictions(scorer, pairs, next_rows, chunk=chunk)
-    up = predictions["up_score"].to_numpy()
-    down = predictions["down_score"].to_numpy()
 
     catalog = np.arange(1, n_tracks + 1, dtype=np.int64)
     next_request = pd.DataFrame(
@@ -98,65 +174,81 @@ def evaluate(
             HISTORY_TRACKS: next_rows[HISTORY_TRACKS],
             HISTORY_STATIONS: next_rows[HISTORY_STATIONS],
             HISTORY_FEEDBACK: next_rows[HISTORY_FEEDBACK],
-            STATION: next_rows["station_idx"].astype(np.int64),
+            STATION: next_rows[STATION_IDX].astype(np.int64),
             CANDIDATES: [catalog] * len(next_rows),
         }
     )
     next_scores = _score(scorer, next_request, max(1, min(chunk, 64)))
     full = np.stack(list(next_scores[SCORES])) if len(next_scores) else np.zeros((0, n_tracks))
-    targets = next_rows["track_idx"].to_numpy(dtype=np.int64) - 1  # column of track idx i is i - 1
+    targets = next_rows[TRACK_IDX].to_numpy(dtype=np.int64) - 1  # column of track idx i is i - 1
     ranks = M.target_ranks(full, targets) if len(full) else np.zeros(0, np.int64)
-    feedback = next_rows["feedback_id"].to_numpy()
-    has_up = bool((feedback == UP).any())
-    positive = (feedback == UP) | ((feedback == PLAY) & (not has_up))
-    negative = (feedback == DOWN) | (feedback == SKIP)
-    skipped = feedback == SKIP
+    feedback = next_rows[FEEDBACK_ID].to_numpy()
+    positive = next_rows[IS_POSITIVE].to_numpy(dtype=bool)  # roles stored by the build, not re-derived
+    negative = next_rows[IS_NEGATIVE].to_numpy(dtype=bool)
+    skipped = feedback == SKIP_ID
     served = next_scores[SERVED].to_numpy(dtype=bool)
-    next_ranks = pd.DataFrame(
-        {"user_id": next_rows["user_id"].to_numpy(), "feedback_id": feedback, "rank": ranks, "served": served}
-    )
+    next_users = next_rows[USER_ID].to_numpy()
+    next_ranks = pd.DataFrame({USER_ID: next_users, FEEDBACK_ID: feedback, "rank": ranks, "served": served})
 
-    users = predictions["user_id"].to_numpy()
-    labels = np.concatenate([np.ones(len(up)), np.zeros(len(down))])
-    metrics = {
-        "paired_accuracy": M.paired_accuracy(up, down),
-        "auc": M.mean_user_auc(np.concatenate([users, users]), np.concatenate([up, down]), labels),
-        f"hr@{K}_pos": M.hit_rate(ranks[positive], K),
-        f"hr@{K}_neg": M.hit_rate(ranks[negative], K),
-        f"ndcg@{K}_pos": M.ndcg(ranks[positive], K),
-        f"ndcg@{K}_neg": M.ndcg(ranks[negative], K),
-        f"map@{K}": M.mrr(ranks[positive], K),
-        f"skip_mrr@{K}": M.mrr(ranks[skipped], K),
-        "coverage": float(served.mean()) if len(served) else float("nan"),
-        "pairs": float(len(up)),
-        "pair_users": float(len(np.unique(users))),
+    hits, gains, reciprocal = (ranks <= K).astype(float), _gain(ranks), np.where(ranks <= K, 1.0 / ranks, 0.0)
+    rows = pair_terms(predictions) | {
+        f"hr@{K}_pos": (next_users[positive], hits[positive]),
+        f"hr@{K}_neg": (next_users[negative], hits[negative]),
+        f"ndcg@{K}_pos": (next_users[positive], gains[positive]),
+        f"ndcg@{K}_neg": (next_users[negative], gains[negative]),
+        f"map@{K}": (next_users[positive], reciprocal[positive]),
+        f"skip_mrr@{K}": (next_users[skipped], reciprocal[skipped]),
+        "coverage": (next_users, served.astype(float)),
+    }
+    terms = user_terms(rows)
+    metrics = {name: float(v[0]) for name, v in terms.values().items()}
+    pair_users = predictions[USER_ID].to_numpy()
+    metrics |= {
+        "pairs": float(len(predictions)),
+        "pair_users": float(len(np.unique(pair_users))),
         "next_users": float(len(next_rows)),
         "next_pos": float(positive.sum()),
         "next_neg": float(negative.sum()),
     }
-    metrics[f"hr@{K}_diff"] = metrics[f"hr@{K}_pos"] - metrics[f"hr@{K}_neg"]
-    metrics[f"ndcg@{K}_diff"] = metrics[f"ndcg@{K}_pos"] - metrics[f"ndcg@{K}_neg"]
     if bootstrap > 0:
-        outcomes = M.pair_outcomes(up, down)
-        next_users = next_ranks["user_id"].to_numpy()
-        intervals = {
-            "paired_accuracy": M.bootstrap_interval(users, outcomes, samples=bootstrap, seed=seed),
-            f"hr@{K}_pos": M.bootstrap_interval(
-                next_users[positive], (ranks[positive] <= K).astype(float), samples=bootstrap, seed=seed
-            ),
-            f"hr@{K}_neg": M.bootstrap_interval(
-                next_users[negative], (ranks[negative] <= K).astype(float), samples=bootstrap, seed=seed
-            ),
-            f"ndcg@{K}_pos": M.bootstrap_interval(
-                next_users[positive], _gain(ranks[positive]), samples=bootstrap, seed=seed
-            ),
-            f"ndcg@{K}_neg": M.bootstrap_interval(
-                next_users[negative], _gain(ranks[negative]), samples=bootstrap, seed=seed
-            ),
-        }
-        for name, (low, high) in intervals.items():
-            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
-    return Evaluation(metrics, predictions, next_ranks)
+        draws = terms.values(M.bootstrap_weights(len(terms.users), bootstrap, seed))
+        for name, values in draws.items():
+            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = M.percentile_interval(values)
+    return Evaluation(metrics, predictions, next_ranks, terms)
+
+
+def user_terms(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> UserTerms:
+    """UserTerms over every user that appears in any metric's rows."""
+    universe = np.unique(np.concatenate([np.asarray(u, dtype=object) for u, _ in rows.values()]))
+    sums, counts = {}, {}
+    for name, (users, values) in rows.items():
+        sums[name], counts[name] = M.per_user(np.asarray(users, dtype=object), values, universe)
+    return UserTerms(universe, sums, counts)
+
+
+@dataclass(frozen=True)
+class Difference:
+    a: float
+    b: float
+    diff: float
+    diff_low: float
+    diff_high: float
+
+
+def compare(a: UserTerms, b: UserTerms, *, samples: int = 1000, seed: int = 0) -> dict[str, Difference]:
+    """Every metric of two models scored on the same tables, and a paired 95% bootstrap interval of
+    a - b: each resample draws users once and weighs both models' terms with the same draw."""
+    if not np.array_equal(a.users, b.users):
+        raise ValueError("the two evaluations cover different users: score both on the same tables")
+    weights = M.bootstrap_weights(len(a.users), samples, seed)
+    point_a, point_b = a.values(), b.values()
+    draws_a, draws_b = a.values(weights), b.values(weights)
+    out = {}
+    for name in point_a:
+        low, high = M.percentile_interval(draws_a[name] - draws_b[name])
+        va, vb = float(point_a[name][0]), float(point_b[name][0])
+        out[name] = Difference(va, vb, va - vb, low, high)
+    return out
 
 
 def _gain(ranks: np.ndarray) -> np.ndarray:

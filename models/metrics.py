@@ -6,8 +6,6 @@ strictly higher (ties do not push it down).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 
@@ -16,9 +14,29 @@ def pair_outcomes(up_scores: np.ndarray, down_scores: np.ndarray) -> np.ndarray:
     return (up_scores > down_scores).astype(np.float64) + 0.5 * (up_scores == down_scores)
 
 
-def paired_accuracy(up_scores: np.ndarray, down_scores: np.ndarray) -> float:
-    """Share of eval pairs whose up track outscores its down track, ties counting half."""
+def paired_accuracy_pooled(up_scores: np.ndarray, down_scores: np.ndarray) -> float:
+    """Share of all eval pairs whose up track outscores its down track, ties counting half."""
     return float(pair_outcomes(up_scores, down_scores).mean()) if len(up_scores) else float("nan")
+
+
+def user_means(users: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct users (sorted) and the mean of `values` over each user's rows."""
+    unique, inverse = np.unique(users, return_inverse=True)
+    sums = np.bincount(inverse, weights=values, minlength=len(unique))
+    counts = np.bincount(inverse, minlength=len(unique))
+    return unique, sums / np.maximum(counts, 1)
+
+
+def paired_accuracy(users: np.ndarray, up_scores: np.ndarray, down_scores: np.ndarray) -> float:
+    """UMAP'24's paired accuracy: the mean over users of each user's AUC of up vs down scores,
+    i.e. the share of that user's (up, down) pairs won by the up track, ties counting half.
+
+    Every user weighs the same, however many pairs they have (pooling would let a few heavy
+    users decide the figure)."""
+    if not len(up_scores):
+        return float("nan")
+    _, per_user = user_means(users, pair_outcomes(up_scores, down_scores))
+    return float(per_user.mean())
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -71,27 +89,28 @@ def mrr(ranks: np.ndarray, k: int) -> float:
     return float(np.where(ranks <= k, 1.0 / ranks, 0.0).mean())
 
 
-def bootstrap_interval(
-    groups: np.ndarray,
-    values: np.ndarray,
-    statistic: Callable[[np.ndarray], float] = np.mean,
-    *,
-    samples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile interval of `statistic(values)` resampling whole groups (users) with replacement.
+def per_user(users: np.ndarray, values: np.ndarray, universe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and counts of `values` per user of `universe` (sorted distinct ids; every user of
+    `users` must be in it): the terms a ratio metric sum(values) / count is built from."""
+    index = np.searchsorted(universe, users)
+    sums = np.bincount(index, weights=values.astype(np.float64), minlength=len(universe))
+    counts = np.bincount(index, minlength=len(universe)).astype(np.float64)
+    return sums, counts
 
-    Pairs of one user are not independent, so users, not pairs, are what is drawn.
-    """
-    if not len(values):
-        return float("nan"), float("nan")
-    unique, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == i) for i in range(len(unique))]
+
+def bootstrap_weights(n_users: int, samples: int, seed: int) -> np.ndarray:
+    """(samples, n_users): how often each user is drawn in each resample of users with replacement."""
     rng = np.random.default_rng(seed)
-    stats = np.empty(samples)
+    weights = np.empty((samples, n_users))
     for s in range(samples):
-        chosen = rng.integers(0, len(unique), len(unique))
-        stats[s] = statistic(values[np.concatenate([members[i] for i in chosen])])
+        weights[s] = np.bincount(rng.integers(0, n_users, n_users), minlength=n_users)
+    return weights
+
+
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` interval of bootstrap draws (NaN draws, from empty resamples, left out)."""
+    kept = draws[~np.isnan(draws)]
+    if not len(kept):
+        return float("nan"), float("nan")
     tail = (1 - level) / 2
-    return float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail))
+    return float(np.quantile(kept, tail)), float(np.quantile(kept, 1 - tail))

@@ -48,7 +48,6 @@ class TrainSettings:
     alpha: float
     beta: float
     temperature: float
-    validation_pairs_per_user: int
     eval_batch_size: int
     checkpoint_dir: str
     processes: int

@@ -11,9 +11,20 @@ from typing import Any
 
 log = logging.getLogger("downbeat.tracking")
 CANDIDATE, CHAMPION = "candidate", "champion"
-EVAL_TABLE_PARAM = "table.gold/eval_pairs"
-PAIRED_ACCURACY = "test_paired_accuracy"
+# The champion gate reads validation figures only: test data never chooses a model.
+EVAL_TABLE_PARAM = "table.gold/validation_pairs"
+PAIRED_ACCURACY = "validation_paired_accuracy"
 PIP_REQUIREMENTS = ["torch==2.13.0", "numpy==1.26.4", "pandas==2.2.3", "mlflow==3.6.0", "downbeat==0.1.0"]
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Where runs are tracked and models registered (config section `mlflow`)."""
+
+    tracking_uri: str
+    experiment: str
+    artifact_root: str
+    registered_model: str
 
 
 def metric_name(name: str) -> str:
@@ -86,9 +97,10 @@ def decide_champion(
     accuracy: float,
     score_champion: Callable[[str], float],
 ) -> ChampionDecision:
-    """Move `champion` to `version` when its paired accuracy on `eval_table` (uri@version) is at
-    least the current champion's on the same table version; re-scores the champion when its run
-    was evaluated on another table version. Sets the alias when it moves."""
+    """Move `champion` to `version` when its validation paired accuracy on `eval_table`
+    (gold/validation_pairs uri@version) is at least the current champion's on the same table
+    version; re-scores the champion when its run was validated on another table version. Sets the
+    alias when it moves. Test tables play no part."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -115,15 +127,19 @@ def decide_champion(
         how = f"re-scored on {eval_table}"
     else:
         how = f"on {eval_table}"
-    if accuracy >= theirs:
+    if accuracy != accuracy:  # NaN: no validation pairs, nothing to compare on
+        return ChampionDecision(
+            False, f"no validation figure on {eval_table}: champion stays version {current.version}"
+        )
+    if accuracy >= theirs or theirs != theirs:
         client.set_registered_model_alias(name, CHAMPION, version)
         return ChampionDecision(
             True,
-            f"paired accuracy {accuracy:.4f} >= champion version {current.version}'s {theirs:.4f} ({how}): "
-            f"version {version} becomes champion",
+            f"validation paired accuracy {accuracy:.4f} >= champion version {current.version}'s "
+            f"{theirs:.4f} ({how}): version {version} becomes champion",
         )
     return ChampionDecision(
         False,
-        f"paired accuracy {accuracy:.4f} < champion version {current.version}'s {theirs:.4f} ({how}): "
-        f"champion stays version {current.version}",
+        f"validation paired accuracy {accuracy:.4f} < champion version {current.version}'s "
+        f"{theirs:.4f} ({how}): champion stays version {current.version}",
     )

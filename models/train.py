@@ -18,8 +18,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from models.data import history_tensors
-from models.metrics import pair_outcomes
 from models.network import Batch, Recommender
 from models.settings import TrainSettings
 
@@ -34,6 +32,7 @@ class FitState:
     step: int = 0
     best: float = -math.inf
     best_epoch: int = -1
+    best_standard_error: float = math.nan  # of the best epoch's validation figure
     stale: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
@@ -55,75 +54,6 @@ class Ranks:
         return [float(x) for x in t.cpu()]
 
 
-@dataclass
-class ValidationPairs:
-    """Validation users' last targets, each against its stored negative, with the history before it."""
-
-    tracks: list[np.ndarray]
-    stations: list[np.ndarray]
-    feedback: list[np.ndarray]
-    query_station: np.ndarray
-    up: np.ndarray
-    down: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.up)
-
-    @classmethod
-    def from_rows(cls, rows: dict[str, list[Any]], per_user: int) -> ValidationPairs:
-        """rows: gold/sequences columns of validation users (lists of id arrays)."""
-        out: dict[str, list[Any]] = {k: [] for k in ("tracks", "stations", "feedback", "query", "up", "down")}
-        for tracks, stations, feedback, target, negative in zip(
-            rows["track_ids"],
-            rows["station_ids"],
-            rows["feedback_ids"],
-            rows["is_target"],
-            rows["negative_track_ids"],
-            strict=True,
-        ):
-            tracks, stations, feedback = (np.asarray(x, dtype=np.int64) for x in (tracks, stations, feedback))
-            target, negative = np.asarray(target), np.asarray(negative, dtype=np.int64)
-            positions = np.flatnonzero((target > 0) & (negative > 0) & (negative != tracks))[-per_user:]
-            for t in positions:
-                out["tracks"].append(tracks[:t])
-                out["stations"].append(stations[:t])
-                out["feedback"].append(feedback[:t])
-                out["query"].append(stations[t])
-                out["up"].append(tracks[t])
-                out["down"].append(negative[t])
-        return cls(
-            out["tracks"],
-            out["stations"],
-            out["feedback"],
-            np.asarray(out["query"], dtype=np.int64),
-            np.asarray(out["up"], dtype=np.int64),
-            np.asarray(out["down"], dtype=np.int64),
-        )
-
-    def accuracy(self, model: Recommender, *, device: torch.device, ranks: Ranks, batch_size: int) -> float:
-        """Paired accuracy over all pairs, each rank scoring its stride of them."""
-        total, count = 0.0, 0.0
-        mine = np.arange(ranks.rank, len(self), ranks.world)
-        model.eval()
-        with torch.no_grad():
-            for start in range(0, len(mine), batch_size):
-                idx = mine[start : start + batch_size]
-                history = history_tensors(
-                    [self.tracks[i] for i in idx],
-                    [self.stations[i] for i in idx],
-                    [self.feedback[i] for i in idx],
-                    self.query_station[idx],
-                    model.network.settings.max_length - 1,
-                ).to(device)
-                candidates = torch.from_numpy(np.stack([self.up[idx], self.down[idx]], axis=1)).to(device)
-                scores = model.score(history, candidates).float().cpu().numpy()
-                outcome = pair_outcomes(scores[:, 0], scores[:, 1])
-                total += float(outcome.sum())
-                count += len(outcome)
-        total, count = ranks.all_sum([total, count])
-        return total / count if count else float("nan")
-
-
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -137,7 +67,7 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 def fit(
     model: Recommender,
     batches: Callable[[int], Iterable[Batch]],
-    validate: Callable[[Recommender], float],
+    validate: Callable[[Recommender], tuple[float, float]],
     settings: TrainSettings,
     *,
     device: torch.device,
@@ -150,6 +80,9 @@ def fit(
     loader_rate: Callable[[], float] | None = None,
 ) -> FitState:
     """Train `model` until `max_epochs` or early stopping; on return it holds the best epoch's weights.
+
+    validate: the model's validation paired accuracy and its standard error (NaN when there is no
+    validation data: then the latest epoch counts as the best and nothing stops early).
 
     trainable: what forward() is called on (the DDP wrapper in distributed runs; default `model`).
     checkpoint_dir: rank 0 writes epoch-NNN.pt there after every epoch. resume: such a checkpoint.
@@ -203,10 +136,11 @@ def fit(
             rows += batch.rows
         loss_sum, loss_count_f, rows_f = ranks.all_sum([loss_sum, float(loss_count), float(rows)])
         train_seconds = time.perf_counter() - started
-        accuracy = validate(model)
+        accuracy, standard_error = validate(model)
         if math.isnan(accuracy) or accuracy > state.best:
             # Without validation pairs (accuracy nan) the latest epoch counts as the best: no early stop.
             state.best = accuracy if not math.isnan(accuracy) else state.best
+            state.best_standard_error = standard_error
             state.best_epoch = epoch
             state.stale = 0
             best_weights = copy.deepcopy(model.state_dict())
@@ -217,6 +151,7 @@ def fit(
             "epoch": float(epoch),
             "train_loss": loss_sum / max(loss_count_f, 1.0),
             "val_paired_accuracy": accuracy,
+            "val_paired_accuracy_se": standard_error,
             "learning_rate": float(scheduler.get_last_lr()[0]),
             "train_seconds": train_seconds,
             "train_sequences_per_s": rows_f / train_seconds if train_seconds > 0 else 0.0,

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as pads
+import pandas as pd
 import torch
 import torch.distributed as dist
 
-from models.data import LIST_COLUMNS, SPLIT, VALIDATION, SequenceStream, parquet_dataset
+from models.data import SequenceStream, parquet_dataset
 from models.serving import checkpoint_payload
 from models.settings import ModelSettings, TrainSettings
-from models.train import FitState, Ranks, ValidationPairs, fit, seed_everything
+from models.train import FitState, Ranks, fit, seed_everything
+from models.validation import ValidationSet
 from models.zoo import build_model
 
 log = logging.getLogger("downbeat.worker")
@@ -39,6 +40,8 @@ class WorkerSpec:
     model: ModelSettings
     train: TrainSettings
     sequence_files: tuple[str, ...]
+    validation_pairs_files: tuple[str, ...]
+    validation_next_files: tuple[str, ...]
     steps_per_epoch: int
     checkpoint_dir: str
     device: str  # cpu | cuda
@@ -48,11 +51,13 @@ class WorkerSpec:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def validation_rows(files: tuple[str, ...]) -> dict[str, list[Any]]:
-    """The validation users' rows of gold/sequences (a pyarrow scan filtered on `split`)."""
-    dataset = parquet_dataset(files)
-    table = dataset.to_table(columns=list(LIST_COLUMNS), filter=pads.field(SPLIT) == VALIDATION)
-    return {c: table.column(c).to_pylist() for c in LIST_COLUMNS}
+def frame(files: tuple[str, ...]) -> pd.DataFrame:
+    """A small table's rows from its snapshot's data files (an empty frame when it has none)."""
+    return parquet_dataset(files).to_table().to_pandas() if files else pd.DataFrame()
+
+
+def validation_set(spec: WorkerSpec) -> ValidationSet:
+    return ValidationSet(frame(spec.validation_pairs_files), frame(spec.validation_next_files))
 
 
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
@@ -87,16 +92,15 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             rank=rank,
             world=world,
         )
-        validation = ValidationPairs.from_rows(
-            validation_rows(spec.sequence_files), spec.train.validation_pairs_per_user
-        )
+        validation = validation_set(spec)
         if rank == 0:
             log.info(
-                "rank 0 of %d on %s: %d steps per epoch, %d validation pairs",
+                "rank 0 of %d on %s: %d steps per epoch, %d validation pairs of %d users",
                 world,
                 device,
                 spec.steps_per_epoch,
                 len(validation),
+                validation.users,
             )
         on_epoch = _mlflow_logger(spec) if rank == 0 else None
         resume = torch.load(spec.resume, map_location=device, weights_only=False) if spec.resume else None
@@ -105,9 +109,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             model,
             stream.epoch,
             lambda m: (
-                validation.accuracy(m, device=device, ranks=ranks, batch_size=spec.train.eval_batch_size)
-                if len(validation)
-                else float("nan")
+                validation.score(m, device=device, ranks=ranks, batch_size=spec.train.eval_batch_size).pair
             ),
             spec.train,
             device=device,
@@ -128,10 +130,12 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
                 model_path=str(final),
                 history=state.history,
                 best=state.best,
+                best_standard_error=state.best_standard_error,
                 best_epoch=state.best_epoch,
                 epochs=state.epoch,
                 stopped_early=state.stopped_early,
                 validation_pairs=len(validation),
+                validation_users=validation.users,
             )
         return result
     finally:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -19,7 +20,11 @@ from mlflow.tracking import MlflowClient
 from jobs import train
 from jobs.cli import main
 from jobs.config import load_config
-from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, decide_champion
+from models.data import TableSnapshot, read_table
+from models.evaluation import pair_predictions
+from models.lifecycle import INPUT_TABLES
+from models.metrics import paired_accuracy
+from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, PAIRED_ACCURACY, decide_champion
 from pipelines.lakehouse import Lakehouse
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -31,10 +36,17 @@ def lakehouse(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     raw, lh = root / "raw", root / "lh"
     common = ["--set", f"lakehouse.root={lh}", "--set", "spark.log_level=ERROR"]
+    common += ["--set", "split.test_days=14", "--set", "split.validation_days=14"]
+    common += ["--set", "sequences.validation_percent=30"]
     assert main([*common, "synth", "--users", "60", "--days", "40", "--out", str(raw)]) == 0
     assert main([*common, "ingest", "--format", "events", "--input", str(raw)]) == 0
     assert main([*common, "build"]) == 0
     return root
+
+
+def snapshot_of(lakehouse: Lakehouse, table: str) -> TableSnapshot:
+    version, files, rows = lakehouse.snapshot(table)
+    return TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows or 0)
 
 
 def settings(root: Path, *more: str) -> list[str]:
@@ -65,7 +77,7 @@ def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_
     client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
     run = client.get_run(run_id)
     tables = Lakehouse(None, str(lakehouse / "lh"))
-    for table in train.INPUT_TABLES:
+    for table in INPUT_TABLES:
         assert run.data.params[f"table.{table}"] == f"{tables.uri(table)}@{tables.version(table)}"
     assert run.data.params["model"] == "hybrid" and run.data.params["train.max_epochs"] == "2"
     assert run.data.tags["downbeat.git_commit"] != "unknown"
@@ -81,7 +93,12 @@ def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_
     history = client.get_metric_history(run_id, "val_paired_accuracy")
     assert sorted(m.step for m in history) == [0, 1]
     assert [m.step for m in client.get_metric_history(run_id, "loader_rows_per_s")] == [0, 1]
-    assert 0.0 <= run.data.metrics["test_paired_accuracy"] <= 1.0
+    # the registered weights are the best validation epoch's, and its figure is what the run reports
+    best = max(history, key=lambda m: (m.value, -m.step))
+    assert run.data.metrics["validation_paired_accuracy"] == pytest.approx(best.value)
+    assert run.data.metrics["best_epoch"] == best.step
+    assert run.data.metrics["validation_users"] >= 5
+    assert out[0].startswith(f"validation paired accuracy: {best.value:.4f} (standard error ")
     version = client.get_model_version_by_alias("downbeat", CANDIDATE)
     assert version.run_id == run_id
     assert client.get_model_version_by_alias("downbeat", CHAMPION).version == version.version
@@ -147,16 +164,16 @@ def test_champion_moves_only_when_paired_accuracy_is_at_least_the_champions(lake
     client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
     new = client.get_model_version_by_alias("downbeat", CANDIDATE)
     champion = client.get_model_version_by_alias("downbeat", CHAMPION)
-    mine = client.get_run(new.run_id).data.metrics["test_paired_accuracy"]
+    mine = client.get_run(new.run_id).data.metrics[PAIRED_ACCURACY]
     if champion.version == new.version:
-        assert out[-2].startswith("champion: paired accuracy") and "becomes champion" in out[-2]
+        assert out[-2].startswith("champion: validation paired accuracy") and "becomes champion" in out[-2]
     else:
-        assert mine < client.get_run(champion.run_id).data.metrics["test_paired_accuracy"]
+        assert mine < client.get_run(champion.run_id).data.metrics[PAIRED_ACCURACY]
         assert f"champion stays version {champion.version}" in out[-2]
 
     # the rule itself, on the real registry: ties move it, lower scores do not, other tables re-score
     current = client.get_model_version_by_alias("downbeat", CHAMPION)
-    theirs = client.get_run(current.run_id).data.metrics["test_paired_accuracy"]
+    theirs = client.get_run(current.run_id).data.metrics[PAIRED_ACCURACY]
     table = client.get_run(current.run_id).data.params[EVAL_TABLE_PARAM]
     other = next(
         v.version for v in client.search_model_versions("name='downbeat'") if v.version != current.version
@@ -179,8 +196,19 @@ def test_two_ddp_processes_through_torch_distributor_train_and_register(lakehous
     train_rows = int(run.data.params["train_rows"])
     assert run.data.params["processes"] == "2"
     assert run.data.params["steps_per_epoch"] == str(max(1, math.ceil(train_rows / (16 * 2))))
-    assert [m.step for m in client.get_metric_history(result.run_id, "val_paired_accuracy")] == [0]
-    assert 0.0 <= result.metrics["paired_accuracy"] <= 1.0
+    [epoch] = client.get_metric_history(result.run_id, "val_paired_accuracy")
+    # the two ranks' validation shares add up to the whole set: the figure a one-process scoring gives
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    tables = Lakehouse(None, cfg.lakehouse.root)
+    frames = [
+        read_table(snapshot_of(tables, t)).to_pandas()
+        for t in ("gold/validation_pairs", "gold/validation_next")
+    ]
+    scored = pair_predictions(model.predict, *frames)
+    whole = paired_accuracy(
+        scored["user_id"].to_numpy(), scored["up_score"].to_numpy(), scored["down_score"].to_numpy()
+    )
+    assert epoch.step == 0 and epoch.value == pytest.approx(whole, abs=1e-6) == result.validation
     assert client.get_model_version_by_alias("downbeat", CANDIDATE).run_id == result.run_id
 
 
@@ -251,3 +279,64 @@ def test_an_empty_eval_table_is_refused_before_training_starts(lakehouse, tmp_pa
         "table gold/eval_pairs version 1 is empty: nothing to train or evaluate on" in capsys.readouterr().err
     )
     assert not (tmp_path / "m.db").exists()
+
+
+@pytest.fixture(scope="module")
+def two_models(lakehouse):
+    """A baseline and a hybrid run of one epoch, in a registry of their own."""
+    root = lakehouse / "pair"
+    (root / "lh").parent.mkdir(exist_ok=True)
+    values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
+    values += [f"mlflow.tracking_uri=sqlite:///{root / 'mlruns.db'}", f"mlflow.artifact_root={root / 'art'}"]
+    cfg = load_config(None, values)
+    runs = {name: train.run(cfg, name).run_id for name in ("hybrid", "baseline")}
+    return values, runs
+
+
+def run_cli(values: list[str], *args: str) -> subprocess.CompletedProcess:
+    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
+    return subprocess.run(
+        [*command, *[x for v in values for x in ("--set", v)], *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_compare_gives_both_models_metrics_as_evaluate_does_and_a_paired_interval(two_models):
+    values, runs = two_models
+    a, b = f"runs:/{runs['hybrid']}/model", f"runs:/{runs['baseline']}/model"
+    compared = run_cli(values, "compare", "--model-uri", a, "--model-uri", b, "--json", "--bootstrap", "200")
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    result = json.loads(compared.stdout.strip().splitlines()[-1])
+    evaluated = run_cli(values, "evaluate", "--model-uri", b, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    alone = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    for metric in (
+        "paired_accuracy",
+        "paired_accuracy_pooled",
+        "auc",
+        "hr@10_pos",
+        "ndcg@10_diff",
+        "coverage",
+    ):
+        row = result[metric]
+        assert set(row) == {"a", "b", "diff", "diff_low", "diff_high"}
+        assert row["b"] == pytest.approx(alone[metric])
+        assert row["diff"] == pytest.approx(row["a"] - row["b"])
+        assert row["diff_low"] <= row["diff"] <= row["diff_high"]
+    # the baseline serves only users with positive history; the hybrid serves everyone
+    assert result["coverage"]["a"] == 1.0 and result["coverage"]["diff"] > 0
+
+    same = run_cli(values, "compare", "--model-uri", b, "--model-uri", b, "--json", "--bootstrap", "50")
+    for row in json.loads(same.stdout.strip().splitlines()[-1]).values():
+        if row["a"] is not None:
+            assert row["diff"] == row["diff_low"] == row["diff_high"] == 0.0
+
+
+def test_compare_needs_exactly_two_models(lakehouse, capsys):
+    assert main([*settings(lakehouse), "compare", "--model-uri", "models:/downbeat@champion"]) == 2
+    assert (
+        "--model-uri must be given exactly twice (A and B), got 1"
+        in capsys.readouterr().err.strip().splitlines()[-1]
+    )

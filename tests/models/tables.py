@@ -5,10 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+from contract import (
+    DOWN_TRACK_ID,
+    DOWN_TRACK_IDX,
+    HISTORY_FEEDBACK_IDS,
+    HISTORY_STATION_IDS,
+    HISTORY_TRACK_IDS,
+    STATION_ID,
+    STATION_IDX,
+    UP_TRACK_ID,
+    UP_TRACK_IDX,
+    USER_ID,
+)
 from models.data import TableSnapshot
+from models.validation import ValidationSet
 
 UP, DOWN, SKIP = 1, 2, 3
 
@@ -70,3 +84,32 @@ def write_sequences(path: Path, table: pa.Table, files: int = 1) -> TableSnapsho
     delta = DeltaTable(str(path))
     uris = tuple(f if "://" in f else Path(f).as_uri() for f in delta.file_uris())
     return TableSnapshot("gold/sequences", str(path), delta.version(), uris, len(table))
+
+
+def validation_set(table: pa.Table) -> ValidationSet:
+    """Validation frames from the validation users of a sequence_rows() table: each user's history
+    is the row without its last item; the pairs put the last (up) track against every rejected
+    track of the row on the same station (pair ids are the track numbers as text)."""
+    pairs: dict[str, list] = {c: [] for c in (USER_ID, STATION_ID, UP_TRACK_ID, DOWN_TRACK_ID)}
+    pairs |= {STATION_IDX: [], UP_TRACK_IDX: [], DOWN_TRACK_IDX: []}
+    histories: dict[str, list] = {
+        c: [] for c in (USER_ID, HISTORY_TRACK_IDS, HISTORY_STATION_IDS, HISTORY_FEEDBACK_IDS)
+    }
+    for row in table.to_pylist():
+        if row["split"] != "validation":
+            continue
+        tracks, stations, feedback = row["track_ids"], row["station_ids"], row["feedback_ids"]
+        histories[USER_ID].append(row["user_id"])
+        histories[HISTORY_TRACK_IDS].append(np.asarray(tracks[:-1], np.int64))
+        histories[HISTORY_STATION_IDS].append(np.asarray(stations[:-1], np.int64))
+        histories[HISTORY_FEEDBACK_IDS].append(np.asarray(feedback[:-1], np.int64))
+        for t, s, f in zip(tracks[:-1], stations[:-1], feedback[:-1], strict=True):
+            if f in (DOWN, SKIP) and t != tracks[-1]:
+                pairs[USER_ID].append(row["user_id"])
+                pairs[STATION_ID].append(str(s))
+                pairs[UP_TRACK_ID].append(str(tracks[-1]))
+                pairs[DOWN_TRACK_ID].append(str(t))
+                pairs[STATION_IDX].append(s)
+                pairs[UP_TRACK_IDX].append(tracks[-1])
+                pairs[DOWN_TRACK_IDX].append(t)
+    return ValidationSet(pd.DataFrame(pairs), pd.DataFrame(histories))

@@ -1,27 +1,34 @@
-"""The training loop: determinism, checkpoints, resume, early stopping, validation pairs."""
+"""The training loop: determinism, checkpoints, resume, early stopping, validation scoring."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from models.data import SequenceStream
-from models.serving import checkpoint_payload
-from models.train import Ranks, ValidationPairs, fit, latest_checkpoint, seed_everything
-from models.worker import validation_rows
+from models.evaluation import pair_predictions
+from models.metrics import paired_accuracy, paired_accuracy_pooled
+from models.network import PLAY, SKIP, Batch
+from models.serving import checkpoint_payload, score_frame
+from models.train import fit, latest_checkpoint, seed_everything
+from models.validation import ValidationSet
 from models.zoo import build_model
 from tests.models.helpers import settings
-from tests.models.tables import sequence_rows, write_sequences
+from tests.models.tables import sequence_rows, validation_set, write_sequences
 
 N_TRACKS = 30
 
 
+ROWS = sequence_rows(40, n_tracks=N_TRACKS)
+
+
 @pytest.fixture()
 def snapshot(tmp_path):
-    return write_sequences(tmp_path / "seq", sequence_rows(40, n_tracks=N_TRACKS), files=2)
+    return write_sequences(tmp_path / "seq", ROWS, files=2)
 
 
 def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck", **overrides):
@@ -33,11 +40,11 @@ def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck"
     stream = SequenceStream(
         snapshot.files, batch_size=8, steps=3, max_length=32, seed=train_settings.seed, shuffle_buffer=16
     )
-    validation = ValidationPairs.from_rows(validation_rows(snapshot.files), 5)
+    validation = validation_set(ROWS)
     state = fit(
         model,
         stream.epoch,
-        lambda m: validation.accuracy(m, device=torch.device("cpu"), ranks=Ranks(), batch_size=16),
+        lambda m: validation.score(m, device=torch.device("cpu"), batch_size=16).pair,
         train_settings,
         device=torch.device("cpu"),
         checkpoint_dir=tmp_path / folder,
@@ -85,17 +92,85 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement_and_keeps
     assert not math.isnan(state.best)
 
 
-def test_validation_pairs_are_each_users_last_targets_against_their_stored_negative():
-    rows = {
-        "track_ids": [[5, 6, 7, 8]],
-        "station_ids": [[1, 1, 2, 2]],
-        "feedback_ids": [[1, 3, 1, 1]],
-        "is_target": [[1, 0, 1, 1]],
-        "negative_track_ids": [[9, 0, 0, 6]],
-    }
-    pairs = ValidationPairs.from_rows(rows, per_user=5)
-    assert pairs.up.tolist() == [5, 8] and pairs.down.tolist() == [9, 6]
-    assert [t.tolist() for t in pairs.tracks] == [[], [5, 6, 7]]
-    assert pairs.query_station.tolist() == [1, 2]
-    assert ValidationPairs.from_rows(rows, per_user=1).up.tolist() == [8]
-    assert np.all(pairs.up != pairs.down)
+def test_validation_scores_the_mean_over_users_of_each_users_share_of_pairs_won():
+    model_settings, train_settings = settings()
+    seed_everything(3)
+    model = build_model("hybrid", N_TRACKS, 3, model_settings, train_settings, (1,))
+    validation = validation_set(ROWS)
+    score = validation.score(model, device=torch.device("cpu"), batch_size=7)
+    scored = pair_predictions(lambda f: score_frame(model, f), validation.pairs, validation.histories)
+    users, up, down = (scored[c].to_numpy() for c in ("user_id", "up_score", "down_score"))
+    assert score.users == len(np.unique(users)) > 2
+    assert score.accuracy == pytest.approx(paired_accuracy(users, up, down))
+    # users weigh alike: the pooled share differs once users have different numbers of pairs
+    assert len(set(np.unique(users, return_counts=True)[1])) > 1
+    assert score.accuracy != pytest.approx(paired_accuracy_pooled(up, down))
+    per_user = [
+        np.mean((up[users == u] > down[users == u]) + 0.5 * (up[users == u] == down[users == u]))
+        for u in np.unique(users)
+    ]
+    assert score.standard_error == pytest.approx(np.std(per_user, ddof=1) / math.sqrt(len(per_user)))
+
+
+def planted_batches(seed: int, *, shuffled: bool, rows: int = 32, length: int = 16):
+    """Rows where every even track is played (a target) and every odd one skipped (its negative);
+    with `shuffled`, the same rows with each row's feedback permuted: nothing left to learn."""
+    g = torch.Generator().manual_seed(seed)
+    tracks = torch.randint(1, N_TRACKS + 1, (rows, length), generator=g)
+    liked = tracks % 2 == 0
+    if shuffled:
+        liked = torch.gather(liked, 1, torch.argsort(torch.rand(rows, length, generator=g), dim=1))
+    feedback = torch.where(liked, PLAY, SKIP)
+    # each target's stored negative: a skipped track of the same row (the first one), else none
+    first_skip = torch.where(~liked, tracks, 0).max(dim=1, keepdim=True).values
+    negatives = torch.where(liked, first_skip.expand_as(tracks), 0)
+    return Batch(tracks, torch.ones_like(tracks), feedback, liked, negatives, torch.where(liked, 2, 0))
+
+
+def test_a_model_trained_on_planted_feedback_beats_the_same_model_trained_on_shuffled_feedback():
+    model_settings, train_settings = settings(max_epochs=3, warmup_steps=5, learning_rate=0.01, patience=10)
+    validation = planted_validation()
+    scores = {}
+    for shuffled in (False, True):
+        seed_everything(train_settings.seed)
+        model = build_model("hybrid", N_TRACKS, 3, model_settings, train_settings, (PLAY,))
+        fit(
+            model,
+            lambda epoch, s=shuffled: [planted_batches(epoch * 100 + i, shuffled=s) for i in range(25)],
+            lambda m: validation.score(m, device=torch.device("cpu"), batch_size=64).pair,
+            train_settings,
+            device=torch.device("cpu"),
+        )
+        scores[shuffled] = validation.score(model, device=torch.device("cpu")).accuracy
+    assert scores[False] > 0.8 and scores[False] - scores[True] > 0.25, scores
+
+
+def planted_validation() -> ValidationSet:
+    """New users: history of planted plays and skips, pairs of an unseen-in-history even track
+    (liked) against an odd one (rejected)."""
+    g = np.random.default_rng(99)
+    pairs, histories = [], []
+    for u in range(20):
+        tracks = g.integers(1, N_TRACKS + 1, 12)
+        histories.append(
+            {
+                "user_id": f"v{u}",
+                "history_track_ids": tracks,
+                "history_station_ids": np.ones(12, np.int64),
+                "history_feedback_ids": np.where(tracks % 2 == 0, PLAY, SKIP),
+            }
+        )
+        for _ in range(5):
+            up, down = 2 * g.integers(1, N_TRACKS // 2 + 1), 2 * g.integers(0, N_TRACKS // 2) + 1
+            pairs.append(
+                {
+                    "user_id": f"v{u}",
+                    "station_id": "s",
+                    "up_track_id": str(up),
+                    "down_track_id": str(down),
+                    "station_idx": 1,
+                    "up_track_idx": up,
+                    "down_track_idx": down,
+                }
+            )
+    return ValidationSet(pd.DataFrame(pairs), pd.DataFrame(histories))

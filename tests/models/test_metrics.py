@@ -32,10 +32,24 @@ def test_mean_user_auc_averages_per_user_sklearn_values_and_skips_one_class_user
     assert math.isclose(M.mean_user_auc(users, scores, labels), expected)
 
 
-def test_paired_accuracy_counts_ties_as_half():
+def test_paired_accuracy_is_the_mean_over_users_of_their_share_of_pairs_won_with_ties_half():
+    users = np.array(["a", "a", "a", "b"])
     up = np.array([2.0, 1.0, 1.0, 0.0])
-    down = np.array([1.0, 1.0, 3.0, 0.0])
-    assert M.paired_accuracy(up, down) == (1 + 0.5 + 0 + 0.5) / 4
+    down = np.array([1.0, 1.0, 3.0, -1.0])
+    assert M.paired_accuracy(users, up, down) == ((1 + 0.5 + 0) / 3 + 1) / 2
+    assert M.paired_accuracy_pooled(up, down) == (1 + 0.5 + 0 + 1) / 4
+
+
+@given(
+    st.lists(st.integers(0, 3), min_size=1, max_size=6), st.lists(st.integers(0, 3), min_size=1, max_size=6)
+)
+def test_paired_accuracy_of_all_up_down_pairs_of_a_user_is_that_users_sklearn_auc(ups, downs):
+    up = np.array([u for u in ups for _ in downs], dtype=float)
+    down = np.array([d for _ in ups for d in downs], dtype=float)
+    users = np.zeros(len(up))
+    labels = np.r_[np.ones(len(ups)), np.zeros(len(downs))]
+    scores = np.r_[np.array(ups, float), np.array(downs, float)]
+    assert math.isclose(M.paired_accuracy(users, up, down), roc_auc_score(labels, scores), abs_tol=1e-12)
 
 
 def test_ranks_hit_rate_ndcg_and_mrr_match_brute_force():
@@ -51,11 +65,14 @@ def test_ranks_hit_rate_ndcg_and_mrr_match_brute_force():
         assert math.isclose(M.mrr(ranks, k), np.mean([1 / r if r <= k else 0 for r in ranks]))
 
 
-def test_bootstrap_interval_resamples_users_and_is_reproducible():
-    users = np.repeat(np.arange(50), 4)
-    values = (np.arange(200) % 3 == 0).astype(float)
-    low, high = M.bootstrap_interval(users, values, samples=300, seed=1)
-    assert low < values.mean() < high
-    assert (low, high) == M.bootstrap_interval(users, values, samples=300, seed=1)
-    one_user = M.bootstrap_interval(np.zeros(10), values[:10], samples=50)
-    assert one_user[0] == one_user[1] == values[:10].mean()
+def test_bootstrap_weights_draw_each_resample_as_many_users_as_there_are_and_repeat_under_a_seed():
+    weights = M.bootstrap_weights(7, samples=50, seed=1)
+    assert weights.shape == (50, 7) and (weights.sum(axis=1) == 7).all()
+    assert (weights == M.bootstrap_weights(7, samples=50, seed=1)).all()
+    assert not (weights == M.bootstrap_weights(7, samples=50, seed=2)).all()
+    assert len({tuple(w) for w in weights}) > 40  # resamples differ from each other
+
+
+def test_per_user_sums_and_counts_cover_the_universe_in_order():
+    sums, counts = M.per_user(np.array(["b", "a", "b"]), np.array([1.0, 2.0, 4.0]), np.array(["a", "b", "c"]))
+    assert sums.tolist() == [2.0, 5.0, 0.0] and counts.tolist() == [1.0, 2.0, 0.0]

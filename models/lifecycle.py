@@ -1,0 +1,248 @@
+"""One training run from start to registry: train (one process or N ranks), evaluate on the test
+tables, log everything to MLflow, register the model, and move `champion` on validation figures.
+
+Plain data in (table snapshots and settings), a TrainResult out; how N ranks are launched is the
+caller's (jobs/train.py hands in Spark's TorchDistributor), so this module never imports pyspark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.data import SequenceFacts, TableSnapshot, read_table
+from models.settings import ModelSettings, TrainSettings
+from models.tracking import MlflowSettings
+from models.worker import WorkerSpec
+
+log = logging.getLogger("downbeat.train")
+SEQUENCES, TRACKS, STATIONS = "gold/sequences", "gold/tracks", "gold/stations"
+EVAL_PAIRS, EVAL_NEXT = "gold/eval_pairs", "gold/eval_next"
+VALIDATION_PAIRS, VALIDATION_NEXT = "gold/validation_pairs", "gold/validation_next"
+INPUT_TABLES = (SEQUENCES, EVAL_PAIRS, EVAL_NEXT, VALIDATION_PAIRS, VALIDATION_NEXT, TRACKS, STATIONS)
+# Sources without stations have none; a tiny log can have no validation pairs (no early stopping then).
+MAY_BE_EMPTY = (STATIONS, VALIDATION_PAIRS, VALIDATION_NEXT)
+
+Launcher = Callable[[WorkerSpec, int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What one run needs: the input snapshots, the settings, and where the run comes from."""
+
+    model_name: str
+    tables: dict[str, TableSnapshot]
+    facts: SequenceFacts  # of tables["gold/sequences"]
+    model: ModelSettings
+    train: TrainSettings
+    mlflow: MlflowSettings
+    config: dict[str, Any]  # the resolved configuration, logged and stored in checkpoints
+    config_yaml: str
+    processes: int
+    device: str  # cpu | cuda
+    code_root: Path
+    resume: Path | None = None
+    resume_run: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_version: str
+    metrics: dict[str, float]  # test metrics, reported only
+    validation: float  # the registered model's validation paired accuracy (what chose it)
+    validation_se: float
+    champion_moved: bool
+    champion_reason: str
+
+
+def steps_per_epoch(train_rows: int, batch_size: int, world: int) -> int:
+    return max(1, math.ceil(train_rows / (batch_size * world)))
+
+
+def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
+    """Train, evaluate, log, register; `launch(spec, world)` runs the worker on `world` ranks."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from models.evaluation import evaluate, pair_predictions
+    from models.metrics import paired_accuracy
+    from models.plots import plot_learning_curves
+    from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
+    from models.tracking import CANDIDATE, PIP_REQUIREMENTS, decide_champion, experiment_id, metric_name
+
+    started = time.perf_counter()
+    tables, settings = request.tables, request.mlflow
+    n_tracks, n_stations = tables[TRACKS].rows, tables[STATIONS].rows
+    world = request.processes
+    steps = steps_per_epoch(request.facts.train_rows, request.train.batch_size, world)
+    train_cfg = request.train
+    if request.model_name == "baseline":  # the paper's baseline: positives only, random negatives
+        train_cfg = dataclasses.replace(train_cfg, p_hard=0.0)
+
+    experiment = experiment_id(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    client = MlflowClient(settings.tracking_uri)
+    with mlflow.start_run(
+        run_id=request.resume_run,
+        experiment_id=None if request.resume_run else experiment,
+        run_name=None if request.resume_run else request.model_name,
+    ) as active:
+        run_id = active.info.run_id
+        if request.resume_run is None:
+            _log_inputs(request, n_tracks, n_stations, steps, train_cfg)
+        checkpoint_dir = Path(request.train.checkpoint_dir).resolve() / run_id
+        spec = WorkerSpec(
+            model_name=request.model_name,
+            n_tracks=n_tracks,
+            n_stations=n_stations,
+            positive_feedback=request.facts.positive_feedback,
+            model=request.model,
+            train=train_cfg,
+            sequence_files=tables[SEQUENCES].files,
+            validation_pairs_files=tables[VALIDATION_PAIRS].files,
+            validation_next_files=tables[VALIDATION_NEXT].files,
+            steps_per_epoch=steps,
+            checkpoint_dir=str(checkpoint_dir),
+            device=request.device,
+            resume=str(request.resume) if request.resume else None,
+            tracking_uri=settings.tracking_uri,
+            run_id=run_id,
+            config=request.config,
+        )
+        log.info(
+            "training %s: %d train rows, %d steps per epoch, %d process(es) on %s",
+            request.model_name,
+            request.facts.train_rows,
+            steps,
+            world,
+            request.device,
+        )
+        outcome = launch(spec, world)
+        model = load_model(outcome["model_path"])
+        validation, validation_se = float(outcome["best"]), float(outcome["best_standard_error"])
+        mlflow.log_metrics(
+            {
+                "best_epoch": float(outcome["best_epoch"]),
+                "epochs_run": float(outcome["epochs"]),
+                **({"validation_paired_accuracy": validation} if validation == validation else {}),
+                **(
+                    {"validation_paired_accuracy_se": validation_se} if validation_se == validation_se else {}
+                ),
+                "validation_users": float(outcome["validation_users"]),
+            }
+        )
+        mlflow.set_tag("downbeat.stopped_early", str(outcome["stopped_early"]))
+
+        # Test figures: computed once, for the record; nothing below chooses by them.
+        pairs = read_table(tables[EVAL_PAIRS]).to_pandas()
+        next_rows = read_table(tables[EVAL_NEXT]).to_pandas()
+        result = evaluate(
+            lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
+            pairs,
+            next_rows,
+            n_tracks,
+            chunk=train_cfg.eval_batch_size,
+        )
+        mlflow.log_metrics({f"test_{metric_name(k)}": v for k, v in result.metrics.items() if v == v})
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifact(
+                str(plot_learning_curves(outcome["history"], Path(tmp) / "learning_curves.png"))
+            )
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=DownbeatPyfunc(),
+            artifacts={"checkpoint": outcome["model_path"]},
+            signature=signature(),
+            input_example=input_example(n_tracks),
+            pip_requirements=PIP_REQUIREMENTS,
+            metadata={"n_tracks": n_tracks, "n_stations": n_stations, "model": request.model_name},
+            registered_model_name=settings.registered_model,
+        )
+        version = str(info.registered_model_version)
+        name = settings.registered_model
+        client.set_registered_model_alias(name, CANDIDATE, version)
+        validation_table = f"{tables[VALIDATION_PAIRS].uri}@{tables[VALIDATION_PAIRS].version}"
+        validation_frames = _validation_frames(tables)
+
+        def score_champion(uri: str) -> float:
+            champion = mlflow.pyfunc.load_model(uri)  # its validation pairs only: no catalog ranking
+            scored = pair_predictions(champion.predict, *validation_frames, chunk=train_cfg.eval_batch_size)
+            return paired_accuracy(
+                scored["user_id"].to_numpy(), scored["up_score"].to_numpy(), scored["down_score"].to_numpy()
+            )
+
+        decision = decide_champion(client, name, version, validation_table, validation, score_champion)
+        mlflow.set_tags(
+            {
+                "downbeat.champion": str(decision.moved),
+                "downbeat.champion_reason": decision.reason,
+                "downbeat.model_version": version,
+            }
+        )
+        log.info("champion: %s", decision.reason)
+        mlflow.log_metric("wall_seconds", time.perf_counter() - started)
+    return TrainResult(
+        run_id, version, result.metrics, validation, validation_se, decision.moved, decision.reason
+    )
+
+
+def _validation_frames(tables: dict[str, TableSnapshot]) -> tuple[Any, Any]:
+    import pandas as pd
+
+    frames = []
+    for table in (VALIDATION_PAIRS, VALIDATION_NEXT):
+        snapshot = tables[table]
+        frames.append(read_table(snapshot).to_pandas() if snapshot.files else pd.DataFrame())
+    return frames[0], frames[1]
+
+
+def _log_inputs(
+    request: TrainRequest, n_tracks: int, n_stations: int, steps: int, train_cfg: TrainSettings
+) -> None:
+    """Parameters, tags, the resolved config and the input tables of a new run."""
+    import mlflow
+
+    from models.plots import plot_tier_shares, tier_shares_by_position
+    from models.tracking import flatten, git_commit
+
+    params = dict(flatten(request.config))
+    params.pop("source_files", None)
+    params.update(
+        {
+            "model": request.model_name,
+            "processes": str(request.processes),
+            "device": request.device,
+            "steps_per_epoch": str(steps),
+            "train_rows": str(request.facts.train_rows),
+            "n_tracks": str(n_tracks),
+            "n_stations": str(n_stations),
+            "positive_feedback": ",".join(map(str, request.facts.positive_feedback)),
+            "effective.p_hard": str(train_cfg.p_hard),
+        }
+    )
+    params.update({f"table.{t}": f"{s.uri}@{s.version}" for t, s in request.tables.items()})
+    mlflow.log_params(params)
+    commit = git_commit(request.code_root)
+    mlflow.set_tags(
+        {
+            "mlflow.source.git.commit": commit,
+            "downbeat.git_commit": commit,
+            "downbeat.model": request.model_name,
+        }
+    )
+    mlflow.log_text(request.config_yaml, "config.yaml")
+    mlflow.log_dict(
+        {t: {"uri": s.uri, "version": s.version, "rows": s.rows} for t, s in request.tables.items()},
+        "tables.json",
+    )
+    facts = request.facts
+    with tempfile.TemporaryDirectory() as tmp:
+        shares = tier_shares_by_position(facts.tier_where, facts.tier)
+        mlflow.log_artifact(str(plot_tier_shares(shares, Path(tmp) / "hard_negative_tiers_by_position.png")))
