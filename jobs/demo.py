@@ -42,8 +42,8 @@ ROWS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="demo", metavar="DIR", help="where everything goes (default demo/)")
-    parser.add_argument("--users", type=int, default=3000, help="synthetic listeners (default 3000)")
-    parser.add_argument("--days", type=int, default=60, help="days of listening (default 60)")
+    parser.add_argument("--users", type=int, default=5000, help="synthetic listeners (default 5000)")
+    parser.add_argument("--days", type=int, default=49, help="days of listening (default 49)")
     parser.add_argument(
         "--tracks-per-station", type=int, default=50, help="catalog size per station (default 50)"
     )
@@ -185,9 +185,9 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
         .where(F.col(S.TS) < F.lit(cutoff.to_pydatetime()))
         .groupBy(S.TRACK_ID)
         .count()
-        .toPandas()
+        .collect()
     )
-    plays = dict(zip(counts[S.TRACK_ID], counts["count"], strict=True))
+    plays = {row[S.TRACK_ID]: row["count"] for row in counts}
     popular = [
         np.array([plays.get(t, 0) for t in pairs[c]], dtype=float) for c in (S.UP_TRACK_ID, S.DOWN_TRACK_ID)
     ]

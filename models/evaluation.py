@@ -53,33 +53,48 @@ def pair_predictions(
     scorer: Scorer, pairs: pd.DataFrame, next_rows: pd.DataFrame, *, chunk: int = 256
 ) -> pd.DataFrame:
     """One row per eval pair: its ids, `up_score` and `down_score`, each scored from the user's
-    pre-cut-off history (taken from `next_rows`, gold/eval_next) on the pair's station."""
+    pre-cut-off history (taken from `next_rows`, gold/eval_next) on the pair's station.
+
+    One request per (user, station) scores every track of that user's pairs on that station at
+    once: a score depends only on the history, the station and the track, and users have tens of
+    pairs, so this is one model pass where one per pair would repeat the same history."""
     histories = next_rows[[USER_ID, HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK]]
-    joined = pairs.merge(histories, on=USER_ID, how="left")
-    for column in (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK):
-        joined[column] = [
-            x if isinstance(x, np.ndarray | list) else np.zeros(0, np.int64) for x in joined[column]
-        ]
+    joined = pairs.reset_index(drop=True).merge(histories, on=USER_ID, how="left")
+    empty = np.zeros(0, np.int64)
+    up_idx = joined[UP_TRACK_IDX].to_numpy(dtype=np.int64)
+    down_idx = joined[DOWN_TRACK_IDX].to_numpy(dtype=np.int64)
+    groups = list(joined.groupby([USER_ID, STATION_IDX], sort=True).indices.values()) if len(joined) else []
+    candidates = [np.unique(np.concatenate([up_idx[g], down_idx[g]])) for g in groups]
+    first = [int(g[0]) for g in groups]
+
+    def history(column: str) -> list[np.ndarray]:
+        values = joined[column].to_numpy()
+        return [values[i] if isinstance(values[i], np.ndarray | list) else empty for i in first]
+
     request = pd.DataFrame(
         {
-            HISTORY_TRACKS: joined[HISTORY_TRACKS],
-            HISTORY_STATIONS: joined[HISTORY_STATIONS],
-            HISTORY_FEEDBACK: joined[HISTORY_FEEDBACK],
-            STATION: joined[STATION_IDX].astype(np.int64),
-            CANDIDATES: list(
-                np.stack([joined[UP_TRACK_IDX], joined[DOWN_TRACK_IDX]], axis=1).astype(np.int64)
-            ),
+            HISTORY_TRACKS: history(HISTORY_TRACKS),
+            HISTORY_STATIONS: history(HISTORY_STATIONS),
+            HISTORY_FEEDBACK: history(HISTORY_FEEDBACK),
+            STATION: joined[STATION_IDX].to_numpy(dtype=np.int64)[first],
+            CANDIDATES: candidates,
         }
     )
     scores = _score(scorer, request, chunk)
+    up = np.empty(len(joined), dtype=np.float64)
+    down = np.empty(len(joined), dtype=np.float64)
+    for rows, tracks, scored in zip(groups, candidates, scores[SCORES], strict=True):
+        values = np.asarray(scored, dtype=np.float64)
+        up[rows] = values[np.searchsorted(tracks, up_idx[rows])]
+        down[rows] = values[np.searchsorted(tracks, down_idx[rows])]
     return pd.DataFrame(
         {
             USER_ID: joined[USER_ID],
             STATION_ID: joined[STATION_ID],
             UP_TRACK_ID: joined[UP_TRACK_ID],
             DOWN_TRACK_ID: joined[DOWN_TRACK_ID],
-            "up_score": np.array([s[0] for s in scores[SCORES]], dtype=np.float64),
-            "down_score": np.array([s[1] for s in scores[SCORES]], dtype=np.float64),
+            "up_score": up,
+            "down_score": down,
         }
     )
 

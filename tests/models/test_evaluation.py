@@ -8,9 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from models import metrics as M
-from models.evaluation import compare, pair_metrics, pair_terms, user_terms
+from models.evaluation import compare, pair_metrics, pair_predictions, pair_terms, user_terms
+from models.network import DOWN, PLAY, SKIP, UP
+from models.serving import score_frame
+from models.zoo import build_model
+from tests.models.helpers import N_STATIONS, N_TRACKS, settings
 
 
 def scored_pairs(seed: int, users: int = 30, shift: float = 0.0) -> pd.DataFrame:
@@ -74,3 +79,35 @@ def test_models_scored_on_different_users_cannot_be_compared():
     b = user_terms(pair_terms(scored_pairs(6, users=11)))
     with pytest.raises(ValueError, match="different users"):
         compare(a, b)
+
+
+def test_pairs_scored_per_user_and_station_equal_pairs_scored_one_by_one():
+    model_settings, train_settings = settings()
+    torch.manual_seed(0)
+    model = build_model("hybrid", N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,)).eval()
+    rng = np.random.default_rng(0)
+    pairs = pd.DataFrame(
+        {
+            "user_id": rng.choice(["a", "b", "c"], 40),
+            "station_id": "s",
+            "up_track_id": "x",
+            "down_track_id": "y",
+            "station_idx": rng.integers(0, N_STATIONS + 1, 40),
+            "up_track_idx": rng.integers(1, N_TRACKS + 1, 40),
+            "down_track_idx": rng.integers(1, N_TRACKS + 1, 40),
+        }
+    )
+    histories = pd.DataFrame(
+        {
+            "user_id": ["a", "b"],  # c has no history: scored from an empty one
+            "history_track_ids": [np.array([3, 4, 5]), np.array([7])],
+            "history_station_ids": [np.array([1, 1, 2]), np.array([3])],
+            "history_feedback_ids": [np.array([UP, SKIP, DOWN]), np.array([PLAY])],
+        }
+    )
+    grouped = pair_predictions(lambda f: score_frame(model, f), pairs, histories, chunk=2)
+    for i, pair in pairs.iterrows():
+        one = pair_predictions(lambda f: score_frame(model, f), pairs.iloc[[i]], histories)
+        assert grouped.loc[i, "up_score"] == pytest.approx(one.loc[0, "up_score"], abs=1e-5)
+        assert grouped.loc[i, "down_score"] == pytest.approx(one.loc[0, "down_score"], abs=1e-5)
+        assert grouped.loc[i, "user_id"] == pair["user_id"]
