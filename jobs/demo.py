@@ -10,7 +10,6 @@ which must be empty or absent; the registry ends with a champion chosen on valid
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -47,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracks-per-station", type=int, default=50, help="catalog size per station (default 50)"
     )
+    parser.add_argument("--seed", type=int, default=7, help="the generator's seed (default 7)")
 
 
 def demo_settings(root: Path) -> list[str]:
@@ -72,7 +72,7 @@ def command(args: argparse.Namespace) -> int:
     conf = getattr(args, "conf_after", None) or args.conf
     common = [*(["--conf", conf] if conf else []), *[x for o in overrides for x in ("--set", o)]]
     synth = ["--users", str(args.users), "--days", str(args.days)]
-    synth += ["--tracks-per-station", str(args.tracks_per_station)]
+    synth += ["--tracks-per-station", str(args.tracks_per_station), "--seed", str(args.seed)]
     steps = [
         ["synth", *synth, "--out", str(root / "raw")],
         ["ingest", "--format", "events", "--input", str(root / "raw")],
@@ -154,6 +154,7 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
     import pandas as pd
     from pyspark.sql import functions as F
 
+    from jobs.common import snapshots
     from models.data import read_table
     from models.evaluation import pair_metrics
     from pipelines import schemas as S
@@ -163,13 +164,9 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
 
     spark = spark_session(cfg.spark, cfg.delta)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
-    _, files, _ = lakehouse.snapshot("gold/eval_pairs")
-    pairs = read_table(_snapshot("gold/eval_pairs", files)).to_pandas()
+    pairs = read_table(snapshots(lakehouse, ("gold/eval_pairs",))["gold/eval_pairs"]).to_pandas()
     settings = SynthSettings(
-        users=args.users,
-        days=args.days,
-        tracks_per_station=args.tracks_per_station,
-        start=dt.date(2024, 1, 1),
+        users=args.users, days=args.days, tracks_per_station=args.tracks_per_station, seed=args.seed
     )
     users = np.array([number_of(u) for u in pairs[S.USER_ID]])
     up = np.array([number_of(t) for t in pairs[S.UP_TRACK_ID]])
@@ -199,12 +196,6 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
         "oracle": pair_metrics(scored(oracle_up, oracle_down)),
         "popularity": pair_metrics(scored(*popular)),
     }
-
-
-def _snapshot(table: str, files: list[str]) -> Any:
-    from models.data import TableSnapshot
-
-    return TableSnapshot(table, "", 0, tuple(files), 0)
 
 
 def _fmt(value: float | None) -> str:

@@ -169,11 +169,12 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         name = settings.registered_model
         client.set_registered_model_alias(name, CANDIDATE, version)
         validation_table = f"{tables[VALIDATION_PAIRS].uri}@{tables[VALIDATION_PAIRS].version}"
-        validation_frames = _validation_frames(tables)
 
         def score_champion(uri: str) -> float:
             champion = mlflow.pyfunc.load_model(uri)  # its validation pairs only: no catalog ranking
-            scored = pair_predictions(champion.predict, *validation_frames, chunk=train_cfg.eval_batch_size)
+            scored = pair_predictions(
+                champion.predict, *_validation_frames(tables), chunk=train_cfg.eval_batch_size
+            )
             return paired_accuracy(
                 scored["user_id"].to_numpy(), scored["up_score"].to_numpy(), scored["down_score"].to_numpy()
             )

@@ -3,6 +3,7 @@ the MLflow run, the registry and its aliases, a fresh-process evaluate, DDP on t
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
@@ -340,3 +341,36 @@ def test_compare_needs_exactly_two_models(lakehouse, capsys):
         "--model-uri must be given exactly twice (A and B), got 1"
         in capsys.readouterr().err.strip().splitlines()[-1]
     )
+
+
+def test_the_demo_oracle_knows_the_generators_taste_and_popularity_does_not(lakehouse, spark):
+    from jobs.demo import reference_metrics
+
+    cfg = load_config(None, [f"lakehouse.root={lakehouse / 'lh'}"])
+    args = argparse.Namespace(users=60, days=40, tracks_per_station=150, seed=7)
+    references = reference_metrics(cfg, args)
+    # within a station only the planted latent match separates an up from a down
+    assert references["oracle"]["paired_accuracy"] > 0.75
+    assert abs(references["popularity"]["paired_accuracy"] - 0.5) < 0.15
+    # a generator with another seed's tastes is no oracle for this log
+    other = reference_metrics(cfg, argparse.Namespace(users=60, days=40, tracks_per_station=150, seed=8))
+    assert other["oracle"]["paired_accuracy"] < references["oracle"]["paired_accuracy"] - 0.15
+
+
+def test_the_comparison_document_holds_every_row_and_the_paired_differences():
+    from jobs.demo import comparison, render
+
+    compared = {"paired_accuracy": {"a": 0.6, "b": 0.55, "diff": 0.05, "diff_low": 0.01, "diff_high": 0.09}}
+    references = {"oracle": {"paired_accuracy": 0.9}, "popularity": {"paired_accuracy": 0.5}}
+    table = comparison(compared, references)
+    assert table == {
+        "models": {
+            "baseline": {"paired_accuracy": 0.55},
+            "hybrid": {"paired_accuracy": 0.6},
+            "oracle": {"paired_accuracy": 0.9},
+            "popularity": {"paired_accuracy": 0.5},
+        },
+        "hybrid_vs_baseline": {"paired_accuracy": {"diff": 0.05, "diff_low": 0.01, "diff_high": 0.09}},
+    }
+    text = render(table, {"baseline": (0.5, 0.01), "hybrid": (0.6, 0.01)})
+    assert "+0.0500 [+0.0100, +0.0900]" in text and "captures 25% of the oracle's" in text
