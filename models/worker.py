@@ -8,6 +8,7 @@ talks to MLflow.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             result.update(
                 model_path=str(final),
                 history=state.history,
-                best=state.best,
+                best=state.best if math.isfinite(state.best) else float("nan"),  # no validation data
                 best_standard_error=state.best_standard_error,
                 best_epoch=state.best_epoch,
                 epochs=state.epoch,

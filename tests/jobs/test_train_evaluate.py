@@ -374,3 +374,21 @@ def test_the_comparison_document_holds_every_row_and_the_paired_differences():
     }
     text = render(table, {"baseline": (0.5, 0.01), "hybrid": (0.6, 0.01)})
     assert "+0.0500 [+0.0100, +0.0900]" in text and "captures 25% of the oracle's" in text
+
+
+def test_without_validation_pairs_training_keeps_the_last_epoch_and_reports_no_validation_figure(
+    lakehouse, tmp_path, capsys
+):
+    copy = tmp_path / "lh"
+    shutil.copytree(lakehouse / "lh", copy)
+    table = copy / "gold" / "validation_pairs"
+    write_deltalake(str(table), DeltaTable(str(table)).to_pyarrow_table().slice(0, 0), mode="overwrite")
+    values = [f"lakehouse.root={copy}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}"]
+    values += [f"mlflow.artifact_root={tmp_path / 'art'}", f"train.checkpoint_dir={tmp_path / 'ck'}"]
+    values += ["model.dim=16", "model.layers=1", "train.max_epochs=2", "train.batch_size=16"]
+    assert main([*[x for v in values for x in ("--set", v)], "train", "--model", "hybrid"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == "validation paired accuracy: nan (standard error nan)"
+    run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(out[-1])
+    assert "validation_paired_accuracy" not in run.data.metrics
+    assert run.data.metrics["best_epoch"] == 1 and run.data.metrics["epochs_run"] == 2
