@@ -155,7 +155,7 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
     from pyspark.sql import functions as F
 
     from jobs.common import snapshots
-    from models.data import read_table
+    from models.data import read_frame
     from models.evaluation import pair_metrics
     from pipelines import schemas as S
     from pipelines.lakehouse import Lakehouse
@@ -164,7 +164,7 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
 
     spark = spark_session(cfg.spark, cfg.delta)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
-    pairs = read_table(snapshots(lakehouse, ("gold/eval_pairs",))["gold/eval_pairs"]).to_pandas()
+    pairs = read_frame(snapshots(lakehouse, ("gold/eval_pairs",))["gold/eval_pairs"])
     settings = SynthSettings(
         users=args.users, days=args.days, tracks_per_station=args.tracks_per_station, seed=args.seed
     )

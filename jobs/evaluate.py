@@ -124,9 +124,9 @@ def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
 
 def eval_frames(tables: dict[str, Any]) -> tuple[Any, Any]:
     """gold/eval_pairs and gold/eval_next rows of these snapshots, as pandas frames."""
-    from models.data import read_table
+    from models.data import read_frame
 
-    return read_table(tables["gold/eval_pairs"]).to_pandas(), read_table(tables["gold/eval_next"]).to_pandas()
+    return read_frame(tables["gold/eval_pairs"]), read_frame(tables["gold/eval_next"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,13 +14,16 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.common import config_from, job_main, snapshots
 from jobs.config import PROJECT_ROOT, Config, to_yaml
 from models.settings import MODEL_NAMES
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
+
+if TYPE_CHECKING:
+    from models.lifecycle import TrainResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +60,9 @@ def device_of(setting: str) -> str:
     return setting
 
 
-def run(cfg: Config, model_name: str, *, processes: int | None = None, resume: str | None = None) -> Any:
+def run(
+    cfg: Config, model_name: str, *, processes: int | None = None, resume: str | None = None
+) -> TrainResult:
     """Check the inputs, then one models.lifecycle run; returns its TrainResult."""
     import torch
 

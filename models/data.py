@@ -56,6 +56,12 @@ def read_table(snapshot: TableSnapshot, columns: Sequence[str] | None = None) ->
     return parquet_dataset(snapshot.files).to_table(columns=list(columns) if columns else None)
 
 
+def read_frame(snapshot: TableSnapshot) -> pd.DataFrame:
+    """A small table's rows as pandas; an empty frame when the snapshot has no data files (a table
+    that may legitimately be empty, such as gold/validation_pairs on a tiny log)."""
+    return read_table(snapshot).to_pandas() if snapshot.files else pd.DataFrame()
+
+
 @dataclass(frozen=True)
 class SequenceFacts:
     """What training needs to know about gold/sequences before it starts."""

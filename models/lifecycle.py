@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.data import SequenceFacts, TableSnapshot, read_table
+from models.data import SequenceFacts, TableSnapshot, read_frame
 from models.settings import ModelSettings, TrainSettings
 from models.tracking import MlflowSettings
 from models.worker import WorkerSpec
@@ -72,11 +72,11 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from models.evaluation import evaluate, pair_predictions
-    from models.metrics import paired_accuracy
+    from models.evaluation import evaluate
     from models.plots import plot_learning_curves
     from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
     from models.tracking import CANDIDATE, PIP_REQUIREMENTS, decide_champion, experiment_id, metric_name
+    from models.validation import ValidationSet
 
     started = time.perf_counter()
     tables, settings = request.tables, request.mlflow
@@ -106,8 +106,8 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             model=request.model,
             train=train_cfg,
             sequence_files=tables[SEQUENCES].files,
-            validation_pairs_files=tables[VALIDATION_PAIRS].files,
-            validation_next_files=tables[VALIDATION_NEXT].files,
+            validation_pairs=tables[VALIDATION_PAIRS],
+            validation_next=tables[VALIDATION_NEXT],
             steps_per_epoch=steps,
             checkpoint_dir=str(checkpoint_dir),
             device=request.device,
@@ -141,12 +141,10 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         mlflow.set_tag("downbeat.stopped_early", str(outcome["stopped_early"]))
 
         # Test figures: computed once, for the record; nothing below chooses by them.
-        pairs = read_table(tables[EVAL_PAIRS]).to_pandas()
-        next_rows = read_table(tables[EVAL_NEXT]).to_pandas()
         result = evaluate(
             lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
-            pairs,
-            next_rows,
+            read_frame(tables[EVAL_PAIRS]),
+            read_frame(tables[EVAL_NEXT]),
             n_tracks,
             chunk=train_cfg.eval_batch_size,
         )
@@ -171,13 +169,9 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         validation_table = f"{tables[VALIDATION_PAIRS].uri}@{tables[VALIDATION_PAIRS].version}"
 
         def score_champion(uri: str) -> float:
-            champion = mlflow.pyfunc.load_model(uri)  # its validation pairs only: no catalog ranking
-            scored = pair_predictions(
-                champion.predict, *_validation_frames(tables), chunk=train_cfg.eval_batch_size
-            )
-            return paired_accuracy(
-                scored["user_id"].to_numpy(), scored["up_score"].to_numpy(), scored["down_score"].to_numpy()
-            )
+            champion = mlflow.pyfunc.load_model(uri)  # the same validation scoring as training's
+            validation_set = ValidationSet.of(tables[VALIDATION_PAIRS], tables[VALIDATION_NEXT])
+            return validation_set.score_with(champion.predict, chunk=train_cfg.eval_batch_size).accuracy
 
         decision = decide_champion(client, name, version, validation_table, validation, score_champion)
         mlflow.set_tags(
@@ -192,16 +186,6 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     return TrainResult(
         run_id, version, result.metrics, validation, validation_se, decision.moved, decision.reason
     )
-
-
-def _validation_frames(tables: dict[str, TableSnapshot]) -> tuple[Any, Any]:
-    import pandas as pd
-
-    frames = []
-    for table in (VALIDATION_PAIRS, VALIDATION_NEXT):
-        snapshot = tables[table]
-        frames.append(read_table(snapshot).to_pandas() if snapshot.files else pd.DataFrame())
-    return frames[0], frames[1]
 
 
 def _log_inputs(

@@ -8,7 +8,6 @@ gold/validation_next their histories before it. Test tables never reach this mod
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +15,9 @@ import pandas as pd
 import torch
 
 from contract import USER_ID
-from models.evaluation import pair_predictions
-from models.metrics import user_means
+from models.data import TableSnapshot, read_frame
+from models.evaluation import Scorer, pair_predictions
+from models.metrics import pair_outcomes, user_means
 from models.network import Recommender
 from models.serving import score_frame
 from models.train import Ranks
@@ -54,26 +54,28 @@ class ValidationSet:
     def users(self) -> int:
         return int(self.pairs[USER_ID].nunique()) if len(self.pairs) else 0
 
+    @classmethod
+    def of(cls, pairs: TableSnapshot, histories: TableSnapshot) -> ValidationSet:
+        """From the gold/validation_pairs and gold/validation_next snapshots."""
+        return cls(read_frame(pairs), read_frame(histories))
+
     def score(
         self, model: Recommender, *, device: torch.device, ranks: Ranks = ONE_PROCESS, batch_size: int = 256
     ) -> Score:
-        """Paired accuracy of `model`: each rank scores every pair of its share of the users."""
+        """Paired accuracy of a model in this process: each rank scores its share of the users."""
+        return self.score_with(_scorer(model, device, batch_size), ranks=ranks, chunk=batch_size)
+
+    def score_with(self, scorer: Scorer, *, ranks: Ranks = ONE_PROCESS, chunk: int = 256) -> Score:
+        """Paired accuracy of any scorer (a model in process, an MLflow pyfunc's predict)."""
         if not len(self.pairs):
             return NO_SCORE
         users = np.unique(self.pairs[USER_ID].to_numpy())
         mine = self.pairs[self.pairs[USER_ID].isin(users[ranks.rank :: ranks.world])]
         total, squares, count = 0.0, 0.0, 0.0
         if len(mine):
-            scored = pair_predictions(
-                _scorer(model, device, batch_size),
-                mine.reset_index(drop=True),
-                self.histories,
-                chunk=batch_size,
-            )
-            won = (scored["up_score"] > scored["down_score"]) + 0.5 * (
-                scored["up_score"] == scored["down_score"]
-            )
-            _, per_user = user_means(scored[USER_ID].to_numpy(), won.to_numpy(dtype=np.float64))
+            scored = pair_predictions(scorer, mine.reset_index(drop=True), self.histories, chunk=chunk)
+            won = pair_outcomes(scored["up_score"].to_numpy(), scored["down_score"].to_numpy())
+            _, per_user = user_means(scored[USER_ID].to_numpy(), won)
             total, squares, count = float(per_user.sum()), float((per_user**2).sum()), float(len(per_user))
         total, squares, count = ranks.all_sum([total, squares, count])
         if count == 0:
@@ -83,7 +85,5 @@ class ValidationSet:
         return Score(mean, math.sqrt(variance / count), int(count))
 
 
-def _scorer(
-    model: Recommender, device: torch.device, batch_size: int
-) -> Callable[[pd.DataFrame], pd.DataFrame]:
+def _scorer(model: Recommender, device: torch.device, batch_size: int) -> Scorer:
     return lambda frame: score_frame(model, frame, batch_size=batch_size, device=str(device))

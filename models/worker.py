@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import torch.distributed as dist
 
-from models.data import SequenceStream, parquet_dataset
+from models.data import SequenceStream, TableSnapshot
 from models.serving import checkpoint_payload
 from models.settings import ModelSettings, TrainSettings
 from models.train import FitState, Ranks, fit, seed_everything
@@ -41,8 +40,8 @@ class WorkerSpec:
     model: ModelSettings
     train: TrainSettings
     sequence_files: tuple[str, ...]
-    validation_pairs_files: tuple[str, ...]
-    validation_next_files: tuple[str, ...]
+    validation_pairs: TableSnapshot
+    validation_next: TableSnapshot
     steps_per_epoch: int
     checkpoint_dir: str
     device: str  # cpu | cuda
@@ -50,15 +49,6 @@ class WorkerSpec:
     tracking_uri: str | None = None
     run_id: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
-
-
-def frame(files: tuple[str, ...]) -> pd.DataFrame:
-    """A small table's rows from its snapshot's data files (an empty frame when it has none)."""
-    return parquet_dataset(files).to_table().to_pandas() if files else pd.DataFrame()
-
-
-def validation_set(spec: WorkerSpec) -> ValidationSet:
-    return ValidationSet(frame(spec.validation_pairs_files), frame(spec.validation_next_files))
 
 
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
@@ -93,7 +83,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             rank=rank,
             world=world,
         )
-        validation = validation_set(spec)
+        validation = ValidationSet.of(spec.validation_pairs, spec.validation_next)
         if rank == 0:
             log.info(
                 "rank 0 of %d on %s: %d steps per epoch, %d validation pairs of %d users",

@@ -45,6 +45,12 @@ def lakehouse(spark, tmp_path_factory):
     return root
 
 
+def downbeat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The command in a fresh process (the console script when installed)."""
+    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
 def snapshot_of(lakehouse: Lakehouse, table: str) -> TableSnapshot:
     version, files, rows = lakehouse.snapshot(table)
     return TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows or 0)
@@ -118,22 +124,15 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
     client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
     champion = client.get_model_version_by_alias("downbeat", CHAMPION)
     out = tmp_path / "pairs.parquet"
-    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
-    result = subprocess.run(
-        [
-            *command,
-            *settings(lakehouse),
-            "evaluate",
-            "--model-uri",
-            "models:/downbeat@champion",
-            "--json",
-            "--predictions-out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    result = downbeat(
+        *settings(lakehouse),
+        "evaluate",
+        "--model-uri",
+        "models:/downbeat@champion",
+        "--json",
+        "--predictions-out",
+        str(out),
         cwd=tmp_path,
-        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
@@ -295,13 +294,7 @@ def two_models(lakehouse):
 
 
 def run_cli(values: list[str], *args: str) -> subprocess.CompletedProcess:
-    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
-    return subprocess.run(
-        [*command, *[x for v in values for x in ("--set", v)], *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return downbeat(*[x for v in values for x in ("--set", v)], *args)
 
 
 def test_compare_gives_both_models_metrics_as_evaluate_does_and_a_paired_interval(two_models):
