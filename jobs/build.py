@@ -33,6 +33,7 @@ from pipelines.sequences import sequences
 from pipelines.settings import FeatureSettings
 from pipelines.spark import spark_session
 from pipelines.split import (
+    check_split,
     cutoff,
     history,
     in_test_period,
@@ -81,6 +82,7 @@ def run(
     features = cfg.features
     if (from_date is None) != (to_date is None):
         raise InputError("--from-date and --to-date go together")
+    check_split(features.split)  # before anything is written: a bad key leaves every table as it was
     events = lakehouse.read(EVENTS)
     versions: dict[str, int] = {}
     silver_range = None

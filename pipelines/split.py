@@ -17,28 +17,37 @@ IS_NEGATIVE = "_is_negative"
 USER_POSITION = "_user_position"
 
 
-def cutoff(last_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
-    """Start of the test period: `cutoff_date`, else the UTC day `test_days - 1` days before the last day."""
+def check_split(settings: SplitSettings) -> None:
+    """Bad input (exit 2) naming the key when the split settings cannot be used; a build calls it
+    before it writes anything."""
     if settings.cutoff_date is not None:
         try:
-            day = dt.date.fromisoformat(settings.cutoff_date)
+            dt.date.fromisoformat(settings.cutoff_date)
         except ValueError:
             raise InputError(
                 f"config key 'split.cutoff_date' must be YYYY-MM-DD, got {settings.cutoff_date!r}"
             ) from None
+    elif settings.test_days < 1:
+        raise InputError(f"config key 'split.test_days' must be at least 1, got {settings.test_days}")
+    if settings.validation_days < 1:
+        raise InputError(
+            f"config key 'split.validation_days' must be at least 1, got {settings.validation_days}"
+        )
+
+
+def cutoff(last_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
+    """Start of the test period: `cutoff_date`, else the UTC day `test_days - 1` days before the last day."""
+    check_split(settings)
+    if settings.cutoff_date is not None:
+        day = dt.date.fromisoformat(settings.cutoff_date)
     else:
-        if settings.test_days < 1:
-            raise InputError(f"config key 'split.test_days' must be at least 1, got {settings.test_days}")
         day = last_ts.date() - dt.timedelta(days=settings.test_days - 1)
     return dt.datetime(day.year, day.month, day.day)
 
 
 def validation_cutoff(cutoff_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
     """Start of the validation period: `validation_days` days before the test cut-off."""
-    if settings.validation_days < 1:
-        raise InputError(
-            f"config key 'split.validation_days' must be at least 1, got {settings.validation_days}"
-        )
+    check_split(settings)
     return cutoff_ts - dt.timedelta(days=settings.validation_days)
 
 

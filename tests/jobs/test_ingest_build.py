@@ -91,6 +91,29 @@ def test_bad_input_exits_2_with_one_line_and_leaves_tables_as_they_were(
     assert (lakehouse.version("bronze/events"), lakehouse.version("bronze/quarantine")) == versions
 
 
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("split.validation_days=0", "config key 'split.validation_days' must be at least 1, got 0"),
+        ("split.test_days=0", "config key 'split.test_days' must be at least 1, got 0"),
+        ("split.cutoff_date=soon", "config key 'split.cutoff_date' must be YYYY-MM-DD, got 'soon'"),
+    ],
+)
+def test_a_bad_split_key_exits_2_before_any_table_is_written(spark, tmp_path, capsys, key, message):
+    root = tmp_path / "lh"
+    log = tmp_path / "log.tsv"
+    log.write_text(LASTFM)
+    common = ["--set", f"lakehouse.root={root}", "--set", "spark.log_level=ERROR"]
+    assert main([*common, "ingest", "--format", "lastfm1k", "--input", str(log)]) == 0
+    assert main([*common, "build"]) == 0
+    lakehouse = Lakehouse(spark, str(root))
+    before = {t: lakehouse.version(t) for t in ("silver/plays", *build.GOLD)}
+    capsys.readouterr()
+    assert main([*common, "--set", key, "build"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"downbeat: error: {message}"
+    assert {t: lakehouse.version(t) for t in before} == before
+
+
 def test_build_without_events_is_a_one_line_error(tmp_path, capsys):
     assert main(["--set", f"lakehouse.root={tmp_path}", "build"]) == 2
     assert "table bronze/events does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
