@@ -111,9 +111,11 @@ class SequenceNetwork(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, settings.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        nn.init.normal_(self.track.weight, std=0.02)
+        for embedding in (self.track, self.station, self.feedback, self.position):
+            nn.init.normal_(embedding.weight, std=0.02)
         with torch.no_grad():
-            self.track.weight[PAD].zero_()
+            for embedding in (self.track, self.station, self.feedback):
+                embedding.weight[PAD].zero_()
 
     def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
         """(B, L, D) hidden states of right-padded (B, L) inputs; padding is never attended to."""
