@@ -25,7 +25,8 @@ from pyspark.sql import types as T
 
 from pipelines import schemas as S
 
-LATENT = 4
+LATENT = 2  # the taste a history must reveal: two dimensions per user and per track
+LATENT_WEIGHT = 1.0
 THUMBLESS_SHARE = 1 / 3
 
 
@@ -72,7 +73,7 @@ def _appeal(
     taste: np.ndarray, latent: np.ndarray, vectors: np.ndarray, track: np.ndarray, station: np.ndarray
 ):
     """How much a user likes each track: station taste plus the latent match (the planted truth)."""
-    return taste[station] * 0.8 + vectors[track] @ latent * 0.6
+    return taste[station] * 0.8 + vectors[track] @ latent * LATENT_WEIGHT
 
 
 def appeal(user: int, tracks: np.ndarray, settings: SynthSettings) -> np.ndarray:
