@@ -41,7 +41,7 @@ ROWS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="demo", metavar="DIR", help="where everything goes (default demo/)")
-    parser.add_argument("--users", type=int, default=7000, help="synthetic listeners (default 7000)")
+    parser.add_argument("--users", type=int, default=5000, help="synthetic listeners (default 5000)")
     parser.add_argument("--days", type=int, default=49, help="days of listening (default 49)")
     parser.add_argument(
         "--tracks-per-station", type=int, default=50, help="catalog size per station (default 50)"
