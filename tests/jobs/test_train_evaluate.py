@@ -51,6 +51,12 @@ def downbeat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
+def printed_json(result: subprocess.CompletedProcess) -> dict:
+    """A `--json` command's result: it succeeded, and its last stdout line is the document."""
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def snapshot_of(lakehouse: Lakehouse, table: str) -> TableSnapshot:
     version, files, rows = lakehouse.snapshot(table)
     return TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows or 0)
@@ -134,8 +140,7 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
         str(out),
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    metrics = printed_json(result)
     for key in (
         "paired_accuracy",
         "auc",
@@ -301,11 +306,9 @@ def test_compare_gives_both_models_metrics_as_evaluate_does_and_a_paired_interva
     values, runs = two_models
     a, b = f"runs:/{runs['hybrid']}/model", f"runs:/{runs['baseline']}/model"
     compared = run_cli(values, "compare", "--model-uri", a, "--model-uri", b, "--json", "--bootstrap", "200")
-    assert compared.returncode == 0, compared.stderr[-2000:]
-    result = json.loads(compared.stdout.strip().splitlines()[-1])
+    result = printed_json(compared)
     evaluated = run_cli(values, "evaluate", "--model-uri", b, "--json")
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    alone = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    alone = printed_json(evaluated)
     for metric in (
         "paired_accuracy",
         "paired_accuracy_pooled",
@@ -328,7 +331,7 @@ def test_compare_gives_both_models_metrics_as_evaluate_does_and_a_paired_interva
     assert result["coverage"]["a"] == 1.0 and result["coverage"]["diff"] > 0
 
     same = run_cli(values, "compare", "--model-uri", b, "--model-uri", b, "--json", "--bootstrap", "50")
-    for row in json.loads(same.stdout.strip().splitlines()[-1]).values():
+    for row in printed_json(same).values():
         if row["a"] is not None:
             assert row["diff"] == row["diff_low"] == row["diff_high"] == 0.0
 
