@@ -10,8 +10,9 @@ from typing import Literal
 
 from pyspark.sql import SparkSession
 
+from pipelines.connector import locate
 from pipelines.errors import ConfigError
-from pipelines.lakehouse import DeltaSettings
+from pipelines.lakehouse import CONNECTOR_PROBLEM, CONNECTOR_SOURCE, DeltaSettings
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -32,8 +33,9 @@ class SparkSettings:
 
 def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession:
     """Build (or join, under spark-submit) the session with downbeat's settings applied."""
-    conf = session_conf(settings, delta)
     under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    # Under spark-submit the JVM is already up: its --packages or --jars decide the connector.
+    conf = session_conf(settings, delta, connector=not under_spark_submit)
     if under_spark_submit:
         # spark-submit already chose the master and started the driver JVM: its flags win.
         conf.pop("spark.driver.memory", None)
@@ -59,7 +61,7 @@ def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession
     return spark
 
 
-def session_conf(settings: SparkSettings, delta: DeltaSettings) -> dict[str, str]:
+def session_conf(settings: SparkSettings, delta: DeltaSettings, *, connector: bool = True) -> dict[str, str]:
     """Every Spark setting downbeat applies; `spark.conf` entries from config win over these."""
     java_opts = f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
     conf = {
@@ -73,7 +75,12 @@ def session_conf(settings: SparkSettings, delta: DeltaSettings) -> dict[str, str
         "spark.executor.extraJavaOptions": java_opts,
         "spark.ui.showConsoleProgress": "false",
     }
-    conf.update(delta_connector_conf(delta))
+    if connector:
+        conf.update(delta_connector_conf(delta))
+    if CONNECTOR_SOURCE in conf:
+        # The connector rebuilds a table's state with this many tasks (default 50): at most the
+        # shuffle partitions, so that small local sessions do not run 50 tasks per snapshot.
+        conf["spark.databricks.delta.snapshotPartitions"] = str(min(50, settings.shuffle_partitions))
     for key, value in settings.conf.items():
         if key.endswith("extraJavaOptions") and key in conf:
             value = f"{conf[key]} {value}"
@@ -82,18 +89,23 @@ def session_conf(settings: SparkSettings, delta: DeltaSettings) -> dict[str, str
 
 
 def delta_connector_conf(delta: DeltaSettings) -> dict[str, str]:
-    """Settings that put the Delta Spark connector on the classpath, when config provides it."""
-    conf: dict[str, str] = {}
-    if delta.jars_dir:
-        jars = sorted(Path(delta.jars_dir).glob("*.jar"))
-        if not jars:
-            raise ConfigError(f"config key 'delta.jars_dir': no .jar files in {delta.jars_dir}")
-        conf["spark.jars"] = ",".join(str(j) for j in jars)
-    if delta.packages:
-        conf["spark.jars.packages"] = delta.packages
-    if delta.jars_dir or delta.packages:
-        # Only when config brings the connector: naming classes that are absent makes Spark print a
-        # stack trace at start-up, before resolve_engine() can say what is missing in one line.
-        conf["spark.sql.extensions"] = DELTA_EXTENSION
-        conf["spark.sql.catalog.spark_catalog"] = DELTA_CATALOG
-    return conf
+    """Settings that put the Delta Spark connector on the classpath, when its jars can be had.
+
+    `delta.engine: delta-rs` never looks for them. Without jars, `auto` goes on with delta-rs (the
+    reason is kept for resolve_engine() to log once) and `spark` is a one-line config error.
+    """
+    if delta.engine == "delta-rs":
+        return {}
+    connector = locate(delta.packages, delta.jars_dir)
+    if not connector.available:
+        if delta.engine == "spark":
+            raise ConfigError(f"config key 'delta.engine' is 'spark' but {connector.problem}")
+        return {CONNECTOR_PROBLEM: connector.problem or f"no jars for {connector.source}"}
+    return {
+        "spark.jars": ",".join(str(j) for j in connector.jars),
+        # Only with the jars: naming classes that are absent makes Spark print a stack trace at
+        # start-up, before resolve_engine() can say what is missing in one line.
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        CONNECTOR_SOURCE: connector.source,
+    }

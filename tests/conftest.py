@@ -18,9 +18,6 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
-# Where the Delta Spark connector's jars are (they cannot be fetched here); unset: delta-rs only.
-DELTA_JARS_DIR = os.environ.get("DOWNBEAT_DELTA_JARS_DIR") or None
-
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
@@ -33,7 +30,8 @@ def spark() -> Iterator[SparkSession]:
             log_level="ERROR",
             conf={"spark.ui.enabled": "false", "spark.sql.adaptive.enabled": "false"},
         ),
-        DeltaSettings(engine="auto", packages=None, jars_dir=DELTA_JARS_DIR),
+        # The connector from the set-up cache (`make test` resolves it first): both engines are available.
+        DeltaSettings(engine="auto", packages=None, jars_dir=None),
     )
     yield session
     session.stop()

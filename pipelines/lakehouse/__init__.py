@@ -25,7 +25,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +36,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from pipelines.errors import InputError
-from pipelines.lakehouse import _delta_rs
+from pipelines.lakehouse import _delta_rs, _spark_engine
 from pipelines.lakehouse._core import (
+    CONNECTOR_PROBLEM,
+    CONNECTOR_SOURCE,
     DELTA_CLASS,
     LAYERS,
     TABLE_NAME,
@@ -43,6 +48,7 @@ from pipelines.lakehouse._core import (
     DeltaSettings,
     Engine,
     LakehouseSettings,
+    PartialCommitError,
     PendingWrite,
     SchemaMismatchError,
     TableNotFoundError,
@@ -56,22 +62,32 @@ from pipelines.lakehouse._core import (
     snapshot_files,
     spark_schema,
 )
-from pipelines.lakehouse._spark_engine import SparkWrite
 
 log = logging.getLogger("downbeat.lakehouse")
 
 
+_FALLBACKS_LOGGED: set[str] = set()
+
+
 def resolve_engine(spark: SparkSession, engine: str) -> Engine:
-    """`auto` -> `spark` when the Delta connector's classes load in this session, else `delta-rs`."""
+    """`auto` -> `spark` when the Delta connector's classes load in this session, else `delta-rs`
+    (logged once per session and reason)."""
     if engine == "delta-rs":
         return "delta-rs"
     available = connector_available(spark)
+    problem = spark.conf.get(CONNECTOR_PROBLEM, None) or "its classes are not on the classpath"
     if engine == "spark" and not available:
         raise InputError(
-            "config key 'delta.engine' is 'spark' but the Delta Spark connector is not on the classpath "
+            f"config key 'delta.engine' is 'spark' but the Delta Spark connector is missing: {problem} "
             "(set delta.jars_dir or delta.packages, or use delta.engine=auto)"
         )
-    return "spark" if available else "delta-rs"
+    if not available:
+        key = f"{spark.sparkContext.applicationId}: {problem}"
+        if key not in _FALLBACKS_LOGGED:
+            _FALLBACKS_LOGGED.add(key)
+            log.warning("delta.engine=auto: no Delta Spark connector (%s); writing with delta-rs", problem)
+        return "delta-rs"
+    return "spark"
 
 
 def connector_available(spark: SparkSession) -> bool:
@@ -136,8 +152,10 @@ class Lakehouse:
         return int(self._delta_table(table).version())
 
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Commit records, newest first: version, timestamp, operation, operationParameters, ..."""
-        return list(self._delta_table(table).history(limit))
+        """Commit records, newest first: version, timestamp, operation, operationParameters, ...,
+        and downbeat's own keys (downbeat.operation, .rows, .txn, .batch) whichever engine wrote it."""
+        entries = list(self._delta_table(table).history(limit))
+        return [{**entry, **_spark_engine.tags_of(entry)} for entry in entries]
 
     def file_uris(self, table: str, version: int | None = None) -> list[str]:
         """URLs of the snapshot's data files (file:// for local tables), from the Delta log."""
@@ -219,10 +237,83 @@ class Lakehouse:
     def merge(
         self, df: DataFrame, table: str, *, keys: Sequence[str], schema_evolution: bool = False
     ) -> Commit:
-        """Upsert: rows of `df` replace the table's rows with equal `keys`; the others are inserted."""
+        """Upsert: rows of `df` replace the table's rows with equal `keys`; the others are inserted.
+
+        On the spark engine this is the connector's MERGE; in a transaction, a staged rewrite."""
+        if self.engine == "spark" and self.exists(table):
+            spec, df = self._checked(
+                df, table, operation="merge", merge_keys=keys, schema_evolution=schema_evolution
+            )
+            return _spark_engine.merge_now(self, spec, df)
         return self._run(
             df, table, operation="merge", merge_keys=tuple(keys), schema_evolution=schema_evolution
         )
+
+    # ---- maintenance --------------------------------------------------------------------------
+
+    def tables(self) -> list[str]:
+        """Every Delta table under the root (`layer/name`), sorted."""
+        import pyarrow.fs as pafs
+
+        fs, base = pafs.FileSystem.from_uri(file_url(self.root))
+        found = []
+        for layer in LAYERS:
+            selector = pafs.FileSelector(f"{base.rstrip('/')}/{layer}", allow_not_found=True)
+            for info in fs.get_file_info(selector):
+                name = f"{layer}/{info.base_name}"
+                if info.type == pafs.FileType.Directory and TABLE_NAME.match(name) and self.exists(name):
+                    found.append(name)
+        return sorted(found)
+
+    def optimize(self, table: str) -> Maintenance:
+        """Compact small data files into larger ones (bin-packing, per partition): a new version."""
+        started = time.monotonic()
+        before = self.version(table)
+        if self.engine == "spark":
+            added, removed = _spark_engine.optimize(self, table)
+        else:
+            metrics = self._delta_table(table).optimize.compact()
+            added, removed = int(metrics["numFilesAdded"]), int(metrics["numFilesRemoved"])
+        return Maintenance(table, "optimize", before, self.version(table), added, removed, started)
+
+    def vacuum(self, table: str, retention_hours: float) -> Maintenance:
+        """Delete data files that no version newer than `retention_hours` ago needs, and files no
+        version references (left by failed writes) older than that. Time travel to versions whose
+        files are gone fails afterwards."""
+        if retention_hours < 0:
+            raise InputError(f"vacuum retention must be 0 hours or more, not {retention_hours}")
+        started = time.monotonic()
+        before = self.version(table)
+        if self.engine == "spark":
+            deleted = _spark_engine.vacuum(self, table, retention_hours)
+        else:
+            deleted = len(
+                self._delta_table(table).vacuum(
+                    retention_hours=int(retention_hours),
+                    dry_run=False,
+                    enforce_retention_duration=False,
+                    full=True,
+                )
+            )
+        return Maintenance(table, "vacuum", before, self.version(table), 0, deleted, started)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Writes to several tables, committed together at the end of the block.
+
+        `tx.stage(df, table, ...)` writes a table's data files at once (nothing visible); leaving
+        the block commits every staged write in staging order. An exception in the block aborts
+        them all (their files are deleted, every table stays as it was). A failure in the commit
+        phase leaves the tables committed before it at their new versions and every later table at
+        its previous version, and raises PartialCommitError naming both (see the README).
+        """
+        tx = Transaction(self)
+        try:
+            yield tx
+        except BaseException:
+            tx.abort()
+            raise
+        tx.commit()
 
     def prepare(
         self,
@@ -235,7 +326,35 @@ class Lakehouse:
         merge_keys: Sequence[str] = (),
         schema_evolution: bool = False,
     ) -> PendingWrite:
-        """First half of a write: check it, and on delta-rs write its data files. `commit()` ends it."""
+        """First half of a write: check it and write its data files. `commit()` publishes them."""
+        spec, df = self._checked(
+            df,
+            table,
+            operation=operation,
+            partition_by=partition_by,
+            replace_range=replace_range,
+            merge_keys=merge_keys,
+            schema_evolution=schema_evolution,
+        )
+        current = None if spec.creates else self._delta_table(table)
+        if self.engine == "spark":
+            return _spark_engine.stage(self, spec, df, current)
+        return _delta_rs.stage(self.spark, spec, df, current)
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _checked(
+        self,
+        df: DataFrame,
+        table: str,
+        *,
+        operation: str,
+        partition_by: Sequence[str] = (),
+        replace_range: tuple[str, dt.date, dt.date] | None = None,
+        merge_keys: Sequence[str] = (),
+        schema_evolution: bool = False,
+    ) -> tuple[WriteSpec, DataFrame]:
+        """The write's plan, checked against the table (schema, partitioning, range, keys)."""
         uri = self.uri(table)
         spec = WriteSpec(
             table=table,
@@ -249,27 +368,13 @@ class Lakehouse:
         current = self._current(table)
         df = conform(df, spec, current)
         check_data(df, spec)
-        if self.engine == "spark":
-            return SparkWrite(self, spec, df)
-        return _delta_rs.stage(self.spark, spec, df, current)
-
-    # ---- internals ----------------------------------------------------------------------------
+        return spec, df
 
     def _run(self, df: DataFrame, table: str, **how: Any) -> Commit:
         started = time.monotonic()
         log.info("%s %s: writing data files (%s engine)", how["operation"], table, self.engine)
         commit = self.prepare(df, table, **how).commit()
-        rows = "" if commit.rows_written is None else f", {commit.rows_written} rows"
-        log.info(
-            "%s %s: committed version %d%s, +%d/-%d files in %.1f s",
-            commit.operation,
-            table,
-            commit.version,
-            rows,
-            commit.files_added,
-            commit.files_removed,
-            time.monotonic() - started,
-        )
+        log_commit(commit, time.monotonic() - started)
         return commit
 
     def _current(self, table: str) -> Any:
@@ -294,15 +399,114 @@ class Lakehouse:
             raise
 
 
+def log_commit(commit: Commit, seconds: float) -> None:
+    rows = "" if commit.rows_written is None else f", {commit.rows_written} rows"
+    log.info(
+        "%s %s: committed version %d%s, +%d/-%d files in %.1f s",
+        commit.operation,
+        commit.table,
+        commit.version,
+        rows,
+        commit.files_added,
+        commit.files_removed,
+        seconds,
+    )
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """What one optimize or vacuum did to a table."""
+
+    table: str
+    action: str
+    version_before: int
+    version_after: int
+    files_added: int
+    files_removed: int  # optimize: files compacted away; vacuum: files deleted from storage
+    started: float
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+class Transaction:
+    """Staged writes to several tables, committed together: see Lakehouse.transaction()."""
+
+    def __init__(self, lakehouse: Lakehouse) -> None:
+        self.lakehouse = lakehouse
+        self.id = uuid.uuid4().hex
+        self.staged: list[tuple[str, PendingWrite]] = []
+        self.commits: dict[str, Commit] = {}
+        self._started = time.monotonic()
+
+    def stage(
+        self,
+        df: DataFrame,
+        table: str,
+        *,
+        operation: str = "overwrite",
+        partition_by: Sequence[str] = (),
+        replace_range: tuple[str, dt.date, dt.date] | None = None,
+        merge_keys: Sequence[str] = (),
+        schema_evolution: bool = False,
+    ) -> None:
+        """Write `df`'s data files for `table` now; they become visible when the transaction commits."""
+        if any(name == table for name, _ in self.staged):
+            raise InputError(f"transaction {self.id}: {table} is staged twice")
+        log.info("%s %s: writing data files (%s engine, staged)", operation, table, self.lakehouse.engine)
+        write = self.lakehouse.prepare(
+            df,
+            table,
+            operation=operation,
+            partition_by=partition_by,
+            replace_range=replace_range,
+            merge_keys=merge_keys,
+            schema_evolution=schema_evolution,
+        )
+        self.staged.append((table, write))
+
+    def abort(self) -> None:
+        """Discard every staged write that has not committed."""
+        for _, write in self.staged:
+            write.abort()
+
+    def commit(self) -> dict[str, Commit]:
+        """Commit the staged writes in staging order; see Lakehouse.transaction() for failures."""
+        for i, (table, write) in enumerate(self.staged):
+            try:
+                commit = write.commit(batch=self.id)
+            except BaseException as exc:
+                rest = [name for name, _ in self.staged[i:]]
+                for _, later in self.staged[i + 1 :]:
+                    later.abort()
+                if not self.commits:
+                    raise  # nothing committed: every table is as it was
+                done = ", ".join(f"{c.table} v{c.version}" for c in self.commits.values())
+                raise PartialCommitError(
+                    f"transaction {self.id}: committed {done}, then {table} failed ({first_line(exc)}); "
+                    f"{', '.join(rest)} kept their previous versions and their staged files were "
+                    "deleted: rerun the job"
+                ) from exc
+            self.commits[table] = commit
+            log_commit(commit, time.monotonic() - self._started)
+        return self.commits
+
+
 __all__ = [
+    "CONNECTOR_PROBLEM",
+    "CONNECTOR_SOURCE",
     "Commit",
     "ConcurrentWriteError",
     "DeltaSettings",
     "Lakehouse",
     "LakehouseSettings",
+    "Maintenance",
+    "PartialCommitError",
     "PendingWrite",
     "SchemaMismatchError",
     "TableNotFoundError",
+    "Transaction",
     "WriteFailedError",
     "connector_available",
     "normalize_root",

@@ -29,6 +29,10 @@ PARTITION_TYPES = (
     T.BooleanType,
 )
 DELTA_CLASS = "org.apache.spark.sql.delta.DeltaLog"
+# Session settings downbeat records when it builds the session: where the connector's jars came
+# from, or why there are none (read by resolve_engine to say why it chose delta-rs).
+CONNECTOR_SOURCE = "spark.downbeat.delta.connector"
+CONNECTOR_PROBLEM = "spark.downbeat.delta.connectorProblem"
 
 Engine = Literal["spark", "delta-rs"]
 WriteMode = Literal["overwrite", "append"]
@@ -204,10 +208,16 @@ def check_unique_keys(df: DataFrame, spec: WriteSpec) -> None:
         )
 
 
-class PendingWrite:
-    """A write whose data is staged but not visible. `commit()` publishes it; `abort()` discards it."""
+class PartialCommitError(RuntimeError):
+    """A transaction's commit phase failed after some of its tables committed (listed in the message)."""
 
-    def commit(self) -> Commit:  # pragma: no cover - interface
+
+class PendingWrite:
+    """A write whose data is staged but not visible. `commit()` publishes it; `abort()` discards it.
+
+    `batch` tags the commit with the id of the transaction it belongs to (`downbeat.batch`)."""
+
+    def commit(self, batch: str | None = None) -> Commit:  # pragma: no cover - interface
         raise NotImplementedError
 
     def abort(self) -> None:  # pragma: no cover - interface
@@ -258,8 +268,19 @@ def file_url(location: str) -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    """One line that says what went wrong; for a failed Python task, its exception's own line."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    """One line that says what went wrong: for a JVM error, its root cause's message; for a failed
+    Python task, its exception's own line."""
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            while java.getCause() is not None:
+                java = java.getCause()
+            text = str(java.getMessage() or java.getClass().getName())
+        except Exception:
+            text = str(exc)
+    else:
+        text = str(exc)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
     if any(line.startswith("Traceback") for line in lines):

@@ -85,7 +85,7 @@ class DeltaRsWrite(PendingWrite):
             delete_files(self.spec.uri, [a.path for a in self.adds])
             self.done = True
 
-    def commit(self) -> Commit:
+    def commit(self, batch: str | None = None) -> Commit:
         from deltalake import DeltaTable, Field, Schema
         from deltalake.exceptions import CommitFailedError
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
@@ -95,6 +95,8 @@ class DeltaRsWrite(PendingWrite):
             raise RuntimeError(f"write to {spec.table} was already committed or aborted")
         schema = Schema.from_json(spec.schema.json())
         metadata = {TXN_KEY: self.txn, "downbeat.operation": spec.operation, "downbeat.rows": str(self.rows)}
+        if batch is not None:
+            metadata["downbeat.batch"] = batch
         blind_append = spec.operation == "append" and not spec.new_columns
         # Anything but a blind append was computed from base_version: it lands right on top of it or
         # not at all. Blind appends commute with other commits, so delta-rs may retry them.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from pipelines.connector import cached_dir, jar_cache, pinned_package
 from pipelines.errors import ConfigError
-from pipelines.lakehouse import DeltaSettings
+from pipelines.lakehouse import CONNECTOR_PROBLEM, DeltaSettings
 from pipelines.spark import DELTA_EXTENSION, SparkSettings, session_conf
 
 SETTINGS = SparkSettings(
@@ -53,13 +56,41 @@ def test_delta_rs_engine_adds_no_connector_settings():
     assert "spark.sql.extensions" not in conf and "spark.jars.packages" not in conf
 
 
-def test_connector_from_maven_coordinates():
-    conf = session_conf(
-        SETTINGS, DeltaSettings(engine="spark", packages="io.delta:delta-spark_2.13:4.0.0", jars_dir=None)
-    )
+def test_connector_comes_from_the_set_up_cache_without_network(monkeypatch):
+    monkeypatch.setenv("DOWNBEAT_JARS_CACHE", str(jar_cache()))  # whatever it is, no resolution runs
+    pinned = pinned_package()
 
-    assert conf["spark.jars.packages"] == "io.delta:delta-spark_2.13:4.0.0"
-    assert conf["spark.sql.extensions"] == DELTA_EXTENSION
+    conf = session_conf(SETTINGS, DeltaSettings(engine="spark", packages=None, jars_dir=None))
+    explicit = session_conf(SETTINGS, DeltaSettings(engine="spark", packages=pinned, jars_dir=None))
+
+    jars = conf["spark.jars"].split(",")
+    assert any(Path(j).name == f"io.delta_delta-spark_2.13-{pinned.rsplit(':', 1)[1]}.jar" for j in jars)
+    assert all(Path(j).is_file() and Path(j).parent == cached_dir(pinned) for j in jars)
+    assert explicit["spark.jars"] == conf["spark.jars"]
+    assert conf["spark.sql.extensions"] == DELTA_EXTENSION and "spark.jars.packages" not in conf
+
+
+def test_an_empty_cache_means_no_connector_for_auto_and_an_error_for_spark(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOWNBEAT_JARS_CACHE", str(tmp_path))
+
+    auto = session_conf(SETTINGS, DeltaSettings(engine="auto", packages=None, jars_dir=None))
+    with pytest.raises(ConfigError, match=rf"'delta.engine' is 'spark' but .* is not resolved in {tmp_path}"):
+        session_conf(SETTINGS, DeltaSettings(engine="spark", packages=None, jars_dir=None))
+
+    assert "spark.jars" not in auto and "spark.sql.extensions" not in auto
+    assert "is not resolved in" in auto[CONNECTOR_PROBLEM]
+
+
+def test_coordinates_that_do_not_resolve_name_what_was_tried(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOWNBEAT_JARS_CACHE", str(tmp_path))
+    wrong = "io.delta:delta-spark_2.13:0.0.404"
+
+    with pytest.raises(ConfigError, match=r"could not resolve io\.delta:delta-spark_2\.13:0\.0\.404 .*"):
+        session_conf(SETTINGS, DeltaSettings(engine="spark", packages=wrong, jars_dir=None))
+    auto = session_conf(SETTINGS, DeltaSettings(engine="auto", packages=wrong, jars_dir=None))
+
+    assert "spark.jars" not in auto and "could not resolve" in auto[CONNECTOR_PROBLEM]
+    assert not any(tmp_path.glob("io.delta*"))  # nothing half-resolved is left to be mistaken for jars
 
 
 def test_connector_from_a_local_jar_folder(tmp_path):
