@@ -32,12 +32,14 @@ prereqs:
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
 	[ "$$v" = 17 ] || [ "$$v" = 21 ] || { echo "downbeat needs Java 17 (or 21) for Spark 4, but java is version '$$v': install openjdk-17-jre-headless and put it first on PATH"; exit 2; }
 
+# The venv, then the Delta Spark connector's jars (Maven Central, once) into $(VENV)/share/downbeat/jars.
 $(STAMP): requirements.lock pyproject.toml | prereqs
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	set -o pipefail; $(BIN)/pip install --quiet --no-warn-script-location -r requirements.lock 2>&1 \
 	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pipelines.connector
 	@touch $@
 
 # Re-resolve the pinned direct dependencies into requirements.lock (needs the package registry).
@@ -45,7 +47,7 @@ lock: prereqs
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet ".[dev]"
 	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --all --exclude-editable \
-	  | grep -v -E '^(pip|downbeat)==' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > requirements.lock.new
+	  | grep -v -E '^(pip|downbeat)==' | sed 's/^torch==\([0-9.]*\)+.*$$/torch==\1/'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 clean:

@@ -4,7 +4,7 @@ A full build rewrites silver/plays. With a date range only the affected date par
 silver/plays are rebuilt: the range plus one day on each side (a change can move the session or
 the skip of a neighbouring play), computed with two days of context on each side. Gold tables are
 per-user and depend on the cut-off, which moves with the data: they are always recomputed from
-silver/plays. Their data files are all written before any of them commits.
+silver/plays, in one transaction: their data files are all written before any of them commits.
 Also runnable as `spark-submit jobs/build.py [--from-date D --to-date D]`.
 """
 
@@ -27,7 +27,7 @@ from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.eval_sets import eval_next, eval_pairs
 from pipelines.hard_negatives import hard_negatives, with_hard_negative
-from pipelines.lakehouse import Commit, Lakehouse, PendingWrite
+from pipelines.lakehouse import Commit, Lakehouse
 from pipelines.plays import plays
 from pipelines.sequences import sequences
 from pipelines.settings import FeatureSettings
@@ -105,18 +105,14 @@ def run(
     cutoff_ts = cutoff(summary[0], features.split)
     log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
     gold = gold_frames(played, features, cutoff_ts, user_partitions(spark, summary[1]))
-    pending: list[tuple[str, PendingWrite]] = []
     try:
-        for table in GOLD:
-            pending.append((table, lakehouse.prepare(gold.tables[table], table, operation="overwrite")))
-    except BaseException:
-        for _, write in pending:
-            write.abort()
-        raise
+        # Every gold table's files are written from the cached inputs, then all of them commit.
+        with lakehouse.transaction() as tx:
+            for table in GOLD:
+                tx.stage(gold.tables[table], table)
     finally:
-        gold.unpersist()
-    for table, write in pending:
-        versions[table] = write.commit().version
+        gold.unpersist()  # only now: the staged writes above are what read the cache
+    versions.update({table: commit.version for table, commit in tx.commits.items()})
     return BuildResult(cutoff_ts=cutoff_ts, versions=versions, silver_range=silver_range)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import build, compare, demo, doctor, evaluate, ingest, synth, train
+from jobs import build, compare, demo, doctor, evaluate, ingest, maintain, synth, train
 from jobs.common import Parser, add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_arguments(make)
     make.set_defaults(handler=build.command)
+
+    tidy = commands.add_parser(
+        "maintain", parents=[common], help="compact small files and vacuum old ones, table by table"
+    )
+    maintain.add_arguments(tidy)
+    tidy.set_defaults(handler=maintain.command)
 
     fit = commands.add_parser(
         "train", parents=[common], help="train a model on the gold tables, track it in MLflow, register it"

@@ -57,30 +57,25 @@ def run(spark: SparkSession, cfg: Config, fmt: str, inputs: Sequence[str]) -> In
                 f"no row of {first[FILE]} is valid {fmt}: line {first[LINE]}: {first[REASON]}"
                 f" ({rejected} rows rejected, nothing written)"
             )
-        pending = [
-            lakehouse.prepare(
+        # Both tables in one transaction: their files are written first, then committed together.
+        with lakehouse.transaction() as tx:
+            tx.stage(
                 events(parsed, fmt),
                 EVENTS_TABLE,
                 operation="merge",
                 merge_keys=[S.EVENT_ID],
                 partition_by=[S.DATE],
             )
-        ]
-        if rejected:
-            pending.append(
-                lakehouse.prepare(
-                    rejects(parsed, fmt), QUARANTINE_TABLE, operation="merge", merge_keys=["row_id"]
-                )
-            )
-        commits = [p.commit() for p in pending]
+            if rejected:
+                tx.stage(rejects(parsed, fmt), QUARANTINE_TABLE, operation="merge", merge_keys=["row_id"])
     finally:
         parsed.unpersist()
     return IngestResult(
         files=tuple(files),
         accepted=accepted,
         rejected=rejected,
-        events_version=commits[0].version,
-        quarantine_version=commits[1].version if len(commits) > 1 else None,
+        events_version=tx.commits[EVENTS_TABLE].version,
+        quarantine_version=tx.commits[QUARANTINE_TABLE].version if rejected else None,
     )
 
 

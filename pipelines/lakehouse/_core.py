@@ -141,7 +141,7 @@ def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:
                     f"{spec.operation} to {spec.table}: column '{f.name}' is not in the table "
                     "(ask for schema evolution to add it)"
                 )
-        elif known.dataType != f.dataType:
+        elif nullable_type(known.dataType) != f.dataType:  # tables from before nested nullability
             raise SchemaMismatchError(
                 f"{spec.operation} to {spec.table}: column '{f.name}' is "
                 f"{f.dataType.simpleString()} in the data but "
@@ -230,8 +230,19 @@ def spark_schema(delta_table: Any) -> T.StructType:
 
 
 def nullable(schema: T.StructType) -> T.StructType:
-    """Delta stores DataFrame columns as nullable, as the Spark connector does."""
-    return T.StructType([T.StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
+    """Delta stores every column as nullable, nested ones too (array elements, map values, struct
+    fields), as the Spark connector does: both engines store the same schema for the same frame."""
+    return T.StructType([T.StructField(f.name, nullable_type(f.dataType), True, f.metadata) for f in schema])
+
+
+def nullable_type(kind: T.DataType) -> T.DataType:
+    if isinstance(kind, T.ArrayType):
+        return T.ArrayType(nullable_type(kind.elementType), True)
+    if isinstance(kind, T.MapType):
+        return T.MapType(nullable_type(kind.keyType), nullable_type(kind.valueType), True)
+    if isinstance(kind, T.StructType):
+        return nullable(kind)
+    return kind
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
     .venv/bin/pip install duckdb==1.4.2     # the benchmark's only extra; never a product dependency
     .venv/bin/python tests/benchmarks/bench_pipelines.py --users 18000 --days 60   # ~10M events
+    .venv/bin/python tests/benchmarks/bench_pipelines.py --engine delta-rs --json out.json
 
 Prints events per second for each step, the shuffles in each table's plan, the peak memory of the
 driver (Python) and of the JVM, and the DuckDB ratio for the sessions-and-skips step.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 import resource
 import shutil
@@ -54,10 +56,14 @@ def shuffles(df) -> int:
     return count
 
 
+STEPS: dict[str, float] = {}
+
+
 def timed(label: str, events: int, fn):
     started = time.monotonic()
     out = fn()
     seconds = time.monotonic() - started
+    STEPS[label] = round(seconds, 2)
     print(f"{label:<34}{seconds:>8.1f} s {events / seconds:>12,.0f} events/s", flush=True)
     return out, seconds
 
@@ -99,11 +105,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=18_000)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--engine", choices=("spark", "delta-rs"), default="spark", help="Delta engine")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="downbeat-bench-"))
     shutil.rmtree(work, ignore_errors=True)
-    cfg = load_config(None, [f"lakehouse.root={work / 'lakehouse'}", "spark.log_level=ERROR"])
+    cfg = load_config(
+        None,
+        [f"lakehouse.root={work / 'lakehouse'}", "spark.log_level=ERROR", f"delta.engine={args.engine}"],
+    )
     spark = spark_session(cfg.spark, cfg.delta)
+    print(f"engine: {Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta).engine}")
     raw = str(work / "raw")
     settings = SynthSettings(users=args.users, days=args.days, partitions=16)
     started = time.monotonic()
@@ -133,23 +145,43 @@ def main() -> None:
     for name, frame in shared.items():
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
     gold = build.gold_frames(played, cfg.features, cut, build.user_partitions(spark, events))
-    for table in build.GOLD:
-        frame = gold.tables[table]
-        print(f"{table} plan: {shuffles(frame)} shuffle(s)")
-        timed(table, events, lambda t=table, f=frame: lakehouse.write(f, t, mode="overwrite"))
+    # As build does: every gold table staged (files written) in one transaction, then committed.
+    with lakehouse.transaction() as tx:
+        for table in build.GOLD:
+            frame = gold.tables[table]
+            print(f"{table} plan: {shuffles(frame)} shuffle(s)")
+            timed(table, events, lambda t=table, f=frame: tx.stage(f, t))
+        commit_started = time.monotonic()
+    STEPS["gold commit (all tables)"] = round(time.monotonic() - commit_started, 2)
+    print(f"{'gold commit (all tables)':<34}{STEPS['gold commit (all tables)']:>8.1f} s")
     gold.unpersist()
+    jvm_mib = jvm_peak_mib(spark)
     print(
         f"peak memory: driver (python) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB,"
-        f" JVM {jvm_peak_mib(spark):,.0f} MiB"
+        f" JVM {jvm_mib:,.0f} MiB"
     )
+    engine = lakehouse.engine
     spark.stop()
+    figures = {
+        "events": events,
+        "engine": engine,
+        "steps_seconds": STEPS,
+        "build_seconds": round(sum(v for k, v in STEPS.items()), 2),  # ingest + every table + commit
+        "ingest_events_per_s": round(events / STEPS["ingest (parse, check, merge)"]),
+        "jvm_peak_mib": round(jvm_mib),
+        "date": f"{dt.date.today()}",
+    }
     try:
         duck_s = duckdb_sessions(raw, cfg.sessions.gap_minutes, cfg.skips.threshold_seconds)
     except ImportError:
         print("duckdb not installed: pip install duckdb to compare")
-        return
-    print(f"{'duckdb sessions + skips':<34}{duck_s:>8.1f} s {events / duck_s:>12,.0f} events/s")
-    print(f"spark / duckdb on sessions + skips: {spark_s / duck_s:.1f}x  ({dt.datetime.now():%Y-%m-%d})")
+    else:
+        print(f"{'duckdb sessions + skips':<34}{duck_s:>8.1f} s {events / duck_s:>12,.0f} events/s")
+        print(f"spark / duckdb on sessions + skips: {spark_s / duck_s:.1f}x  ({dt.datetime.now():%Y-%m-%d})")
+        figures["duckdb_ratio"] = round(spark_s / duck_s, 2)
+    print(f"build (ingest + silver + gold + commit): {figures['build_seconds']:.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,102 @@
+"""`downbeat maintain [--optimize] [--vacuum-hours N] [--table T ...]`: compaction and vacuum.
+
+For a scheduler, after the nightly build: `--optimize` compacts each table's small files (a new
+version with the same rows); `--vacuum-hours N` deletes the files that no version of the last N
+hours needs, and files that no version references (left by failed writes). Time travel to a
+version older than N hours fails afterwards; versions inside the N hours keep working. A vacuum
+must not be shorter than the longest write that may run concurrently on the table.
+Also runnable as `spark-submit jobs/maintain.py [--optimize] [--vacuum-hours N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from pyspark.sql import SparkSession
+
+from jobs.common import config_from, job_main
+from jobs.config import Config
+from pipelines.errors import InputError
+from pipelines.lakehouse import Lakehouse, Maintenance
+from pipelines.spark import spark_session
+
+
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    *,
+    optimize: bool,
+    vacuum_hours: float | None,
+    tables: Sequence[str] = (),
+) -> list[Maintenance]:
+    """Optimize and/or vacuum `tables` (default: every table under the root), in name order."""
+    if not optimize and vacuum_hours is None:
+        raise InputError("nothing to do: give --optimize, --vacuum-hours N, or both")
+    if vacuum_hours is not None and vacuum_hours < 0:
+        raise InputError(f"--vacuum-hours must be 0 or more, not {vacuum_hours:g}")
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    for table in tables:
+        if not lakehouse.exists(table):
+            raise InputError(f"table {table} does not exist under {lakehouse.root}")
+    names = list(tables) or lakehouse.tables()
+    if not names:
+        raise InputError(f"no Delta tables under {lakehouse.root}: nothing to maintain")
+    done = []
+    for table in names:
+        if optimize:
+            done.append(lakehouse.optimize(table))
+        if vacuum_hours is not None:
+            done.append(lakehouse.vacuum(table, vacuum_hours))
+    return done
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--optimize", action="store_true", help="compact small files (a new version)")
+    parser.add_argument(
+        "--vacuum-hours", type=float, metavar="N", help="delete files no version of the last N hours needs"
+    )
+    parser.add_argument(
+        "--table", action="append", default=[], metavar="LAYER/NAME", help="only this table (repeatable)"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def command(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    spark = spark_session(cfg.spark, cfg.delta)
+    started = time.monotonic()
+    done = run(spark, cfg, optimize=args.optimize, vacuum_hours=args.vacuum_hours, tables=args.table)
+    print(f"{'table':<24}{'action':<10}{'version':>12}{'files +':>9}{'files -':>9}{'seconds':>9}")
+    for m in done:
+        versions = f"{m.version_before}->{m.version_after}"
+        print(
+            f"{m.table:<24}{m.action:<10}{versions:>12}{m.files_added:>9}{m.files_removed:>9}"
+            f"{m.seconds:>9.1f}"
+        )
+    print(f"maintain finished in {time.monotonic() - started:.1f} s")
+    if args.json:
+        summary = [
+            {
+                "table": m.table,
+                "action": m.action,
+                "version_before": m.version_before,
+                "version_after": m.version_after,
+                "files_added": m.files_added,
+                "files_removed": m.files_removed,
+            }
+            for m in done
+        ]
+        print(json.dumps({"maintained": summary}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main("maintain", __doc__, command, add_arguments, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`downbeat maintain`: compaction and vacuum as a scheduler runs them, on the engine config picks."""
+
+from __future__ import annotations
+
+import json
+
+from jobs.cli import main
+from pipelines.lakehouse import Lakehouse
+
+
+def test_maintain_compacts_and_vacuums_every_table_and_prints_a_summary(spark, tmp_path, capsys):
+    root = tmp_path / "lh"
+    lakehouse = Lakehouse(spark, str(root), "spark")
+    for i in range(3):
+        lakehouse.write(spark.range(i * 10, i * 10 + 10).coalesce(1), "gold/numbers", mode="append")
+    lakehouse.write(spark.range(5), "silver/other")
+    lakehouse.write(spark.range(6), "silver/other")
+
+    code = main(
+        ["--set", f"lakehouse.root={root}", "maintain", "--optimize", "--vacuum-hours", "0", "--json"]
+    )
+
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["maintained"]
+    assert code == 0
+    assert [(m["table"], m["action"]) for m in summary] == [
+        ("gold/numbers", "optimize"),
+        ("gold/numbers", "vacuum"),
+        ("silver/other", "optimize"),
+        ("silver/other", "vacuum"),
+    ]
+    numbers = summary[0]
+    assert (numbers["version_before"], numbers["version_after"], numbers["files_removed"]) == (2, 3, 3)
+    assert summary[1]["files_removed"] == 3  # the three small files compaction replaced
+    assert lakehouse.read("gold/numbers").count() == 30 and len(lakehouse.file_uris("gold/numbers")) == 1
+
+
+def test_maintain_without_an_action_or_with_a_missing_table_exits_2(spark, tmp_path, capsys):
+    root = f"lakehouse.root={tmp_path / 'lh'}"
+    Lakehouse(spark, str(tmp_path / "lh")).write(spark.range(3), "gold/numbers")
+
+    nothing = main(["--set", root, "maintain"])
+    missing = main(["--set", root, "maintain", "--optimize", "--table", "gold/absent"])
+    negative = main(["--set", root, "maintain", "--vacuum-hours", "-2"])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (nothing, missing, negative) == (2, 2, 2)
+    assert err == [
+        "downbeat: error: nothing to do: give --optimize, --vacuum-hours N, or both",
+        f"downbeat: error: table gold/absent does not exist under {tmp_path / 'lh'}",
+        "downbeat: error: --vacuum-hours must be 0 or more, not -2",
+    ]
