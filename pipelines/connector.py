@@ -152,8 +152,12 @@ def resolve(packages: str, cache: Path | None = None, *, timeout_s: float = 600.
         for name in names:
             shutil.copy2(ivy / "jars" / name, staging / name)
         (staging / MARKER).write_text(packages + "\n")
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)  # the finished folder appears at once, or not at all
+        shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder of an interrupted run
+        try:
+            staging.rename(folder)  # the finished folder appears at once, or not at all
+        except OSError:
+            if not cached_jars(packages, cache):  # else a concurrent resolution finished first
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return cached_jars(packages, cache)
