@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ def run(
     """Optimize and/or vacuum `tables` (default: every table under the root), in name order."""
     if not optimize and vacuum_hours is None:
         raise InputError("nothing to do: give --optimize, --vacuum-hours N, or both")
-    if vacuum_hours is not None and vacuum_hours < 0:
+    if vacuum_hours is not None and not (math.isfinite(vacuum_hours) and vacuum_hours >= 0):
         raise InputError(f"--vacuum-hours must be 0 or more, not {vacuum_hours:g}")
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     for table in tables:

@@ -119,7 +119,7 @@ def resolve(packages: str, cache: Path | None = None, *, timeout_s: float = 600.
     if jars:
         return jars
     cache.mkdir(parents=True, exist_ok=True)
-    ivy = cache / "ivy"
+    ivy = cache / "ivy" / folder.name  # per coordinates: its resolution report is this one's
     staging = Path(tempfile.mkdtemp(prefix=".resolving-", dir=cache))
     script = (
         "import sys\n"
@@ -152,7 +152,8 @@ def resolve(packages: str, cache: Path | None = None, *, timeout_s: float = 600.
         for name in names:
             shutil.copy2(ivy / "jars" / name, staging / name)
         (staging / MARKER).write_text(packages + "\n")
-        shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder of an interrupted run
+        if not cached_jars(packages, cache):
+            shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder of an interrupted run
         try:
             staging.rename(folder)  # the finished folder appears at once, or not at all
         except OSError:

@@ -77,6 +77,12 @@ def session_conf(settings: SparkSettings, delta: DeltaSettings, *, connector: bo
     }
     if connector:
         conf.update(delta_connector_conf(delta))
+    elif delta.engine != "delta-rs" and (delta.packages or delta.jars_dir):
+        # Under spark-submit, whose --packages or --jars brought the connector: its SQL extension
+        # and catalog are still session settings (VACUUM and MERGE INTO need them).
+        conf.update(
+            {"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG}
+        )
     if CONNECTOR_SOURCE in conf:
         # The connector rebuilds a table's state with this many tasks (default 50): at most the
         # shuffle partitions, so that small local sessions do not run 50 tasks per snapshot.

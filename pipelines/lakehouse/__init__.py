@@ -3,16 +3,21 @@
 Tables are named `layer/name` (layer: bronze, silver or gold) under `lakehouse.root`. Two engines
 write the same Delta protocol:
 
-- `spark`: the Delta Spark connector (`format("delta")`), when its classes are on the classpath.
+- `spark`: the Delta Spark connector, when its classes are on the classpath: its own write,
+  driven in two steps (files, then commit) so that several tables can be staged first.
 - `delta-rs`: Spark executors write the Parquet data files (`mapInArrow`, one writer per task);
   the driver collects only their descriptions (path, size, partition values, stats) and commits
   them once through delta-rs. No table passes through driver memory.
 
-Guarantees (tests/pipelines/test_lakehouse.py shows each on the delta-rs engine):
+Guarantees (tests/pipelines/test_lakehouse.py shows each on both engines):
 - a write that fails before its commit leaves the table at its previous version, with no rows of
-  the failed write visible and its data files deleted;
-- writes other than blind appends commit only on top of the version they started from: a
-  concurrent commit makes them fail with ConcurrentWriteError and commit nothing;
+  the failed write visible (delta-rs deletes its data files; the connector's stay, unreferenced,
+  until a vacuum);
+- `transaction()` stages several tables, then commits them in order (see its docstring);
+- a write that read the table (overwrite, merge) fails with ConcurrentWriteError and commits
+  nothing when another writer committed to it since the write started (delta-rs: any write but a
+  blind append; the connector: by its own conflict rules, under which a range overwrite conflicts
+  only with commits that touch its range); blind appends commute;
 - a frame whose schema differs from the table's fails naming the column, unless schema evolution
   is asked for (new columns are added; a full overwrite replaces the schema);
 - every table is a plain Delta table that `deltalake.DeltaTable` opens in any process.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -56,6 +62,7 @@ from pipelines.lakehouse._core import (
     WriteMode,
     WriteSpec,
     check_data,
+    commit_tags,
     conform,
     file_url,
     first_line,
@@ -155,7 +162,7 @@ class Lakehouse:
         """Commit records, newest first: version, timestamp, operation, operationParameters, ...,
         and downbeat's own keys (downbeat.operation, .rows, .txn, .batch) whichever engine wrote it."""
         entries = list(self._delta_table(table).history(limit))
-        return [{**entry, **_spark_engine.tags_of(entry)} for entry in entries]
+        return [{**entry, **commit_tags(entry)} for entry in entries]
 
     def file_uris(self, table: str, version: int | None = None) -> list[str]:
         """URLs of the snapshot's data files (file:// for local tables), from the Delta log."""
@@ -274,13 +281,15 @@ class Lakehouse:
         else:
             metrics = self._delta_table(table).optimize.compact()
             added, removed = int(metrics["numFilesAdded"]), int(metrics["numFilesRemoved"])
-        return Maintenance(table, "optimize", before, self.version(table), added, removed, started)
+        return Maintenance(
+            table, "optimize", before, self.version(table), added, removed, time.monotonic() - started
+        )
 
     def vacuum(self, table: str, retention_hours: float) -> Maintenance:
         """Delete data files that no version newer than `retention_hours` ago needs, and files no
         version references (left by failed writes) older than that. Time travel to versions whose
         files are gone fails afterwards."""
-        if retention_hours < 0:
+        if not math.isfinite(retention_hours) or retention_hours < 0:
             raise InputError(f"vacuum retention must be 0 hours or more, not {retention_hours}")
         started = time.monotonic()
         before = self.version(table)
@@ -289,13 +298,15 @@ class Lakehouse:
         else:
             deleted = len(
                 self._delta_table(table).vacuum(
-                    retention_hours=int(retention_hours),
+                    retention_hours=math.ceil(retention_hours),  # whole hours: never less than asked
                     dry_run=False,
                     enforce_retention_duration=False,
                     full=True,
                 )
             )
-        return Maintenance(table, "vacuum", before, self.version(table), 0, deleted, started)
+        return Maintenance(
+            table, "vacuum", before, self.version(table), 0, deleted, time.monotonic() - started
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -423,11 +434,7 @@ class Maintenance:
     version_after: int
     files_added: int
     files_removed: int  # optimize: files compacted away; vacuum: files deleted from storage
-    started: float
-
-    @property
-    def seconds(self) -> float:
-        return time.monotonic() - self.started
+    seconds: float
 
 
 class Transaction:
@@ -468,8 +475,17 @@ class Transaction:
 
     def abort(self) -> None:
         """Discard every staged write that has not committed."""
-        for _, write in self.staged:
-            write.abort()
+        Transaction.abort_all(self.staged)
+
+    @staticmethod
+    def abort_all(staged: list[tuple[str, PendingWrite]]) -> None:
+        """Discard these staged writes (best effort: one that cannot delete
+        its files leaves them unreferenced, for a vacuum, and the others still go)."""
+        for table, write in staged:
+            try:
+                write.abort()
+            except Exception as exc:
+                log.warning("%s: could not delete the staged files (%s)", table, first_line(exc))
 
     def commit(self) -> dict[str, Commit]:
         """Commit the staged writes in staging order; see Lakehouse.transaction() for failures."""
@@ -478,8 +494,7 @@ class Transaction:
                 commit = write.commit(batch=self.id)
             except BaseException as exc:
                 rest = [name for name, _ in self.staged[i:]]
-                for _, later in self.staged[i + 1 :]:
-                    later.abort()
+                Transaction.abort_all(self.staged[i + 1 :])
                 if not self.commits:
                     raise  # nothing committed: every table is as it was
                 done = ", ".join(f"{c.table} v{c.version}" for c in self.commits.values())

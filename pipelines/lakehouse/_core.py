@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -276,6 +277,33 @@ def snapshot_files(delta_table: Any) -> list[DataFile]:
 def file_url(location: str) -> str:
     """A file:// URL for a local path, unescaped (Petastorm and pyarrow take the rest as the path)."""
     return location if "://" in location else f"file://{location}"
+
+
+def commit_tags(entry: dict[str, Any]) -> dict[str, Any]:
+    """downbeat's keys in a history entry, wherever the writing engine put them: top level
+    (delta-rs custom metadata), the commit's tags or its userMetadata JSON (the connector)."""
+    found: dict[str, Any] = {k: v for k, v in entry.items() if k.startswith("downbeat.")}
+    found.update(entry.get("tags") or {})
+    user = entry.get("userMetadata")
+    if isinstance(user, str) and user.startswith("{"):
+        with contextlib.suppress(ValueError):
+            found.update(json.loads(user))
+    return {k: v for k, v in found.items() if k.startswith("downbeat.")}
+
+
+def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
+    """The version whose commit carries write `txn`, or None: tells a commit call that failed
+    after its log entry landed (a lost reply) from one that did not."""
+    from deltalake import DeltaTable
+
+    try:
+        entries = DeltaTable(uri).history(depth)
+    except Exception:
+        return None
+    for entry in entries:
+        if commit_tags(entry).get(TXN_KEY) == txn:
+            return int(entry["version"])
+    return None
 
 
 def first_line(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ from pipelines.lakehouse._core import (
     WriteFailedError,
     WriteSpec,
     aligned,
+    committed_version,
     first_line,
     snapshot_files,
     spark_schema,
@@ -129,8 +130,15 @@ class DeltaRsWrite(PendingWrite):
                     commit_properties=properties,
                 )
         except Exception as exc:
+            conflict = isinstance(exc, CommitFailedError) or "already exists" in str(exc)
+            landed = None if conflict else committed_version(spec.uri, self.txn)
+            if landed is not None:  # the commit is in the log; only its reply was lost
+                self.done = True
+                return Commit(
+                    spec.table, landed, spec.operation, self.rows, len(self.adds), len(self.removes)
+                )
             self.abort()
-            if isinstance(exc, CommitFailedError) or "already exists" in str(exc):
+            if conflict:
                 since = "" if self.base_version is None else f" after version {self.base_version}"
                 raise ConcurrentWriteError(
                     f"{spec.operation} of {spec.table}: another writer committed{since} while this write "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -30,6 +31,8 @@ from pipelines.lakehouse._core import (
     PendingWrite,
     WriteFailedError,
     WriteSpec,
+    commit_tags,
+    committed_version,
     first_line,
 )
 from pipelines.lakehouse._files import delete_files
@@ -79,6 +82,11 @@ class SparkWrite(PendingWrite):
         try:
             version = int(self._txn.commit(self._actions, self._operation, _scala_map(self._gateway, tags)))
         except Exception as exc:
+            if not is_conflict(self._gateway, exc):
+                landed = committed_version(spec.uri, self.txn_id)
+                if landed is not None:  # the commit is in the log; only its reply was lost
+                    self.done = True
+                    return Commit(spec.table, landed, spec.operation, self.rows, len(self.adds), self.removes)
             self.abort()
             if is_conflict(self._gateway, exc):
                 since = "" if spec.creates else f" after version {self._txn.readVersion()}"
@@ -112,9 +120,13 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
     options: dict[str, str] = {}
     predicate = None
     save_mode = "Overwrite"
-    touched: set[str] = set()
+    touched: set[str] | None = None  # a merge into a table: the log paths of the files it rewrites
     if spec.operation == "append":
         save_mode = "Append"
+    else:
+        # Whatever spark.sql.sources.partitionOverwriteMode says: an overwrite replaces the table
+        # (or the replaceWhere range), as on delta-rs, never only the partitions the data has.
+        options["partitionOverwriteMode"] = "static"
     if spec.schema_evolution:
         options["overwriteSchema" if spec.operation == "overwrite" else "mergeSchema"] = "true"
     if spec.replace_range is not None and not spec.creates:
@@ -129,6 +141,7 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
         df, removed = merge_rewrite(spark, spec, df, snapshot)
         touched = {r["path"] for r in removed}
         save_mode = "Append"
+        options.pop("partitionOverwriteMode")
     txn_id = uuid.uuid4().hex
     sc = spark.sparkContext
     previous = {key: sc.getLocalProperty(key) for key in JOB_PROPERTIES}
@@ -162,29 +175,56 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
     finally:
         for key, value in previous.items():
             sc.setLocalProperty(key, value)  # type: ignore[arg-type]
+    try:
+        return _pending(jvm, spec, txn, written, touched, mode, predicate, txn_id)
+    except BaseException:
+        delete_files(spec.uri, [unquote(a.path()) for a in _iterate(written) if _kind(a) == "AddFile"])
+        raise
+
+
+def _pending(
+    jvm: Any,
+    spec: WriteSpec,
+    txn: Any,
+    written: Any,
+    touched: set[str] | None,
+    mode: Any,
+    predicate: str | None,
+    txn_id: str,
+) -> SparkWrite:
+    """The staged write: the connector's actions, plus a merge's removals of the files it rewrote."""
     actions = list(_iterate(written))
-    if touched:
-        # Reading every file of the snapshot marks the whole table as read: a concurrent commit
-        # then conflicts with this one, as a merge needs.
-        for add in _iterate(txn.filterFiles()):
-            if add.path() in touched:
-                actions.append(add.remove())
+    if touched is not None:
+        # Every file of the snapshot is read, even when no key matched: the commit is then never a
+        # blind append, and any concurrent commit to the table conflicts with this merge.
+        removed = [add for add in _iterate(txn.filterFiles()) if add.path() in touched]
+        if len(removed) != len(touched):
+            raise RuntimeError(
+                f"merge into {spec.table}: {len(touched)} files to rewrite, but the connector's snapshot "
+                f"lists {len(removed)} of them"
+            )
+        actions.extend(add.remove() for add in removed)
     adds: list[str] = []
     rows: int | None = 0
     removes = 0
     for action in actions:
-        kind = action.getClass().getSimpleName()
+        kind = _kind(action)
         if kind == "AddFile":
             adds.append(unquote(action.path()))
             records = action.numLogicalRecords()
             rows = None if rows is None or not records.isDefined() else rows + int(records.get())
         elif kind == "RemoveFile":
             removes += 1
+    utils = jvm.org.apache.spark.api.python.PythonUtils
     partition_by = jvm.scala.Option.apply(utils.toSeq(list(spec.partition_by)))
     operation = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Write")(
-        mode, partition_by, jvm.scala.Option.apply(predicate), none
+        mode, partition_by, jvm.scala.Option.apply(predicate), jvm.scala.Option.empty()
     )
     return SparkWrite(spec, txn, utils.toSeq(actions), operation, adds, removes, rows, txn_id)
+
+
+def _kind(action: Any) -> str:
+    return str(action.getClass().getSimpleName())
 
 
 def merge_now(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame) -> Commit:
@@ -199,14 +239,13 @@ def merge_now(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame) -> Commit:
         # downbeat's keys ride in the commit's userMetadata (the MERGE command takes no tags).
         USER_METADATA: json.dumps({TXN_KEY: txn_id, "downbeat.operation": "merge"}),
     }
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
+    target = spec.uri.replace("`", "``")
     try:
-        spark.sql(
-            f"MERGE INTO delta.`{spec.uri}` AS t USING {view} AS s ON {on} "
-            "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-        )
+        with session_settings(spark, settings):
+            spark.sql(
+                f"MERGE INTO delta.`{target}` AS t USING {view} AS s ON {on} "
+                "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+            )
     except Exception as exc:
         if is_conflict(spark.sparkContext._jvm, exc):
             raise ConcurrentWriteError(
@@ -215,16 +254,13 @@ def merge_now(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame) -> Commit:
             ) from exc
         raise
     finally:
-        for key, old in previous.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
         spark.catalog.dropTempView(view)
     from deltalake import DeltaTable
 
     latest = DeltaTable(spec.uri)
-    entry = next(e for e in latest.history(20) if tags_of(e).get(TXN_KEY) == txn_id)
+    entry = next((e for e in latest.history(100) if commit_tags(e).get(TXN_KEY) == txn_id), None)
+    if entry is None:
+        raise RuntimeError(f"merge into {spec.table}: its commit is not among the table's last 100")
     metrics = entry.get("operationMetrics", {})
     return Commit(
         spec.table,
@@ -256,20 +292,27 @@ def vacuum(lakehouse: Lakehouse, table: str, retention_hours: float) -> int:
             spark.sparkContext.defaultParallelism
         ),
     }
+    uri = lakehouse.uri(table).replace("`", "``")
+    with session_settings(spark, settings):
+        doomed = spark.sql(f"VACUUM delta.`{uri}` RETAIN {retention_hours} HOURS DRY RUN").count()
+        spark.sql(f"VACUUM delta.`{uri}` RETAIN {retention_hours} HOURS")
+    return int(doomed)
+
+
+@contextlib.contextmanager
+def session_settings(spark: Any, settings: dict[str, str]) -> Iterator[None]:
+    """SQL settings for the block only; the session's own values (or their absence) come back after."""
     previous = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
-    uri = lakehouse.uri(table).replace("`", "``")
     try:
-        doomed = spark.sql(f"VACUUM delta.`{uri}` RETAIN {retention_hours} HOURS DRY RUN").count()
-        spark.sql(f"VACUUM delta.`{uri}` RETAIN {retention_hours} HOURS")
+        yield
     finally:
         for key, old in previous.items():
             if old is None:
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, old)
-    return int(doomed)
 
 
 def is_conflict(jvm: Any, exc: BaseException) -> bool:
@@ -306,13 +349,3 @@ def _iterate(seq: Any) -> Any:
     it = seq.iterator()
     while it.hasNext():
         yield it.next()
-
-
-def tags_of(entry: dict[str, Any]) -> dict[str, Any]:
-    """downbeat's commit metadata in a history entry, wherever the writing engine put it."""
-    found: dict[str, Any] = dict(entry.get("tags") or {})
-    user = entry.get("userMetadata")
-    if isinstance(user, str) and user.startswith("{"):
-        with contextlib.suppress(ValueError):
-            found.update(json.loads(user))
-    return {k: v for k, v in found.items() if k.startswith("downbeat.")}

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from jobs.cli import main
 from pipelines.lakehouse import Lakehouse
 
 
-def test_maintain_compacts_and_vacuums_every_table_and_prints_a_summary(spark, tmp_path, capsys):
+@pytest.mark.parametrize("engine", ["spark", "delta-rs"])
+def test_maintain_compacts_and_vacuums_every_table_and_prints_a_summary(spark, tmp_path, capsys, engine):
     root = tmp_path / "lh"
-    lakehouse = Lakehouse(spark, str(root), "spark")
+    lakehouse = Lakehouse(spark, str(root), engine)
     for i in range(3):
         lakehouse.write(spark.range(i * 10, i * 10 + 10).coalesce(1), "gold/numbers", mode="append")
     lakehouse.write(spark.range(5), "silver/other")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.connector import cached_dir, jar_cache, pinned_package
+from pipelines.connector import cached_dir, cached_jars, jar_cache, pinned_package
 from pipelines.errors import ConfigError
 from pipelines.lakehouse import CONNECTOR_PROBLEM, DeltaSettings
 from pipelines.spark import DELTA_EXTENSION, SparkSettings, session_conf
@@ -56,9 +56,9 @@ def test_delta_rs_engine_adds_no_connector_settings():
     assert "spark.sql.extensions" not in conf and "spark.jars.packages" not in conf
 
 
-def test_connector_comes_from_the_set_up_cache_without_network(monkeypatch):
-    monkeypatch.setenv("DOWNBEAT_JARS_CACHE", str(jar_cache()))  # whatever it is, no resolution runs
+def test_connector_comes_from_the_set_up_cache_without_network():
     pinned = pinned_package()
+    assert cached_jars(pinned), f"run `python -m pipelines.connector` first: no {pinned} in {jar_cache()}"
 
     conf = session_conf(SETTINGS, DeltaSettings(engine="spark", packages=None, jars_dir=None))
     explicit = session_conf(SETTINGS, DeltaSettings(engine="spark", packages=pinned, jars_dir=None))
