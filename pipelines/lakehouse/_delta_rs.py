@@ -274,9 +274,7 @@ def wait_for_tasks(sc: Any, group: str, timeout_s: float = 60.0) -> None:
 
 def version_of_txn(uri: str, txn: str) -> int:
     """The version whose commit carries this write's transaction id."""
-    from deltalake import DeltaTable
-
-    for entry in DeltaTable(uri).history(100):
-        if entry.get(TXN_KEY) == txn:
-            return int(entry["version"])
-    raise RuntimeError(f"{uri}: the commit of transaction {txn} is not in the last 100 versions")
+    version = committed_version(uri, txn)
+    if version is None:
+        raise RuntimeError(f"{uri}: the commit of transaction {txn} is not in the last 100 versions")
+    return version
