@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -20,6 +21,7 @@ LAYERS = ("bronze", "silver", "gold")
 TABLE_NAME = re.compile(r"^(bronze|silver|gold)/[a-z][a-z0-9_]*$")
 FILE_NAME_COLUMN = "__downbeat_file"
 TXN_KEY = "downbeat.txn"
+JOB_PROPERTIES = ("spark.jobGroup.id", "spark.job.description")
 PARTITION_TYPES = (
     T.StringType,
     T.DateType,
@@ -277,6 +279,22 @@ def snapshot_files(delta_table: Any) -> list[DataFile]:
 def file_url(location: str) -> str:
     """A file:// URL for a local path, unescaped (Petastorm and pyarrow take the rest as the path)."""
     return location if "://" in location else f"file://{location}"
+
+
+@contextlib.contextmanager
+def job_group(sc: Any, group: str, spec: WriteSpec) -> Iterator[None]:
+    """The Spark jobs run inside are grouped under `group` and described as this write's, in the UI
+    and the status tracker; the thread's previous job properties come back after."""
+    previous = {key: sc.getLocalProperty(key) for key in JOB_PROPERTIES}
+    sc.setLocalProperty("spark.jobGroup.id", group)
+    sc.setLocalProperty(
+        "spark.job.description", f"downbeat: write data files of {spec.table} ({spec.operation})"
+    )
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            sc.setLocalProperty(key, value)
 
 
 def commit_tags(entry: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pipelines.lakehouse._core import (
     aligned,
     committed_version,
     first_line,
+    job_group,
     snapshot_files,
     spark_schema,
 )
@@ -210,7 +211,6 @@ def merge_rewrite(
     return rewritten, removes
 
 
-JOB_PROPERTIES = ("spark.jobGroup.id", "spark.job.description")
 FILE_ROW = T.StructType(
     [
         T.StructField("path", T.StringType()),
@@ -232,11 +232,9 @@ def write_data_files(df: DataFrame, spec: WriteSpec, txn: str, base_version: int
         df = df.sortWithinPartitions(*[F.col(f"`{c}`") for c in partition_by])
     writer = task_writer(uri, partition_by, txn)
     sc = df.sparkSession.sparkContext
-    previous = {key: sc.getLocalProperty(key) for key in JOB_PROPERTIES}
-    sc.setLocalProperty("spark.jobGroup.id", txn)
-    sc.setLocalProperty("spark.job.description", f"downbeat: write data files of {table} ({spec.operation})")
     try:
-        rows = df.mapInArrow(writer, FILE_ROW).collect()
+        with job_group(sc, txn, spec):
+            rows = df.mapInArrow(writer, FILE_ROW).collect()
     except Exception as exc:
         # Sibling tasks of a failed one may still be writing: let them end, then delete every file
         # this write produced, so nothing of it stays behind.
@@ -246,9 +244,6 @@ def write_data_files(df: DataFrame, spec: WriteSpec, txn: str, base_version: int
         raise WriteFailedError(
             f"write to {table} failed before its commit; the table is unchanged ({at}): {first_line(exc)}"
         ) from exc
-    finally:
-        for key, value in previous.items():
-            sc.setLocalProperty(key, value)  # type: ignore[arg-type]
     now = int(time.time() * 1000)
     return [
         AddAction(r["path"], r["size"], json.loads(r["partition_values"]), now, True, r["stats"])

@@ -34,6 +34,7 @@ from pipelines.lakehouse._core import (
     commit_tags,
     committed_version,
     first_line,
+    job_group,
 )
 from pipelines.lakehouse._files import delete_files
 
@@ -109,7 +110,7 @@ class SparkWrite(PendingWrite):
 
 def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) -> SparkWrite:
     """Write the data files of a checked write through the connector; nothing is committed."""
-    from pipelines.lakehouse._delta_rs import JOB_PROPERTIES, merge_rewrite
+    from pipelines.lakehouse._delta_rs import merge_rewrite
 
     spark = lakehouse.spark
     jvm = spark.sparkContext._jvm
@@ -143,12 +144,6 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
         save_mode = "Append"
         options.pop("partitionOverwriteMode")
     txn_id = uuid.uuid4().hex
-    sc = spark.sparkContext
-    previous = {key: sc.getLocalProperty(key) for key in JOB_PROPERTIES}
-    sc.setLocalProperty("spark.jobGroup.id", txn_id)
-    sc.setLocalProperty(
-        "spark.job.description", f"downbeat: write data files of {spec.table} ({spec.operation})"
-    )
     mode = jvm.org.apache.spark.sql.SaveMode.valueOf(save_mode)
     utils = jvm.org.apache.spark.api.python.PythonUtils
     none = jvm.scala.Option.empty()
@@ -163,7 +158,8 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
             none,
             none,
         )
-        written = writer.write(txn, jss, none, False)
+        with job_group(spark.sparkContext, txn_id, spec):
+            written = writer.write(txn, jss, none, False)
     except Exception as exc:
         at = "new table" if spec.creates else f"version {int(txn.readVersion())}"
         if spec.creates:
@@ -172,9 +168,6 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
             f"write to {spec.table} failed before its commit; the table is unchanged ({at}): "
             f"{first_line(exc)}"
         ) from exc
-    finally:
-        for key, value in previous.items():
-            sc.setLocalProperty(key, value)  # type: ignore[arg-type]
     try:
         return _pending(jvm, spec, txn, written, touched, mode, predicate, txn_id)
     except BaseException:
