@@ -63,6 +63,20 @@ SEQUENCE_ARRAYS = (
     NEGATIVE_TIERS,
 )
 
+# gold/training_sequences: the train rows of gold/sequences in the layout the training loader
+# streams: each array as a fixed-width binary column of `width` little-endian values, left-padded
+# with 0 (the most recent item last), so a row group is one contiguous (rows, width) buffer per array.
+# Ids are int32; feedback codes, target flags (0/1) and tiers are single bytes.
+TRAINING_ARRAYS = SEQUENCE_ARRAYS
+TRAINING_DTYPES = {
+    TRACK_IDS: "<i4",
+    STATION_IDS: "<i4",
+    FEEDBACK_IDS_COL: "i1",
+    TARGET_MASK: "i1",
+    NEGATIVE_TRACK_IDS: "<i4",
+    NEGATIVE_TIERS: "i1",
+}
+
 # gold/eval_pairs and gold/validation_pairs: one (up event, down event) pair per row
 UP_TRACK_ID = "up_track_id"
 DOWN_TRACK_ID = "down_track_id"

@@ -29,7 +29,7 @@ from pipelines.eval_sets import eval_next, eval_pairs
 from pipelines.hard_negatives import hard_negatives, with_hard_negative
 from pipelines.lakehouse import Commit, Lakehouse
 from pipelines.plays import plays
-from pipelines.sequences import sequences
+from pipelines.sequences import sequences, training_sequences
 from pipelines.settings import FeatureSettings
 from pipelines.spark import spark_session
 from pipelines.split import (
@@ -51,6 +51,7 @@ GOLD = (
     "gold/tracks",
     "gold/stations",
     "gold/sequences",
+    "gold/training_sequences",
     "gold/hard_negatives",
     "gold/eval_pairs",
     "gold/eval_next",
@@ -62,6 +63,12 @@ NEIGHBOUR = dt.timedelta(days=1)
 # Rows per partition of the user-partitioned plays that every gold table reads from the cache: a
 # cached partition is read back whole, so it must stay far below the executor heap.
 ROWS_PER_PARTITION = 500_000
+# Rows per file of gold/training_sequences, one row group each: a Petastorm shard is a row group, so
+# this sets how evenly ranks share the rows, and every group read costs a file open (~6 MB a group
+# at width 200).
+TRAINING_ROWS_PER_GROUP = 2048
+# Tables read far more often than stored, written uncompressed (decoding is the loader's bottleneck).
+UNCOMPRESSED = ("gold/training_sequences",)
 
 
 @dataclass(frozen=True)
@@ -104,12 +111,12 @@ def run(
         raise InputError(f"{PLAYS} is empty: nothing to build (ingest events first)")
     cutoff_ts = cutoff(summary[0], features.split)
     log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
-    gold = gold_frames(played, features, cutoff_ts, user_partitions(spark, summary[1]))
+    gold = gold_frames(played, features, cutoff_ts, user_partitions(spark, summary[1]), training_width(cfg))
     try:
         # Every gold table's files are written from the cached inputs, then all of them commit.
         with lakehouse.transaction() as tx:
             for table in GOLD:
-                tx.stage(gold.tables[table], table)
+                tx.stage(gold.tables[table], table, compression=compression_of(table))
     finally:
         gold.unpersist()  # only now: the staged writes above are what read the cache
     versions.update({table: commit.version for table, commit in tx.commits.items()})
@@ -150,6 +157,15 @@ def _rebuild_range(
         computed.unpersist()
 
 
+def training_width(cfg: Config) -> int:
+    """Positions per row of gold/training_sequences: what the model reads, at most what is kept."""
+    return min(cfg.model.max_length, cfg.features.sequences.max_length)
+
+
+def compression_of(table: str) -> str:
+    return "uncompressed" if table in UNCOMPRESSED else "snappy"
+
+
 def user_partitions(spark: SparkSession, rows: int) -> int:
     """Partitions for plays by user: the session's shuffle partitions, more for big tables."""
     configured = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
@@ -169,9 +185,12 @@ class GoldFrames:
 
 
 def gold_frames(
-    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime, partitions: int
+    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime, partitions: int, width: int
 ) -> GoldFrames:
-    """Every gold table's frame, from one pass that partitions silver/plays by user."""
+    """Every gold table's frame, from one pass that partitions silver/plays by user.
+
+    width: positions per row of gold/training_sequences (what the model reads).
+    """
     level = StorageLevel.MEMORY_AND_DISK
     roles = with_roles(played, features.sequences, features.eval)
     roles = roles.repartition(partitions, S.USER_ID).persist(level)
@@ -193,10 +212,14 @@ def gold_frames(
         max_length=features.sequences.max_length,
         validation_percent=features.sequences.validation_percent,
     ).persist(level)  # written, and summarised in gold/stats
+    train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
     tables = {
         "gold/tracks": vocabulary,
         "gold/stations": station_ids,
         "gold/sequences": seqs,
+        "gold/training_sequences": training_sequences(
+            seqs, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
+        ),
         "gold/hard_negatives": hard_negatives(annotated),
         "gold/eval_pairs": eval_pairs(
             test,
@@ -256,9 +279,9 @@ def command(args: argparse.Namespace) -> int:
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     scope = "all dates" if result.silver_range is None else "dates {} .. {}".format(*result.silver_range)
     print(f"build: silver/plays rebuilt for {scope}; test period from {result.cutoff_ts:%Y-%m-%d %H:%M} UTC")
-    print(f"{'table':<22}{'version':>8}{'rows':>12}")
+    print(f"{'table':<25}{'version':>8}{'rows':>12}")
     for table, version in result.versions.items():
-        print(f"{table:<22}{version:>8}{lakehouse.rows(table):>12}")
+        print(f"{table:<25}{version:>8}{lakehouse.rows(table):>12}")
     print("\ngold/stats")
     for row in lakehouse.read("gold/stats").collect():
         value = "null" if row[S.VALUE] is None else f"{row[S.VALUE]:.4g}"

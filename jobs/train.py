@@ -73,9 +73,14 @@ def run(
     world = processes if processes is not None else cfg.train.processes
     if world < 1:
         raise InputError(f"--processes must be at least 1, got {world}")
-    device = device_of(cfg.train.device)
-    if device == "cuda" and world > torch.cuda.device_count():
-        raise InputError(f"--processes {world} needs {world} GPUs; torch sees {torch.cuda.device_count()}")
+    if cfg.train.launch == "cluster":
+        device = cluster_device(cfg)
+    else:
+        device = device_of(cfg.train.device)
+        if device == "cuda" and world > torch.cuda.device_count():
+            raise InputError(
+                f"--processes {world} needs {world} GPUs; torch sees {torch.cuda.device_count()}"
+            )
     resume_path: Path | None = None
     resume_run: str | None = None
     if resume is not None:
@@ -97,6 +102,13 @@ def run(
         raise InputError(
             f"table gold/sequences version {sequences.version} has no train rows "
             "(users with a positive before the cut-off): nothing to train on"
+        )
+    training = tables["gold/training_sequences"]
+    if training.rows != facts.train_rows:
+        raise InputError(
+            f"table gold/training_sequences version {training.version} has {training.rows} rows but "
+            f"gold/sequences version {sequences.version} has {facts.train_rows} train rows: "
+            "they come from different builds; run `downbeat build`"
         )
     if tables["gold/tracks"].rows < 2:
         raise InputError(
@@ -122,20 +134,69 @@ def run(
 
 
 def _launch(spec: Any, world: int, cuda: bool, cfg: Config) -> dict[str, Any]:
-    """Run the worker in this process (one process) or on N ranks through TorchDistributor."""
+    """Run the worker in this process (one local process), or on `world` ranks through TorchDistributor."""
     from models.worker import train_worker
 
-    if world == 1:
+    if world == 1 and cfg.train.launch == "local":
         return train_worker(spec)
+    output = distributor(cfg, world, cuda).run(train_worker, spec)
+    if not isinstance(output, dict) or "model" not in output:
+        raise RuntimeError(f"TorchDistributor returned {type(output).__name__}, not rank 0's result")
+    return output
+
+
+GPU_DISCOVERY = Path(__file__).resolve().parent / "gpu_discovery.sh"
+
+
+def gpu_conf(world: int) -> dict[str, str]:
+    """Driver settings with which Spark owns this machine's GPUs (what TorchDistributor's local mode
+    hands out to its ranks): `world` of them, found by jobs/gpu_discovery.sh."""
+    return {
+        "spark.driver.resource.gpu.amount": str(world),
+        "spark.driver.resource.gpu.discoveryScript": str(GPU_DISCOVERY),
+    }
+
+
+def distributor(cfg: Config, world: int, cuda: bool) -> Any:
+    """A TorchDistributor for `world` ranks: here (`train.launch: local`; NCCL on this machine's GPUs,
+    which the Spark driver is set up to own) or as barrier tasks on executors (`cluster`; a GPU per
+    task from spark.task.resource.gpu.amount)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from pipelines.spark import spark_session
 
-    spark_session(cfg.spark, cfg.delta)
-    output = TorchDistributor(num_processes=world, local_mode=True, use_gpu=cuda).run(train_worker, spec)
-    if not isinstance(output, dict) or "model_path" not in output:
-        raise RuntimeError(f"TorchDistributor returned {type(output).__name__}, not rank 0's result")
-    return output
+    local = cfg.train.launch == "local"
+    settings = cfg.spark
+    if local and cuda:  # the configured spark.conf wins (a cluster may name its own script)
+        settings = dataclasses.replace(settings, conf={**gpu_conf(world), **settings.conf})
+    spark = spark_session(settings, cfg.delta)
+    if local and cuda:
+        owned = spark.sparkContext.resources.get("gpu")
+        if owned is None or len(owned.addresses) < world:
+            found = 0 if owned is None else len(owned.addresses)
+            raise InputError(
+                f"--processes {world} on GPUs: the Spark driver owns {found} GPU(s). It was started "
+                "before train could configure them (spark-submit, or an earlier session): pass --conf "
+                f"spark.driver.resource.gpu.amount={world} --conf "
+                f"spark.driver.resource.gpu.discoveryScript={GPU_DISCOVERY}"
+            )
+    return TorchDistributor(num_processes=world, local_mode=local, use_gpu=cuda)
+
+
+def cluster_device(cfg: Config) -> str:
+    """The device of ranks on executors: cuda when Spark gives each task a GPU."""
+    from pipelines.spark import spark_session
+
+    spark = spark_session(cfg.spark, cfg.delta)
+    gpus = float(spark.conf.get("spark.task.resource.gpu.amount", "0") or 0)
+    if cfg.train.device == "cuda" and gpus < 1:
+        raise InputError(
+            "config key 'train.device' is 'cuda' with 'train.launch: cluster', but "
+            "spark.task.resource.gpu.amount is not set: give each task a GPU (spark.conf)"
+        )
+    if cfg.train.device == "cpu":
+        return "cpu"
+    return "cuda" if gpus >= 1 else "cpu"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,13 +20,23 @@ from typing import Any
 from models.data import SequenceFacts, TableSnapshot, read_frame
 from models.settings import ModelSettings, TrainSettings
 from models.tracking import MlflowSettings
-from models.worker import WorkerSpec
+from models.worker import FINAL_MODEL, WorkerSpec
 
 log = logging.getLogger("downbeat.train")
 SEQUENCES, TRACKS, STATIONS = "gold/sequences", "gold/tracks", "gold/stations"
+TRAINING = "gold/training_sequences"
 EVAL_PAIRS, EVAL_NEXT = "gold/eval_pairs", "gold/eval_next"
 VALIDATION_PAIRS, VALIDATION_NEXT = "gold/validation_pairs", "gold/validation_next"
-INPUT_TABLES = (SEQUENCES, EVAL_PAIRS, EVAL_NEXT, VALIDATION_PAIRS, VALIDATION_NEXT, TRACKS, STATIONS)
+INPUT_TABLES = (
+    SEQUENCES,
+    TRAINING,
+    EVAL_PAIRS,
+    EVAL_NEXT,
+    VALIDATION_PAIRS,
+    VALIDATION_NEXT,
+    TRACKS,
+    STATIONS,
+)
 # Sources without stations have none; a tiny log can have no validation pairs (no early stopping then).
 MAY_BE_EMPTY = (STATIONS, VALIDATION_PAIRS, VALIDATION_NEXT)
 
@@ -75,7 +85,14 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     from models.evaluation import evaluate
     from models.plots import plot_learning_curves
     from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
-    from models.tracking import CANDIDATE, PIP_REQUIREMENTS, decide_champion, experiment_id, metric_name
+    from models.tracking import (
+        CANDIDATE,
+        PIP_REQUIREMENTS,
+        absolute_tracking_uri,
+        decide_champion,
+        experiment_id,
+        metric_name,
+    )
     from models.validation import ValidationSet
 
     started = time.perf_counter()
@@ -105,14 +122,14 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             positive_feedback=request.facts.positive_feedback,
             model=request.model,
             train=train_cfg,
-            sequence_files=tables[SEQUENCES].files,
+            training_files=tables[TRAINING].files,
             validation_pairs=tables[VALIDATION_PAIRS],
             validation_next=tables[VALIDATION_NEXT],
             steps_per_epoch=steps,
             checkpoint_dir=str(checkpoint_dir),
             device=request.device,
             resume=str(request.resume) if request.resume else None,
-            tracking_uri=settings.tracking_uri,
+            tracking_uri=absolute_tracking_uri(settings.tracking_uri),
             run_id=run_id,
             config=request.config,
         )
@@ -125,7 +142,10 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             request.device,
         )
         outcome = launch(spec, world)
-        model = load_model(outcome["model_path"])
+        model_path = checkpoint_dir / FINAL_MODEL  # rank 0's final model, wherever it ran
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        model_path.write_bytes(outcome["model"])
+        model = load_model(str(model_path))
         validation, validation_se = float(outcome["best"]), float(outcome["best_standard_error"])
         mlflow.log_metrics(
             {
@@ -156,7 +176,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=DownbeatPyfunc(),
-            artifacts={"checkpoint": outcome["model_path"]},
+            artifacts={"checkpoint": str(model_path)},
             signature=signature(),
             input_example=input_example(n_tracks),
             pip_requirements=PIP_REQUIREMENTS,

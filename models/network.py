@@ -1,8 +1,10 @@
 """What every architecture shares: the batch, the embedding-sum transformer, and scoring.
 
-Sequences are right-padded with 0. Position ids count back from each row's most recent item
-(0 = most recent), so a training row, whose last item is a positive, and a scoring row, whose last
-item is the query, put the prediction at the same position.
+Padding (id 0) may sit on either side of a row: training batches are left-padded (the layout
+gold/training_sequences stores), scoring histories right-padded. Position ids count back from each
+row's most recent item (0 = most recent), so a training row, whose last item is a positive, and a
+scoring row, whose last item is the query, put the prediction at the same position whatever the
+padding.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def query_feedback(positive_feedback: tuple[int, ...]) -> int:
 
 @dataclass
 class Batch:
-    """Aligned (B, L) tensors of training rows, right-padded with 0."""
+    """Aligned (B, L) tensors of training rows, left-padded with 0 (the most recent item last)."""
 
     tracks: Tensor  # (B, L) long, track idx 1..n
     stations: Tensor  # (B, L) long, station idx (0 = none)
@@ -43,7 +45,16 @@ class Batch:
     tiers: Tensor  # (B, L) long, its cascade tier (0 = none)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+        """On `device`, integer columns as int64 (a loader may hand over narrower types: less to copy)."""
+
+        def moved(t: Tensor) -> Tensor:
+            t = t.to(device, non_blocking=True)
+            return t if t.dtype in (torch.bool, torch.int64) else t.long()
+
+        return Batch(**{f.name: moved(getattr(self, f.name)) for f in fields(self)})
+
+    def pin_memory(self) -> Batch:
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
     @property
     def rows(self) -> int:
@@ -89,6 +100,21 @@ def positions_from_end(tracks: Tensor) -> Tensor:
     return after * present
 
 
+def causal_mask(padding: Tensor, heads: int) -> Tensor:
+    """(B * heads, L, L) bool, True = blocked: the future and padding, except each position itself.
+
+    A left-padded position under a causal mask has only padding before it; letting every position
+    see itself keeps its attention row from being blocked entirely, which some attention kernels
+    turn into NaN (and NaN gradients), whatever padding the row has. Real positions never read a
+    padding position, so their states are those of the row without its padding.
+    """
+    length = padding.shape[1]
+    future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=padding.device), 1)
+    itself = torch.eye(length, dtype=torch.bool, device=padding.device)
+    blocked = (future | padding.unsqueeze(1)) & ~itself  # (B, L, L)
+    return blocked.repeat_interleave(heads, dim=0)
+
+
 class SequenceNetwork(nn.Module):
     """Track + station + feedback + position embeddings into a pre-norm transformer encoder.
 
@@ -118,15 +144,14 @@ class SequenceNetwork(nn.Module):
                 embedding.weight[PAD].zero_()
 
     def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
-        """(B, L, D) hidden states of right-padded (B, L) inputs; padding is never attended to."""
+        """(B, L, D) hidden states of padded (B, L) inputs; padding is never attended to."""
         padding = tracks == PAD  # (B, L)
         positions = positions_from_end(tracks).clamp(max=self.settings.max_length - 1)
         x = self.track(tracks) + self.station(stations) + self.feedback(feedback) + self.position(positions)
-        mask = None
-        if self.causal:
-            length = tracks.shape[1]
-            mask = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tracks.device), 1)
-        h = self.encoder(self.dropout(x), mask=mask, src_key_padding_mask=padding)  # (B, L, D)
+        if not self.causal:
+            h = self.encoder(self.dropout(x), src_key_padding_mask=padding)  # (B, L, D)
+            return self.norm(h)
+        h = self.encoder(self.dropout(x), mask=causal_mask(padding, self.settings.heads))
         return self.norm(h)
 
     def item_embeddings(self) -> Tensor:

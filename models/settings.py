@@ -53,3 +53,7 @@ class TrainSettings:
     processes: int
     device: Literal["auto", "cpu", "cuda"]
     shuffle_buffer: int
+    # Defaults only so that checkpoints saved before these keys existed still load.
+    loader: Literal["petastorm", "arrow"] = "petastorm"  # reads gold/training_sequences (models/loader.py)
+    prefetch: int = 4  # batches read ahead of the step, in a background thread
+    launch: Literal["local", "cluster"] = "local"  # N ranks on this machine, or Spark tasks on executors

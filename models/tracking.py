@@ -57,6 +57,17 @@ def git_commit(root: Path) -> str:
     return f"{head}-dirty" if dirty else head
 
 
+def absolute_tracking_uri(uri: str) -> str:
+    """The same store named from anywhere: a relative sqlite file or folder resolved against the cwd
+    (a rank on a Spark executor runs in another folder)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    if "://" not in uri and ":" not in uri:
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
 def experiment_id(tracking_uri: str, name: str, artifact_root: str) -> str:
     """The experiment's id, creating it (with its artifact location) when absent."""
     import mlflow

@@ -87,6 +87,8 @@ def fit(
     trainable: what forward() is called on (the DDP wrapper in distributed runs; default `model`).
     checkpoint_dir: rank 0 writes epoch-NNN.pt there after every epoch. resume: such a checkpoint.
     payload: extra entries for each checkpoint (what a loader needs to rebuild the model).
+    loader_rate: the training stream's rows/s over the epoch just read (summed over ranks, logged as
+    `loader_rows_per_s`); `data_wait_share` is the share of the epoch the steps waited for batches.
     """
     net = trainable if trainable is not None else model
     optimizer = torch.optim.AdamW(
@@ -121,7 +123,14 @@ def fit(
         generator = torch.Generator(device=generator_device).manual_seed(seed)
         net.train()
         loss_sum, loss_count, rows = 0.0, 0, 0
-        for batch in batches(epoch):
+        waited = 0.0  # time the step spent waiting for its batch
+        stream = iter(batches(epoch))
+        while True:
+            asked = time.perf_counter()
+            batch = next(stream, None)
+            waited += time.perf_counter() - asked
+            if batch is None:
+                break
             batch = batch.to(device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
                 loss, _ = net(batch, generator)
@@ -134,8 +143,10 @@ def fit(
             loss_sum += float(loss.detach())
             loss_count += 1
             rows += batch.rows
-        loss_sum, loss_count_f, rows_f = ranks.all_sum([loss_sum, float(loss_count), float(rows)])
         train_seconds = time.perf_counter() - started
+        loss_sum, loss_count_f, rows_f, wait_share = ranks.all_sum(
+            [loss_sum, float(loss_count), float(rows), waited / train_seconds if train_seconds > 0 else 0.0]
+        )
         accuracy, standard_error = validate(model)
         if math.isnan(accuracy) or accuracy > state.best:
             # Without validation pairs (accuracy nan) the latest epoch counts as the best: no early stop.
@@ -155,6 +166,7 @@ def fit(
             "learning_rate": float(scheduler.get_last_lr()[0]),
             "train_seconds": train_seconds,
             "train_sequences_per_s": rows_f / train_seconds if train_seconds > 0 else 0.0,
+            "data_wait_share": wait_share / ranks.world,  # of the epoch's training time, mean over ranks
         }
         if loader_rate is not None:
             row["loader_rows_per_s"] = ranks.all_sum([loader_rate()])[0]

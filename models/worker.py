@@ -1,12 +1,14 @@
 """One training process: the function TorchDistributor runs on every rank (or the driver runs once).
 
-It reads its own Petastorm shard of gold/sequences, trains under DDP when there are several ranks
-(gloo on CPU, NCCL on GPU), reduces metrics across ranks, and only rank 0 writes checkpoints and
-talks to MLflow.
+It streams its own shard of gold/training_sequences (models/loader.py), trains under DDP when
+there are several ranks (gloo on CPU, NCCL on GPU), reduces metrics across ranks, and only rank 0
+writes checkpoints and talks to MLflow. Rank 0 hands the final model back as bytes, so the caller
+gets it wherever the rank ran (on a Spark executor, its disk is not the driver's).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -18,7 +20,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from models.data import SequenceStream, TableSnapshot
+from models.data import TableSnapshot
+from models.loader import TrainingStream
 from models.serving import checkpoint_payload
 from models.settings import ModelSettings, TrainSettings
 from models.train import FitState, Ranks, fit, seed_everything
@@ -39,7 +42,7 @@ class WorkerSpec:
     positive_feedback: tuple[int, ...]
     model: ModelSettings
     train: TrainSettings
-    sequence_files: tuple[str, ...]
+    training_files: tuple[str, ...]  # gold/training_sequences' data files (URLs)
     validation_pairs: TableSnapshot
     validation_next: TableSnapshot
     steps_per_epoch: int
@@ -73,8 +76,8 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             trainable = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[local_rank] if cuda else None
             )
-        stream = SequenceStream(
-            spec.sequence_files,
+        stream = TrainingStream(
+            spec.training_files,
             batch_size=spec.train.batch_size,
             steps=spec.steps_per_epoch,
             max_length=spec.model.max_length,
@@ -82,6 +85,9 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             shuffle_buffer=spec.train.shuffle_buffer,
             rank=rank,
             world=world,
+            loader=spec.train.loader,
+            prefetch=spec.train.prefetch,
+            pin_memory=cuda,
         )
         validation = ValidationSet.of(spec.validation_pairs, spec.validation_next)
         if rank == 0:
@@ -114,11 +120,11 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         )
         result: dict[str, Any] = {"rank": rank}
         if rank == 0:
-            final = checkpoints / FINAL_MODEL
             model.to("cpu")
+            final = io.BytesIO()
             torch.save(checkpoint_payload(model, spec.config) | {"run_id": spec.run_id}, final)
             result.update(
-                model_path=str(final),
+                model=final.getvalue(),
                 history=state.history,
                 best=state.best if math.isfinite(state.best) else float("nan"),  # no validation data
                 best_standard_error=state.best_standard_error,

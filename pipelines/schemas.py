@@ -31,6 +31,7 @@ from contract import (  # noqa: F401  (re-exported: pipeline code reads every na
     NEGATIVE_TRACK_IDS,
     PAD,
     PLAY,
+    SEQUENCE_ARRAYS,
     SKIP,
     SPLIT,
     STATION_ID,
@@ -47,6 +48,7 @@ from contract import (  # noqa: F401  (re-exported: pipeline code reads every na
     TRACK_IDS,
     TRACK_IDX,
     TRAIN,
+    TRAINING_DTYPES,
     TS,
     UP,
     UP_EVENT_ID,
@@ -141,6 +143,13 @@ SEQUENCES = _struct(
     (CUTOFF_TS, T.TimestampType(), False),
 )
 
+# gold/training_sequences: one train row per user, each array a fixed-width binary column (contract.py).
+TRAINING_SEQUENCES = _struct(
+    (USER_ID, T.StringType(), False),
+    (LENGTH, T.IntegerType(), False),  # positions holding an item (the rest, on the left, are padding)
+    *((name, T.BinaryType(), False) for name in SEQUENCE_ARRAYS),
+)
+
 # gold/hard_negatives: one row per target position (a positive play before the cut-off).
 TARGET_TRACK_ID = "target_track_id"
 TARGET_TS = "target_ts"
@@ -211,6 +220,7 @@ TABLES = {
     "gold/tracks": TRACKS,
     "gold/stations": STATIONS,
     "gold/sequences": SEQUENCES,
+    "gold/training_sequences": TRAINING_SEQUENCES,
     "gold/hard_negatives": HARD_NEGATIVES,
     "gold/eval_pairs": EVAL_PAIRS,
     "gold/eval_next": EVAL_NEXT,

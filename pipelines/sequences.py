@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Iterable, Iterator
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -75,4 +80,60 @@ def sequences(
         F.col(S.FIRST_TS),
         F.col(S.LAST_TS),
         F.lit(cutoff_ts).alias(S.CUTOFF_TS),
+    )
+
+
+def training_sequences(sequences_df: DataFrame, *, width: int, partitions: int) -> DataFrame:
+    """gold/training_sequences: the train rows of gold/sequences as the loader streams them (grain: user_id).
+
+    Each array becomes a binary column of `width` values (contract.TRAINING_DTYPES: int32 ids,
+    one-byte codes), left-padded with 0 and
+    keeping a row's most recent `width` items, so that a reader turns a whole row group into one
+    (rows, width) array without touching a row. `partitions` files of one row group each (a
+    Petastorm shard is a row group), rows sorted by user within each (the same input writes the
+    same files).
+    """
+    train = sequences_df.where(F.col(S.SPLIT) == S.TRAIN).select(S.USER_ID, *S.SEQUENCE_ARRAYS)
+    return (
+        train.repartition(partitions, S.USER_ID)
+        .sortWithinPartitions(S.USER_ID)
+        .mapInArrow(functools.partial(_fixed_width_batches, width=width), S.TRAINING_SEQUENCES)
+    )
+
+
+def _fixed_width_batches(batches: Iterable[pa.RecordBatch], *, width: int) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body (runs on executors): list columns -> left-padded fixed-width binary columns."""
+    for batch in batches:
+        columns = {
+            name: left_padded(batch.column(name), width, S.TRAINING_DTYPES[name])
+            for name in S.SEQUENCE_ARRAYS
+        }
+        lengths = pc.min_element_wise(pc.list_value_length(batch.column(S.TRACK_IDS)), pa.scalar(width))
+        yield pa.RecordBatch.from_arrays(
+            [batch.column(S.USER_ID), lengths.cast(pa.int32()), *(_binary(a) for a in columns.values())],
+            names=[S.USER_ID, S.LENGTH, *columns],
+        )
+
+
+def left_padded(column: pa.ListArray, width: int, dtype: str = "<i4") -> np.ndarray:
+    """(rows, width) of `dtype`: each row's last `width` items, right-aligned after zeros. Vectorised."""
+    values = column.values.fill_null(0).to_numpy().astype(dtype, copy=False)
+    offsets = column.offsets.to_numpy()  # into the unsliced `values`, as `column` may be a slice
+    ends = offsets[1:].astype(np.int64)
+    kept = np.minimum(ends - offsets[:-1], width)
+    out = np.zeros((len(column), width), dtype=dtype)
+    if kept.sum() == 0:
+        return out
+    within = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)  # 0..kept-1 per row
+    rows = np.repeat(np.arange(len(column)), kept)
+    out[rows, np.repeat(width - kept, kept) + within] = values[np.repeat(ends - kept, kept) + within]
+    return out
+
+
+def _binary(array: np.ndarray) -> pa.BinaryArray:
+    """One binary value per row of a C-contiguous (rows, width) array, without a copy."""
+    rows, size = array.shape[0], array.shape[1] * array.itemsize
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * size, pa.int32())
+    return pa.BinaryArray.from_buffers(
+        pa.binary(), rows, [None, offsets.buffers()[1], pa.py_buffer(np.ascontiguousarray(array))]
     )

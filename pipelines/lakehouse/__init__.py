@@ -44,6 +44,7 @@ from pyspark.sql import types as T
 from pipelines.errors import InputError
 from pipelines.lakehouse import _delta_rs, _spark_engine
 from pipelines.lakehouse._core import (
+    CODECS,
     CONNECTOR_PROBLEM,
     CONNECTOR_SOURCE,
     DELTA_CLASS,
@@ -336,6 +337,7 @@ class Lakehouse:
         replace_range: tuple[str, dt.date, dt.date] | None = None,
         merge_keys: Sequence[str] = (),
         schema_evolution: bool = False,
+        compression: str = "snappy",
     ) -> PendingWrite:
         """First half of a write: check it and write its data files. `commit()` publishes them."""
         spec, df = self._checked(
@@ -346,6 +348,7 @@ class Lakehouse:
             replace_range=replace_range,
             merge_keys=merge_keys,
             schema_evolution=schema_evolution,
+            compression=compression,
         )
         current = None if spec.creates else self._delta_table(table)
         if self.engine == "spark":
@@ -364,8 +367,13 @@ class Lakehouse:
         replace_range: tuple[str, dt.date, dt.date] | None = None,
         merge_keys: Sequence[str] = (),
         schema_evolution: bool = False,
+        compression: str = "snappy",
     ) -> tuple[WriteSpec, DataFrame]:
         """The write's plan, checked against the table (schema, partitioning, range, keys)."""
+        if compression not in CODECS:
+            raise InputError(
+                f"write to {table}: compression {compression!r} is not one of {', '.join(CODECS)}"
+            )
         uri = self.uri(table)
         spec = WriteSpec(
             table=table,
@@ -375,6 +383,7 @@ class Lakehouse:
             replace_range=replace_range,
             merge_keys=tuple(merge_keys),
             schema_evolution=schema_evolution,
+            compression=compression,
         )
         current = self._current(table)
         df = conform(df, spec, current)
@@ -457,8 +466,12 @@ class Transaction:
         replace_range: tuple[str, dt.date, dt.date] | None = None,
         merge_keys: Sequence[str] = (),
         schema_evolution: bool = False,
+        compression: str = "snappy",
     ) -> None:
-        """Write `df`'s data files for `table` now; they become visible when the transaction commits."""
+        """Write `df`'s data files for `table` now; they become visible when the transaction commits.
+
+        compression: the data files' Parquet codec, snappy or uncompressed (for a table read
+        more often than it is stored, such as the one training streams every epoch)."""
         if any(name == table for name, _ in self.staged):
             raise InputError(f"transaction {self.id}: {table} is staged twice")
         log.info("%s %s: writing data files (%s engine, staged)", operation, table, self.lakehouse.engine)
@@ -470,6 +483,7 @@ class Transaction:
             replace_range=replace_range,
             merge_keys=merge_keys,
             schema_evolution=schema_evolution,
+            compression=compression,
         )
         self.staged.append((table, write))
 

@@ -18,6 +18,7 @@ from pyspark.sql import types as T
 from pipelines.errors import InputError
 
 LAYERS = ("bronze", "silver", "gold")
+CODECS = ("snappy", "uncompressed")  # Parquet codecs a write may ask for
 TABLE_NAME = re.compile(r"^(bronze|silver|gold)/[a-z][a-z0-9_]*$")
 FILE_NAME_COLUMN = "__downbeat_file"
 TXN_KEY = "downbeat.txn"
@@ -100,6 +101,7 @@ class WriteSpec:
     new_columns: tuple[T.StructField, ...] = ()
     schema: T.StructType = field(default_factory=T.StructType)
     creates: bool = False  # no table yet: this write creates it
+    compression: str = "snappy"  # Parquet codec of the data files: snappy | uncompressed
 
 
 def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:

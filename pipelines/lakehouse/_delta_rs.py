@@ -230,7 +230,7 @@ def write_data_files(df: DataFrame, spec: WriteSpec, txn: str, base_version: int
     if partition_by:
         # One open file per task at a time, as Spark's own writer does for dynamic partitions.
         df = df.sortWithinPartitions(*[F.col(f"`{c}`") for c in partition_by])
-    writer = task_writer(uri, partition_by, txn)
+    writer = task_writer(uri, partition_by, txn, spec.compression)
     sc = df.sparkSession.sparkContext
     try:
         with job_group(sc, txn, spec):

@@ -22,8 +22,10 @@ STAT_STRING_LIMIT = 32
 SAFE_DIR_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-def task_writer(uri: str, partition_by: list[str], txn: str) -> Callable[[Iterable[Any]], Iterator[Any]]:
-    """The function each task runs: write its rows, yield one row per file written."""
+def task_writer(
+    uri: str, partition_by: list[str], txn: str, compression: str = "snappy"
+) -> Callable[[Iterable[Any]], Iterator[Any]]:
+    """The function each task runs: write its rows (Parquet, `compression`), yield a row per file written."""
 
     def write(batch_iter: Iterable[Any]) -> Iterator[Any]:
         import pyarrow as pa
@@ -38,7 +40,9 @@ def task_writer(uri: str, partition_by: list[str], txn: str) -> Callable[[Iterab
         task = f"{ctx.partitionId():05d}-{txn}-{ctx.attemptNumber()}" if ctx else f"00000-{txn}-0"
         fs, base = pafs.FileSystem.from_uri(uri)
         data_names = [n for n in first.schema.names if n not in partition_by]
-        out = FileRoller(fs, base, task, pa.schema([first.schema.field(n) for n in data_names]), partition_by)
+        out = FileRoller(
+            fs, base, task, pa.schema([first.schema.field(n) for n in data_names]), partition_by, compression
+        )
         try:
             for batch in itertools.chain([first], batches):
                 for key, piece in runs(batch, partition_by):
@@ -92,8 +96,11 @@ def runs(batch: Any, partition_by: list[str]) -> Iterator[tuple[tuple[Any, ...],
 class FileRoller:
     """Writes one Parquet file at a time per partition key, rolling over at ROWS_PER_FILE."""
 
-    def __init__(self, fs: Any, base: str, task: str, schema: Any, partition_by: list[str]) -> None:
+    def __init__(
+        self, fs: Any, base: str, task: str, schema: Any, partition_by: list[str], compression: str = "snappy"
+    ) -> None:
         self.fs, self.base, self.task, self.schema = fs, base.rstrip("/"), task, schema
+        self.compression = compression
         self.partition_by = partition_by
         self.files: list[dict[str, Any]] = []
         self.key: tuple[Any, ...] | None = None
@@ -138,12 +145,18 @@ class FileRoller:
         names = self.partition_by
         self.partition_values = {n: partition_text(v) for n, v in zip(names, key, strict=True)}
         folder = "/".join(f"{n}={dir_value(self.partition_values[n])}" for n in names)
-        name = f"part-{self.task}-{self.count:04d}.snappy.parquet"
+        codec = "" if self.compression == "uncompressed" else f".{self.compression}"
+        name = f"part-{self.task}-{self.count:04d}{codec}.parquet"
         self.count += 1
         self.path = f"{folder}/{name}" if folder else name
         full = f"{self.base}/{self.path}"
         self.fs.create_dir(f"{self.base}/{folder}".rstrip("/"), recursive=True)
-        self.writer = pq.ParquetWriter(full, self.schema, filesystem=self.fs, compression="snappy")
+        self.writer = pq.ParquetWriter(
+            full,
+            self.schema,
+            filesystem=self.fs,
+            compression="none" if self.compression == "uncompressed" else self.compression,
+        )
         self.stats = Stats(self.schema)
 
     def _flush(self) -> None:

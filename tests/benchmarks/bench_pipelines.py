@@ -144,13 +144,15 @@ def main() -> None:
     }
     for name, frame in shared.items():
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
-    gold = build.gold_frames(played, cfg.features, cut, build.user_partitions(spark, events))
+    gold = build.gold_frames(
+        played, cfg.features, cut, build.user_partitions(spark, events), build.training_width(cfg)
+    )
     # As build does: every gold table staged (files written) in one transaction, then committed.
     with lakehouse.transaction() as tx:
         for table in build.GOLD:
             frame = gold.tables[table]
             print(f"{table} plan: {shuffles(frame)} shuffle(s)")
-            timed(table, events, lambda t=table, f=frame: tx.stage(f, t))
+            timed(table, events, lambda t=table, f=frame: tx.stage(f, t, compression=build.compression_of(t)))
         commit_started = time.monotonic()
     STEPS["gold commit (all tables)"] = round(time.monotonic() - commit_started, 2)
     print(f"{'gold commit (all tables)':<34}{STEPS['gold commit (all tables)']:>8.1f} s")

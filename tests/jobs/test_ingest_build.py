@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -146,6 +147,17 @@ def test_incremental_rebuild_ends_identical_to_a_full_build(spark, tmp_path):
     assert a.read("gold/sequences").count() > 0 and a.read("gold/eval_next").count() > 0
     for table in GOLD_AND_SILVER:
         assert_df_equality(a.read(table), b.read(table), ignore_row_order=True)
+    # gold/training_sequences: the train rows of gold/sequences, fixed width, a row group per file,
+    # uncompressed (the loader's decoding is its bottleneck)
+    training = b.read("gold/training_sequences")
+    assert training.count() == b.read("gold/sequences").where(F.col(S.SPLIT) == S.TRAIN).count() > 0
+    width = min(full.model.max_length, full.features.sequences.max_length)
+    assert {r[0] for r in training.select(F.length(S.TRACK_IDS)).distinct().collect()} == {4 * width}
+    assert {r[0] for r in training.select(F.length(S.FEEDBACK_IDS_COL)).distinct().collect()} == {width}
+    for url in b.snapshot("gold/training_sequences")[1]:
+        meta = pq.ParquetFile(url.removeprefix("file://")).metadata
+        assert meta.num_row_groups == 1
+        assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"UNCOMPRESSED"}
     # the incremental run replaced only the affected partitions of silver/plays
     last = a.history("silver/plays", limit=1)[0]
     assert last["downbeat.operation"] == "replace_range"

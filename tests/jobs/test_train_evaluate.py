@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from models.evaluation import pair_predictions
 from models.lifecycle import INPUT_TABLES
 from models.metrics import paired_accuracy
 from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, PAIRED_ACCURACY, decide_champion
+from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -106,6 +109,8 @@ def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_
     history = client.get_metric_history(run_id, "val_paired_accuracy")
     assert sorted(m.step for m in history) == [0, 1]
     assert [m.step for m in client.get_metric_history(run_id, "loader_rows_per_s")] == [0, 1]
+    waits = client.get_metric_history(run_id, "data_wait_share")
+    assert [m.step for m in waits] == [0, 1] and all(0.0 <= m.value <= 1.0 for m in waits)
     # the registered weights are the best validation epoch's, and its figure is what the run reports
     best = max(history, key=lambda m: (m.value, -m.step))
     assert run.data.metrics["validation_paired_accuracy"] == pytest.approx(best.value)
@@ -393,3 +398,75 @@ def test_without_validation_pairs_training_keeps_the_last_epoch_and_reports_no_v
     run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(out[-1])
     assert "validation_paired_accuracy" not in run.data.metrics
     assert run.data.metrics["best_epoch"] == 1 and run.data.metrics["epochs_run"] == 2
+
+
+def test_two_ranks_on_spark_executors_train_log_from_rank_0_and_register(lakehouse, tmp_path):
+    """`train.launch: cluster` on a local-cluster master: two executor JVMs, a barrier task each."""
+    result = downbeat(
+        *settings(
+            lakehouse, "train.max_epochs=2", "train.launch=cluster", "spark.master=local-cluster[2,1,2048]"
+        ),
+        "train",
+        "--model",
+        "hybrid",
+        "--processes",
+        "2",
+        cwd=tmp_path,  # ranks find the tracking store and tables by absolute paths, not this folder
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Finished distributed training with 2 executor processes" in result.stderr
+    run_id = result.stdout.strip().splitlines()[-1]
+    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
+    run = client.get_run(run_id)
+    assert run.data.params["train.launch"] == "cluster" and run.data.params["processes"] == "2"
+    for metric in ("val_paired_accuracy", "loader_rows_per_s", "data_wait_share", "train_sequences_per_s"):
+        history = client.get_metric_history(run_id, metric)
+        assert sorted(m.step for m in history) == [0, 1], metric  # one row per epoch, rank 0 alone
+    assert all(0.0 <= m.value <= 1.0 for m in client.get_metric_history(run_id, "data_wait_share"))
+    assert client.get_model_version_by_alias("downbeat", CANDIDATE).run_id == run_id
+    assert (lakehouse / "checkpoints" / run_id / "model.pt").is_file()  # the driver wrote rank 0's model
+
+
+def test_gpu_ranks_get_the_gpus_spark_discovers_for_the_driver(tmp_path):
+    """`train --processes 2` with GPUs: train configures the driver's GPU resources itself. No GPU here:
+    a stand-in nvidia-smi lists two, and each rank reports the CUDA_VISIBLE_DEVICES it was given."""
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nprintf "0\\n1\\n"\n')
+    fake.chmod(0o755)
+    script = (
+        "import json, os\n"
+        "from jobs.config import load_config\n"
+        "from jobs.train import distributor\n"
+        "def report():\n"
+        "    import os\n"
+        "    return {'rank': os.environ['RANK'], 'visible': os.environ.get('CUDA_VISIBLE_DEVICES')}\n"
+        "d = distributor(load_config(None, ['spark.log_level=ERROR']), 2, cuda=True)\n"
+        "print(json.dumps(d.run(report)))\n"
+    )
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["rank"] == "0" and sorted(seen["visible"].split(",")) == ["0", "1"]
+
+
+def test_gpu_ranks_in_a_session_started_without_gpus_are_refused_naming_the_settings(spark):
+    with pytest.raises(InputError, match=re.escape("spark.driver.resource.gpu.amount=2")):
+        train.distributor(load_config(None), 2, cuda=True)
+
+
+def test_the_gpu_discovery_script_lists_what_nvidia_smi_lists_and_nothing_without_it(tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\nprintf "0\\n 3\\nNo devices were found\\n"\n')
+    fake.chmod(0o755)
+    listed = subprocess.run(
+        [str(train.GPU_DISCOVERY)], capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    )
+    assert json.loads(listed.stdout) == {"name": "gpu", "addresses": ["0", "3"]}
+    none = subprocess.run(
+        [str(train.GPU_DISCOVERY)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert json.loads(none.stdout) == {"name": "gpu", "addresses": []}

@@ -17,6 +17,8 @@ from contract import (
     HISTORY_TRACK_IDS,
     STATION_ID,
     STATION_IDX,
+    TRAINING_ARRAYS,
+    TRAINING_DTYPES,
     UP_TRACK_ID,
     UP_TRACK_IDX,
     USER_ID,
@@ -84,6 +86,33 @@ def write_sequences(path: Path, table: pa.Table, files: int = 1) -> TableSnapsho
     delta = DeltaTable(str(path))
     uris = tuple(f if "://" in f else Path(f).as_uri() for f in delta.file_uris())
     return TableSnapshot("gold/sequences", str(path), delta.version(), uris, len(table))
+
+
+def training_rows(table: pa.Table, width: int) -> pa.Table:
+    """gold/training_sequences rows of a sequence_rows() table, built row by row (a reference
+    independent of the pipeline's vectorised code): train rows only, each array's last `width`
+    items after zeros, as bytes of the contract's dtypes."""
+    out: dict[str, list] = {USER_ID: [], "length": [], **{c: [] for c in TRAINING_ARRAYS}}
+    for row in table.to_pylist():
+        if row["split"] != "train":
+            continue
+        out[USER_ID].append(row[USER_ID])
+        out["length"].append(min(len(row["track_ids"]), width))
+        for c in TRAINING_ARRAYS:
+            kept = row[c][-width:]
+            padded = [0] * (width - len(kept)) + kept
+            out[c].append(np.asarray(padded, dtype=TRAINING_DTYPES[c]).tobytes())
+    schema = pa.schema(
+        [(USER_ID, pa.string()), ("length", pa.int32()), *((c, pa.binary()) for c in TRAINING_ARRAYS)]
+    )
+    return pa.table(out, schema=schema)
+
+
+def write_training(path: Path, table: pa.Table, width: int = 32, files: int = 1) -> TableSnapshot:
+    """gold/training_sequences of a sequence_rows() table: one Delta commit of `files` files."""
+    rows = training_rows(table, width)
+    snapshot = write_sequences(path, rows, files=files)
+    return TableSnapshot("gold/training_sequences", snapshot.uri, snapshot.version, snapshot.files, len(rows))
 
 
 def validation_set(table: pa.Table) -> ValidationSet:

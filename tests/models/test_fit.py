@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from models.data import SequenceStream
 from models.evaluation import pair_predictions
+from models.loader import TrainingStream
 from models.metrics import paired_accuracy, paired_accuracy_pooled
 from models.network import PLAY, SKIP, Batch
 from models.serving import checkpoint_payload, score_frame
@@ -18,7 +18,7 @@ from models.train import fit, latest_checkpoint, seed_everything
 from models.validation import ValidationSet
 from models.zoo import build_model
 from tests.models.helpers import settings
-from tests.models.tables import sequence_rows, validation_set, write_sequences
+from tests.models.tables import sequence_rows, validation_set, write_training
 
 N_TRACKS = 30
 
@@ -28,7 +28,7 @@ ROWS = sequence_rows(40, n_tracks=N_TRACKS)
 
 @pytest.fixture()
 def snapshot(tmp_path):
-    return write_sequences(tmp_path / "seq", ROWS, files=2)
+    return write_training(tmp_path / "seq", ROWS, files=2)
 
 
 def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck", **overrides):
@@ -37,7 +37,7 @@ def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck"
     )
     seed_everything(train_settings.seed)
     model = build_model(name, N_TRACKS, 3, model_settings, train_settings, (1,))
-    stream = SequenceStream(
+    stream = TrainingStream(
         snapshot.files, batch_size=8, steps=3, max_length=32, seed=train_settings.seed, shuffle_buffer=16
     )
     validation = validation_set(ROWS)
@@ -65,7 +65,7 @@ def test_the_same_seed_and_data_give_the_same_weights_and_history(snapshot, tmp_
     a, state_a = train(snapshot, tmp_path, name, epochs=2, folder="a")
     b, state_b = train(snapshot, tmp_path, name, epochs=2, folder="b")
     assert same_weights(a, b)
-    drop = ("train_seconds", "train_sequences_per_s")
+    drop = ("train_seconds", "train_sequences_per_s", "data_wait_share")
     assert [{k: v for k, v in h.items() if k not in drop} for h in state_a.history] == [
         {k: v for k, v in h.items() if k not in drop} for h in state_b.history
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.network import PAD, PLAY, SKIP, UP, History, compact, positions_from_end, query_feedback
+from models.network import PAD, PLAY, SKIP, UP, Batch, History, compact, positions_from_end, query_feedback
 from models.sasrec import next_target, skipped_between
 from models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
@@ -167,3 +167,48 @@ def test_a_fresh_network_reads_which_tracks_a_history_holds(name):
     moved_by_tracks = (by_track - base).norm(dim=1).mean()
     moved_by_stations = (by_station - base).norm(dim=1).mean()
     assert moved_by_tracks > 0.3 * moved_by_stations
+
+
+def left_padded(batch):
+    """The same rows with their padding moved to the left (the layout gold/training_sequences stores)."""
+    lengths = (batch.tracks != PAD).sum(dim=1)
+    width = batch.tracks.shape[1]
+    index = (torch.arange(width).unsqueeze(0) - (width - lengths).unsqueeze(1)) % width
+
+    def moved(t):
+        keep = torch.arange(width).unsqueeze(0) >= (width - lengths).unsqueeze(1)
+        return torch.where(keep, t.gather(1, index), torch.zeros_like(t))
+
+    return Batch(
+        *(
+            moved(getattr(batch, f))
+            for f in ("tracks", "stations", "feedback", "targets", "negatives", "tiers")
+        )
+    )
+
+
+@pytest.mark.parametrize("name", ["hybrid", "sasrec"])  # bidirectional; causal
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_padding_on_either_side_gives_the_same_states_at_real_positions(name, mode):
+    network = make(name).network
+    getattr(network, mode)()
+    right = random_batch(seed=4, rows=6, length=12)
+    left = left_padded(right)
+    assert not torch.equal(left.tracks, right.tracks)  # some rows are shorter than the batch
+    a = network.hidden(right.tracks, right.stations, right.feedback)
+    b = network.hidden(left.tracks, left.stations, left.feedback)
+    assert torch.isfinite(b).all()
+    assert torch.allclose(a[right.tracks != PAD], b[left.tracks != PAD], atol=1e-5)
+
+
+def test_the_sasrec_loss_and_its_gradients_do_not_depend_on_the_side_padding_sits():
+    right = random_batch(seed=5, rows=6, length=12)
+    losses, grads = [], []
+    for batch in (right, left_padded(right)):
+        model = make("sasrec", seed=1)
+        loss, _ = model(batch, torch.Generator().manual_seed(0))
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(model.network.track.weight.grad.clone())
+    assert torch.allclose(losses[0], losses[1], atol=1e-5)
+    assert torch.isfinite(grads[1]).all() and torch.allclose(grads[0], grads[1], atol=1e-5)
