@@ -67,8 +67,6 @@ ROWS_PER_PARTITION = 500_000
 # this sets how evenly ranks share the rows, and every group read costs a file open (~6 MB a group
 # at width 200).
 TRAINING_ROWS_PER_GROUP = 2048
-# Tables read far more often than stored, written uncompressed (decoding is the loader's bottleneck).
-UNCOMPRESSED = ("gold/training_sequences",)
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,8 @@ def training_width(cfg: Config) -> int:
 
 
 def compression_of(table: str) -> str:
-    return "uncompressed" if table in UNCOMPRESSED else "snappy"
+    """Streamed tables are read far more often than stored: uncompressed (decoding is the loader's cost)."""
+    return "uncompressed" if table in S.STREAMED_TABLES else "snappy"
 
 
 def user_partitions(spark: SparkSession, rows: int) -> int:

@@ -23,6 +23,7 @@ from jobs.common import config_from, job_main
 from jobs.config import Config
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse, Maintenance
+from pipelines.schemas import STREAMED_TABLES
 from pipelines.spark import spark_session
 
 
@@ -34,7 +35,10 @@ def run(
     vacuum_hours: float | None,
     tables: Sequence[str] = (),
 ) -> list[Maintenance]:
-    """Optimize and/or vacuum `tables` (default: every table under the root), in name order."""
+    """Optimize and/or vacuum `tables` (default: every table under the root), in name order.
+
+    Streamed tables (gold/training_sequences) are never compacted: their layout is the loader's.
+    """
     if not optimize and vacuum_hours is None:
         raise InputError("nothing to do: give --optimize, --vacuum-hours N, or both")
     if vacuum_hours is not None and not (math.isfinite(vacuum_hours) and vacuum_hours >= 0):
@@ -46,9 +50,15 @@ def run(
     names = list(tables) or lakehouse.tables()
     if not names:
         raise InputError(f"no Delta tables under {lakehouse.root}: nothing to maintain")
+    if optimize:
+        for table in set(tables) & set(STREAMED_TABLES):
+            raise InputError(
+                f"--optimize {table}: its files are laid out for the training loader (one row group "
+                "each, uncompressed) and `build` rewrites it; compaction would undo that"
+            )
     done = []
     for table in names:
-        if optimize:
+        if optimize and table not in STREAMED_TABLES:
             done.append(lakehouse.optimize(table))
         if vacuum_hours is not None:
             done.append(lakehouse.vacuum(table, vacuum_hours))

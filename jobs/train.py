@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,8 @@ def run(
             )
         resume_run = saved.get("run_id")
 
-    tables = snapshots(Lakehouse(None, cfg.lakehouse.root), INPUT_TABLES, MAY_BE_EMPTY)
+    lakehouse = Lakehouse(None, cfg.lakehouse.root)
+    tables = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
     sequences = tables["gold/sequences"]
     facts = sequence_facts(sequences)
     if facts.train_rows == 0:
@@ -103,13 +105,7 @@ def run(
             f"table gold/sequences version {sequences.version} has no train rows "
             "(users with a positive before the cut-off): nothing to train on"
         )
-    training = tables["gold/training_sequences"]
-    if training.rows != facts.train_rows:
-        raise InputError(
-            f"table gold/training_sequences version {training.version} has {training.rows} rows but "
-            f"gold/sequences version {sequences.version} has {facts.train_rows} train rows: "
-            "they come from different builds; run `downbeat build`"
-        )
+    check_training_table(lakehouse, tables, facts.train_rows, cfg)
     if tables["gold/tracks"].rows < 2:
         raise InputError(
             f"table gold/tracks version {tables['gold/tracks'].version} has "
@@ -133,6 +129,28 @@ def run(
     return train_and_register(request, lambda spec, n: _launch(spec, n, device == "cuda", cfg))
 
 
+def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_rows: int, cfg: Config) -> None:
+    """gold/training_sequences must come from the build that wrote gold/sequences, at the width the
+    configuration asks for (it is fixed when the table is built)."""
+    from models.loader import table_width
+
+    training, sequences = tables["gold/training_sequences"], tables["gold/sequences"]
+    batches = {t: lakehouse.history(t, 1)[0].get("downbeat.batch") for t in (training.table, sequences.table)}
+    if training.rows != train_rows or (None not in batches.values() and len(set(batches.values())) > 1):
+        raise InputError(
+            f"table gold/training_sequences version {training.version} ({training.rows} rows) and "
+            f"gold/sequences version {sequences.version} ({train_rows} train rows) come from different "
+            "builds: run `downbeat build`"
+        )
+    width = table_width(training.files)
+    wanted = min(cfg.model.max_length, cfg.features.sequences.max_length)
+    if width < wanted:
+        raise InputError(
+            f"table gold/training_sequences version {training.version} holds {width} positions per row, "
+            f"but model.max_length asks for {wanted}: run `downbeat build` with this configuration"
+        )
+
+
 def _launch(spec: Any, world: int, cuda: bool, cfg: Config) -> dict[str, Any]:
     """Run the worker in this process (one local process), or on `world` ranks through TorchDistributor."""
     from models.worker import train_worker
@@ -151,6 +169,10 @@ GPU_DISCOVERY = Path(__file__).resolve().parent / "gpu_discovery.sh"
 def gpu_conf(world: int) -> dict[str, str]:
     """Driver settings with which Spark owns this machine's GPUs (what TorchDistributor's local mode
     hands out to its ranks): `world` of them, found by jobs/gpu_discovery.sh."""
+    if not os.access(GPU_DISCOVERY, os.X_OK):
+        raise InputError(
+            f"{GPU_DISCOVERY} is not executable: Spark cannot run it to find the GPUs (chmod +x)"
+        )
     return {
         "spark.driver.resource.gpu.amount": str(world),
         "spark.driver.resource.gpu.discoveryScript": str(GPU_DISCOVERY),
@@ -172,8 +194,10 @@ def distributor(cfg: Config, world: int, cuda: bool) -> Any:
     spark = spark_session(settings, cfg.delta)
     if local and cuda:
         owned = spark.sparkContext.resources.get("gpu")
-        if owned is None or len(owned.addresses) < world:
-            found = 0 if owned is None else len(owned.addresses)
+        amount = spark.conf.get("spark.driver.resource.gpu.amount", "0") or "0"
+        # TorchDistributor would quietly run fewer ranks than asked for on fewer GPUs than `world`
+        if owned is None or len(owned.addresses) < world or not amount.isdigit() or int(amount) < world:
+            found = 0 if owned is None else min(len(owned.addresses), int(amount) if amount.isdigit() else 0)
             raise InputError(
                 f"--processes {world} on GPUs: the Spark driver owns {found} GPU(s). It was started "
                 "before train could configure them (spark-submit, or an earlier session): pass --conf "
@@ -188,7 +212,10 @@ def cluster_device(cfg: Config) -> str:
     from pipelines.spark import spark_session
 
     spark = spark_session(cfg.spark, cfg.delta)
-    gpus = float(spark.conf.get("spark.task.resource.gpu.amount", "0") or 0)
+    text = spark.conf.get("spark.task.resource.gpu.amount", "0") or "0"
+    if not text.isdigit():  # TorchDistributor reads it as a whole number of GPUs per task
+        raise InputError(f"spark.task.resource.gpu.amount is {text!r}: give each task a whole number of GPUs")
+    gpus = int(text)
     if cfg.train.device == "cuda" and gpus < 1:
         raise InputError(
             "config key 'train.device' is 'cuda' with 'train.launch: cluster', but "

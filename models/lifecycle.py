@@ -128,7 +128,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             steps_per_epoch=steps,
             checkpoint_dir=str(checkpoint_dir),
             device=request.device,
-            resume=str(request.resume) if request.resume else None,
+            resume=str(request.resume.resolve()) if request.resume else None,  # ranks may run elsewhere
             tracking_uri=absolute_tracking_uri(settings.tracking_uri),
             run_id=run_id,
             config=request.config,

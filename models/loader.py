@@ -38,6 +38,10 @@ from models.network import Batch
 
 log = logging.getLogger("downbeat.loader")
 logging.getLogger("petastorm").setLevel(logging.WARNING)  # it logs every reader's set-up at INFO
+# petastorm 0.12 goes through pyarrow's legacy dataset API, which warns on every file it opens.
+for _category in (FutureWarning, DeprecationWarning):
+    warnings.filterwarnings("ignore", category=_category, module=r"petastorm(\.|$)")
+    warnings.filterwarnings("ignore", category=_category, module=r"pyarrow\.parquet")
 LOADERS = ("petastorm", "arrow")
 
 
@@ -62,7 +66,6 @@ class ChunkSource(Protocol):
 
     shard_rows: int  # about how many rows one pass holds
 
-
     def __call__(self, seed: int) -> Iterator[Chunk]: ...
 
 
@@ -84,6 +87,8 @@ def decode(name: str, values: Sequence[bytes] | np.ndarray, rows: int) -> np.nda
 def decode_binary(name: str, column: pa.Array) -> np.ndarray:
     """As `decode`, straight from an arrow binary column's data buffer (no Python objects)."""
     dtype = np.dtype(TRAINING_DTYPES[name])
+    if not pa.types.is_binary(column.type):
+        raise ValueError(f"column {name} of gold/training_sequences is {column.type}, not binary")
     rows = len(column)
     if rows == 0:
         return np.zeros((0, 0), dtype=dtype)
@@ -104,6 +109,14 @@ def row_groups(files: Sequence[str]) -> tuple[int, int]:
             meta = pq.ParquetFile(handle).metadata
             groups, rows = groups + meta.num_row_groups, rows + meta.num_rows
     return groups, rows
+
+
+def table_width(files: Sequence[str]) -> int:
+    """Positions per row of a gold/training_sequences snapshot (from its first row)."""
+    filesystem, path = pa.fs.FileSystem.from_uri(files[0])
+    with filesystem.open_input_file(path) as handle:
+        first = pq.ParquetFile(handle).read_row_group(0, columns=["track_ids"]).column(0).chunk(0)
+    return int(decode_binary("track_ids", first[:1]).shape[1])
 
 
 def user_shard(user_ids: np.ndarray, world: int) -> np.ndarray:
@@ -156,29 +169,25 @@ class PetastormChunks(Sharded):
             if self.by_row_group and self.world > 1
             else {}
         )
-        with warnings.catch_warnings():
-            # petastorm 0.12 goes through pyarrow's legacy dataset API, which warns on every file
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            reader = make_batch_reader(
-                self.files,
-                schema_fields=fields,
-                reader_pool_type="dummy",  # decoded in the caller's thread, the Prefetcher's (DESIGN.md)
-                shuffle_row_groups=True,
-                seed=seed,
-                num_epochs=None,  # pass after pass, each in a new order: one reader per epoch
-                **shard,
-            )
-            tables = _ArrowTables.install(reader)
-            with reader:
-                for part in reader:
-                    if tables:
-                        yield self.keep(*_chunk_of(part))
-                        continue
-                    rows = len(part.length)  # petastorm's own conversion: one bytes object per value
-                    columns = {c: decode(c, getattr(part, c), rows) for c in TRAINING_ARRAYS}
-                    chunk = Chunk(columns, np.asarray(part.length, dtype=np.int64))
-                    yield self.keep(chunk, getattr(part, USER_ID, None))
+        reader = make_batch_reader(
+            self.files,
+            schema_fields=fields,
+            reader_pool_type="dummy",  # decoded in the caller's thread, the Prefetcher's (DESIGN.md)
+            shuffle_row_groups=True,
+            seed=seed,
+            num_epochs=None,  # pass after pass, each in a new order: one reader per epoch
+            **shard,
+        )
+        tables = _ArrowTables.install(reader)
+        with reader:
+            for part in reader:
+                if tables:
+                    yield self.keep(*_chunk_of(part))
+                    continue
+                rows = len(part.length)  # petastorm's own conversion: one bytes object per value
+                columns = {c: decode(c, getattr(part, c), rows) for c in TRAINING_ARRAYS}
+                chunk = Chunk(columns, np.asarray(part.length, dtype=np.int64))
+                yield self.keep(chunk, getattr(part, USER_ID, None))
 
 
 class _ArrowTables:
@@ -225,6 +234,8 @@ class ArrowChunks(Sharded):
         groups = [(f, g) for f in self.files for g in range(_groups_in(f))]
         if self.by_row_group and self.world > 1:
             groups = groups[self.rank :: self.world]
+        if not groups:
+            raise ValueError(f"rank {self.rank} of {self.world} has no row groups of gold/training_sequences")
         rng = np.random.default_rng(seed)
         columns = [LENGTH, *TRAINING_ARRAYS] + ([] if self.by_row_group else [USER_ID])
         while True:
@@ -416,9 +427,9 @@ class Prefetcher:
                         if not self._put(out, batch, stop):
                             return
                         started = time.perf_counter()
-                out.put(self._END)
+                self._put(out, self._END, stop)
             except BaseException as exc:  # handed to the consumer, raised there
-                out.put(exc)
+                self._put(out, exc, stop)
 
         thread = threading.Thread(target=produce, name=f"downbeat-loader-epoch-{epoch}", daemon=True)
         thread.start()

@@ -125,24 +125,29 @@ def fit(
         loss_sum, loss_count, rows = 0.0, 0, 0
         waited = 0.0  # time the step spent waiting for its batch
         stream = iter(batches(epoch))
-        while True:
-            asked = time.perf_counter()
-            batch = next(stream, None)
-            waited += time.perf_counter() - asked
-            if batch is None:
-                break
-            batch = batch.to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss, _ = net(batch, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
-            optimizer.step()
-            scheduler.step()
-            state.step += 1
-            loss_sum += float(loss.detach())
-            loss_count += 1
-            rows += batch.rows
+        try:
+            while True:
+                asked = time.perf_counter()
+                batch = next(stream, None)
+                waited += time.perf_counter() - asked
+                if batch is None:
+                    break
+                batch = batch.to(device)
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+                    loss, _ = net(batch, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
+                optimizer.step()
+                scheduler.step()
+                state.step += 1
+                loss_sum += float(loss.detach())
+                loss_count += 1
+                rows += batch.rows
+        finally:
+            close = getattr(stream, "close", None)  # a failed step stops the loader's thread now
+            if close is not None:
+                close()
         train_seconds = time.perf_counter() - started
         loss_sum, loss_count_f, rows_f, wait_share = ranks.all_sum(
             [loss_sum, float(loss_count), float(rows), waited / train_seconds if train_seconds > 0 else 0.0]

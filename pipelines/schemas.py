@@ -213,6 +213,10 @@ METRIC = "metric"
 VALUE = "value"
 STATS = _struct((METRIC, T.StringType(), False), (VALUE, T.DoubleType(), True))
 
+# Tables laid out for the training loader: uncompressed files of one row group each. `build` writes
+# them so; `maintain --optimize` leaves them alone (compaction would undo the layout).
+STREAMED_TABLES = ("gold/training_sequences",)
+
 TABLES = {
     "bronze/events": EVENTS,
     "bronze/quarantine": QUARANTINE,

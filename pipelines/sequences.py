@@ -133,7 +133,11 @@ def left_padded(column: pa.ListArray, width: int, dtype: str = "<i4") -> np.ndar
 def _binary(array: np.ndarray) -> pa.BinaryArray:
     """One binary value per row of a C-contiguous (rows, width) array, without a copy."""
     rows, size = array.shape[0], array.shape[1] * array.itemsize
-    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * size, pa.int32())
+    if rows * size >= 2**31:
+        raise ValueError(
+            f"an Arrow batch of {rows} rows of {size} bytes passes binary's 2 GiB: smaller batches"
+        )
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int64) * size, pa.int32())
     return pa.BinaryArray.from_buffers(
         pa.binary(), rows, [None, offsets.buffers()[1], pa.py_buffer(np.ascontiguousarray(array))]
     )

@@ -118,7 +118,8 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
     jss = spark._jsparkSession
     delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jss, spec.uri)
     txn = delta_log.startTransaction()
-    options: dict[str, str] = {"compression": spec.compression}
+    # Only when asked for: otherwise the session's spark.sql.parquet.compression.codec (snappy) holds.
+    options: dict[str, str] = {} if spec.compression == "snappy" else {"compression": spec.compression}
     predicate = None
     save_mode = "Overwrite"
     touched: set[str] | None = None  # a merge into a table: the log paths of the files it rewrites

@@ -1,22 +1,31 @@
 """Benchmark (prints figures, never fails on time): the loader's rows/s and training sequences/s.
 
-    python tests/benchmarks/bench_training.py --lakehouse demo/lakehouse          # loader + CPU training
-    python tests/benchmarks/bench_training.py --synthetic --device cuda           # model only, any device
+    python tests/benchmarks/bench_training.py --lakehouse DIR --json out.json   # loader + CPU training
+    python tests/benchmarks/bench_training.py --lakehouse DIR --device cuda      # the same on a GPU
+    python tests/benchmarks/bench_training.py --synthetic --device cuda          # model only, any device
 
---lakehouse reads the current snapshot of gold/sequences through the Petastorm stream (batch 512)
-and then trains each model on those batches, already in memory (the loader keeps up when its rows/s
-exceed the training sequences/s).
---synthetic trains on random batches of full-length rows (no Petastorm, Spark or MLflow needed),
-which is what runs on a GPU machine that has torch but not this project's data stack.
+--lakehouse streams the current snapshot of gold/training_sequences (batch 512, the configured
+max_length) and reports:
+  loader_rows_per_s           one process, the configured reader (Petastorm), batches handed to a
+                              consumer that does nothing else (median of --trials, after a warm-up)
+  loader_rows_per_s_arrow     the same with the pyarrow reader
+  loader_rows_per_s_parallel  --ranks processes at once, each a rank reading its shard (summed)
+  <model>_train_sequences_per_s   training on batches already in memory
+  <model>_fed_sequences_per_s, <model>_data_wait_share   training fed by the loader in one run
+--synthetic trains on random batches of full-length rows (no Petastorm, Spark or MLflow needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -82,60 +91,185 @@ def train_rate(
     return {"sequences_per_s": rows / seconds, "steps_per_s": steps / seconds, "seconds": seconds}
 
 
+def loader_rate(
+    files: list[str], loader: str, batch: int, steps: int, rank: int = 0, world: int = 1
+) -> float:
+    """Rows/s of a training stream's batches as its consumer receives them (a warm-up epoch first)."""
+    from models.loader import TrainingStream
+
+    model_settings, train_settings = default_settings()
+    stream = TrainingStream(
+        files,
+        batch_size=batch,
+        steps=steps,
+        max_length=model_settings.max_length,
+        seed=0,
+        shuffle_buffer=train_settings.shuffle_buffer,
+        rank=rank,
+        world=world,
+        loader=loader,
+        prefetch=train_settings.prefetch,
+    )
+    for _ in stream.epoch(0):
+        pass
+    started, rows = time.perf_counter(), 0
+    for b in stream.epoch(1):
+        rows += b.rows
+    return rows / (time.perf_counter() - started)
+
+
+def _rank_rate(args: tuple[list[str], str, int, int, int, int], start: Any) -> float:
+    files, loader, batch, steps, rank, world = args
+    start.wait()
+    return loader_rate(files, loader, batch, steps, rank, world)
+
+
+def parallel_rate(files: list[str], loader: str, batch: int, steps: int, world: int) -> float:
+    """Summed rows/s of `world` processes reading their shards at once (as DDP ranks do)."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    with context.Manager() as manager, context.Pool(world) as pool:
+        start = manager.Barrier(world)
+        rates = pool.starmap(
+            _rank_rate, [((files, loader, batch, steps, rank, world), start) for rank in range(world)]
+        )
+    return float(sum(rates))
+
+
+def fed_rate(
+    name: str, files: list[str], n_tracks: int, n_stations: int, device: torch.device, batch: int, steps: int
+) -> dict[str, float]:
+    """Training fed by the loader in one run, as fit() does it: sequences/s and the share of the time
+    the steps waited for their batch."""
+    from models.loader import TrainingStream
+
+    model_settings, train_settings = default_settings()
+    model = build_model(name, n_tracks, n_stations, model_settings, train_settings, (UP,)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_settings.learning_rate)
+    g = torch.Generator(device=device).manual_seed(0)
+    cuda = device.type == "cuda"
+    stream = TrainingStream(
+        files,
+        batch_size=batch,
+        steps=steps,
+        max_length=model_settings.max_length,
+        seed=0,
+        shuffle_buffer=train_settings.shuffle_buffer,
+        loader=train_settings.loader,
+        prefetch=train_settings.prefetch,
+        pin_memory=cuda,
+    )
+    figures = {}
+    for epoch in range(2):  # the first warms up (imports, allocator, kernels)
+        waited, rows, started = 0.0, 0, time.perf_counter()
+        it = iter(stream.epoch(epoch))
+        while True:
+            asked = time.perf_counter()
+            b = next(it, None)
+            waited += time.perf_counter() - asked
+            if b is None:
+                break
+            b = b.to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+                loss, _ = model(b, g)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            float(loss.detach())  # one sync per step, as fit() has
+            rows += b.rows
+        seconds = time.perf_counter() - started
+        figures = {"sequences_per_s": rows / seconds, "data_wait_share": waited / seconds}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--lakehouse", help="a built lakehouse (reads gold/sequences, gold/tracks, gold/stations)"
+        "--lakehouse", help="a built lakehouse (reads gold/training_sequences, tracks, stations)"
     )
     parser.add_argument("--synthetic", action="store_true", help="random full-length batches instead")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--length", type=int, default=200, help="--synthetic row length")
     parser.add_argument("--tracks", type=int, default=20_000, help="--synthetic catalog size")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--loader-batches", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per model")
+    parser.add_argument("--loader-batches", type=int, default=400, help="batches per loader measurement")
+    parser.add_argument("--trials", type=int, default=3, help="loader measurements (the median is kept)")
+    parser.add_argument(
+        "--ranks", type=int, default=os.cpu_count() or 1, help="processes of the parallel figure"
+    )
     parser.add_argument("--models", default="baseline,hybrid,sasrec")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.set_num_threads(torch.get_num_threads())
     figures: dict[str, object] = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
         "batch_size": args.batch_size,
+        "date": f"{dt.date.today()}",
     }
+    files: list[str] = []
     if args.synthetic:
         g = torch.Generator().manual_seed(0)
         n_tracks, n_stations = args.tracks, 50
         batches = [random_batch(args.batch_size, args.length, n_tracks, n_stations, g) for _ in range(4)]
         figures["rows"] = f"random, length {args.length}, {n_tracks} tracks"
     else:
-        from models.data import SequenceStream
+        from models.loader import TrainingStream
         from pipelines.lakehouse import Lakehouse
 
         lakehouse = Lakehouse(None, args.lakehouse)
-        _, files, rows = lakehouse.snapshot("gold/sequences")
+        _, files, rows = lakehouse.snapshot("gold/training_sequences")
         n_tracks, n_stations = lakehouse.rows("gold/tracks"), lakehouse.rows("gold/stations")
-        model_settings, _ = default_settings()
-        stream = SequenceStream(
+        model_settings, train_settings = default_settings()
+        figures["table"] = {"table": "gold/training_sequences", "rows": rows, "files": len(files)}
+        figures["max_length"] = model_settings.max_length
+        for key, loader in (
+            ("loader_rows_per_s", train_settings.loader),
+            ("loader_rows_per_s_arrow", "arrow"),
+        ):
+            trials = [
+                loader_rate(files, loader, args.batch_size, args.loader_batches) for _ in range(args.trials)
+            ]
+            figures[key] = round(statistics.median(trials))
+            figures[f"{key}_trials"] = [round(t) for t in trials]
+            print(f"{key}: {figures[key]:,} rows/s (trials {figures[f'{key}_trials']})", flush=True)
+        figures["parallel_ranks"] = args.ranks
+        for key, loader in (
+            ("loader_rows_per_s_parallel", train_settings.loader),
+            ("loader_rows_per_s_parallel_arrow", "arrow"),
+        ):
+            figures[key] = round(
+                parallel_rate(files, loader, args.batch_size, args.loader_batches, args.ranks)
+            )
+            print(f"{key}: {figures[key]:,} rows/s", flush=True)
+        stream = TrainingStream(
             files,
             batch_size=args.batch_size,
-            steps=args.loader_batches,
+            steps=8,
             max_length=model_settings.max_length,
             seed=0,
-            shuffle_buffer=4096,
+            shuffle_buffer=train_settings.shuffle_buffer,
         )
         batches = list(stream.epoch(0))
-        figures["rows"] = f"gold/sequences, {rows} rows, {n_tracks} tracks"
-        figures["loader_rows_per_s"] = round(stream.rows_per_second)
         figures["mean_batch_width"] = round(sum(b.tracks.shape[1] for b in batches) / len(batches), 1)
     for name in args.models.split(","):
         rate = train_rate(name, batches, n_tracks, n_stations, device, args.steps)
         figures[f"{name}_train_sequences_per_s"] = round(rate["sequences_per_s"])
+        if files:
+            fed = fed_rate(name, files, n_tracks, n_stations, device, args.batch_size, args.steps)
+            figures[f"{name}_fed_sequences_per_s"] = round(fed["sequences_per_s"])
+            figures[f"{name}_data_wait_share"] = round(fed["data_wait_share"], 4)
+        print(f"{name}: trained {figures[f'{name}_train_sequences_per_s']:,} sequences/s", flush=True)
     if "loader_rows_per_s" in figures:
         slowest = min(v for k, v in figures.items() if k.endswith("_train_sequences_per_s"))
         figures["loader_keeps_up"] = bool(figures["loader_rows_per_s"] >= slowest)  # type: ignore[operator]
     print(json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,31 @@ def test_maintain_without_an_action_or_with_a_missing_table_exits_2(spark, tmp_p
         f"downbeat: error: table gold/absent does not exist under {tmp_path / 'lh'}",
         "downbeat: error: --vacuum-hours must be 0 or more, not -2",
     ]
+
+
+def test_the_streamed_training_table_is_vacuumed_but_never_compacted(spark, tmp_path, capsys):
+    root = tmp_path / "lh"
+    lakehouse = Lakehouse(spark, str(root))
+    for i in range(2):
+        lakehouse.write(spark.range(i, i + 1).coalesce(1), "gold/training_sequences", mode="append")
+    lakehouse.write(spark.range(3), "gold/numbers")
+    every = main(
+        ["--set", f"lakehouse.root={root}", "maintain", "--optimize", "--vacuum-hours", "0", "--json"]
+    )
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["maintained"]
+    assert every == 0
+    assert [(m["table"], m["action"]) for m in summary] == [
+        ("gold/numbers", "optimize"),
+        ("gold/numbers", "vacuum"),
+        ("gold/training_sequences", "vacuum"),
+    ]
+    assert len(lakehouse.file_uris("gold/training_sequences")) == 2
+    before = lakehouse.version("gold/training_sequences")
+    named = main(
+        ["--set", f"lakehouse.root={root}", "maintain", "--optimize", "--table", "gold/training_sequences"]
+    )
+    assert named == 2
+    assert "--optimize gold/training_sequences: its files are laid out for the training loader" in (
+        capsys.readouterr().err
+    )
+    assert lakehouse.version("gold/training_sequences") == before  # refused before anything ran

@@ -291,6 +291,26 @@ def test_an_empty_eval_table_is_refused_before_training_starts(lakehouse, tmp_pa
     assert not (tmp_path / "m.db").exists()
 
 
+@pytest.mark.parametrize("change", ["another build", "a narrower table"])
+def test_a_training_table_that_does_not_match_the_build_or_the_config_is_refused(
+    lakehouse, tmp_path, capsys, change
+):
+    copy = tmp_path / "lh"
+    shutil.copytree(lakehouse / "lh", copy)
+    more = ["--set", f"lakehouse.root={copy}", "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}"]
+    if change == "another build":  # one row less: what a commit phase that stopped half-way could leave
+        path = str(copy / "gold" / "training_sequences")
+        rows = DeltaTable(path).to_pyarrow_table()
+        write_deltalake(path, rows.slice(1), mode="overwrite")
+        expected = "come from different builds: run `downbeat build`"
+    else:  # a model that reads more positions than the table was built with
+        more += ["--set", "model.max_length=300", "--set", "sequences.max_length=300"]
+        expected = "holds 200 positions per row, but model.max_length asks for 300"
+    assert main([*more, "train", "--model", "hybrid"]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "m.db").exists()
+
+
 @pytest.fixture(scope="module")
 def two_models(lakehouse):
     """A baseline and a hybrid run of one epoch, in a registry of their own."""
@@ -445,6 +465,7 @@ def test_gpu_ranks_get_the_gpus_spark_discovers_for_the_driver(tmp_path):
         "print(json.dumps(d.run(report)))\n"
     )
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # the stand-in nvidia-smi decides
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
     )
@@ -470,3 +491,11 @@ def test_the_gpu_discovery_script_lists_what_nvidia_smi_lists_and_nothing_withou
         [str(train.GPU_DISCOVERY)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
     )
     assert json.loads(none.stdout) == {"name": "gpu", "addresses": []}
+    # with CUDA_VISIBLE_DEVICES set, the indices torch sees (what TorchDistributor maps back through it)
+    visible = subprocess.run(
+        [str(train.GPU_DISCOVERY)],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "2,3"},
+    )
+    assert json.loads(visible.stdout) == {"name": "gpu", "addresses": ["0", "1"]}

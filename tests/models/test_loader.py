@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -175,3 +176,17 @@ def test_a_table_with_fewer_row_groups_than_ranks_refuses_a_rank_without_users(t
             with pytest.raises(ValueError, match=f"rank {rank} of 8 has no users in gold/training_sequences"):
                 chunk_source("arrow", snapshot.files, rank, 8)
     assert 1 <= len(holding) <= 3
+
+
+def test_a_consumer_that_fails_after_the_producer_finished_still_ends_the_producer():
+    def batches(epoch):
+        yield from (random_batch(seed=i, rows=2) for i in range(2))
+
+    ahead = Prefetcher(batches, depth=1)  # type: ignore[arg-type]
+    it = ahead.epoch(0)
+    next(it)
+    deadline = time.monotonic() + 5
+    while ahead.rows < 2 and time.monotonic() < deadline:  # the producer is done, waiting to hand over
+        time.sleep(0.01)
+    it.close()
+    assert not any(t.name.startswith("downbeat-loader") and t.is_alive() for t in threading.enumerate())

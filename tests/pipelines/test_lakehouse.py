@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
 from hypothesis import given, settings
@@ -669,6 +670,33 @@ def test_a_table_staged_twice_in_one_transaction_is_refused(spark, lakehouse):
         tx.stage(plays(spark, base_rows()), T1)
 
     assert not lakehouse.exists(T1)
+
+
+def test_a_staged_write_may_ask_for_uncompressed_files_and_an_unknown_codec_is_refused(spark, lakehouse):
+    with lakehouse.transaction() as tx:
+        tx.stage(plays(spark, base_rows()), T1, compression="uncompressed")
+        tx.stage(plays(spark, base_rows()), T2)
+    codecs = {}
+    for table in (T1, T2):
+        found = set()
+        for url in lakehouse.file_uris(table):
+            meta = pq.ParquetFile(url.removeprefix("file://")).metadata
+            found |= {
+                meta.row_group(g).column(c).compression
+                for g in range(meta.num_row_groups)
+                for c in range(meta.num_columns)
+            }
+        codecs[table] = found
+    assert codecs == {T1: {"UNCOMPRESSED"}, T2: {"SNAPPY"}}
+    assert_rows(lakehouse.read(T1), plays(spark, base_rows()))
+    with (
+        pytest.raises(
+            InputError, match=f"write to {T3}: compression 'lz4' is not one of snappy, uncompressed"
+        ),
+        lakehouse.transaction() as tx,
+    ):
+        tx.stage(plays(spark, base_rows()), T3, compression="lz4")
+    assert not lakehouse.exists(T3)
 
 
 # ---- maintenance: compaction, vacuum, time travel inside the retention ----------------------------------
