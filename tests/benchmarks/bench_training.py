@@ -91,14 +91,14 @@ def train_rate(
     return {"sequences_per_s": rows / seconds, "steps_per_s": steps / seconds, "seconds": seconds}
 
 
-def loader_rate(
-    files: list[str], loader: str, batch: int, steps: int, rank: int = 0, world: int = 1
-) -> float:
-    """Rows/s of a training stream's batches as its consumer receives them (a warm-up epoch first)."""
+def stream_of(
+    files: list[str], loader: str, batch: int, steps: int, rank: int = 0, world: int = 1, pin: bool = False
+):
+    """The training stream train would build over these files (conf/base.yaml's settings)."""
     from models.loader import TrainingStream
 
     model_settings, train_settings = default_settings()
-    stream = TrainingStream(
+    return TrainingStream(
         files,
         batch_size=batch,
         steps=steps,
@@ -109,7 +109,15 @@ def loader_rate(
         world=world,
         loader=loader,
         prefetch=train_settings.prefetch,
+        pin_memory=pin,
     )
+
+
+def loader_rate(
+    files: list[str], loader: str, batch: int, steps: int, rank: int = 0, world: int = 1
+) -> float:
+    """Rows/s of a training stream's batches as its consumer receives them (a warm-up epoch first)."""
+    stream = stream_of(files, loader, batch, steps, rank, world)
     for _ in stream.epoch(0):
         pass
     started, rows = time.perf_counter(), 0
@@ -140,47 +148,26 @@ def parallel_rate(files: list[str], loader: str, batch: int, steps: int, world: 
 def fed_rate(
     name: str, files: list[str], n_tracks: int, n_stations: int, device: torch.device, batch: int, steps: int
 ) -> dict[str, float]:
-    """Training fed by the loader in one run, as fit() does it: sequences/s and the share of the time
-    the steps waited for their batch."""
-    from models.loader import TrainingStream
+    """Training fed by the loader in one run, through fit() itself (no validation data): the second
+    epoch's sequences/s and the share of it the steps waited for their batch."""
+    import dataclasses
+
+    from models.train import fit
 
     model_settings, train_settings = default_settings()
+    train_settings = dataclasses.replace(train_settings, batch_size=batch, max_epochs=2)
     model = build_model(name, n_tracks, n_stations, model_settings, train_settings, (UP,)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_settings.learning_rate)
-    g = torch.Generator(device=device).manual_seed(0)
-    cuda = device.type == "cuda"
-    stream = TrainingStream(
-        files,
-        batch_size=batch,
-        steps=steps,
-        max_length=model_settings.max_length,
-        seed=0,
-        shuffle_buffer=train_settings.shuffle_buffer,
-        loader=train_settings.loader,
-        prefetch=train_settings.prefetch,
-        pin_memory=cuda,
+    stream = stream_of(files, train_settings.loader, batch, steps, pin=device.type == "cuda")
+    state = fit(
+        model,
+        stream.epoch,
+        lambda m: (float("nan"), float("nan")),
+        train_settings,
+        device=device,
+        loader_rate=lambda: stream.rows_per_second,
     )
-    figures = {}
-    for epoch in range(2):  # the first warms up (imports, allocator, kernels)
-        waited, rows, started = 0.0, 0, time.perf_counter()
-        it = iter(stream.epoch(epoch))
-        while True:
-            asked = time.perf_counter()
-            b = next(it, None)
-            waited += time.perf_counter() - asked
-            if b is None:
-                break
-            b = b.to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
-                loss, _ = model(b, g)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            float(loss.detach())  # one sync per step, as fit() has
-            rows += b.rows
-        seconds = time.perf_counter() - started
-        figures = {"sequences_per_s": rows / seconds, "data_wait_share": waited / seconds}
-    return figures
+    last = state.history[-1]  # the first epoch warms up (imports, allocator, kernels)
+    return {"sequences_per_s": last["train_sequences_per_s"], "data_wait_share": last["data_wait_share"]}
 
 
 def main() -> None:
@@ -218,7 +205,6 @@ def main() -> None:
         batches = [random_batch(args.batch_size, args.length, n_tracks, n_stations, g) for _ in range(4)]
         figures["rows"] = f"random, length {args.length}, {n_tracks} tracks"
     else:
-        from models.loader import TrainingStream
         from pipelines.lakehouse import Lakehouse
 
         lakehouse = Lakehouse(None, args.lakehouse)
@@ -246,15 +232,7 @@ def main() -> None:
                 parallel_rate(files, loader, args.batch_size, args.loader_batches, args.ranks)
             )
             print(f"{key}: {figures[key]:,} rows/s", flush=True)
-        stream = TrainingStream(
-            files,
-            batch_size=args.batch_size,
-            steps=8,
-            max_length=model_settings.max_length,
-            seed=0,
-            shuffle_buffer=train_settings.shuffle_buffer,
-        )
-        batches = list(stream.epoch(0))
+        batches = list(stream_of(files, train_settings.loader, args.batch_size, 8).epoch(0))
         figures["mean_batch_width"] = round(sum(b.tracks.shape[1] for b in batches) / len(batches), 1)
     for name in args.models.split(","):
         rate = train_rate(name, batches, n_tracks, n_stations, device, args.steps)

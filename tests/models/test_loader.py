@@ -18,6 +18,7 @@ from models.loader import (
     TrainingStream,
     chunk_source,
     decode,
+    decode_binary,
     user_shard,
 )
 from models.network import UP
@@ -190,3 +191,11 @@ def test_a_consumer_that_fails_after_the_producer_finished_still_ends_the_produc
         time.sleep(0.01)
     it.close()
     assert not any(t.name.startswith("downbeat-loader") and t.is_alive() for t in threading.enumerate())
+
+
+def test_an_arrow_binary_column_decodes_in_place_slices_included():
+    values = [np.array([i, i + 1], dtype="<i4").tobytes() for i in (1, 3, 5)]
+    column = pa.array(values, pa.binary()).slice(1)
+    assert decode_binary("track_ids", column).tolist() == [[3, 4], [5, 6]]
+    with pytest.raises(ValueError, match="column track_ids of gold/training_sequences is string, not binary"):
+        decode_binary("track_ids", pa.array(["x"]))
