@@ -142,7 +142,10 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
             f"gold/sequences version {sequences.version} ({train_rows} train rows) come from different "
             "builds: run `downbeat build`"
         )
-    width = table_width(training.files)
+    try:
+        width = table_width(training.files)
+    except ValueError as exc:  # not the layout build writes: a table of an older or foreign writer
+        raise InputError(f"table gold/training_sequences version {training.version}: {exc}") from None
     wanted = min(cfg.model.max_length, cfg.features.sequences.max_length)
     if width < wanted:
         raise InputError(
@@ -195,9 +198,8 @@ def distributor(cfg: Config, world: int, cuda: bool) -> Any:
     if local and cuda:
         owned = spark.sparkContext.resources.get("gpu")
         amount = spark.conf.get("spark.driver.resource.gpu.amount", "0") or "0"
-        # TorchDistributor would quietly run fewer ranks than asked for on fewer GPUs than `world`
-        if owned is None or len(owned.addresses) < world or not amount.isdigit() or int(amount) < world:
-            found = 0 if owned is None else min(len(owned.addresses), int(amount) if amount.isdigit() else 0)
+        found = min(len(owned.addresses) if owned else 0, int(amount) if amount.isdigit() else 0)
+        if found < world:  # TorchDistributor would quietly run fewer ranks than asked for
             raise InputError(
                 f"--processes {world} on GPUs: the Spark driver owns {found} GPU(s). It was started "
                 "before train could configure them (spark-submit, or an earlier session): pass --conf "

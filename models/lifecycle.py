@@ -20,7 +20,7 @@ from typing import Any
 from models.data import SequenceFacts, TableSnapshot, read_frame
 from models.settings import ModelSettings, TrainSettings
 from models.tracking import MlflowSettings
-from models.worker import FINAL_MODEL, WorkerSpec
+from models.worker import WorkerSpec
 
 log = logging.getLogger("downbeat.train")
 SEQUENCES, TRACKS, STATIONS = "gold/sequences", "gold/tracks", "gold/stations"
@@ -41,6 +41,7 @@ INPUT_TABLES = (
 MAY_BE_EMPTY = (STATIONS, VALIDATION_PAIRS, VALIDATION_NEXT)
 
 Launcher = Callable[[WorkerSpec, int], dict[str, Any]]
+FINAL_MODEL = "model.pt"  # {checkpoint_dir}/{run_id}/model.pt: the registered weights
 
 
 @dataclass(frozen=True)

@@ -100,22 +100,18 @@ def decode_binary(name: str, column: pa.Array) -> np.ndarray:
     return data.view(dtype).reshape(rows, size // dtype.itemsize)
 
 
-def row_groups(files: Sequence[str]) -> tuple[int, int]:
-    """(row groups, rows) of these Parquet files, from their footers."""
-    groups = rows = 0
-    for f in files:
-        filesystem, path = pa.fs.FileSystem.from_uri(f)
-        with filesystem.open_input_file(path) as handle:
-            meta = pq.ParquetFile(handle).metadata
-            groups, rows = groups + meta.num_row_groups, rows + meta.num_rows
-    return groups, rows
+@contextlib.contextmanager
+def _parquet(url: str) -> Iterator[pq.ParquetFile]:
+    """One data file (a URL or path of any pyarrow filesystem), open for reading."""
+    filesystem, path = pa.fs.FileSystem.from_uri(url)
+    with filesystem.open_input_file(path) as handle:
+        yield pq.ParquetFile(handle)
 
 
 def table_width(files: Sequence[str]) -> int:
     """Positions per row of a gold/training_sequences snapshot (from its first row)."""
-    filesystem, path = pa.fs.FileSystem.from_uri(files[0])
-    with filesystem.open_input_file(path) as handle:
-        first = pq.ParquetFile(handle).read_row_group(0, columns=["track_ids"]).column(0).chunk(0)
+    with _parquet(files[0]) as parquet:
+        first = parquet.read_row_group(0, columns=["track_ids"]).column(0).chunk(0)
     return int(decode_binary("track_ids", first[:1]).shape[1])
 
 
@@ -134,8 +130,13 @@ class Sharded:
         if not files:
             raise ValueError("gold/training_sequences has no data files")
         self.files, self.rank, self.world = list(files), rank, world
-        groups, rows = row_groups(self.files)
-        self.by_row_group = world == 1 or groups >= world
+        self.groups: list[tuple[str, int]] = []  # (file, row group) of every row group, from the footers
+        rows = 0
+        for f in self.files:
+            with _parquet(f) as parquet:
+                self.groups += [(f, g) for g in range(parquet.metadata.num_row_groups)]
+                rows += parquet.metadata.num_rows
+        self.by_row_group = world == 1 or len(self.groups) >= world
         self.shard_rows = -(-rows // world)  # about: row groups differ in size
         if not self.by_row_group:
             log.info("gold/training_sequences has fewer row groups than %d ranks: sharding by user", world)
@@ -231,9 +232,7 @@ class ArrowChunks(Sharded):
     """The same shard read with pyarrow alone (any pyarrow version, no Petastorm)."""
 
     def __call__(self, seed: int) -> Iterator[Chunk]:
-        groups = [(f, g) for f in self.files for g in range(_groups_in(f))]
-        if self.by_row_group and self.world > 1:
-            groups = groups[self.rank :: self.world]
+        groups = self.groups[self.rank :: self.world] if self.by_row_group else self.groups
         if not groups:
             raise ValueError(f"rank {self.rank} of {self.world} has no row groups of gold/training_sequences")
         rng = np.random.default_rng(seed)
@@ -241,22 +240,14 @@ class ArrowChunks(Sharded):
         while True:
             for i in rng.permutation(len(groups)):
                 path, group = groups[i]
-                filesystem, local = pa.fs.FileSystem.from_uri(path)
-                with filesystem.open_input_file(local) as handle:
-                    table = pq.ParquetFile(handle).read_row_group(group, columns=columns)
+                with _parquet(path) as parquet:
+                    table = parquet.read_row_group(group, columns=columns)
                 yield self.keep(*_chunk_of(table))
 
 
-def _groups_in(path: str) -> int:
-    filesystem, local = pa.fs.FileSystem.from_uri(path)
-    with filesystem.open_input_file(local) as handle:
-        return int(pq.ParquetFile(handle).metadata.num_row_groups)
-
-
 def _users_in(path: str) -> np.ndarray:
-    filesystem, local = pa.fs.FileSystem.from_uri(path)
-    with filesystem.open_input_file(local) as handle:
-        return pq.ParquetFile(handle).read(columns=[USER_ID]).column(USER_ID).to_numpy(zero_copy_only=False)
+    with _parquet(path) as parquet:
+        return parquet.read(columns=[USER_ID]).column(USER_ID).to_numpy(zero_copy_only=False)
 
 
 def chunk_source(kind: str, files: Sequence[str], rank: int, world: int) -> PetastormChunks | ArrowChunks:
@@ -397,9 +388,6 @@ class Prefetcher:
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
-    def reset(self) -> None:
-        self.rows, self.seconds = 0, 0.0
-
     @staticmethod
     def _put(out: queue.Queue[object], item: object, stop: threading.Event) -> bool:
         """Put `item` once there is room; False when the consumer stopped first."""
@@ -412,6 +400,8 @@ class Prefetcher:
         return False
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of `epoch`; rows_per_second then counts this epoch's work only."""
+        self.rows, self.seconds = 0, 0.0
         out: queue.Queue[object] = queue.Queue(self.depth)
         stop = threading.Event()
 
@@ -486,5 +476,4 @@ class TrainingStream:
         return self.prefetcher.rows_per_second
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        self.prefetcher.reset()
         return self.prefetcher.epoch(epoch)

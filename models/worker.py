@@ -29,7 +29,6 @@ from models.validation import ValidationSet
 from models.zoo import build_model
 
 log = logging.getLogger("downbeat.worker")
-FINAL_MODEL = "model.pt"
 
 
 @dataclass(frozen=True)
