@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -291,7 +292,7 @@ def test_an_empty_eval_table_is_refused_before_training_starts(lakehouse, tmp_pa
     assert not (tmp_path / "m.db").exists()
 
 
-@pytest.mark.parametrize("change", ["another build", "a narrower table"])
+@pytest.mark.parametrize("change", ["another build", "a narrower table", "another layout"])
 def test_a_training_table_that_does_not_match_the_build_or_the_config_is_refused(
     lakehouse, tmp_path, capsys, change
 ):
@@ -303,6 +304,13 @@ def test_a_training_table_that_does_not_match_the_build_or_the_config_is_refused
         rows = DeltaTable(path).to_pyarrow_table()
         write_deltalake(path, rows.slice(1), mode="overwrite")
         expected = "come from different builds: run `downbeat build`"
+    elif change == "another layout":  # a writer other than build: large_binary arrays
+        path = str(copy / "gold" / "training_sequences")
+        rows = DeltaTable(path).to_pyarrow_table()
+        column = rows.schema.get_field_index("track_ids")
+        rows = rows.set_column(column, "track_ids", rows.column("track_ids").cast(pa.large_binary()))
+        write_deltalake(path, rows, mode="overwrite", schema_mode="overwrite")
+        expected = "column track_ids of gold/training_sequences is large_binary, not binary"
     else:  # a model that reads more positions than the table was built with
         more += ["--set", "model.max_length=300", "--set", "sequences.max_length=300"]
         expected = "holds 200 positions per row, but model.max_length asks for 300"
