@@ -2,9 +2,11 @@
 
 A full build rewrites silver/plays. With a date range only the affected date partitions of
 silver/plays are rebuilt: the range plus one day on each side (a change can move the session or
-the skip of a neighbouring play), computed with two days of context on each side. Gold tables are
-per-user and depend on the cut-off, which moves with the data: they are always recomputed from
-silver/plays, in one transaction: their data files are all written before any of them commits.
+the skip of a neighbouring play), computed with a day more of context on each side; where a
+session crosses that context's edge, silver/plays is rebuilt in full (pipelines/silver.py). Gold
+tables are per-user and depend on the cut-off, which moves with the data: they are always
+recomputed from silver/plays (pipelines/gold.py), in one transaction: their data files are all
+written before any of them commits.
 Also runnable as `spark-submit jobs/build.py [--from-date D --to-date D]`.
 """
 
@@ -25,53 +27,22 @@ from jobs.common import config_from, job_main
 from jobs.config import Config
 from pipelines import schemas as S
 from pipelines.errors import InputError
-from pipelines.eval_sets import eval_next, eval_pairs
-from pipelines.hard_negatives import hard_negatives, with_hard_negative
+from pipelines.gold import GOLD, compression_of, gold_frames, user_partitions
 from pipelines.lakehouse import Commit, Lakehouse
-from pipelines.plays import plays
-from pipelines.sequences import sequences, training_sequences
 from pipelines.settings import FeatureSettings
+from pipelines.silver import NEIGHBOUR, in_range, range_conflicts, range_context, silver_plays
 from pipelines.spark import spark_session
-from pipelines.split import (
-    check_split,
-    cutoff,
-    history,
-    in_test_period,
-    in_validation_period,
-    validation_cutoff,
-    validation_users,
-    with_roles,
-)
-from pipelines.stats import stats
-from pipelines.vocabulary import stations, tracks
+from pipelines.split import check_split, cutoff
+from pipelines.times import from_micros
 
 log = logging.getLogger("downbeat.build")
 EVENTS, PLAYS = "bronze/events", "silver/plays"
-GOLD = (
-    "gold/tracks",
-    "gold/stations",
-    "gold/sequences",
-    "gold/training_sequences",
-    "gold/hard_negatives",
-    "gold/eval_pairs",
-    "gold/eval_next",
-    "gold/validation_pairs",
-    "gold/validation_next",
-    "gold/stats",
-)
-NEIGHBOUR = dt.timedelta(days=1)
-# Rows per partition of the user-partitioned plays that every gold table reads from the cache: a
-# cached partition is read back whole, so it must stay far below the executor heap.
-ROWS_PER_PARTITION = 500_000
-# Rows per file of gold/training_sequences, one row group each: a Petastorm shard is a row group, so
-# this sets how evenly ranks share the rows, and every group read costs a file open (~6 MB a group
-# at width 200).
-TRAINING_ROWS_PER_GROUP = 2048
+__all__ = ["GOLD", "BuildResult", "run", "silver_plays", "training_width"]
 
 
 @dataclass(frozen=True)
 class BuildResult:
-    cutoff_ts: dt.datetime
+    cutoff_ts: dt.datetime  # UTC-aware
     versions: dict[str, int]
     silver_range: tuple[dt.date, dt.date] | None
 
@@ -104,12 +75,16 @@ def run(
     versions[PLAYS] = commit.version
 
     played = lakehouse.read(PLAYS)
-    summary = played.agg(F.max(S.TS), F.count(F.lit(1))).first()
+    # The last play as epoch microseconds: a datetime from Spark would be in this process's zone.
+    summary = played.agg(F.unix_micros(F.max(S.TS)), F.count(F.lit(1))).first()
     if summary is None or summary[0] is None:
         raise InputError(f"{PLAYS} is empty: nothing to build (ingest events first)")
-    cutoff_ts = cutoff(summary[0], features.split)
+    cutoff_ts = cutoff(from_micros(summary[0]), features.split)
     log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
-    gold = gold_frames(played, features, cutoff_ts, user_partitions(spark, summary[1]), training_width(cfg))
+    shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
+    gold = gold_frames(
+        played, features, cutoff_ts, user_partitions(shuffle_partitions, summary[1]), training_width(cfg)
+    )
     try:
         # Every gold table's files are written from the cached inputs, then all of them commit.
         with lakehouse.transaction() as tx:
@@ -121,36 +96,30 @@ def run(
     return BuildResult(cutoff_ts=cutoff_ts, versions=versions, silver_range=silver_range)
 
 
-def silver_plays(events: DataFrame, features: FeatureSettings) -> DataFrame:
-    """silver/plays rows from bronze/events rows, with the configured session and skip rules."""
-    return plays(
-        events,
-        gap_minutes=features.sessions.gap_minutes,
-        skip_seconds=features.skips.threshold_seconds,
-        timing_sources=features.skips.timing_sources,
-    )
-
-
 def _rebuild_range(
     lakehouse: Lakehouse, events: DataFrame, features: FeatureSettings, start: dt.date, end: dt.date
 ) -> Commit:
-    """Replace silver/plays' partitions [start, end], computed with a day of context on each side."""
-    context = events.where(F.col(S.DATE).between(F.lit(start - NEIGHBOUR), F.lit(end + NEIGHBOUR)))
-    computed = silver_plays(context, features).persist(StorageLevel.MEMORY_AND_DISK)
+    """Replace silver/plays' partitions [start, end], or all of it where a session crosses the context."""
+    computed = silver_plays(range_context(events, start, end), features).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        rebuilt = computed.where(F.col(S.DATE).between(F.lit(start), F.lit(end)))
-        # A session opening in the context's first minutes may have begun before it, and would get
-        # a later start here than in a full build: rebuild silver in full then.
-        early = dt.datetime.combine(start - NEIGHBOUR, dt.time()) + dt.timedelta(
-            minutes=features.sessions.gap_minutes
+        conflicts = range_conflicts(
+            computed, lakehouse.read(PLAYS), start, end, features.sessions.gap_minutes
         )
-        early_sessions = computed.where((F.col(S.POSITION) == 0) & (F.col(S.TS) <= F.lit(early)))
-        if rebuilt.join(early_sessions.select(S.SESSION_ID), S.SESSION_ID, "left_semi").limit(1).count():
-            log.warning("a session runs into %s from before the context: rebuilding %s in full", start, PLAYS)
+        crossing = conflicts.limit(1).collect()
+        if crossing:
+            log.warning(
+                "session %s crosses the edge of %s .. %s: rebuilding %s in full",
+                crossing[0][0],
+                start - NEIGHBOUR,
+                end + NEIGHBOUR,
+                PLAYS,
+            )
             return lakehouse.write(
                 silver_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE]
             )
-        return lakehouse.overwrite_partitions(rebuilt, PLAYS, column=S.DATE, start=start, end=end)
+        return lakehouse.overwrite_partitions(
+            in_range(computed, start, end), PLAYS, column=S.DATE, start=start, end=end
+        )
     finally:
         computed.unpersist()
 
@@ -158,102 +127,6 @@ def _rebuild_range(
 def training_width(cfg: Config) -> int:
     """Positions per row of gold/training_sequences: what the model reads, at most what is kept."""
     return min(cfg.model.max_length, cfg.features.sequences.max_length)
-
-
-def compression_of(table: str) -> str:
-    """Streamed tables are read far more often than stored: uncompressed (decoding is the loader's cost)."""
-    return "uncompressed" if table in S.STREAMED_TABLES else "snappy"
-
-
-def user_partitions(spark: SparkSession, rows: int) -> int:
-    """Partitions for plays by user: the session's shuffle partitions, more for big tables."""
-    configured = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
-    return max(configured, -(-rows // ROWS_PER_PARTITION))
-
-
-@dataclass(frozen=True)
-class GoldFrames:
-    """Every gold table's frame, and the shared inputs they cache (to release once written)."""
-
-    tables: dict[str, DataFrame]
-    cached: tuple[DataFrame, ...]
-
-    def unpersist(self) -> None:
-        for frame in self.cached:
-            frame.unpersist()
-
-
-def gold_frames(
-    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime, partitions: int, width: int
-) -> GoldFrames:
-    """Every gold table's frame, from one pass that partitions silver/plays by user.
-
-    width: positions per row of gold/training_sequences (what the model reads).
-    """
-    level = StorageLevel.MEMORY_AND_DISK
-    roles = with_roles(played, features.sequences, features.eval)
-    roles = roles.repartition(partitions, S.USER_ID).persist(level)
-    vocabulary = tracks(played).persist(level)
-    station_ids = stations(played).persist(level)
-    annotated = with_hard_negative(history(roles, cutoff_ts)).persist(level)
-    test = in_test_period(roles, cutoff_ts)
-    # Validation: validation users' plays before the validation cut-off are the histories, their
-    # plays from it up to the test cut-off the targets; built exactly like the test tables.
-    validation_start = validation_cutoff(cutoff_ts, features.split)
-    validating = validation_users(roles, features.sequences.validation_percent)
-    validation_history = history(validating, validation_start)
-    validation_targets = in_validation_period(validating, validation_start, cutoff_ts)
-    seqs = sequences(
-        annotated,
-        vocabulary,
-        station_ids,
-        cutoff_ts=cutoff_ts,
-        max_length=features.sequences.max_length,
-        validation_percent=features.sequences.validation_percent,
-    ).persist(level)  # written, and summarised in gold/stats
-    train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
-    tables = {
-        "gold/tracks": vocabulary,
-        "gold/stations": station_ids,
-        "gold/sequences": seqs,
-        "gold/training_sequences": training_sequences(
-            seqs, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
-        ),
-        "gold/hard_negatives": hard_negatives(annotated),
-        "gold/eval_pairs": eval_pairs(
-            test,
-            vocabulary,
-            station_ids,
-            cutoff_ts=cutoff_ts,
-            max_pairs_per_user=features.eval.max_pairs_per_user,
-        ),
-        "gold/eval_next": eval_next(
-            annotated,
-            test,
-            vocabulary,
-            station_ids,
-            cutoff_ts=cutoff_ts,
-            max_length=features.sequences.max_length,
-        ),
-        "gold/validation_pairs": eval_pairs(
-            validation_targets,
-            vocabulary,
-            station_ids,
-            cutoff_ts=validation_start,
-            max_pairs_per_user=features.eval.max_pairs_per_user,
-        ),
-        "gold/validation_next": eval_next(
-            validation_history,
-            validation_targets,
-            vocabulary,
-            station_ids,
-            cutoff_ts=validation_start,
-            max_length=features.sequences.max_length,
-        ),
-        # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again
-        "gold/stats": stats(roles, seqs, vocabulary, station_ids),
-    }
-    return GoldFrames(tables, (roles, vocabulary, station_ids, annotated, seqs))
 
 
 def _date(text: str) -> dt.date:

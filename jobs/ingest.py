@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.common import config_from, job_main
@@ -22,7 +22,7 @@ from jobs.config import Config
 from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
-from pipelines.sources import ADAPTERS, FORMATS, events, input_files, rejects
+from pipelines.sources import ADAPTERS, FORMATS, GLOBAL_IDS, events, input_files, rejects
 from pipelines.sources._common import FILE, LINE, REASON
 from pipelines.spark import spark_session
 
@@ -46,21 +46,24 @@ def run(spark: SparkSession, cfg: Config, fmt: str, inputs: Sequence[str]) -> In
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     parsed = ADAPTERS[fmt](spark, files, cfg.sources).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = {bool(r[0]): int(r[1]) for r in parsed.groupBy(F.col(REASON).isNull()).count().collect()}
-        accepted, rejected = counts.get(True, 0), counts.get(False, 0)
+        per_file = {
+            r[FILE]: (int(r["_accepted"]), int(r["_rejected"]))
+            for r in parsed.groupBy(FILE)
+            .agg(
+                F.count(F.when(F.col(REASON).isNull(), 1)).alias("_accepted"),
+                F.count(F.col(REASON)).alias("_rejected"),
+            )
+            .collect()
+        }
+        accepted = sum(a for a, _ in per_file.values())
+        rejected = sum(r for _, r in per_file.values())
         if accepted + rejected == 0:
             raise InputError(f"input {', '.join(files)}: no rows to ingest")
-        if accepted == 0:
-            first = parsed.orderBy(FILE, LINE).select(FILE, LINE, REASON).first()
-            assert first is not None
-            raise InputError(
-                f"no row of {first[FILE]} is valid {fmt}: line {first[LINE]}: {first[REASON]}"
-                f" ({rejected} rows rejected, nothing written)"
-            )
+        check_every_file_has_a_valid_row(parsed, files, per_file, fmt)
         # Both tables in one transaction: their files are written first, then committed together.
         with lakehouse.transaction() as tx:
             tx.stage(
-                events(parsed, fmt),
+                events(parsed, fmt, GLOBAL_IDS[fmt]),
                 EVENTS_TABLE,
                 operation="merge",
                 merge_keys=[S.EVENT_ID],
@@ -76,6 +79,35 @@ def run(spark: SparkSession, cfg: Config, fmt: str, inputs: Sequence[str]) -> In
         rejected=rejected,
         events_version=tx.commits[EVENTS_TABLE].version,
         quarantine_version=tx.commits[QUARANTINE_TABLE].version if rejected else None,
+    )
+
+
+def check_every_file_has_a_valid_row(
+    parsed: DataFrame, files: Sequence[str], per_file: dict[str, tuple[int, int]], fmt: str
+) -> None:
+    """Bad input when any file given has no accepted row (a wrong format, a truncated export): one
+    line naming each such file and its first rejected line, before anything is written."""
+    empty = [f for f in files if per_file.get(f, (0, 0))[0] == 0]
+    if not empty:
+        return
+    firsts = {
+        r[FILE]: r
+        for r in parsed.where(F.col(FILE).isin(empty) & F.col(REASON).isNotNull())
+        .groupBy(FILE)
+        .agg(F.min_by(F.struct(LINE, REASON), LINE).alias("_first"))
+        .select(FILE, "_first.*")
+        .collect()
+    }
+
+    def why(path: str) -> str:
+        if path not in firsts:
+            return f"{path} (no rows)"
+        first = firsts[path]
+        return f"{path} (line {first[LINE]}: {first[REASON]}; {per_file[path][1]} rows rejected)"
+
+    raise InputError(
+        f"no row is valid {fmt} in {len(empty)} of {len(files)} input file(s), nothing written: "
+        + "; ".join(why(f) for f in empty)
     )
 
 

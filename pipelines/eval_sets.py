@@ -7,10 +7,12 @@ import datetime as dt
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from pipelines import schemas as S
 from pipelines.sequences import feedback_id
 from pipelines.split import IS_NEGATIVE, IS_POSITIVE, USER_POSITION
+from pipelines.times import ts_literal
 from pipelines.vocabulary import with_station_index, with_track_index
 
 
@@ -63,7 +65,7 @@ def eval_pairs(
         capped.transform(lambda df: with_track_index(df, tracks, column=S.UP_TRACK_ID, as_=S.UP_TRACK_IDX))
         .transform(lambda df: with_track_index(df, tracks, column=S.DOWN_TRACK_ID, as_=S.DOWN_TRACK_IDX))
         .transform(lambda df: with_station_index(df, stations))
-        .withColumn(S.CUTOFF_TS, F.lit(cutoff_ts))
+        .withColumn(S.CUTOFF_TS, ts_literal(cutoff_ts))
         .select(*S.EVAL_PAIRS.fieldNames())
     )
 
@@ -103,9 +105,7 @@ def eval_next(
     histories = recent.groupBy(F.col(S.USER_ID).alias("_user")).agg(
         F.array_sort(F.collect_list(item)).alias("_items"), F.max("_count").alias("_count")
     )
-    items = F.coalesce(
-        F.col("_items"), F.array().cast("array<struct<p:int,track:int,station:int,feedback:int>>")
-    )
+    items = F.coalesce(F.col("_items"), F.array().cast(T.ArrayType(S.HISTORY_ITEM)))
     return first.join(histories, F.col(S.USER_ID) == F.col("_user"), "left").select(
         F.col(S.USER_ID),
         F.col(S.TS),
@@ -121,5 +121,5 @@ def eval_next(
         F.transform(items, lambda x: x["track"]).alias(S.HISTORY_TRACK_IDS),
         F.transform(items, lambda x: x["station"]).alias(S.HISTORY_STATION_IDS),
         F.transform(items, lambda x: x["feedback"]).alias(S.HISTORY_FEEDBACK_IDS),
-        F.lit(cutoff_ts).alias(S.CUTOFF_TS),
+        ts_literal(cutoff_ts).alias(S.CUTOFF_TS),
     )

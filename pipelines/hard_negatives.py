@@ -20,7 +20,7 @@ from pipelines import schemas as S
 from pipelines.plays import micros_between
 from pipelines.split import IS_POSITIVE, USER_POSITION
 
-_CANDIDATE = (S.TS, S.TRACK_ID)
+_CANDIDATE = tuple(S.NEGATIVE_CANDIDATE.fieldNames())
 
 
 def _struct_of_row() -> Column:
@@ -103,7 +103,7 @@ def with_hard_negative(history: DataFrame) -> DataFrame:
         (S.TIER_LATER_DOWN, F.col("_later_down")),
         (S.TIER_LATER_SKIP, F.col("_later_skip")),
     ]
-    none = F.lit(None).cast("struct<ts:timestamp,track_id:string>")
+    none = F.lit(None).cast(S.NEGATIVE_CANDIDATE)
     chosen = F.when(~F.col(IS_POSITIVE), F.struct(F.lit(0).alias(S.TIER), none.alias("n"))).otherwise(
         F.coalesce(
             *[F.when(c.isNotNull(), F.struct(F.lit(t).alias(S.TIER), c.alias("n"))) for t, c in tiers],
@@ -113,9 +113,9 @@ def with_hard_negative(history: DataFrame) -> DataFrame:
     temporary = [name for name, _ in steps]
     return (
         found.withColumn("_chosen", chosen)
-        .withColumn(S.NEGATIVE_TRACK_ID, F.col("_chosen.n.track_id"))
-        .withColumn(S.NEGATIVE_TS, F.col("_chosen.n.ts"))
-        .withColumn(S.TIER, F.col("_chosen.tier").cast("int"))
+        .withColumn(S.NEGATIVE_TRACK_ID, F.col("_chosen")["n"][S.TRACK_ID])
+        .withColumn(S.NEGATIVE_TS, F.col("_chosen")["n"][S.TS])
+        .withColumn(S.TIER, F.col("_chosen")[S.TIER].cast("int"))
         .drop("_chosen", *temporary)
     )
 

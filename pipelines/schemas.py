@@ -208,6 +208,17 @@ EVAL_NEXT = _struct(
     (CUTOFF_TS, T.TimestampType(), False),
 )
 
+# A hard-negative candidate as the cascade carries it through its windows (pipelines/hard_negatives.py).
+NEGATIVE_CANDIDATE = _struct((TS, T.TimestampType(), True), (TRACK_ID, T.StringType(), True))
+
+# One history position as eval_next collects it, before it splits into the HISTORY_* arrays.
+HISTORY_ITEM = _struct(
+    ("p", T.IntegerType(), True),
+    ("track", T.IntegerType(), True),
+    ("station", T.IntegerType(), True),
+    ("feedback", T.IntegerType(), True),
+)
+
 # gold/stats: the dataset summary, one row per metric.
 METRIC = "metric"
 VALUE = "value"

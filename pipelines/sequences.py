@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from pipelines import schemas as S
 from pipelines.split import IS_POSITIVE, USER_POSITION, split_of
+from pipelines.times import ts_literal
 from pipelines.vocabulary import with_station_index, with_track_index
 
 NEGATIVE_IDX = "_negative_idx"
@@ -79,7 +80,7 @@ def sequences(
         F.transform(items, lambda x: x["tier"]).alias(S.NEGATIVE_TIERS),
         F.col(S.FIRST_TS),
         F.col(S.LAST_TS),
-        F.lit(cutoff_ts).alias(S.CUTOFF_TS),
+        ts_literal(cutoff_ts).alias(S.CUTOFF_TS),
     )
 
 

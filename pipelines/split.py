@@ -11,6 +11,7 @@ from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.plays import by_user
 from pipelines.settings import EvalSettings, SequenceSettings, SplitSettings, When
+from pipelines.times import day_start, ts_literal, utc
 
 IS_POSITIVE = "_is_positive"
 IS_NEGATIVE = "_is_negative"
@@ -36,19 +37,20 @@ def check_split(settings: SplitSettings) -> None:
 
 
 def cutoff(last_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
-    """Start of the test period: `cutoff_date`, else the UTC day `test_days - 1` days before the last day."""
+    """Start of the test period (UTC-aware): `cutoff_date`, else the UTC day `test_days - 1` days
+    before the last play's UTC day. A naive `last_ts` is UTC (pipelines.times)."""
     check_split(settings)
     if settings.cutoff_date is not None:
         day = dt.date.fromisoformat(settings.cutoff_date)
     else:
-        day = last_ts.date() - dt.timedelta(days=settings.test_days - 1)
-    return dt.datetime(day.year, day.month, day.day)
+        day = utc(last_ts).date() - dt.timedelta(days=settings.test_days - 1)
+    return day_start(day)
 
 
 def validation_cutoff(cutoff_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
-    """Start of the validation period: `validation_days` days before the test cut-off."""
+    """Start of the validation period (UTC-aware): `validation_days` days before the test cut-off."""
     check_split(settings)
-    return cutoff_ts - dt.timedelta(days=settings.validation_days)
+    return utc(cutoff_ts) - dt.timedelta(days=settings.validation_days)
 
 
 def split_of(user_id: Column, validation_percent: int) -> Column:
@@ -92,14 +94,14 @@ def with_roles(plays: DataFrame, sequences: SequenceSettings, evaluation: EvalSe
 
 def history(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
     """Plays before the cut-off with USER_POSITION: 0.. in the user's time order."""
-    return plays.where(F.col(S.TS) < F.lit(cutoff_ts)).withColumn(
+    return plays.where(F.col(S.TS) < ts_literal(cutoff_ts)).withColumn(
         USER_POSITION, (F.row_number().over(by_user()) - 1).cast("int")
     )
 
 
 def in_test_period(plays: DataFrame, cutoff_ts: dt.datetime) -> DataFrame:
     """Plays at or after the cut-off."""
-    return plays.where(F.col(S.TS) >= F.lit(cutoff_ts))
+    return plays.where(F.col(S.TS) >= ts_literal(cutoff_ts))
 
 
 def validation_users(plays: DataFrame, validation_percent: int) -> DataFrame:
@@ -109,4 +111,4 @@ def validation_users(plays: DataFrame, validation_percent: int) -> DataFrame:
 
 def in_validation_period(plays: DataFrame, start: dt.datetime, cutoff_ts: dt.datetime) -> DataFrame:
     """Plays from the validation cut-off `start` up to (not including) the test cut-off."""
-    return plays.where((F.col(S.TS) >= F.lit(start)) & (F.col(S.TS) < F.lit(cutoff_ts)))
+    return plays.where((F.col(S.TS) >= ts_literal(start)) & (F.col(S.TS) < ts_literal(cutoff_ts)))

@@ -64,5 +64,5 @@ def stats(plays: DataFrame, sequences: DataFrame, tracks: DataFrame, stations: D
     pairs = [F.struct(F.lit(m).alias(S.METRIC), F.col(m).cast("double").alias(S.VALUE)) for m in metrics]
     pairs.append(F.struct(F.lit("days").alias(S.METRIC), span.cast("double").alias(S.VALUE)))
     return summary.select(F.explode(F.array(*pairs)).alias("_m")).select(
-        F.col("_m.metric").alias(S.METRIC), F.col("_m.value").alias(S.VALUE)
+        F.col("_m")[S.METRIC].alias(S.METRIC), F.col("_m")[S.VALUE].alias(S.VALUE)
     )

@@ -31,10 +31,19 @@ ADAPTERS: dict[str, Parser] = {
     events_format.NAME: events_format.parse,
 }
 FORMATS = tuple(ADAPTERS)
+# Which id columns each format shares with every other source; the rest are namespaced by source.
+GLOBAL_IDS: dict[str, frozenset[str]] = {
+    lastfm1k.NAME: lastfm1k.GLOBAL_IDS,
+    mssd.NAME: mssd.GLOBAL_IDS,
+    piki.NAME: piki.GLOBAL_IDS,
+    movielens.NAME: movielens.GLOBAL_IDS,
+    events_format.NAME: events_format.GLOBAL_IDS,
+}
 
 __all__ = [
     "ADAPTERS",
     "FORMATS",
+    "GLOBAL_IDS",
     "MovielensSettings",
     "MssdSettings",
     "SourceSettings",

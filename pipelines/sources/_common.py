@@ -245,8 +245,21 @@ def stable_id(*cols: Column) -> Column:
     return F.sha2(F.concat_ws(SEPARATOR, *[F.coalesce(c.cast("string"), F.lit("")) for c in cols]), 256)
 
 
-def events(parsed: DataFrame, source: str) -> DataFrame:
-    """Accepted rows as canonical events (bronze/events); exact duplicates become one event."""
+# The ids a source names its users, tracks and stations with (see each adapter's GLOBAL_IDS).
+ID_COLUMNS = (S.USER_ID, S.TRACK_ID, S.STATION_ID)
+
+
+def namespaced(col: Column, source: str) -> Column:
+    """`source:id`, so that two sources' local ids (MovieLens item 50, Piki song 50) never meet."""
+    return F.when(col.isNull(), col).otherwise(F.concat(F.lit(f"{source}:"), col))
+
+
+def events(parsed: DataFrame, source: str, global_ids: Iterable[str]) -> DataFrame:
+    """Accepted rows as canonical events (bronze/events); exact duplicates become one event.
+
+    Id columns not in `global_ids` get the `source:` prefix (the event_id hashes the ids as the
+    source wrote them, with the source, so it is the same either way).
+    """
     ts_text = F.date_format(F.col(S.TS), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
     identity = [
         F.lit(source),
@@ -258,10 +271,20 @@ def events(parsed: DataFrame, source: str) -> DataFrame:
         F.col(S.FEEDBACK),
         F.col(S.MS_PLAYED),
     ]
+    shared = frozenset(global_ids)
+    unknown = shared - set(ID_COLUMNS)
+    if unknown:
+        raise ValueError(f"global_ids names {sorted(unknown)}, not id columns {ID_COLUMNS}")
     accepted = parsed.where(F.col(REASON).isNull())
     return (
         accepted.select(
-            *[F.col(f.name) for f in S.EVENTS.fields if f.name in PARSED],
+            *[
+                (F.col(f.name) if f.name in shared else namespaced(F.col(f.name), source)).alias(f.name)
+                if f.name in ID_COLUMNS
+                else F.col(f.name)
+                for f in S.EVENTS.fields
+                if f.name in PARSED
+            ],
             F.lit(source).alias(S.SOURCE),
             stable_id(*identity).alias(S.EVENT_ID),
             F.to_date(F.col(S.TS)).alias(S.DATE),

@@ -33,6 +33,9 @@ from pipelines.sources._common import (
 )
 
 NAME = "events"
+# Ids that mean the same in every source (sources._common.events): all of them, as downbeat's own
+# format carries the user's ids, shared by every log written in it.
+GLOBAL_IDS: frozenset[str] = frozenset({S.USER_ID, S.TRACK_ID, S.STATION_ID})
 REQUIRED = (S.USER_ID, S.TS, S.TRACK_ID)
 OPTIONAL = (S.STATION_ID, S.SESSION_ID, S.FEEDBACK, S.MS_PLAYED)
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet"}

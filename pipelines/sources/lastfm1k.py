@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipelines import schemas as S
 from pipelines.sources._common import (
     RAW,
     SourceSettings,
@@ -28,6 +29,10 @@ from pipelines.sources._common import (
 
 FIELDS = 6
 NAME = "lastfm1k"
+# Ids that mean the same in every source; the others get a `lastfm1k:` prefix in bronze/events
+# (sources._common.events): MusicBrainz track ids, and the `lfm:` ids derived from artist and
+# title, name a track anywhere; user ids are Last.fm's own.
+GLOBAL_IDS: frozenset[str] = frozenset({S.TRACK_ID})
 
 
 def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:

@@ -27,6 +27,9 @@ from pipelines.sources._common import (
 )
 
 NAME = "movielens"
+# Ids that mean the same in every source; the others get a `movielens:` prefix in bronze/events
+# (sources._common.events): MovieLens's user and item numbers mean nothing outside it.
+GLOBAL_IDS: frozenset[str] = frozenset()
 FIELDS = 4
 ITEM = "_item"
 GENRE = "_genre"

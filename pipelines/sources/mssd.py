@@ -34,6 +34,9 @@ from pipelines.sources._common import (
 )
 
 NAME = "mssd"
+# Ids that mean the same in every source; the others get a `mssd:` prefix in bronze/events
+# (sources._common.events): MSSD's session and track ids are its own.
+GLOBAL_IDS: frozenset[str] = frozenset()
 REQUIRED = ("session_id", "session_position", "track_id_clean", "hour_of_day", "date")
 STATION = "context_type"
 

@@ -29,6 +29,9 @@ from pipelines.sources._common import (
 )
 
 NAME = "piki"
+# Ids that mean the same in every source; the others get a `piki:` prefix in bronze/events
+# (sources._common.events): Piki's user and song numbers are its own.
+GLOBAL_IDS: frozenset[str] = frozenset()
 REQUIRED = ("liked", "song_id", "timestamp", "user_id")
 
 

@@ -25,11 +25,13 @@ from pyspark.sql import functions as F
 from jobs import build, ingest
 from jobs.config import load_config
 from pipelines import schemas as S
+from pipelines.gold import compression_of, gold_frames, user_partitions
 from pipelines.hard_negatives import with_hard_negative
 from pipelines.lakehouse import Lakehouse
 from pipelines.spark import spark_session
 from pipelines.split import cutoff, history, with_roles
 from pipelines.synthetic import SynthSettings, synthetic_events
+from pipelines.times import from_micros
 from pipelines.vocabulary import tracks
 
 
@@ -134,8 +136,7 @@ def main() -> None:
         lambda: lakehouse.write(silver, "silver/plays", mode="overwrite", partition_by=[S.DATE]),
     )
     played = lakehouse.read("silver/plays")
-    last = played.agg(F.max(S.TS)).first()[0]
-    cut = cutoff(last, cfg.features.split)
+    cut = cutoff(from_micros(played.agg(F.unix_micros(F.max(S.TS))).first()[0]), cfg.features.split)
     roles = with_roles(played, cfg.features.sequences, cfg.features.eval).repartition(S.USER_ID)  # plan only
     shared = {
         "plays by user, with roles": roles,
@@ -144,15 +145,16 @@ def main() -> None:
     }
     for name, frame in shared.items():
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
-    gold = build.gold_frames(
-        played, cfg.features, cut, build.user_partitions(spark, events), build.training_width(cfg)
+    shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    gold = gold_frames(
+        played, cfg.features, cut, user_partitions(shuffle_partitions, events), build.training_width(cfg)
     )
     # As build does: every gold table staged (files written) in one transaction, then committed.
     with lakehouse.transaction() as tx:
         for table in build.GOLD:
             frame = gold.tables[table]
             print(f"{table} plan: {shuffles(frame)} shuffle(s)")
-            timed(table, events, lambda t=table, f=frame: tx.stage(f, t, compression=build.compression_of(t)))
+            timed(table, events, lambda t=table, f=frame: tx.stage(f, t, compression=compression_of(t)))
         commit_started = time.monotonic()
     STEPS["gold commit (all tables)"] = round(time.monotonic() - commit_started, 2)
     print(f"{'gold commit (all tables)':<34}{STEPS['gold commit (all tables)']:>8.1f} s")

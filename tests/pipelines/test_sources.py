@@ -12,20 +12,39 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import schemas as S
-from pipelines.sources import ADAPTERS, MovielensSettings, MssdSettings, SourceSettings, events, rejects
+from pipelines.sources import (
+    ADAPTERS,
+    GLOBAL_IDS,
+    MovielensSettings,
+    MssdSettings,
+    SourceSettings,
+    events,
+    rejects,
+)
 
 SETTINGS = SourceSettings(MovielensSettings(up_min=4, down_max=2), MssdSettings(skip_column="skip_2"))
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 def ingest(spark, fmt: str, *paths: Path):
+    """Accepted events (ids as the source wrote them) and rejected (file, line, reason), sorted.
+
+    Checks on the way that bronze/events namespaces every id the format does not declare global.
+    """
     parsed = ADAPTERS[fmt](spark, [str(p) for p in paths], SETTINGS)
-    accepted = sorted(
-        (r[S.USER_ID], r[S.TS], r[S.TRACK_ID], r[S.STATION_ID], r[S.FEEDBACK], r[S.MS_PLAYED])
-        for r in events(parsed, fmt).collect()
-    )
+    columns = (S.USER_ID, S.TS, S.TRACK_ID, S.STATION_ID, S.FEEDBACK, S.MS_PLAYED)
+    accepted = []
+    for r in events(parsed, fmt, GLOBAL_IDS[fmt]).collect():
+        values = []
+        for c in columns:
+            value = r[c]
+            if c in (S.USER_ID, S.TRACK_ID, S.STATION_ID) and c not in GLOBAL_IDS[fmt] and value is not None:
+                assert value.startswith(f"{fmt}:"), (c, value)
+                value = value.removeprefix(f"{fmt}:")
+            values.append(value)
+        accepted.append(tuple(values))
     rejected = sorted((Path(r["file"]).name, r["line"], r["reason"]) for r in rejects(parsed, fmt).collect())
-    return accepted, rejected
+    return sorted(accepted), rejected
 
 
 def utc(*args: int) -> dt.datetime:
@@ -183,7 +202,8 @@ REAL = [
 @pytest.mark.parametrize(("fmt", "path", "accepted", "rejected"), REAL)
 def test_real_samples_parse_completely(spark, fmt, path, accepted, rejected):
     parsed = ADAPTERS[fmt](spark, [str(DATASETS / path)], SETTINGS)
-    assert (events(parsed, fmt).count(), rejects(parsed, fmt).count()) == (accepted, rejected)
+    found = (events(parsed, fmt, GLOBAL_IDS[fmt]).count(), rejects(parsed, fmt).count())
+    assert found == (accepted, rejected)
 
 
 def test_bronze_rows_carry_a_stable_event_id_and_quarantine_rows_their_file_line_and_raw_text(
@@ -196,13 +216,14 @@ def test_bronze_rows_carry_a_stable_event_id_and_quarantine_rows_their_file_line
     parsed = ADAPTERS["lastfm1k"](spark, [str(f)], SETTINGS)
     ts = dt.datetime(2009, 5, 4, 23, 59, 59)
     # the id is SHA-256 over source, user, time (UTC, microseconds), track, station, session,
-    # feedback, ms_played joined by U+001F, nulls as empty: anyone can recompute it
+    # feedback, ms_played joined by U+001F, nulls as empty: anyone can recompute it. The user id is
+    # stored as `lastfm1k:u1` (Last.fm's user ids are its own); the track id, a MusicBrainz id, as is.
     identity = "\u001f".join(["lastfm1k", "u1", "2009-05-04T23:59:59.000000", "t1", "", "", "", ""])
     event_id = hashlib.sha256(identity.encode()).hexdigest()
     want = spark.createDataFrame(
-        [("u1", ts, "t1", None, None, None, None, "lastfm1k", event_id, ts.date())], S.EVENTS
+        [("lastfm1k:u1", ts, "t1", None, None, None, None, "lastfm1k", event_id, ts.date())], S.EVENTS
     )
-    assert_df_equality(events(parsed, "lastfm1k"), want, ignore_nullable=True)
+    assert_df_equality(events(parsed, "lastfm1k", GLOBAL_IDS["lastfm1k"]), want, ignore_nullable=True)
     row_id = hashlib.sha256("\u001f".join(["lastfm1k", str(f), "2"]).encode()).hexdigest()
     want_rejects = spark.createDataFrame(
         [

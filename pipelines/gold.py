@@ -1,0 +1,146 @@
+"""Every gold table's frame from silver/plays, around one partitioning of the plays by user.
+
+The shared inputs (plays by user with roles, the hard-negative columns, the vocabularies,
+gold/sequences) are cached once; each table reads them, and GoldFrames.unpersist() releases them
+after the tables are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from pipelines import schemas as S
+from pipelines.eval_sets import eval_next, eval_pairs
+from pipelines.hard_negatives import hard_negatives, with_hard_negative
+from pipelines.sequences import sequences, training_sequences
+from pipelines.settings import FeatureSettings
+from pipelines.split import (
+    history,
+    in_test_period,
+    in_validation_period,
+    validation_cutoff,
+    validation_users,
+    with_roles,
+)
+from pipelines.stats import stats
+from pipelines.vocabulary import stations, tracks
+
+GOLD = (
+    "gold/tracks",
+    "gold/stations",
+    "gold/sequences",
+    "gold/training_sequences",
+    "gold/hard_negatives",
+    "gold/eval_pairs",
+    "gold/eval_next",
+    "gold/validation_pairs",
+    "gold/validation_next",
+    "gold/stats",
+)
+# Rows per partition of the user-partitioned plays that every gold table reads from the cache: a
+# cached partition is read back whole, so it must stay far below the executor heap.
+ROWS_PER_PARTITION = 500_000
+# Rows per file of gold/training_sequences, one row group each: a Petastorm shard is a row group, so
+# this sets how evenly ranks share the rows, and every group read costs a file open (~6 MB a group
+# at width 200).
+TRAINING_ROWS_PER_GROUP = 2048
+
+
+def compression_of(table: str) -> str:
+    """Streamed tables are read far more often than stored: uncompressed (decoding is the loader's cost)."""
+    return "uncompressed" if table in S.STREAMED_TABLES else "snappy"
+
+
+def user_partitions(shuffle_partitions: int, rows: int) -> int:
+    """Partitions for plays by user: the session's shuffle partitions, more for big tables."""
+    return max(shuffle_partitions, -(-rows // ROWS_PER_PARTITION))
+
+
+@dataclass(frozen=True)
+class GoldFrames:
+    """Every gold table's frame, and the shared inputs they cache (to release once written)."""
+
+    tables: dict[str, DataFrame]
+    cached: tuple[DataFrame, ...]
+
+    def unpersist(self) -> None:
+        for frame in self.cached:
+            frame.unpersist()
+
+
+def gold_frames(
+    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime, partitions: int, width: int
+) -> GoldFrames:
+    """Every gold table's frame, from one pass that partitions silver/plays by user.
+
+    width: positions per row of gold/training_sequences (what the model reads).
+    """
+    level = StorageLevel.MEMORY_AND_DISK
+    roles = with_roles(played, features.sequences, features.eval)
+    roles = roles.repartition(partitions, S.USER_ID).persist(level)
+    vocabulary = tracks(played).persist(level)
+    station_ids = stations(played).persist(level)
+    annotated = with_hard_negative(history(roles, cutoff_ts)).persist(level)
+    test = in_test_period(roles, cutoff_ts)
+    # Validation: validation users' plays before the validation cut-off are the histories, their
+    # plays from it up to the test cut-off the targets; built exactly like the test tables.
+    validation_start = validation_cutoff(cutoff_ts, features.split)
+    validating = validation_users(roles, features.sequences.validation_percent)
+    validation_history = history(validating, validation_start)
+    validation_targets = in_validation_period(validating, validation_start, cutoff_ts)
+    seqs = sequences(
+        annotated,
+        vocabulary,
+        station_ids,
+        cutoff_ts=cutoff_ts,
+        max_length=features.sequences.max_length,
+        validation_percent=features.sequences.validation_percent,
+    ).persist(level)  # written, and summarised in gold/stats
+    train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
+    tables = {
+        "gold/tracks": vocabulary,
+        "gold/stations": station_ids,
+        "gold/sequences": seqs,
+        "gold/training_sequences": training_sequences(
+            seqs, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
+        ),
+        "gold/hard_negatives": hard_negatives(annotated),
+        "gold/eval_pairs": eval_pairs(
+            test,
+            vocabulary,
+            station_ids,
+            cutoff_ts=cutoff_ts,
+            max_pairs_per_user=features.eval.max_pairs_per_user,
+        ),
+        "gold/eval_next": eval_next(
+            annotated,
+            test,
+            vocabulary,
+            station_ids,
+            cutoff_ts=cutoff_ts,
+            max_length=features.sequences.max_length,
+        ),
+        "gold/validation_pairs": eval_pairs(
+            validation_targets,
+            vocabulary,
+            station_ids,
+            cutoff_ts=validation_start,
+            max_pairs_per_user=features.eval.max_pairs_per_user,
+        ),
+        "gold/validation_next": eval_next(
+            validation_history,
+            validation_targets,
+            vocabulary,
+            station_ids,
+            cutoff_ts=validation_start,
+            max_length=features.sequences.max_length,
+        ),
+        # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again
+        "gold/stats": stats(roles, seqs, vocabulary, station_ids),
+    }
+    return GoldFrames(tables, (roles, vocabulary, station_ids, annotated, seqs))
