@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -22,7 +21,15 @@ from jobs.config import Config
 from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
-from pipelines.sources import ADAPTERS, FORMATS, GLOBAL_IDS, events, input_files, rejects
+from pipelines.sources import (
+    ADAPTERS,
+    FORMATS,
+    GLOBAL_IDS,
+    events,
+    has_duplicates,
+    input_files,
+    rejects,
+)
 from pipelines.sources._common import FILE, LINE, REASON
 from pipelines.spark import spark_session
 
@@ -44,35 +51,34 @@ def run(spark: SparkSession, cfg: Config, fmt: str, inputs: Sequence[str]) -> In
         raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     files = input_files(inputs)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
-    parsed = ADAPTERS[fmt](spark, files, cfg.sources).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        per_file = {
-            r[FILE]: (int(r["_accepted"]), int(r["_rejected"]))
-            for r in parsed.groupBy(FILE)
-            .agg(
-                F.count(F.when(F.col(REASON).isNull(), 1)).alias("_accepted"),
-                F.count(F.col(REASON)).alias("_rejected"),
-            )
-            .collect()
-        }
-        accepted = sum(a for a, _ in per_file.values())
-        rejected = sum(r for _, r in per_file.values())
-        if accepted + rejected == 0:
-            raise InputError(f"input {', '.join(files)}: no rows to ingest")
-        check_every_file_has_a_valid_row(parsed, files, per_file, fmt)
-        # Both tables in one transaction: their files are written first, then committed together.
-        with lakehouse.transaction() as tx:
-            tx.stage(
-                events(parsed, fmt, GLOBAL_IDS[fmt]),
-                EVENTS_TABLE,
-                operation="merge",
-                merge_keys=[S.EVENT_ID],
-                partition_by=[S.DATE],
-            )
-            if rejected:
-                tx.stage(rejects(parsed, fmt), QUARANTINE_TABLE, operation="merge", merge_keys=["row_id"])
-    finally:
-        parsed.unpersist()
+    # Not cached: each pass below re-reads the input, which costs less than caching every row.
+    parsed = ADAPTERS[fmt](spark, files, cfg.sources)
+    per_file = {
+        r[FILE]: (int(r["_accepted"]), int(r["_rejected"]))
+        for r in parsed.groupBy(FILE)
+        .agg(
+            F.count(F.when(F.col(REASON).isNull(), 1)).alias("_accepted"),
+            F.count(F.col(REASON)).alias("_rejected"),
+        )
+        .collect()
+    }
+    accepted = sum(a for a, _ in per_file.values())
+    rejected = sum(r for _, r in per_file.values())
+    if accepted + rejected == 0:
+        raise InputError(f"input {', '.join(files)}: no rows to ingest")
+    check_every_file_has_a_valid_row(parsed, files, per_file, fmt)
+    # Both tables in one transaction: their files are written first, then committed together.
+    with lakehouse.transaction() as tx:
+        tx.stage(
+            events(parsed, fmt, GLOBAL_IDS[fmt], deduplicate=has_duplicates(parsed, fmt)),
+            EVENTS_TABLE,
+            operation="merge",
+            merge_keys=[S.EVENT_ID],
+            partition_by=[S.DATE],
+            keys_unique=True,  # deduplicated on event_id, or has_duplicates() found none
+        )
+        if rejected:
+            tx.stage(rejects(parsed, fmt), QUARANTINE_TABLE, operation="merge", merge_keys=["row_id"])
     return IngestResult(
         files=tuple(files),
         accepted=accepted,

@@ -338,6 +338,7 @@ class Lakehouse:
         merge_keys: Sequence[str] = (),
         schema_evolution: bool = False,
         compression: str = "snappy",
+        keys_unique: bool = False,
     ) -> PendingWrite:
         """First half of a write: check it and write its data files. `commit()` publishes them."""
         spec, df = self._checked(
@@ -349,6 +350,7 @@ class Lakehouse:
             merge_keys=merge_keys,
             schema_evolution=schema_evolution,
             compression=compression,
+            keys_unique=keys_unique,
         )
         current = None if spec.creates else self._delta_table(table)
         if self.engine == "spark":
@@ -368,6 +370,7 @@ class Lakehouse:
         merge_keys: Sequence[str] = (),
         schema_evolution: bool = False,
         compression: str = "snappy",
+        keys_unique: bool = False,
     ) -> tuple[WriteSpec, DataFrame]:
         """The write's plan, checked against the table (schema, partitioning, range, keys)."""
         if compression not in CODECS:
@@ -384,6 +387,7 @@ class Lakehouse:
             merge_keys=tuple(merge_keys),
             schema_evolution=schema_evolution,
             compression=compression,
+            keys_unique=keys_unique,
         )
         current = self._current(table)
         df = conform(df, spec, current)
@@ -467,11 +471,14 @@ class Transaction:
         merge_keys: Sequence[str] = (),
         schema_evolution: bool = False,
         compression: str = "snappy",
+        keys_unique: bool = False,
     ) -> None:
         """Write `df`'s data files for `table` now; they become visible when the transaction commits.
 
         compression: the data files' Parquet codec, snappy or uncompressed (for a table read
-        more often than it is stored, such as the one training streams every epoch)."""
+        more often than it is stored, such as the one training streams every epoch).
+        keys_unique: the caller made `merge_keys` unique itself (ingest deduplicates on event_id),
+        so the check for duplicate keys, a shuffle of every key, is skipped."""
         if any(name == table for name, _ in self.staged):
             raise InputError(f"transaction {self.id}: {table} is staged twice")
         log.info("%s %s: writing data files (%s engine, staged)", operation, table, self.lakehouse.engine)
@@ -484,6 +491,7 @@ class Transaction:
             merge_keys=merge_keys,
             schema_evolution=schema_evolution,
             compression=compression,
+            keys_unique=keys_unique,
         )
         self.staged.append((table, write))
 

@@ -102,6 +102,7 @@ class WriteSpec:
     schema: T.StructType = field(default_factory=T.StructType)
     creates: bool = False  # no table yet: this write creates it
     compression: str = "snappy"  # Parquet codec of the data files: snappy | uncompressed
+    keys_unique: bool = False  # the caller made merge_keys unique: no check of the data for it
 
 
 def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:
@@ -179,7 +180,7 @@ def check_data(df: DataFrame, spec: WriteSpec) -> None:
     """The checks that need the data itself (one Spark job each), before any file is written."""
     if spec.replace_range is not None:
         check_range(df, spec)
-    if spec.operation == "merge":
+    if spec.operation == "merge" and not spec.keys_unique:
         check_unique_keys(df, spec)
 
 
@@ -200,11 +201,17 @@ def check_range(df: DataFrame, spec: WriteSpec) -> None:
 
 
 def check_unique_keys(df: DataFrame, spec: WriteSpec) -> None:
+    """Bad input when two rows share their merge keys. First a shuffle of one 64-bit hash per row;
+    only when two hashes meet (equal keys, or a rare collision) the keys themselves."""
     keys = [F.col(f"`{k}`") for k in spec.merge_keys]
     not_null = F.lit(True)
     for k in keys:
         not_null = not_null & k.isNotNull()
-    dup = df.where(not_null).groupBy(*keys).count().where(F.col("count") > 1).limit(1).collect()
+    keyed = df.where(not_null)
+    hashes = keyed.groupBy(F.xxhash64(*keys).alias("_hash")).count().where(F.col("count") > 1)
+    if not hashes.limit(1).collect():
+        return
+    dup = keyed.groupBy(*keys).count().where(F.col("count") > 1).limit(1).collect()
     if dup:
         key = ", ".join(f"{k}={dup[0][k]!r}" for k in spec.merge_keys)
         raise InputError(

@@ -18,6 +18,7 @@ from pipelines.sources._common import (
     MssdSettings,
     SourceSettings,
     events,
+    has_duplicates,
     input_files,
     rejects,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "MssdSettings",
     "SourceSettings",
     "events",
+    "has_duplicates",
     "input_files",
     "rejects",
 ]

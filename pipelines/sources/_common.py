@@ -240,9 +240,14 @@ def union_all(frames: Sequence[DataFrame]) -> DataFrame:
     return functools.reduce(DataFrame.unionByName, frames)
 
 
+def identity_text(*cols: Column) -> Column:
+    """The columns' text joined by SEPARATOR, nulls as empty: what stable_id() digests."""
+    return F.concat_ws(SEPARATOR, *[F.coalesce(c.cast("string"), F.lit("")) for c in cols])
+
+
 def stable_id(*cols: Column) -> Column:
     """A hex digest of the columns' text (nulls as empty): equal input, equal id, in any run."""
-    return F.sha2(F.concat_ws(SEPARATOR, *[F.coalesce(c.cast("string"), F.lit("")) for c in cols]), 256)
+    return F.sha2(identity_text(*cols), 256)
 
 
 # The ids a source names its users, tracks and stations with (see each adapter's GLOBAL_IDS).
@@ -254,14 +259,10 @@ def namespaced(col: Column, source: str) -> Column:
     return F.when(col.isNull(), col).otherwise(F.concat(F.lit(f"{source}:"), col))
 
 
-def events(parsed: DataFrame, source: str, global_ids: Iterable[str]) -> DataFrame:
-    """Accepted rows as canonical events (bronze/events); exact duplicates become one event.
-
-    Id columns not in `global_ids` get the `source:` prefix (the event_id hashes the ids as the
-    source wrote them, with the source, so it is the same either way).
-    """
+def _identity(source: str) -> list[Column]:
+    """What makes an event itself: its source and fields as the source wrote them."""
     ts_text = F.date_format(F.col(S.TS), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
-    identity = [
+    return [
         F.lit(source),
         F.col(S.USER_ID),
         ts_text,
@@ -271,27 +272,45 @@ def events(parsed: DataFrame, source: str, global_ids: Iterable[str]) -> DataFra
         F.col(S.FEEDBACK),
         F.col(S.MS_PLAYED),
     ]
+
+
+def has_duplicates(parsed: DataFrame, source: str) -> bool:
+    """Whether two accepted rows may have the same event_id: a shuffle of one 64-bit hash of the text
+    event_id digests, per row, not of the rows. Equal ids have equal hashes, so False is certain;
+    a hash collision only says "maybe" (then events() deduplicates in full)."""
+    key = F.xxhash64(identity_text(*_identity(source))).alias("_key")
+    found = parsed.where(F.col(REASON).isNull()).groupBy(key).count().where(F.col("count") > 1)
+    return bool(found.limit(1).count())
+
+
+def events(
+    parsed: DataFrame, source: str, global_ids: Iterable[str], *, deduplicate: bool = True
+) -> DataFrame:
+    """Accepted rows as canonical events (bronze/events); exact duplicates become one event.
+
+    Id columns not in `global_ids` get the `source:` prefix (the event_id hashes the ids as the
+    source wrote them, with the source, so it is the same either way). `deduplicate=False` skips
+    the shuffle by event_id, for input has_duplicates() cleared.
+    """
     shared = frozenset(global_ids)
     unknown = shared - set(ID_COLUMNS)
     if unknown:
         raise ValueError(f"global_ids names {sorted(unknown)}, not id columns {ID_COLUMNS}")
-    accepted = parsed.where(F.col(REASON).isNull())
-    return (
-        accepted.select(
-            *[
-                (F.col(f.name) if f.name in shared else namespaced(F.col(f.name), source)).alias(f.name)
-                if f.name in ID_COLUMNS
-                else F.col(f.name)
-                for f in S.EVENTS.fields
-                if f.name in PARSED
-            ],
-            F.lit(source).alias(S.SOURCE),
-            stable_id(*identity).alias(S.EVENT_ID),
-            F.to_date(F.col(S.TS)).alias(S.DATE),
-        )
-        .dropDuplicates([S.EVENT_ID])
-        .select(*[f.name for f in S.EVENTS.fields])
+    accepted = parsed.where(F.col(REASON).isNull()).select(
+        *[
+            (F.col(f.name) if f.name in shared else namespaced(F.col(f.name), source)).alias(f.name)
+            if f.name in ID_COLUMNS
+            else F.col(f.name)
+            for f in S.EVENTS.fields
+            if f.name in PARSED
+        ],
+        F.lit(source).alias(S.SOURCE),
+        stable_id(*_identity(source)).alias(S.EVENT_ID),
+        F.to_date(F.col(S.TS)).alias(S.DATE),
     )
+    if deduplicate:
+        accepted = accepted.dropDuplicates([S.EVENT_ID])
+    return accepted.select(*[f.name for f in S.EVENTS.fields])
 
 
 def rejects(parsed: DataFrame, source: str) -> DataFrame:

@@ -173,3 +173,24 @@ def test_ingest_names_every_file_with_no_valid_row_exits_2_and_writes_nothing(sp
     # the good file alone goes in
     assert main([*args, files[0]]) == 0
     assert lakehouse.read("bronze/events").count() == 1
+
+
+def test_ingest_keeps_one_event_of_exact_duplicate_rows_and_skips_the_dedupe_without_them(spark, tmp_path):
+    from pipelines.sources import ADAPTERS, has_duplicates
+
+    line = "u1\t2009-05-04T10:00:00Z\ta\tArtist\tt1\tOne\n"
+    other = "u1\t2009-05-04T10:05:00Z\ta\tArtist\tt2\tTwo\n"
+    (tmp_path / "twice.tsv").write_text(line + other + line)
+    (tmp_path / "once.tsv").write_text(line + other)
+    cfg = config(tmp_path / "lh")
+    parse = ADAPTERS["lastfm1k"]
+    assert has_duplicates(parse(spark, [str(tmp_path / "twice.tsv")], cfg.sources), "lastfm1k")
+    assert not has_duplicates(parse(spark, [str(tmp_path / "once.tsv")], cfg.sources), "lastfm1k")
+    # the same line in two files is one event too
+    both = [str(tmp_path / "once.tsv"), str(tmp_path / "twice.tsv")]
+    assert has_duplicates(parse(spark, both, cfg.sources), "lastfm1k")
+
+    result = ingest.run(spark, cfg, "lastfm1k", [str(tmp_path / "twice.tsv")])
+    assert result.accepted == 3
+    events = Lakehouse(spark, str(tmp_path / "lh")).read("bronze/events")
+    assert events.count() == 2 and events.select(S.EVENT_ID).distinct().count() == 2

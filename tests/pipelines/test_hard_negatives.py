@@ -139,3 +139,19 @@ def test_cascade_matches_brute_force_and_no_negative_is_its_target_or_after_the_
         assert r[S.NEGATIVE_TRACK_ID] != r[S.TARGET_TRACK_ID]
         assert r[S.TARGET_TS] < CUTOFF
         assert r[S.NEGATIVE_TS] is None or r[S.NEGATIVE_TS] < CUTOFF
+
+
+def test_a_candidate_as_near_before_as_another_after_loses_to_the_earlier_one(spark):
+    rows = [
+        ("a", 0, 0, "t1", "rock", "down"),
+        ("a", 0, 5, "t2", "rock", "up"),  # downs 5 minutes either side: the earlier wins
+        ("a", 0, 10, "t3", "rock", "down"),
+        ("a", 0, 14, "t4", "rock", "up"),  # the later down is nearer (4 minutes against 14)
+    ]
+    want = [
+        ("a", 1, "t2", (0, 5), "rock", "t1", (0, 0), 1),
+        ("a", 3, "t4", (0, 14), "rock", "t3", (0, 10), 1),
+    ]
+    assert_df_equality(
+        negatives(spark, rows), expected(spark, want), ignore_row_order=True, ignore_nullable=True
+    )

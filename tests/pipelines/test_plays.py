@@ -155,3 +155,67 @@ def test_session_ids_do_not_depend_on_partitioning(spark):
     )
     assert_df_equality(one, many, ignore_row_order=True)
     assert one.where(F.col(S.POSITION) == 0).count() > 0
+
+
+def reference(rows: list[tuple], *, gap_s: int = 1200, skip_s: int = 30, timing=("lastfm1k",)) -> list[tuple]:
+    """silver/plays by hand, one user at a time. rows: (user, milliseconds after T0, track, feedback,
+    ms_played, source, event_id) -> sorted (event_id, user, session_id, position, feedback, date)."""
+    out = []
+    for user in sorted({r[0] for r in rows}):
+        mine = sorted((r for r in rows if r[0] == user), key=lambda r: (r[1], r[6]))
+        start = previous = None
+        position = 0
+        for i, (_, ms, _, fb, played, source, eid) in enumerate(mine):
+            ts = T0 + dt.timedelta(milliseconds=ms)
+            if previous is None or (ts - previous).total_seconds() > gap_s:
+                start, position = ts, 0
+            else:
+                position += 1
+            following = T0 + dt.timedelta(milliseconds=mine[i + 1][1]) if i + 1 < len(mine) else None
+            skipped = (
+                fb == "skip"
+                or (played is not None and played < skip_s * 1000)
+                or (source in timing and following is not None and (following - ts).total_seconds() < skip_s)
+            )
+            kind = "down" if fb == "down" else "up" if fb == "up" else "skip" if skipped else "play"
+            session = f"{user}@{start:%Y%m%dT%H%M%S.%f}"
+            out.append((eid, user, session, position, kind, ts.date()))
+            previous = ts
+    return sorted(out)
+
+
+rich_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "ü"]),
+        st.integers(0, 3 * 3600 * 1000),
+        st.sampled_from(["t1", "t2", "t3"]),
+        st.sampled_from([None, "up", "down", "skip", "play"]),
+        st.sampled_from([None, 0, 29_999, 30_000, 200_000]),
+        st.sampled_from(["lastfm1k", "piki"]),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(rich_rows, st.sampled_from([2, 3, 10_000]))
+def test_plays_equal_a_by_hand_reference_however_arrow_batches_cut_a_user(spark, rows, batch_rows):
+    data = [(u, ms, t, fb, played, src, f"e{i:03d}") for i, (u, ms, t, fb, played, src) in enumerate(rows)]
+    frame = spark.createDataFrame(
+        [
+            (u, ts, t, None, None, fb, played, src, eid, ts.date())
+            for u, ms, t, fb, played, src, eid in data
+            for ts in [T0 + dt.timedelta(milliseconds=ms)]
+        ],
+        S.EVENTS,
+    )
+    # a user's rows across Arrow batches: the pass must carry them over to the next batch
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+    try:
+        out = plays(frame, gap_minutes=20, skip_seconds=30, timing_sources=["lastfm1k"]).collect()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    got = sorted(
+        (r[S.EVENT_ID], r[S.USER_ID], r[S.SESSION_ID], r[S.POSITION], r[S.FEEDBACK], r[S.DATE]) for r in out
+    )
+    assert got == reference(data)
