@@ -30,7 +30,14 @@ from pipelines.errors import InputError
 from pipelines.gold import GOLD, compression_of, gold_frames, user_partitions
 from pipelines.lakehouse import Commit, Lakehouse
 from pipelines.settings import FeatureSettings
-from pipelines.silver import NEIGHBOUR, in_range, range_conflicts, range_context, silver_plays
+from pipelines.silver import (
+    NEIGHBOUR,
+    day_of_context_suffices,
+    in_range,
+    range_conflicts,
+    range_context,
+    silver_plays,
+)
 from pipelines.spark import spark_session
 from pipelines.split import check_split, cutoff
 from pipelines.times import from_micros
@@ -100,6 +107,9 @@ def _rebuild_range(
     lakehouse: Lakehouse, events: DataFrame, features: FeatureSettings, start: dt.date, end: dt.date
 ) -> Commit:
     """Replace silver/plays' partitions [start, end], or all of it where a session crosses the context."""
+    if not day_of_context_suffices(features):
+        log.warning("sessions or skips can reach past a day: rebuilding %s in full", PLAYS)
+        return lakehouse.write(silver_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
     computed = silver_plays(range_context(events, start, end), features).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         conflicts = range_conflicts(
@@ -108,10 +118,11 @@ def _rebuild_range(
         crossing = conflicts.limit(1).collect()
         if crossing:
             log.warning(
-                "session %s crosses the edge of %s .. %s: rebuilding %s in full",
+                "session %s reaches past %s .. %s (or the days beside them have events silver does not"
+                " hold yet): rebuilding %s in full",
                 crossing[0][0],
-                start - NEIGHBOUR,
-                end + NEIGHBOUR,
+                start,
+                end,
                 PLAYS,
             )
             return lakehouse.write(

@@ -161,6 +161,7 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
     from pipelines.lakehouse import Lakehouse
     from pipelines.spark import spark_session
     from pipelines.synthetic import SynthSettings, appeal, number_of
+    from pipelines.times import ts_literal
 
     spark = spark_session(cfg.spark, cfg.delta)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
@@ -179,7 +180,7 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
     cutoff = pairs[S.CUTOFF_TS].iloc[0]
     counts = (
         lakehouse.read("silver/plays")
-        .where(F.col(S.TS) < F.lit(cutoff.to_pydatetime()))
+        .where(F.col(S.TS) < ts_literal(cutoff.to_pydatetime()))
         .groupBy(S.TRACK_ID)
         .count()
         .collect()

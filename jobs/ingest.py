@@ -34,6 +34,7 @@ from pipelines.sources._common import FILE, LINE, REASON
 from pipelines.spark import spark_session
 
 EVENTS_TABLE, QUARANTINE_TABLE = "bronze/events", "bronze/quarantine"
+NAMED_FILES = 10  # files an error names at most (the rest are counted)
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,13 @@ def check_every_file_has_a_valid_row(
         if path not in firsts:
             return f"{path} (no rows)"
         first = firsts[path]
-        return f"{path} (line {first[LINE]}: {first[REASON]}; {per_file[path][1]} rows rejected)"
+        reason = first[REASON].encode("unicode_escape").decode("ascii")  # a quoted value stays on one line
+        return f"{path} (line {first[LINE]}: {reason}; {per_file[path][1]} rows rejected)"
 
+    named = "; ".join(why(f) for f in empty[:NAMED_FILES])
+    more = f"; and {len(empty) - NAMED_FILES} more" if len(empty) > NAMED_FILES else ""
     raise InputError(
-        f"no row is valid {fmt} in {len(empty)} of {len(files)} input file(s), nothing written: "
-        + "; ".join(why(f) for f in empty)
+        f"no row is valid {fmt} in {len(empty)} of {len(files)} input file(s), nothing written: {named}{more}"
     )
 
 

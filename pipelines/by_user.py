@@ -17,22 +17,26 @@ import pyarrow.compute as pc
 
 
 def whole_users(batches: Iterable[pa.RecordBatch], user: str) -> Iterator[pa.Table]:
-    """Tables of whole users (single chunk each), in the order the rows came."""
-    pending: pa.Table | None = None
+    """Tables of whole users (single chunk each), in the order the rows came. Each row is looked at
+    once, however many batches a user spans."""
+    pending: list[pa.RecordBatch] = []  # rows of one user, whose last batch may not have come yet
+    pending_user: object = None
     for batch in batches:
-        table = pa.Table.from_batches([batch])
-        if pending is not None and len(pending):
-            table = pa.concat_tables([pending, table])
-        if not len(table):
+        if not batch.num_rows:
             continue
-        users = table.column(user)
-        last = users[len(users) - 1]
-        split = len(users) - int(pc.sum(pc.equal(users, last)).as_py() or 0)
-        if split > 0:
-            yield table.slice(0, split).combine_chunks()
-        pending = table.slice(split)
-    if pending is not None and len(pending):
-        yield pending.combine_chunks()
+        users = batch.column(user)
+        last = users[batch.num_rows - 1]
+        tail = int(pc.sum(pc.equal(users, last)).as_py() or 0)  # the last user's rows, at the end
+        head = batch.slice(0, batch.num_rows - tail)
+        if head.num_rows or last.as_py() != pending_user:
+            # the pending user ended: before this batch, or within its head
+            done = [*pending, head] if head.num_rows else pending
+            if done:
+                yield pa.Table.from_batches(done).combine_chunks()
+            pending, pending_user = [], last.as_py()
+        pending.append(batch.slice(batch.num_rows - tail))
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks()
 
 
 def starts(keys: pa.Array) -> np.ndarray:

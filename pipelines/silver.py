@@ -31,6 +31,12 @@ def silver_plays(events: DataFrame, features: FeatureSettings) -> DataFrame:
     )
 
 
+def day_of_context_suffices(features: FeatureSettings) -> bool:
+    """A day of context on each side is enough only while a session gap and the skip rule's look-ahead
+    are shorter than a day: with longer ones a play can reach past the neighbour day."""
+    return features.sessions.gap_minutes < 24 * 60 and features.skips.threshold_seconds < 24 * 3600
+
+
 def range_context(events: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
     """The bronze/events rows a rebuild of dates [start, end] computes from: a day more each side."""
     return events.where(F.col(S.DATE).between(F.lit(start - NEIGHBOUR), F.lit(end + NEIGHBOUR)))

@@ -146,8 +146,14 @@ def main() -> None:
     for name, frame in shared.items():
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    gold = gold_frames(
-        played, cfg.features, cut, user_partitions(shuffle_partitions, events), build.training_width(cfg)
+    # gold_frames() computes and caches the shared inputs (it counts the train rows to size
+    # gold/training_sequences' files): a step of its own, the tables after it read the cache.
+    gold, _ = timed(
+        "shared inputs (computed, cached)",
+        events,
+        lambda: gold_frames(
+            played, cfg.features, cut, user_partitions(shuffle_partitions, events), build.training_width(cfg)
+        ),
     )
     # As build does: every gold table staged (files written) in one transaction, then committed.
     with lakehouse.transaction() as tx:

@@ -130,9 +130,14 @@ plays_strategy = st.lists(
 
 
 @settings(max_examples=12)
-@given(plays_strategy)
-def test_cascade_matches_brute_force_and_no_negative_is_its_target_or_after_the_cutoff(spark, rows):
-    out = negatives(spark, rows).collect()
+@given(plays_strategy, st.sampled_from([3, 10_000]))
+def test_cascade_matches_brute_force_and_no_negative_is_its_target_or_after_the_cutoff(spark, rows, batch):
+    # batches of 3 rows cut the user's plays: the pass must see them whole (pipelines/by_user.py)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch))
+    try:
+        out = negatives(spark, rows).collect()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     want = reference(rows, CUTOFF)
     assert {r[S.POSITION]: (r[S.TIER], r[S.NEGATIVE_TRACK_ID]) for r in out} == want
     for r in out:
