@@ -13,7 +13,9 @@ import argparse
 import dataclasses
 import json
 import os
+import pickle
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +162,17 @@ def _launch(spec: Any, world: int, cuda: bool, cfg: Config) -> dict[str, Any]:
 
     if world == 1 and cfg.train.launch == "local":
         return train_worker(spec)
-    output = distributor(cfg, world, cuda).run(train_worker, spec)
+    if cfg.train.launch == "local":
+        # Local mode hands back the output of whichever rank finished last: rank 0 writes its own.
+        with tempfile.TemporaryDirectory(prefix="downbeat-ranks-") as folder:
+            path = os.path.join(folder, "rank0.pickle")
+            distributor(cfg, world, cuda).run(train_worker, dataclasses.replace(spec, result_path=path))
+            if not os.path.exists(path):
+                raise RuntimeError(f"rank 0 of {world} ended without writing its result to {path}")
+            with open(path, "rb") as handle:
+                output = pickle.load(handle)
+    else:
+        output = distributor(cfg, world, cuda).run(train_worker, spec)
     if not isinstance(output, dict) or "model" not in output:
         raise RuntimeError(f"TorchDistributor returned {type(output).__name__}, not rank 0's result")
     return output

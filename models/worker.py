@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ class WorkerSpec:
     tracking_uri: str | None = None
     run_id: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # Where rank 0 also writes its result: TorchDistributor's local mode returns the output of
+    # whichever rank wrote it last, not necessarily rank 0's (every rank writes the same file).
+    result_path: str | None = None
 
 
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
@@ -133,6 +137,11 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
                 validation_pairs=len(validation),
                 validation_users=validation.users,
             )
+            if spec.result_path:
+                partial = f"{spec.result_path}.partial"
+                with open(partial, "wb") as handle:
+                    pickle.dump(result, handle)
+                os.replace(partial, spec.result_path)
         return result
     finally:
         if world > 1:

@@ -479,7 +479,9 @@ def test_gpu_ranks_get_the_gpus_spark_discovers_for_the_driver(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["rank"] == "0" and sorted(seen["visible"].split(",")) == ["0", "1"]
+    # local mode hands back the output of whichever rank finished last (train's own ranks write
+    # rank 0's result to a file for that reason): either rank, seeing both GPUs
+    assert seen["rank"] in ("0", "1") and sorted(seen["visible"].split(",")) == ["0", "1"]
 
 
 def test_gpu_ranks_in_a_session_started_without_gpus_are_refused_naming_the_settings(spark):
