@@ -77,8 +77,7 @@ def run(
         silver_range = (from_date - NEIGHBOUR, to_date + NEIGHBOUR)
         commit = _rebuild_range(lakehouse, events, features, *silver_range)
     else:
-        silver = silver_plays(events, features)
-        commit = lakehouse.write(silver, PLAYS, mode="overwrite", partition_by=[S.DATE])
+        commit = _write_full_silver(lakehouse, events, features)
     versions[PLAYS] = commit.version
 
     played = lakehouse.read(PLAYS)
@@ -109,7 +108,7 @@ def _rebuild_range(
     """Replace silver/plays' partitions [start, end], or all of it where a session crosses the context."""
     if not day_of_context_suffices(features):
         log.warning("sessions or skips can reach past a day: rebuilding %s in full", PLAYS)
-        return lakehouse.write(silver_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
+        return _write_full_silver(lakehouse, events, features)
     computed = silver_plays(range_context(events, start, end), features).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         conflicts = range_conflicts(
@@ -125,14 +124,17 @@ def _rebuild_range(
                 end,
                 PLAYS,
             )
-            return lakehouse.write(
-                silver_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE]
-            )
+            return _write_full_silver(lakehouse, events, features)
         return lakehouse.overwrite_partitions(
             in_range(computed, start, end), PLAYS, column=S.DATE, start=start, end=end
         )
     finally:
         computed.unpersist()
+
+
+def _write_full_silver(lakehouse: Lakehouse, events: DataFrame, features: FeatureSettings) -> Commit:
+    """silver/plays rewritten from every event (a full build, or a range rebuild that cannot be exact)."""
+    return lakehouse.write(silver_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
 
 
 def training_width(cfg: Config) -> int:

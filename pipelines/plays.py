@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.window import WindowSpec
 
@@ -22,10 +22,6 @@ MICROS = 1_000_000
 def by_user() -> WindowSpec:
     """A user's events in time order; equal times are ordered by event_id so every run agrees."""
     return Window.partitionBy(S.USER_ID).orderBy(S.TS, S.EVENT_ID)
-
-
-def micros_between(earlier: Column, later: Column) -> Column:
-    return F.unix_micros(later) - F.unix_micros(earlier)
 
 
 def plays(
