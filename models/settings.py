@@ -57,3 +57,6 @@ class TrainSettings:
     loader: Literal["petastorm", "arrow"] = "petastorm"  # reads gold/training_sequences (models/loader.py)
     prefetch: int = 4  # batches read ahead of the step, in a background thread
     launch: Literal["local", "cluster"] = "local"  # N ranks on this machine, or Spark tasks on executors
+    # How long a rank waits on the others (a gradient all-reduce, a validation sum) before it fails:
+    # a rank that died or hangs ends the run with an error instead of holding the rest for torch's 30 min.
+    collective_timeout_s: int = 600

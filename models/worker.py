@@ -8,6 +8,7 @@ gets it wherever the rank ran (on a Spark executor, its disk is not the driver's
 
 from __future__ import annotations
 
+import datetime
 import io
 import logging
 import math
@@ -64,7 +65,8 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = spec.device == "cuda"
     if world > 1:
-        dist.init_process_group("nccl" if cuda else "gloo")
+        wait = datetime.timedelta(seconds=spec.train.collective_timeout_s)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=wait)
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)

@@ -12,6 +12,7 @@ import pytest
 from jobs import doctor
 from jobs.cli import main
 from jobs.config import PROJECT_ROOT, load_config
+from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
 
@@ -20,14 +21,8 @@ def run_cli(
     *args: str, cwd: Path = PROJECT_ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
-    return subprocess.run(
-        [*command, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        env=None if env is None else {**os.environ, **env},
-    )
+    environment = None if env is None else {**os.environ, **env}
+    return run_command([*command, *args], cwd=cwd, timeout=120, env=environment)
 
 
 def test_help_lists_the_commands():

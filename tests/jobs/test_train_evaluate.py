@@ -31,6 +31,7 @@ from models.metrics import paired_accuracy
 from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, PAIRED_ACCURACY, decide_champion
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
+from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
 
@@ -52,7 +53,7 @@ def lakehouse(spark, tmp_path_factory):
 def downbeat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The command in a fresh process (the console script when installed)."""
     command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return run_command([*command, *args], cwd=cwd, timeout=300)
 
 
 def printed_json(result: subprocess.CompletedProcess) -> dict:
@@ -432,7 +433,11 @@ def test_two_ranks_on_spark_executors_train_log_from_rank_0_and_register(lakehou
     """`train.launch: cluster` on a local-cluster master: two executor JVMs, a barrier task each."""
     result = downbeat(
         *settings(
-            lakehouse, "train.max_epochs=2", "train.launch=cluster", "spark.master=local-cluster[2,1,2048]"
+            lakehouse,
+            "train.max_epochs=2",
+            "train.launch=cluster",
+            "spark.master=local-cluster[2,1,2048]",
+            "train.collective_timeout_s=120",  # a stuck rank fails the run, with its error, within the test
         ),
         "train",
         "--model",
@@ -474,9 +479,7 @@ def test_gpu_ranks_get_the_gpus_spark_discovers_for_the_driver(tmp_path):
     )
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
     env.pop("CUDA_VISIBLE_DEVICES", None)  # the stand-in nvidia-smi decides
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
-    )
+    done = run_command([sys.executable, "-c", script], env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     # local mode hands back the output of whichever rank finished last (train's own ranks write
