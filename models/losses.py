@@ -41,3 +41,67 @@ def info_nce_loss(positive: Tensor, negatives: Tensor, valid: Tensor) -> Tensor:
     neg = negatives[rows].masked_fill(~valid[rows], float("-inf"))  # (R, M)
     logits = torch.cat([positive[rows].unsqueeze(1), neg], dim=1)  # (R, 1 + M)
     return -torch.log_softmax(logits, dim=1)[:, 0].mean()
+
+
+def gbce_beta(sampled: int, n_tracks: int, t: float) -> float:
+    """gSASRec's exponent of the positive probability: beta = alpha * (t * (1 - 1/alpha) + 1/alpha),
+    alpha = sampled / (n_tracks - 1) the share of the other tracks drawn as negatives (at most 1).
+
+    t = 0 gives beta = 1 (plain BCE), t = 1 gives beta = alpha (fully calibrated to the sampling).
+    """
+    alpha = min(1.0, sampled / max(1, n_tracks - 1))
+    return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+
+def gbce_loss(positive: Tensor, negatives: Tensor, beta: float, collide: Tensor | None = None) -> Tensor:
+    """Generalised BCE (gSASRec): -log(sigmoid(s+)^beta) - sum log(1 - sigmoid(s-)), averaged over
+    the 1 + S logits of a row (as BCE over the row's labels is), then over rows.
+
+    positive: (N,) logits; negatives: (N, S) logits; collide: (N, S) bool, negatives equal to the
+    positive, which add nothing. Returns a scalar.
+    """
+    terms = F.softplus(negatives)
+    if collide is not None:
+        terms = terms.masked_fill(collide, 0.0)
+    per_row = beta * F.softplus(-positive) + terms.sum(dim=1)
+    return per_row.mean() / (1 + negatives.shape[1])
+
+
+def full_softmax_loss(hidden: Tensor, items: Tensor, positives: Tensor) -> Tensor:
+    """Cross-entropy of each positive among every catalog track.
+
+    hidden: (N, D); items: (n_tracks + 1, D), row 0 padding (never a candidate); positives: (N,) ids
+    in 1..n_tracks. Returns a scalar (0 when N is 0).
+    """
+    if positives.numel() == 0:
+        return hidden.sum() * 0.0
+    logits = hidden @ items[1:].T  # (N, n_tracks): column j scores track j + 1
+    return F.cross_entropy(logits, positives - 1)
+
+
+def not_to_recommend_loss(negative: Tensor) -> Tensor:
+    """-log(1 - sigmoid(s)) of tracks the user rejected outright: pushes their scores down.
+
+    negative: (N,) logits. Returns the mean (0 when N is 0).
+    """
+    if negative.numel() == 0:
+        return negative.sum() * 0.0
+    return F.softplus(negative).mean()
+
+
+def next_item_loss(hidden: Tensor, positives: Tensor, items: Tensor, sampled: Tensor | None) -> Tensor:
+    """Softmax cross-entropy of each positive: among every catalog track (`sampled` None), or
+    among the `sampled` track ids (S,), leaving out any equal to the row's positive.
+
+    hidden: (N, D); positives: (N,) ids in 1..n_tracks; items: (n_tracks + 1, D).
+    Returns a scalar (0 when N is 0).
+    """
+    if positives.numel() == 0:
+        return hidden.sum() * 0.0
+    if sampled is None:
+        return full_softmax_loss(hidden, items, positives)
+    positive_scores = (hidden * items[positives]).sum(-1)  # (N,)
+    negative_scores = hidden @ items[sampled].T  # (N, S)
+    return sampled_softmax_loss(
+        positive_scores, negative_scores, sampled.unsqueeze(0) == positives.unsqueeze(1)
+    )

@@ -115,48 +115,96 @@ def causal_mask(padding: Tensor, heads: int) -> Tensor:
     return blocked.repeat_interleave(heads, dim=0)
 
 
-class SequenceNetwork(nn.Module):
-    """Track + station + feedback + position embeddings into a pre-norm transformer encoder.
+class InputNetwork(nn.Module):
+    """The inputs every network reads: track + station + feedback embeddings, summed.
 
     Track ids: 0 padding, 1..n_tracks the catalog, n_tracks + 1 the mask token. Output embeddings
     are the input track embeddings (tied), so a score is a dot product with a track's embedding.
     """
 
-    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings, *, causal: bool) -> None:
+    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings) -> None:
         super().__init__()
-        self.n_tracks, self.n_stations, self.settings, self.causal = n_tracks, n_stations, settings, causal
+        self.n_tracks, self.n_stations, self.settings = n_tracks, n_stations, settings
         self.mask_id = n_tracks + 1
         d = settings.dim
         self.track = nn.Embedding(n_tracks + 2, d, padding_idx=PAD)
         self.station = nn.Embedding(n_stations + 1, d, padding_idx=PAD)
         self.feedback = nn.Embedding(N_FEEDBACK, d, padding_idx=PAD)
-        self.position = nn.Embedding(settings.max_length, d)
         self.dropout = nn.Dropout(settings.dropout)
-        layer = nn.TransformerEncoderLayer(
-            d, settings.heads, 4 * d, settings.dropout, batch_first=True, norm_first=True, activation="gelu"
-        )
-        self.encoder = nn.TransformerEncoder(layer, settings.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        for embedding in (self.track, self.station, self.feedback, self.position):
+
+    def initialise(self, *more: nn.Embedding) -> None:
+        """Every embedding table at one scale, N(0, 0.02), padding rows at 0. A subclass calls it
+        once its own layers exist, so a seed draws the weights in one fixed order."""
+        for embedding in (self.track, self.station, self.feedback, *more):
             nn.init.normal_(embedding.weight, std=0.02)
         with torch.no_grad():
             for embedding in (self.track, self.station, self.feedback):
                 embedding.weight[PAD].zero_()
 
+    def embedded(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
+        """(B, L, D) the summed input embeddings (0 at padding)."""
+        return self.track(tracks) + self.station(stations) + self.feedback(feedback)
+
+    def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
+        """(B, L, D) hidden states of padded (B, L) inputs; padding is never read."""
+        raise NotImplementedError
+
+    def item_embeddings(self) -> Tensor:
+        """(n_tracks + 1, D): row i scores track i (row 0, padding, is never a candidate)."""
+        return self.track.weight[: self.n_tracks + 1]
+
+
+class SequenceNetwork(InputNetwork):
+    """The inputs plus position embeddings into a pre-norm transformer encoder."""
+
+    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings, *, causal: bool) -> None:
+        super().__init__(n_tracks, n_stations, settings)
+        self.causal = causal
+        d = settings.dim
+        self.position = nn.Embedding(settings.max_length, d)
+        layer = nn.TransformerEncoderLayer(
+            d, settings.heads, 4 * d, settings.dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
+        self.encoder = nn.TransformerEncoder(layer, settings.layers, enable_nested_tensor=False)
+        self.initialise(self.position)
+
     def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
         """(B, L, D) hidden states of padded (B, L) inputs; padding is never attended to."""
         padding = tracks == PAD  # (B, L)
         positions = positions_from_end(tracks).clamp(max=self.settings.max_length - 1)
-        x = self.track(tracks) + self.station(stations) + self.feedback(feedback) + self.position(positions)
+        x = self.embedded(tracks, stations, feedback) + self.position(positions)
         if not self.causal:
             h = self.encoder(self.dropout(x), src_key_padding_mask=padding)  # (B, L, D)
             return self.norm(h)
         h = self.encoder(self.dropout(x), mask=causal_mask(padding, self.settings.heads))
         return self.norm(h)
 
-    def item_embeddings(self) -> Tensor:
-        """(n_tracks + 1, D): row i scores track i (row 0, padding, is never a candidate)."""
-        return self.track.weight[: self.n_tracks + 1]
+
+class GRUNetwork(InputNetwork):
+    """The inputs into a GRU (GRU4Rec): causal, each state reads the real items up to its own.
+
+    Rows are packed to the left before the GRU and the states put back where their items were, so
+    padding on either side, or removed items inside a row, never enter a state.
+    """
+
+    causal = True
+
+    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings) -> None:
+        super().__init__(n_tracks, n_stations, settings)
+        self.gru = nn.GRU(settings.dim, settings.dim, num_layers=settings.layers, batch_first=True)
+        self.initialise()
+
+    def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
+        b, length = tracks.shape
+        index = torch.arange(length, device=tracks.device).expand(b, length)
+        order = torch.where(tracks != PAD, index, index + length).argsort(dim=1)  # real items first
+        x = self.embedded(tracks, stations, feedback).gather(
+            1, order.unsqueeze(2).expand(-1, -1, self.settings.dim)
+        )
+        h, _ = self.gru(self.dropout(x))
+        back = order.argsort(dim=1).unsqueeze(2).expand(-1, -1, self.settings.dim)
+        return self.norm(h).gather(1, back)
 
 
 class Recommender(nn.Module):
@@ -164,7 +212,7 @@ class Recommender(nn.Module):
 
     name: str = ""
 
-    def __init__(self, network: SequenceNetwork, train: TrainSettings, positive_feedback: tuple[int, ...]):
+    def __init__(self, network: InputNetwork, train: TrainSettings, positive_feedback: tuple[int, ...]):
         super().__init__()
         self.network = network
         self.train_settings = train

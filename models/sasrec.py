@@ -4,12 +4,14 @@ prediction toward that positive and away from the tracks skipped before it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from models.losses import info_nce_loss, sampled_softmax_loss
-from models.network import PAD, SKIP, Batch, History, Recommender, SequenceNetwork, compact
+from models.network import PAD, SKIP, Batch, History, InputNetwork, Recommender, SequenceNetwork, compact
 from models.settings import ModelSettings, TrainSettings
 
 
@@ -31,6 +33,16 @@ def skipped_between(feedback: Tensor, following: Tensor) -> Tensor:
     return after & before & (feedback == SKIP).unsqueeze(1)
 
 
+@dataclass
+class NextPositive:
+    """A causal pass over a batch: what each position predicts."""
+
+    hidden: Tensor  # (B, L, D) hidden states
+    valid: Tensor  # (B, L) bool, real positions with a positive after them
+    following: Tensor  # (B, L) index of that next positive (L where none)
+    positives: Tensor  # (B, L) its track id (meaningless where not valid)
+
+
 class SASRec(Recommender):
     """Causal next-positive model; a user's vector is the hidden state of their last play."""
 
@@ -43,26 +55,38 @@ class SASRec(Recommender):
         settings: ModelSettings,
         train: TrainSettings,
         positive_feedback: tuple[int, ...],
+        network: InputNetwork | None = None,
     ) -> None:
-        super().__init__(
-            SequenceNetwork(n_tracks, n_stations, settings, causal=True), train, positive_feedback
-        )
+        """network: a causal network (a transformer unless given)."""
+        network = network or SequenceNetwork(n_tracks, n_stations, settings, causal=True)
+        super().__init__(network, train, positive_feedback)
 
-    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        t = self.train_settings
+    def next_positive(self, batch: Batch) -> NextPositive:
+        """Each position's hidden state and the next positive it predicts."""
         tracks = batch.tracks
         length = tracks.shape[1]
         following = next_target(batch.targets)  # (B, L)
         valid = (tracks != PAD) & (following < length)  # positions with a next positive
         hidden = self.network.hidden(tracks, batch.stations, batch.feedback)  # (B, L, D)
+        positives = tracks.gather(1, following.clamp(max=length - 1))  # (B, L), meaningful where valid
+        return NextPositive(hidden, valid, following, positives)
+
+    def sampled_tracks(self, generator: torch.Generator, device: torch.device) -> Tensor:
+        """One set of `sampled_negatives` uniform track ids for the whole batch."""
+        count = self.train_settings.sampled_negatives
+        return torch.randint(1, self.n_tracks + 1, (count,), generator=generator, device=device)
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        t = self.train_settings
+        tracks = batch.tracks
+        step = self.next_positive(batch)
+        valid, hidden = step.valid, step.hidden
         items = self.network.item_embeddings()
-        next_items = items[tracks.gather(1, following.clamp(max=length - 1))]  # (B, L, D)
+        next_items = items[step.positives]  # (B, L, D)
         h = hidden[valid]  # (N, D)
-        positives = tracks.gather(1, following.clamp(max=length - 1))[valid]  # (N,)
+        positives = step.positives[valid]  # (N,)
         # One set of uniform negatives for the whole batch; any equal to a row's positive is left out.
-        sampled = torch.randint(
-            1, self.n_tracks + 1, (t.sampled_negatives,), generator=generator, device=tracks.device
-        )
+        sampled = self.sampled_tracks(generator, tracks.device)
         positive_scores = (h * next_items[valid]).sum(-1)  # (N,)
         negative_scores = h @ items[sampled].T  # (N, S)
         collide = sampled.unsqueeze(0) == positives.unsqueeze(1)  # (N, S)
@@ -73,7 +97,7 @@ class SASRec(Recommender):
         row_items = F.normalize(items[tracks], dim=-1)  # (B, L, D)
         similar = anchor @ row_items.transpose(1, 2) / t.temperature  # (B, L, L)
         toward = (anchor * F.normalize(next_items, dim=-1)).sum(-1) / t.temperature  # (B, L)
-        between = skipped_between(batch.feedback, following) & valid.unsqueeze(2)  # (B, L, L)
+        between = skipped_between(batch.feedback, step.following) & valid.unsqueeze(2)  # (B, L, L)
         nce = info_nce_loss(toward[valid], similar[valid], between[valid])
         loss = t.alpha * softmax + t.beta * nce
         return loss, {"sampled_softmax": float(softmax.detach()), "info_nce": float(nce.detach())}

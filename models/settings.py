@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ModelName = Literal["baseline", "hybrid", "sasrec"]
-MODEL_NAMES: tuple[str, ...] = ("baseline", "hybrid", "sasrec")
+ModelName = Literal["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec"]
+MODEL_NAMES: tuple[str, ...] = ("baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec")
 NegativeMode = Literal["stored", "hardest_of_k"]
 
 
@@ -60,3 +60,9 @@ class TrainSettings:
     # How long a rank waits on the others (a gradient all-reduce, a validation sum) before it fails:
     # a rank that died or hangs ends the run with an error instead of holding the rest for torch's 30 min.
     collective_timeout_s: int = 600
+    # The other models' knobs (models/gsasrec.py, gru4rec.py, bert4rec.py, pnfrec.py).
+    softmax: Literal["sampled", "full"] = "sampled"  # gru4rec, bert4rec, pnfrec: the next-item loss
+    gbce_t: float = 0.75  # gsasrec: gBCE calibration (0 plain BCE, 1 calibrated to the sampling rate)
+    not_to_recommend: float = 0.0  # gsasrec: weight of the not-to-recommend loss on downs (0 = off)
+    pnfrec_alpha: float = 0.5  # pnfrec: weight of the negative encoder's next-negative loss
+    pnfrec_beta: float = 0.5  # pnfrec: weight of the contrast of the next positive with the negatives

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from models.bert4rec import BERT4Rec
+from models.gru4rec import GRU4Rec
+from models.gsasrec import GSASRec
 from models.hybrid import Hybrid
 from models.network import Recommender
+from models.pnfrec import PNFRec
 from models.sasrec import SASRec
 from models.settings import MODEL_NAMES, ModelSettings, TrainSettings
+
+# Each takes (n_tracks, n_stations, model settings, train settings, positive feedback codes).
+Architecture = Callable[[int, int, ModelSettings, TrainSettings, tuple[int, ...]], Recommender]
+ARCHITECTURES: dict[str, Architecture] = {
+    "sasrec": SASRec,
+    "gsasrec": GSASRec,
+    "gru4rec": GRU4Rec,
+    "pnfrec": PNFRec,
+    "bert4rec": BERT4Rec,
+}
 
 
 def build_model(
@@ -16,11 +32,12 @@ def build_model(
     train: TrainSettings,
     positive_feedback: tuple[int, ...],
 ) -> Recommender:
-    """A fresh model: `baseline` and `hybrid` share the bidirectional network, `sasrec` is causal."""
-    if name == "sasrec":
-        return SASRec(n_tracks, n_stations, settings, train, positive_feedback)
+    """A fresh model: `baseline` and `hybrid` share the bidirectional network (the baseline reads
+    positives only); the others are one class each (models/<name>.py)."""
     if name in ("baseline", "hybrid"):
         return Hybrid(
             n_tracks, n_stations, settings, train, positive_feedback, positives_only=name == "baseline"
         )
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name](n_tracks, n_stations, settings, train, positive_feedback)
     raise ValueError(f"model {name!r} is not one of {', '.join(MODEL_NAMES)}")

@@ -170,6 +170,30 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
     )
 
 
+@pytest.mark.parametrize("name", ["gsasrec", "gru4rec", "bert4rec", "pnfrec"])
+def test_each_model_of_the_papers_trains_registers_and_scores_the_same_through_its_logged_model(
+    lakehouse, tmp_path, capsys, name
+):
+    values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
+    values += [
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
+        f"mlflow.artifact_root={tmp_path / 'art'}",
+    ]
+    values += [f"train.checkpoint_dir={tmp_path / 'ck'}", "train.not_to_recommend=0.5"]
+    run_id = train.run(load_config(None, values), name).run_id
+    run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(run_id)
+    assert run.data.params["model"] == name
+    capsys.readouterr()
+    model_uri = f"runs:/{run_id}/model"
+    assert (
+        main([*[x for v in values for x in ("--set", v)], "evaluate", "--model-uri", model_uri, "--json"])
+        == 0
+    )
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert math.isclose(metrics["paired_accuracy"], run.data.metrics["test_paired_accuracy"], abs_tol=1e-9)
+    assert metrics["next_pos"] > 0 and 0.0 <= metrics["ndcg@10_pos"] <= 1.0
+
+
 def test_champion_moves_only_when_paired_accuracy_is_at_least_the_champions(lakehouse, capsys):
     code, out = train_cli(lakehouse, capsys, "--model", "baseline")
     assert code == 0

@@ -1,4 +1,4 @@
-"""The three models: shapes, losses, one step, determinism, who they can serve."""
+"""Every model: shapes, losses, one step, determinism, who they can serve."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from models.sasrec import next_target, skipped_between
 from models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
-NAMES = ["baseline", "hybrid", "sasrec"]
+NAMES = ["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec"]
 
 
 def make(name, seed=0, **train):
@@ -187,7 +187,7 @@ def left_padded(batch):
     )
 
 
-@pytest.mark.parametrize("name", ["hybrid", "sasrec"])  # bidirectional; causal
+@pytest.mark.parametrize("name", ["hybrid", "sasrec", "gru4rec"])  # bidirectional; causal; recurrent
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_padding_on_either_side_gives_the_same_states_at_real_positions(name, mode):
     network = make(name).network
@@ -201,11 +201,12 @@ def test_padding_on_either_side_gives_the_same_states_at_real_positions(name, mo
     assert torch.allclose(a[right.tracks != PAD], b[left.tracks != PAD], atol=1e-5)
 
 
-def test_the_sasrec_loss_and_its_gradients_do_not_depend_on_the_side_padding_sits():
+@pytest.mark.parametrize("name", ["sasrec", "gsasrec", "gru4rec", "pnfrec"])
+def test_a_causal_loss_and_its_gradients_do_not_depend_on_the_side_padding_sits(name):
     right = random_batch(seed=5, rows=6, length=12)
     losses, grads = [], []
     for batch in (right, left_padded(right)):
-        model = make("sasrec", seed=1)
+        model = make(name, seed=1, not_to_recommend=1.0)
         loss, _ = model(batch, torch.Generator().manual_seed(0))
         loss.backward()
         losses.append(loss.detach())

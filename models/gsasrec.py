@@ -1,0 +1,55 @@
+"""gSASRec (Petrov & Macdonald, RecSys'23): SASRec's causal network trained with generalised BCE
+over many uniform negatives, whose calibration t undoes the overconfidence negative sampling
+teaches; optionally with the not-to-recommend loss of Wang et al. (RecSys'23) on explicit
+negatives: where the track right after a position was rated down, that position's score of it is
+pushed toward probability 0.
+
+Scoring is SASRec's: the hidden state of the user's last play against every track.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from models.losses import gbce_beta, gbce_loss, not_to_recommend_loss
+from models.network import DOWN, PAD, Batch
+from models.sasrec import SASRec
+
+
+def next_is_down(tracks: Tensor, feedback: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, L) bool: real positions whose next real item was rated down, and (B, L) that item's id.
+
+    Rows hold no padding between real items (either side of the row is fine).
+    """
+    following_tracks = torch.cat([tracks[:, 1:], torch.zeros_like(tracks[:, :1])], dim=1)
+    following_feedback = torch.cat([feedback[:, 1:], torch.zeros_like(feedback[:, :1])], dim=1)
+    rejected = (tracks != PAD) & (following_tracks != PAD) & (following_feedback == DOWN)
+    return rejected, following_tracks
+
+
+class GSASRec(SASRec):
+    """SASRec with gBCE (and, with `not_to_recommend` > 0, the not-to-recommend loss on downs)."""
+
+    name = "gsasrec"
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        t = self.train_settings
+        step = self.next_positive(batch)
+        items = self.network.item_embeddings()
+        h = step.hidden[step.valid]  # (N, D)
+        positives = step.positives[step.valid]  # (N,)
+        sampled = self.sampled_tracks(generator, batch.tracks.device)  # (S,)
+        positive_scores = (h * items[positives]).sum(-1)  # (N,)
+        negative_scores = h @ items[sampled].T  # (N, S)
+        collide = sampled.unsqueeze(0) == positives.unsqueeze(1)
+        beta = gbce_beta(len(sampled), self.n_tracks, t.gbce_t)
+        gbce = gbce_loss(positive_scores, negative_scores, beta, collide)
+        figures = {"gbce": float(gbce.detach()), "gbce_beta": beta}
+        if t.not_to_recommend <= 0:
+            return gbce, figures
+        rejected, following = next_is_down(batch.tracks, batch.feedback)
+        rejected_scores = (step.hidden[rejected] * items[following[rejected]]).sum(-1)  # (M,)
+        ntr = not_to_recommend_loss(rejected_scores)
+        figures["not_to_recommend"] = float(ntr.detach())
+        return gbce + t.not_to_recommend * ntr, figures

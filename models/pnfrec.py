@@ -1,0 +1,81 @@
+"""PNFRec (Ivanova, Frolov, Vasilev, RecSys'25): two causal transformers, one over a user's positive
+sub-sequence and one over their negative one (skips and downs), sharing the track embeddings.
+
+loss = CE_pos (the positive encoder predicts the next positive)
+     + pnfrec_alpha * CE_neg (the negative encoder predicts the next negative)
+     + pnfrec_beta * contrastive (the next positive against the row's negatives, from the positive
+       encoder's state: the rejected tracks must score below the track the user went on to like).
+CE is a softmax over the catalog (`train.softmax: full`) or over `sampled_negatives` uniform tracks.
+
+Scoring reads the positive encoder after the user's positive history; the negative encoder shapes
+the shared embeddings in training. A user with no positive history is not covered.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from models.losses import info_nce_loss, next_item_loss
+from models.network import DOWN, PAD, SKIP, Batch, History, SequenceNetwork, compact
+from models.sasrec import SASRec
+from models.settings import ModelSettings, TrainSettings
+
+
+def next_in_row(tracks: Tensor) -> tuple[Tensor, Tensor]:
+    """Of left-aligned (B, L) rows: (B, L) bool, positions followed by a real item, and (B, L) that item."""
+    following = torch.cat([tracks[:, 1:], torch.zeros_like(tracks[:, :1])], dim=1)
+    return (tracks != PAD) & (following != PAD), following
+
+
+class PNFRec(SASRec):
+    """Positive and negative encoders over one set of track embeddings."""
+
+    name = "pnfrec"
+
+    def __init__(
+        self,
+        n_tracks: int,
+        n_stations: int,
+        settings: ModelSettings,
+        train: TrainSettings,
+        positive_feedback: tuple[int, ...],
+    ) -> None:
+        super().__init__(n_tracks, n_stations, settings, train, positive_feedback)
+        self.negative_network = SequenceNetwork(n_tracks, n_stations, settings, causal=True)
+        self.negative_network.track = self.network.track  # shared track (item) embeddings
+
+    def is_positive(self, feedback: Tensor) -> Tensor:
+        return torch.isin(feedback, torch.tensor(self.positive_feedback, device=feedback.device))
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        t = self.train_settings
+        present = batch.tracks != PAD
+        width = batch.tracks.shape[1]
+        columns = (batch.tracks, batch.stations, batch.feedback)
+        positive = compact(batch.targets & present, width, *columns)  # left-aligned sub-sequences
+        rejected = present & ((batch.feedback == SKIP) | (batch.feedback == DOWN))
+        negative = compact(rejected, width, *columns)
+        items = self.network.item_embeddings()
+        sampled = None
+        if t.softmax == "sampled":
+            sampled = self.sampled_tracks(generator, batch.tracks.device)
+        h_pos = self.network.hidden(*positive)  # (B, L, D)
+        h_neg = self.negative_network.hidden(*negative)
+        pos_valid, next_pos = next_in_row(positive[0])
+        neg_valid, next_neg = next_in_row(negative[0])
+        ce_pos = next_item_loss(h_pos[pos_valid], next_pos[pos_valid], items, sampled)
+        ce_neg = next_item_loss(h_neg[neg_valid], next_neg[neg_valid], items, sampled)
+        # Each positive position: the next positive against every negative of its row.
+        anchors = h_pos[pos_valid]  # (N, D)
+        toward = (anchors * items[next_pos[pos_valid]]).sum(-1)  # (N,)
+        row_negatives = negative[0].unsqueeze(1).expand(-1, width, -1)[pos_valid]  # (N, L)
+        away = torch.einsum("nd,nld->nl", anchors, items[row_negatives])  # (N, L)
+        counted = (row_negatives != PAD) & (row_negatives != next_pos[pos_valid].unsqueeze(1))
+        contrast = info_nce_loss(toward, away, counted)
+        loss = ce_pos + t.pnfrec_alpha * ce_neg + t.pnfrec_beta * contrast
+        figures = {"ce_pos": float(ce_pos.detach()), "ce_neg": float(ce_neg.detach())}
+        return loss, figures | {"contrastive": float(contrast.detach())}
+
+    def inputs_of(self, history: History) -> Tensor:
+        return (history.tracks != PAD) & self.is_positive(history.feedback)
