@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import build, compare, demo, doctor, evaluate, ingest, maintain, synth, train
+from jobs import build, compare, demo, doctor, evaluate, experiment, ingest, maintain, synth, train
 from jobs.common import Parser, add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_arguments(pair)
     pair.set_defaults(handler=compare.command)
+
+    grid = commands.add_parser(
+        "experiment",
+        parents=[common],
+        help="train a spec's grid as MLflow child runs and report each against the reference, paired",
+    )
+    experiment.add_arguments(grid)
+    grid.set_defaults(handler=experiment.command)
 
     run_demo = commands.add_parser(
         "demo", parents=[common], help="synth -> ingest -> build -> train baseline and hybrid -> compare"

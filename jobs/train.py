@@ -64,9 +64,16 @@ def device_of(setting: str) -> str:
 
 
 def run(
-    cfg: Config, model_name: str, *, processes: int | None = None, resume: str | None = None
+    cfg: Config,
+    model_name: str,
+    *,
+    processes: int | None = None,
+    resume: str | None = None,
+    parent_run: str | None = None,
+    child_name: str | None = None,
 ) -> TrainResult:
-    """Check the inputs, then one models.lifecycle run; returns its TrainResult."""
+    """Check the inputs, then one models.lifecycle run; returns its TrainResult. With `parent_run`,
+    the run is an experiment's child named `child_name` (logged, never registered)."""
     import torch
 
     from models.data import sequence_facts
@@ -127,6 +134,8 @@ def run(
         code_root=PROJECT_ROOT,
         resume=resume_path,
         resume_run=resume_run,
+        parent_run=parent_run,
+        child_name=child_name,
     )
     return train_and_register(request, lambda spec, n: _launch(spec, n, device == "cuda", cfg))
 

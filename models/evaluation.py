@@ -99,6 +99,22 @@ def pair_predictions(
     )
 
 
+# What evaluate() reports for a model, each with a paired interval in compare().
+METRICS = (
+    "paired_accuracy",
+    "paired_accuracy_pooled",
+    "auc",
+    f"hr@{K}_pos",
+    f"hr@{K}_neg",
+    f"hr@{K}_diff",
+    f"ndcg@{K}_pos",
+    f"ndcg@{K}_neg",
+    f"ndcg@{K}_diff",
+    f"map@{K}",
+    f"skip_mrr@{K}",
+    "coverage",
+)
+
 # Every metric is a ratio of per-user sums: value = sum over users of `sums` / sum of `counts`.
 # Resampling users then only re-weights those per-user terms, for one model or two at once.
 DIFFERENCES = {

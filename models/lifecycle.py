@@ -41,6 +41,7 @@ INPUT_TABLES = (
 MAY_BE_EMPTY = (STATIONS, VALIDATION_PAIRS, VALIDATION_NEXT)
 
 Launcher = Callable[[WorkerSpec, int], dict[str, Any]]
+CHILD_TAG = "downbeat.child"  # an experiment child's name under its parent run
 FINAL_MODEL = "model.pt"  # {checkpoint_dir}/{run_id}/model.pt: the registered weights
 
 
@@ -61,6 +62,10 @@ class TrainRequest:
     code_root: Path
     resume: Path | None = None
     resume_run: str | None = None
+    # An experiment's child run: its parent's run id and its name there. A child logs its model but
+    # neither registers it nor touches the aliases (an experiment never moves the champion).
+    parent_run: str | None = None
+    child_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,15 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
 
     experiment = experiment_id(settings.tracking_uri, settings.experiment, settings.artifact_root)
     client = MlflowClient(settings.tracking_uri)
+    child = request.parent_run is not None
+    tags = (
+        {"mlflow.parentRunId": str(request.parent_run), CHILD_TAG: str(request.child_name)} if child else None
+    )
     with mlflow.start_run(
         run_id=request.resume_run,
         experiment_id=None if request.resume_run else experiment,
-        run_name=None if request.resume_run else request.model_name,
+        run_name=None if request.resume_run else (request.child_name if child else request.model_name),
+        tags=None if request.resume_run else tags,
     ) as active:
         run_id = active.info.run_id
         if request.resume_run is None:
@@ -182,8 +192,13 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             input_example=input_example(n_tracks),
             pip_requirements=PIP_REQUIREMENTS,
             metadata={"n_tracks": n_tracks, "n_stations": n_stations, "model": request.model_name},
-            registered_model_name=settings.registered_model,
+            registered_model_name=None if child else settings.registered_model,
         )
+        if child:
+            mlflow.log_metric("wall_seconds", time.perf_counter() - started)
+            return TrainResult(
+                run_id, "", result.metrics, validation, validation_se, False, "experiment child"
+            )
         version = str(info.registered_model_version)
         name = settings.registered_model
         client.set_registered_model_alias(name, CANDIDATE, version)

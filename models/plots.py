@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,53 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Pat
     right = left.twinx()
     right.plot(epochs, [h["val_paired_accuracy"] for h in history], "s-", color="tab:red", label="validation")
     right.set_ylabel("validation paired accuracy", color="tab:red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_metric_against(
+    x_label: str, metric: str, points: Sequence[tuple[float, float, float, float]], path: Path
+) -> Path:
+    """A metric against one setting of an experiment's grid: (x, value, low, high) per child, the
+    bars the paired 95% interval around the value (the reference's value plus the interval of the
+    difference, so the reference's own bar has no width)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(points)
+    x = np.array([p[0] for p in ordered])
+    value = np.array([p[1] for p in ordered])
+    low = np.array([p[2] for p in ordered])
+    high = np.array([p[3] for p in ordered])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar(x, value, yerr=[value - low, high - value], fmt="o-", capsize=4)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against {x_label} (test tables; paired 95% intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_validation_curves(curves: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
+    """Validation paired accuracy per epoch, one line per experiment child."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in curves.items():
+        ordered = sorted(points)
+        ax.plot([e + 1 for e, _ in ordered], [v for _, v in ordered], "o-", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation paired accuracy")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

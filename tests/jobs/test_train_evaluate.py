@@ -536,3 +536,63 @@ def test_the_gpu_discovery_script_lists_what_nvidia_smi_lists_and_nothing_withou
         env={"PATH": f"{tmp_path}:/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "2,3"},
     )
     assert json.loads(visible.stdout) == {"name": "gpu", "addresses": ["0", "1"]}
+
+
+def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_and_resumes(
+    lakehouse, tmp_path, capsys
+):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: tiny\nreference: sasrec beta=0.0\nmetrics: [paired_accuracy, hr@10_pos, skip_mrr@10]\n"
+        "grid: {model: [sasrec], train.beta: [0.0, 0.5]}\n"
+    )
+    store = tmp_path / "m.db"
+    values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
+    values += [f"mlflow.tracking_uri=sqlite:///{store}", f"mlflow.artifact_root={tmp_path / 'art'}"]
+    values += [f"train.checkpoint_dir={tmp_path / 'ck'}"]
+    command = [*[x for v in values for x in ("--set", v)], "experiment", "--spec", str(spec)]
+    assert main([*command, "--json", "--bootstrap", "200"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    client = MlflowClient(f"sqlite:///{store}")
+    parent = first["parent_run"]
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'"
+    )
+    assert sorted(r.data.tags["downbeat.child"] for r in children) == ["sasrec beta=0.0", "sasrec beta=0.5"]
+    assert {r.data.params["train.beta"] for r in children} == {"0.0", "0.5"}
+    assert client.search_registered_models() == []  # children are logged, never registered
+    table = first["children"]
+    reference, other = table["sasrec beta=0.0"], table["sasrec beta=0.5"]
+    assert "diff" not in reference["paired_accuracy"]
+    for metric in ("paired_accuracy", "hr@10_pos"):
+        d = other[metric]
+        assert math.isclose(d["diff"], d["value"] - reference[metric]["value"], abs_tol=1e-12)
+        assert d["diff_low"] <= d["diff"] <= d["diff_high"]
+    # each child's figure is what evaluating its logged model gives on its own
+    capsys.readouterr()
+    uri = f"runs:/{other['run_id']}/model"
+    assert main([*[x for v in values for x in ("--set", v)], "evaluate", "--model-uri", uri, "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert math.isclose(alone["paired_accuracy"], other["paired_accuracy"]["value"], abs_tol=1e-12)
+    artifacts = {a.path for a in client.list_artifacts(parent)}
+    assert {"report.md", "report.json", "spec.yaml", "validation_curves.png"} <= artifacts
+    assert "paired_accuracy_vs_beta.png" in artifacts  # a numeric grid setting: a plot per metric
+    report = Path(client.download_artifacts(parent, "report.md")).read_text()
+    assert "| sasrec beta=0.0 (reference) | sasrec |" in report and "| sasrec beta=0.5 | sasrec |" in report
+
+    # an interrupted experiment: one child did not finish; the rerun trains that one alone
+    client.set_terminated(other["run_id"], status="FAILED")
+    assert main([*command, "--json", "--bootstrap", "200"]) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["parent_run"] == parent
+    assert second["children"]["sasrec beta=0.0"]["run_id"] == reference["run_id"]
+    assert second["children"]["sasrec beta=0.5"]["run_id"] != other["run_id"]
+    # same seed, same data: the retrained child and so the whole table are the same
+    assert {k: v for k, v in second["children"]["sasrec beta=0.5"].items() if k != "run_id"} == {
+        k: v for k, v in other.items() if k != "run_id"
+    }
+    # a finished experiment reruns nothing
+    assert main([*command, "--json", "--bootstrap", "200"]) == 0
+    third = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert third == second
+    assert client.get_run(parent).info.status == "FINISHED"

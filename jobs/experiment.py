@@ -1,0 +1,377 @@
+"""`downbeat experiment --spec conf/experiments/NAME.yaml [--bootstrap N] [--json]`.
+
+Trains a grid of runs as MLflow child runs under one parent run, scores each child on the same
+versions of gold/eval_pairs and gold/eval_next, compares each with the spec's reference child
+(paired bootstrap over users) and logs to the parent a markdown report (`report.md`, also
+printed), `report.json`, a plot of each metric against each numeric grid setting, and the
+children's validation curves. A rerun of the same spec on the same tables and configuration
+resumes the same parent: finished children are skipped, so an interrupted experiment goes on
+where it stopped. Children log their models but never register them.
+
+A spec (every key but `description` and `set` required, and one of `grid` or `children`):
+    name: recsys25-pnfrec
+    description: what the experiment asks
+    reference: sasrec               # the child every other is compared with
+    metrics: [ndcg@10_pos, ndcg@10_neg, ndcg@10_diff]
+    set: {train.softmax: full}      # config for every child, on top of --conf/--set
+    grid: {model: [sasrec, pnfrec]} # every combination; names like `hybrid p_hard=0.5`
+    children:                       # or each child by hand
+      - {name: sasrec, model: sasrec, set: {train.beta: 0.0}}
+Also runnable as `spark-submit jobs/experiment.py --spec FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.common import config_from, job_main, snapshots
+from jobs.config import Config, load_config
+from pipelines.errors import ConfigError, InputError
+from pipelines.lakehouse import Lakehouse
+
+log = logging.getLogger("downbeat.experiment")
+SPEC_KEYS = ("name", "description", "reference", "metrics", "set", "grid", "children")
+CHILD_KEYS = ("name", "model", "set")
+DIGEST_TAG = "downbeat.experiment_digest"
+EXPERIMENT_TAG = "downbeat.experiment"
+
+
+@dataclasses.dataclass(frozen=True)
+class Child:
+    name: str
+    model: str
+    overrides: tuple[str, ...]  # KEY=VALUE, as --set takes them
+    settings: dict[str, Any]  # the grid's values (for the plots)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    path: str
+    name: str
+    description: str
+    reference: str
+    metrics: tuple[str, ...]
+    children: tuple[Child, ...]
+    raw: dict[str, Any]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True, metavar="FILE", help="the experiment's YAML spec")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="N", help="resamples of users (default 1000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    parser.add_argument("--json", action="store_true", help="print the table as one JSON object")
+
+
+def _text(value: Any) -> str:
+    """A setting's value as --set takes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{where} must be a mapping of config keys to values, got {value!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def load_spec(path: str) -> Spec:
+    """The spec at `path`, every key and name checked; bad input names the file and the key."""
+    from models.evaluation import METRICS
+    from models.settings import MODEL_NAMES
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"experiment spec {path} not found")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"experiment spec {path} is not YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"experiment spec {path} must be a mapping")
+    unknown = sorted(set(raw) - set(SPEC_KEYS))
+    if unknown:
+        raise InputError(
+            f"experiment spec {path}: unknown key '{unknown[0]}' (one of {', '.join(SPEC_KEYS)})"
+        )
+    for key in ("name", "reference", "metrics"):
+        if not raw.get(key):
+            raise InputError(f"experiment spec {path}: key '{key}' is required")
+    if ("grid" in raw) == ("children" in raw):
+        raise InputError(f"experiment spec {path}: give exactly one of 'grid' and 'children'")
+    metrics = raw["metrics"]
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        raise InputError(f"experiment spec {path}: 'metrics' must be a list of metric names")
+    for metric in metrics:
+        if metric not in METRICS:
+            raise InputError(
+                f"experiment spec {path}: unknown metric '{metric}' (one of {', '.join(METRICS)})"
+            )
+    common = tuple(
+        f"{k}={_text(v)}" for k, v in _mapping(raw.get("set"), f"experiment spec {path}: 'set'").items()
+    )
+    children = []
+    if "grid" in raw:
+        grid = _mapping(raw["grid"], f"experiment spec {path}: 'grid'")
+        if "model" not in grid:
+            raise InputError(f"experiment spec {path}: 'grid' must list 'model'")
+        axes = {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
+        varied = [k for k, v in axes.items() if len(v) > 1]
+        keys = list(axes)
+        for combination in itertools.product(*(axes[k] for k in keys)):
+            chosen = dict(zip(keys, combination, strict=True))
+            model = str(chosen.pop("model"))
+            label = [f"{k.rsplit('.', 1)[-1]}={_text(chosen[k])}" for k in varied if k != "model"]
+            name = " ".join([model, *label])
+            overrides = common + tuple(f"{k}={_text(v)}" for k, v in chosen.items())
+            children.append(Child(name, model, overrides, chosen))
+    else:
+        if not isinstance(raw["children"], list) or not raw["children"]:
+            raise InputError(f"experiment spec {path}: 'children' must be a non-empty list")
+        for i, entry in enumerate(raw["children"]):
+            where = f"experiment spec {path}: children[{i}]"
+            if not isinstance(entry, dict):
+                raise InputError(f"{where} must be a mapping with name, model and set")
+            extra = sorted(set(entry) - set(CHILD_KEYS))
+            if extra:
+                raise InputError(f"{where}: unknown key '{extra[0]}' (one of {', '.join(CHILD_KEYS)})")
+            if not entry.get("name") or not entry.get("model"):
+                raise InputError(f"{where}: 'name' and 'model' are required")
+            own = _mapping(entry.get("set"), f"{where}: 'set'")
+            overrides = common + tuple(f"{k}={_text(v)}" for k, v in own.items())
+            children.append(Child(str(entry["name"]), str(entry["model"]), overrides, own))
+    names = [c.name for c in children]
+    for child in children:
+        if child.model not in MODEL_NAMES:
+            raise InputError(
+                f"experiment spec {path}: child '{child.name}' has unknown model '{child.model}' "
+                f"(one of {', '.join(MODEL_NAMES)})"
+            )
+        if names.count(child.name) > 1:
+            raise InputError(f"experiment spec {path}: two children are named '{child.name}'")
+    if raw["reference"] not in names:
+        raise InputError(
+            f"experiment spec {path}: reference '{raw['reference']}' is not a child "
+            f"(children: {', '.join(names)})"
+        )
+    return Spec(
+        path,
+        str(raw["name"]),
+        str(raw.get("description") or ""),
+        str(raw["reference"]),
+        tuple(metrics),
+        tuple(children),
+        raw,
+    )
+
+
+def child_configs(spec: Spec, args: argparse.Namespace) -> dict[str, Config]:
+    """Each child's configuration: --conf, then --set, then the spec's settings for it."""
+    conf = getattr(args, "conf_after", None) or args.conf
+    base = [*args.overrides, *getattr(args, "overrides_after", [])]
+    out = {}
+    for child in spec.children:
+        try:
+            out[child.name] = load_config(conf, [*base, *child.overrides])
+        except ConfigError as exc:
+            raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
+    return out
+
+
+def command(args: argparse.Namespace) -> int:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from jobs import train
+    from jobs.evaluate import EVAL_TABLES, eval_frames, load_pyfunc
+    from models.evaluation import compare, evaluate
+    from models.lifecycle import CHILD_TAG, INPUT_TABLES, MAY_BE_EMPTY
+    from models.plots import plot_metric_against, plot_validation_curves
+    from models.report import ChildResult, render_report, report_json
+    from models.tracking import experiment_id
+
+    cfg = config_from(args)
+    if args.bootstrap < 1:
+        raise InputError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    spec = load_spec(args.spec)
+    configs = child_configs(spec, args)
+    lakehouse = Lakehouse(None, cfg.lakehouse.root)
+    inputs = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
+    versions = {t: s.version for t, s in inputs.items()}
+    digest = hashlib.sha256(
+        json.dumps(
+            {
+                "spec": spec.raw,
+                "children": {n: dataclasses.asdict(c) for n, c in configs.items()},
+                "tables": versions,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:16]
+
+    experiment = experiment_id(cfg.mlflow.tracking_uri, cfg.mlflow.experiment, cfg.mlflow.artifact_root)
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    found = client.search_runs(
+        [experiment],
+        filter_string=f"tags.`{DIGEST_TAG}` = '{digest}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    if found:
+        parent = found[0].info.run_id
+        client.update_run(parent, status="RUNNING")
+    else:
+        parent = client.create_run(
+            experiment, run_name=spec.name, tags={DIGEST_TAG: digest, EXPERIMENT_TAG: spec.name}
+        ).info.run_id
+        client.log_dict(parent, spec.raw, "spec.yaml")
+        client.log_param(parent, "reference", spec.reference)
+        for name, version in sorted(versions.items()):
+            client.log_param(parent, f"table.{name}", str(version))
+    finished = {
+        r.data.tags[CHILD_TAG]: r.info.run_id
+        for r in client.search_runs(
+            [experiment],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'FINISHED'",
+        )
+        if CHILD_TAG in r.data.tags
+    }
+    log.info(
+        "experiment %s: parent run %s, %d of %d children already finished",
+        spec.name,
+        parent,
+        sum(c.name in finished for c in spec.children),
+        len(spec.children),
+    )
+    try:
+        runs = {}
+        for child in spec.children:
+            if child.name in finished:
+                log.info("child %s: finished in run %s, skipped", child.name, finished[child.name])
+                runs[child.name] = finished[child.name]
+                continue
+            log.info(
+                "child %s: training %s (%s)",
+                child.name,
+                child.model,
+                ", ".join(child.overrides) or "defaults",
+            )
+            result = train.run(configs[child.name], child.model, parent_run=parent, child_name=child.name)
+            runs[child.name] = result.run_id
+
+        tables = snapshots(lakehouse, EVAL_TABLES)
+        pairs, next_rows = eval_frames(tables)
+        evaluations = {}
+        for child in spec.children:
+            model = load_pyfunc(
+                f"runs:/{runs[child.name]}/model",
+                cfg.mlflow.tracking_uri,
+                tables["gold/tracks"],
+                cfg.lakehouse.root,
+            )
+            evaluations[child.name] = evaluate(
+                model.predict, pairs, next_rows, tables["gold/tracks"].rows, chunk=cfg.train.eval_batch_size
+            )
+        reference = evaluations[spec.reference]
+        results = []
+        for child in spec.children:
+            run = client.get_run(runs[child.name])
+            differences = {}
+            if child.name != spec.reference:
+                differences = compare(
+                    evaluations[child.name].terms, reference.terms, samples=args.bootstrap, seed=args.seed
+                )
+            results.append(
+                ChildResult(
+                    name=child.name,
+                    model=child.model,
+                    run_id=runs[child.name],
+                    settings=child.settings,
+                    metrics=evaluations[child.name].metrics,
+                    differences=differences,
+                    best_epoch=int(run.data.metrics.get("best_epoch", 0)),
+                    epochs_run=int(run.data.metrics.get("epochs_run", 0)),
+                )
+            )
+        facts = [
+            f"Parent run {parent}; spec {spec.path} (digest {digest}).",
+            f"Test tables: gold/eval_pairs v{tables['gold/eval_pairs'].version}, "
+            f"gold/eval_next v{tables['gold/eval_next'].version}; "
+            f"{args.bootstrap} bootstrap resamples, seed {args.seed}.",
+        ]
+        report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
+        summary = report_json(spec.reference, spec.metrics, results)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "report.md").write_text(report)
+            (folder / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+            curves = {
+                r.name: [
+                    (m.step, m.value) for m in client.get_metric_history(r.run_id, "val_paired_accuracy")
+                ]
+                for r in results
+            }
+            plot_validation_curves(curves, folder / "validation_curves.png")
+            numeric = {
+                k
+                for r in results
+                for k, v in r.settings.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+            ref_values = next(r for r in results if r.name == spec.reference).metrics
+            for key in sorted(numeric):
+                if len({r.settings.get(key) for r in results}) < 2:
+                    continue
+                for metric in spec.metrics:
+                    points = []
+                    for r in results:
+                        if key not in r.settings:
+                            continue
+                        value = r.metrics.get(metric, float("nan"))
+                        d = r.differences.get(metric)
+                        low, high = (
+                            (value, value)
+                            if d is None
+                            else (ref_values[metric] + d.diff_low, ref_values[metric] + d.diff_high)
+                        )
+                        points.append((float(r.settings[key]), value, low, high))
+                    short = key.rsplit(".", 1)[-1]
+                    plot_metric_against(
+                        key, metric, points, folder / f"{metric.replace('@', '_at_')}_vs_{short}.png"
+                    )
+            client.log_artifacts(parent, str(folder))
+    except BaseException:
+        client.set_terminated(parent, status="FAILED")
+        raise
+    client.set_terminated(parent, status="FINISHED")
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    if args.json:
+        print(json.dumps({**summary, "parent_run": parent}, sort_keys=True))
+    else:
+        print(report, end="")
+        print(parent)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main("experiment", __doc__.splitlines()[0] if __doc__ else None, command, add_arguments, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""An experiment's report: every child's test figures beside the reference's, with paired intervals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.evaluation import Difference
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """One trained child of an experiment, scored on the test tables."""
+
+    name: str
+    model: str
+    run_id: str
+    settings: dict[str, Any]  # the grid's values for this child (what the plots put on the x axis)
+    metrics: dict[str, float]  # point values
+    differences: dict[str, Difference]  # this child minus the reference (empty for the reference)
+    best_epoch: int  # 0-based epoch of the best validation figure (the weights it keeps)
+    epochs_run: int
+
+
+def _number(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def cell(result: ChildResult, metric: str) -> str:
+    """'value' for the reference; 'value (diff [low, high])' for the others, starred when the interval
+    leaves out 0."""
+    value = result.metrics.get(metric, float("nan"))
+    d = result.differences.get(metric)
+    if d is None:
+        return _number(value)
+    if not all(math.isfinite(x) for x in (d.diff, d.diff_low, d.diff_high)):
+        return f"{_number(value)} (n/a)"
+    star = "*" if d.diff_low > 0 or d.diff_high < 0 else ""
+    return f"{_number(value)} ({d.diff:+.4f} [{d.diff_low:+.4f}, {d.diff_high:+.4f}]{star})"
+
+
+def render_report(
+    name: str,
+    description: str,
+    reference: str,
+    metrics: Sequence[str],
+    children: Sequence[ChildResult],
+    facts: Sequence[str],
+) -> str:
+    """The markdown report: what was run, then the paper-style table."""
+    lines = [f"# Experiment {name}", ""]
+    if description:
+        lines += [description.strip(), ""]
+    lines += [f"- {fact}" for fact in facts]
+    lines += [
+        f"- Each cell: the child's value on the test tables, then (child - {reference}) with its 95% "
+        "paired bootstrap interval over users; * where the interval leaves out 0.",
+        "- Epochs to best: the epoch whose validation paired accuracy the run kept (1-based); the "
+        "model was chosen on validation data only.",
+        "",
+    ]
+    header = ["child", "model", "epochs to best", "epochs run", *metrics]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for child in children:
+        label = f"{child.name} (reference)" if child.name == reference else child.name
+        row = [label, child.model, str(child.best_epoch + 1), str(child.epochs_run)]
+        lines.append("| " + " | ".join(row + [cell(child, m) for m in metrics]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_json(reference: str, metrics: Sequence[str], children: Sequence[ChildResult]) -> dict[str, Any]:
+    """The table as JSON: per child, its run, epochs, and each metric with its difference."""
+
+    def finite(x: float) -> float | None:
+        return x if x is not None and math.isfinite(x) else None
+
+    out: dict[str, Any] = {"reference": reference, "children": {}}
+    for child in children:
+        entry: dict[str, Any] = {
+            "model": child.model,
+            "run_id": child.run_id,
+            "settings": child.settings,
+            "best_epoch": child.best_epoch,
+            "epochs_run": child.epochs_run,
+        }
+        for metric in metrics:
+            figures: dict[str, float | None] = {"value": finite(child.metrics.get(metric, float("nan")))}
+            d = child.differences.get(metric)
+            if d is not None:
+                figures |= {
+                    "diff": finite(d.diff),
+                    "diff_low": finite(d.diff_low),
+                    "diff_high": finite(d.diff_high),
+                }
+            entry[metric] = figures
+        out["children"][child.name] = entry
+    return out

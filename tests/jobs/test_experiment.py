@@ -1,0 +1,93 @@
+"""Experiment specs: the shipped ones load, and a bad spec is one line naming the file and key."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main
+from jobs.config import PROJECT_ROOT
+from jobs.experiment import child_configs, load_spec
+from pipelines.errors import InputError
+
+SHIPPED = sorted((PROJECT_ROOT / "conf" / "experiments").glob("*.yaml"))
+NO_OPTIONS = argparse.Namespace(conf=None, overrides=[])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_each_shipped_spec_loads_and_every_childs_configuration_resolves(path):
+    spec = load_spec(str(path))
+    configs = child_configs(spec, NO_OPTIONS)
+    assert spec.reference in configs and len(configs) >= 2
+
+
+def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: g\nreference: hybrid p_hard=0.0\nmetrics: [auc]\nset: {train.max_epochs: 3}\n"
+        "grid: {model: [hybrid, baseline], train.p_hard: [0.0, 1.0], train.k: 7}\n"
+    )
+    spec = load_spec(str(path))
+    assert [c.name for c in spec.children] == [
+        "hybrid p_hard=0.0",
+        "hybrid p_hard=1.0",
+        "baseline p_hard=0.0",
+        "baseline p_hard=1.0",
+    ]
+    configs = child_configs(
+        spec, argparse.Namespace(conf=None, overrides=["train.max_epochs=9", "train.k=5"])
+    )
+    chosen = configs["baseline p_hard=1.0"].train
+    # the spec's own settings win over --set; the grid's over the spec's `set`
+    assert chosen.p_hard == 1.0 and chosen.k == 7 and chosen.max_epochs == 3
+    assert spec.children[1].settings == {"train.p_hard": 1.0, "train.k": 7}
+
+
+BAD = [
+    ("name: x\nreference: a\nmetrics: [auc]\ngrid: {model: [hybrid]}\nextra: 1\n", "unknown key 'extra'"),
+    ("name: x\nreference: a\nmetrics: [nope]\ngrid: {model: [hybrid]}\n", "unknown metric 'nope'"),
+    ("name: x\nreference: a\nmetrics: [auc]\ngrid: {model: [hybrid]}\n", "reference 'a' is not a child"),
+    ("name: x\nreference: hybrid\nmetrics: [auc]\ngrid: {model: [hybrd]}\n", "unknown model 'hybrd'"),
+    ("name: x\nreference: hybrid\nmetrics: [auc]\n", "exactly one of 'grid' and 'children'"),
+    ("reference: hybrid\nmetrics: [auc]\ngrid: {model: [hybrid]}\n", "key 'name' is required"),
+    (
+        "name: x\nreference: a\nmetrics: [auc]\nchildren: [{name: a, model: hybrid, set: {train.nope: 1}}]\n",
+        "child 'a': unknown config key 'train.nope'",
+    ),
+    (
+        "name: x\nreference: a\nmetrics: [auc]\nchildren: [{name: a, model: sasrec, seed: 1}]\n",
+        "unknown key 'seed'",
+    ),
+    ("name: [x\n", "is not YAML"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD, ids=[m for _, m in BAD])
+def test_a_bad_spec_exits_2_with_one_line_naming_the_file_and_nothing_is_tracked(
+    tmp_path, capsys, text, message
+):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    store = tmp_path / "m.db"
+    code = main(["--set", f"mlflow.tracking_uri=sqlite:///{store}", "experiment", "--spec", str(spec)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(spec) in err[0] and message in err[0]
+    assert not store.exists()
+
+
+def test_a_missing_spec_is_named(tmp_path, capsys):
+    assert main(["experiment", "--spec", str(tmp_path / "none.yaml")]) == 2
+    assert f"experiment spec {tmp_path / 'none.yaml'} not found" in capsys.readouterr().err
+
+
+def test_load_spec_refuses_two_children_of_one_name(tmp_path):
+    path = Path(tmp_path / "s.yaml")
+    path.write_text(
+        "name: x\nreference: a\nmetrics: [auc]\n"
+        "children: [{name: a, model: hybrid}, {name: a, model: sasrec}]\n"
+    )
+    with pytest.raises(InputError, match="two children are named 'a'"):
+        load_spec(str(path))
