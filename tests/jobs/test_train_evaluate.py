@@ -462,6 +462,9 @@ def test_two_ranks_on_spark_executors_train_log_from_rank_0_and_register(lakehou
             "train.launch=cluster",
             "spark.master=local-cluster[2,1,2048]",
             "train.collective_timeout_s=120",  # a stuck rank fails the run, with its error, within the test
+            # a tracking store of its own: no other test's client holds the file while ranks write to it
+            f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
+            f"mlflow.artifact_root={tmp_path / 'art'}",
         ),
         "train",
         "--model",
@@ -473,7 +476,7 @@ def test_two_ranks_on_spark_executors_train_log_from_rank_0_and_register(lakehou
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Finished distributed training with 2 executor processes" in result.stderr
     run_id = result.stdout.strip().splitlines()[-1]
-    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     run = client.get_run(run_id)
     assert run.data.params["train.launch"] == "cluster" and run.data.params["processes"] == "2"
     for metric in ("val_paired_accuracy", "loader_rows_per_s", "data_wait_share", "train_sequences_per_s"):
