@@ -99,11 +99,13 @@ def pair_predictions(
     )
 
 
+EXTRA_CUTOFFS = (1, 5, 20)  # hit rates of positive targets besides K (RecSys'24 reports 1, 5, 10, 20)
 # What evaluate() reports for a model, each with a paired interval in compare().
 METRICS = (
     "paired_accuracy",
     "paired_accuracy_pooled",
     "auc",
+    *(f"hr@{k}_pos" for k in EXTRA_CUTOFFS),
     f"hr@{K}_pos",
     f"hr@{K}_neg",
     f"hr@{K}_diff",
@@ -193,7 +195,7 @@ def evaluate(
 
     Keys: paired_accuracy (mean over users of their share of pairs won, UMAP'24),
     paired_accuracy_pooled (share of all pairs), auc (mean per-user AUC of up vs down scores),
-    hr@10_pos/neg/diff, ndcg@10_pos/neg/diff, map@10 (positive targets), skip_mrr@10 (skipped
+    hr@10_pos/neg/diff, ndcg@10_pos/neg/diff, hr@1/5/20_pos, map@10 (positive targets), skip_mrr@10 (skipped
     targets, lower is better), coverage (share of eval users served), and counts. With
     `bootstrap` > 0, `<metric>_ci_low/_ci_high` from resampling users.
     """
@@ -227,6 +229,9 @@ def evaluate(
         f"hr@{K}_neg": (next_users[negative], hits[negative]),
         f"ndcg@{K}_pos": (next_users[positive], gains[positive]),
         f"ndcg@{K}_neg": (next_users[negative], gains[negative]),
+        **{
+            f"hr@{k}_pos": (next_users[positive], (ranks <= k).astype(float)[positive]) for k in EXTRA_CUTOFFS
+        },
         f"map@{K}": (next_users[positive], reciprocal[positive]),
         f"skip_mrr@{K}": (next_users[skipped], reciprocal[skipped]),
         "coverage": (next_users, served.astype(float)),

@@ -24,13 +24,15 @@ def next_target(targets: Tensor) -> Tensor:
     return shifted.flip(1).cummin(dim=1).values.flip(1)
 
 
-def skipped_between(feedback: Tensor, following: Tensor) -> Tensor:
-    """(B, L, L) bool: [b, t, j] when j lies strictly between t and its next target and was skipped."""
+def skipped_between(feedback: Tensor, following: Tensor, counted: Tensor | None = None) -> Tensor:
+    """(B, L, L) bool: [b, t, j] when j lies strictly between t and its next target and was skipped
+    (or, given `counted` (B, L) bool, is one of the counted positions)."""
     length = feedback.shape[1]
     index = torch.arange(length, device=feedback.device)
     after = index.view(1, 1, length) > index.view(1, length, 1)  # j > t
     before = index.view(1, 1, length) < following.unsqueeze(2)  # j < next target of t
-    return after & before & (feedback == SKIP).unsqueeze(1)
+    kind = (feedback == SKIP) if counted is None else counted
+    return after & before & kind.unsqueeze(1)
 
 
 @dataclass
@@ -97,7 +99,9 @@ class SASRec(Recommender):
         row_items = F.normalize(items[tracks], dim=-1)  # (B, L, D)
         similar = anchor @ row_items.transpose(1, 2) / t.temperature  # (B, L, L)
         toward = (anchor * F.normalize(next_items, dim=-1)).sum(-1) / t.temperature  # (B, L)
-        between = skipped_between(batch.feedback, step.following) & valid.unsqueeze(2)  # (B, L, L)
+        # RecSys'24 as written: every non-positive in between (plays and downs too); else skips only
+        counted = (tracks != PAD) & ~batch.targets if t.info_nce_negatives == "non_positive" else None
+        between = skipped_between(batch.feedback, step.following, counted) & valid.unsqueeze(2)  # (B, L, L)
         nce = info_nce_loss(toward[valid], similar[valid], between[valid])
         loss = t.alpha * softmax + t.beta * nce
         return loss, {"sampled_softmax": float(softmax.detach()), "info_nce": float(nce.detach())}

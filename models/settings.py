@@ -65,4 +65,7 @@ class TrainSettings:
     gbce_t: float = 0.75  # gsasrec: gBCE calibration (0 plain BCE, 1 calibrated to the sampling rate)
     not_to_recommend: float = 0.0  # gsasrec: weight of the not-to-recommend loss on downs (0 = off)
     pnfrec_alpha: float = 0.5  # pnfrec: weight of the negative encoder's next-negative loss
+    # sasrec: which tracks between a position and its next positive InfoNCE pushes away: the skipped
+    # ones, or every non-positive one (plays and downs too, as RecSys'24 defines it)
+    info_nce_negatives: Literal["skips", "non_positive"] = "skips"
     pnfrec_beta: float = 0.5  # pnfrec: weight of the contrast of the next positive with the negatives

@@ -5,7 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.network import PAD, PLAY, SKIP, UP, Batch, History, compact, positions_from_end, query_feedback
+from models.network import (
+    DOWN,
+    PAD,
+    PLAY,
+    SKIP,
+    UP,
+    Batch,
+    History,
+    compact,
+    positions_from_end,
+    query_feedback,
+)
 from models.sasrec import next_target, skipped_between
 from models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
@@ -124,6 +135,23 @@ def test_next_target_and_skipped_between_match_a_brute_force_reading():
             assert int(following[b, t]) == expected
             for j in range(9):
                 assert bool(between[b, t, j]) == (t < j < expected and int(feedback[b, j]) == SKIP)
+    counted = ~targets
+    every = skipped_between(feedback, following, counted)
+    for b in range(3):
+        for t in range(9):
+            for j in range(9):
+                assert bool(every[b, t, j]) == (t < j < int(following[b, t]) and not bool(targets[b, j]))
+
+
+def test_sasrec_info_nce_pushes_away_plays_and_downs_in_between_only_when_asked():
+    # up, play, down, up: nothing skipped before the second up
+    batch = random_batch(seed=1, rows=1, length=4)
+    batch.tracks[0] = torch.tensor([3, 4, 5, 6])
+    batch.feedback[0] = torch.tensor([UP, PLAY, DOWN, UP])
+    batch.targets[0] = torch.tensor([True, False, False, True])
+    _, skips = make("sasrec")(batch, torch.Generator().manual_seed(0))
+    _, every = make("sasrec", info_nce_negatives="non_positive")(batch, torch.Generator().manual_seed(0))
+    assert skips["info_nce"] == 0.0 and every["info_nce"] > 0.0
 
 
 def test_the_query_carries_the_positive_type_the_model_was_trained_to_predict():
