@@ -13,6 +13,7 @@ A spec (every key but `description` and `set` required, and one of `grid` or `ch
     description: what the experiment asks
     reference: sasrec               # the child every other is compared with
     metrics: [ndcg@10_pos, ndcg@10_neg, ndcg@10_diff]
+    run_metrics: [feedback_cos_skip_down]   # optional: figures each child run logged, shown as they are
     set: {train.softmax: full}      # config for every child, on top of --conf/--set
     grid: {model: [sasrec, pnfrec]} # every combination; names like `hybrid p_hard=0.5`
     children:                       # or each child by hand
@@ -42,7 +43,7 @@ from pipelines.errors import ConfigError, InputError
 from pipelines.lakehouse import Lakehouse
 
 log = logging.getLogger("downbeat.experiment")
-SPEC_KEYS = ("name", "description", "reference", "metrics", "set", "grid", "children")
+SPEC_KEYS = ("name", "description", "reference", "metrics", "run_metrics", "set", "grid", "children")
 CHILD_KEYS = ("name", "model", "set")
 DIGEST_TAG = "downbeat.experiment_digest"
 EXPERIMENT_TAG = "downbeat.experiment"
@@ -63,6 +64,7 @@ class Spec:
     description: str
     reference: str
     metrics: tuple[str, ...]
+    run_metrics: tuple[str, ...]
     children: tuple[Child, ...]
     raw: dict[str, Any]
 
@@ -123,6 +125,9 @@ def load_spec(path: str) -> Spec:
             raise InputError(
                 f"experiment spec {path}: unknown metric '{metric}' (one of {', '.join(METRICS)})"
             )
+    run_metrics = raw.get("run_metrics") or []
+    if not isinstance(run_metrics, list) or not all(isinstance(m, str) for m in run_metrics):
+        raise InputError(f"experiment spec {path}: 'run_metrics' must be a list of metric names")
     common = tuple(
         f"{k}={_text(v)}" for k, v in _mapping(raw.get("set"), f"experiment spec {path}: 'set'").items()
     )
@@ -176,6 +181,7 @@ def load_spec(path: str) -> Spec:
         str(raw.get("description") or ""),
         str(raw["reference"]),
         tuple(metrics),
+        tuple(run_metrics),
         tuple(children),
         raw,
     )
@@ -306,6 +312,7 @@ def command(args: argparse.Namespace) -> int:
                     metrics=evaluations[child.name].metrics,
                     differences=differences,
                     best_epoch=int(run.data.metrics.get("best_epoch", 0)),
+                    logged={m: run.data.metrics.get(m, float("nan")) for m in spec.run_metrics},
                     epochs_run=int(run.data.metrics.get("epochs_run", 0)),
                 )
             )

@@ -89,6 +89,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     from mlflow.tracking import MlflowClient
 
     from models.evaluation import evaluate
+    from models.network import feedback_cosines
     from models.plots import plot_learning_curves
     from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
     from models.tracking import (
@@ -157,6 +158,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         model_path.parent.mkdir(parents=True, exist_ok=True)
         model_path.write_bytes(outcome["model"])
         model = load_model(str(model_path))
+        mlflow.log_metrics({f"feedback_cos_{k}": v for k, v in feedback_cosines(model.network).items()})
         validation, validation_se = float(outcome["best"]), float(outcome["best_standard_error"])
         mlflow.log_metrics(
             {

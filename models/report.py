@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.evaluation import Difference
@@ -22,6 +22,7 @@ class ChildResult:
     differences: dict[str, Difference]  # this child minus the reference (empty for the reference)
     best_epoch: int  # 0-based epoch of the best validation figure (the weights it keeps)
     epochs_run: int
+    logged: dict[str, float] = field(default_factory=dict)  # figures the child's run logged itself
 
 
 def _number(value: float) -> str:
@@ -61,13 +62,17 @@ def render_report(
         "model was chosen on validation data only.",
         "",
     ]
-    header = ["child", "model", "epochs to best", "epochs run", *metrics]
+    logged = [name for name in children[0].logged] if children else []
+    header = ["child", "model", "epochs to best", "epochs run", *metrics, *logged]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for child in children:
         label = f"{child.name} (reference)" if child.name == reference else child.name
         row = [label, child.model, str(child.best_epoch + 1), str(child.epochs_run)]
-        lines.append("| " + " | ".join(row + [cell(child, m) for m in metrics]) + " |")
+        row += [cell(child, m) for m in metrics] + [
+            _number(child.logged.get(m, float("nan"))) for m in logged
+        ]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -85,6 +90,7 @@ def report_json(reference: str, metrics: Sequence[str], children: Sequence[Child
             "settings": child.settings,
             "best_epoch": child.best_epoch,
             "epochs_run": child.epochs_run,
+            **{name: {"value": finite(value)} for name, value in child.logged.items()},
         }
         for metric in metrics:
             figures: dict[str, float | None] = {"value": finite(child.metrics.get(metric, float("nan")))}

@@ -549,6 +549,7 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "name: tiny\nreference: sasrec beta=0.0\nmetrics: [paired_accuracy, hr@10_pos, skip_mrr@10]\n"
+        "run_metrics: [feedback_cos_skip_down]\n"
         "grid: {model: [sasrec], train.beta: [0.0, 0.5]}\n"
     )
     store = tmp_path / "m.db"
@@ -584,6 +585,10 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     assert "paired_accuracy_vs_beta.png" in artifacts  # a numeric grid setting: a plot per metric
     report = Path(client.download_artifacts(parent, "report.md")).read_text()
     assert "| sasrec beta=0.0 (reference) | sasrec |" in report and "| sasrec beta=0.5 | sasrec |" in report
+    header = next(line for line in report.splitlines() if line.startswith("| child |"))
+    assert header.endswith("| skip_mrr@10 | feedback_cos_skip_down |")
+    logged = client.get_run(other["run_id"]).data.metrics["feedback_cos_skip_down"]
+    assert other["feedback_cos_skip_down"]["value"] == logged and -1.0 <= logged <= 1.0
 
     # an interrupted experiment: one child did not finish; the rerun trains that one alone
     client.set_terminated(other["run_id"], status="FAILED")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from models.losses import full_softmax_loss, gbce_beta, gbce_loss, not_to_recommend_loss
 from models.negatives import cloze_mask
-from models.network import DOWN, PAD, SKIP, UP, History
+from models.network import DOWN, PAD, SKIP, UP, History, feedback_cosines
 from models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
@@ -208,3 +208,15 @@ def test_pnfrec_reads_positive_history_only_and_cannot_serve_a_user_without_one(
     )
     with torch.no_grad():
         assert torch.allclose(model.user_vectors(h)[1:], model.user_vectors(alone), atol=1e-6)
+
+
+def test_feedback_cosines_are_the_cosine_similarities_of_the_feedback_embeddings():
+    network = make("hybrid").network
+    with torch.no_grad():
+        network.feedback.weight[UP] = torch.tensor([1.0] + [0.0] * 15)
+        network.feedback.weight[DOWN] = torch.tensor([0.0, 2.0] + [0.0] * 14)
+        network.feedback.weight[SKIP] = torch.tensor([1.0, 1.0] + [0.0] * 14)
+    cosines = feedback_cosines(network)
+    assert math.isclose(cosines["up_down"], 0.0, abs_tol=1e-7)
+    assert math.isclose(cosines["skip_down"], 1 / math.sqrt(2), rel_tol=1e-6)
+    assert math.isclose(cosines["skip_up"], 1 / math.sqrt(2), rel_tol=1e-6)
