@@ -161,7 +161,6 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
     ):
         assert key in metrics
     assert metrics["hr@1_pos"] <= metrics["hr@5_pos"] <= metrics["hr@10_pos"] <= metrics["hr@20_pos"]
-    assert metrics["hr@20_pos"] > metrics["hr@1_pos"]  # on this catalog, the cut-offs tell apart
     run = client.get_run(champion.run_id)
     assert math.isclose(metrics["paired_accuracy"], run.data.metrics["test_paired_accuracy"], abs_tol=1e-9)
     predictions = pq.read_table(out)
