@@ -79,10 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _text(value: Any) -> str:
-    """A setting's value as --set takes it."""
+    """A setting's value as --set reads it back (YAML) to the same value and type."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, float):
+        text = repr(value)  # YAML 1.1 wants a dot in the mantissa: 1e-05 would read as a string
+        mantissa, e, exponent = text.partition("e")
+        return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+    if isinstance(value, str):
+        return json.dumps(value)  # quoted: 'on', 'null' or '2024' stay strings
+    return "null" if value is None else str(value)
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -142,7 +148,7 @@ def load_spec(path: str) -> Spec:
         for combination in itertools.product(*(axes[k] for k in keys)):
             chosen = dict(zip(keys, combination, strict=True))
             model = str(chosen.pop("model"))
-            label = [f"{k.rsplit('.', 1)[-1]}={_text(chosen[k])}" for k in varied if k != "model"]
+            label = [f"{k.rsplit('.', 1)[-1]}={chosen[k]}" for k in varied if k != "model"]
             name = " ".join([model, *label])
             overrides = common + tuple(f"{k}={_text(v)}" for k, v in chosen.items())
             children.append(Child(name, model, overrides, chosen))
@@ -161,6 +167,13 @@ def load_spec(path: str) -> Spec:
             own = _mapping(entry.get("set"), f"{where}: 'set'")
             overrides = common + tuple(f"{k}={_text(v)}" for k, v in own.items())
             children.append(Child(str(entry["name"]), str(entry["model"]), overrides, own))
+    for child in children:
+        for override in child.overrides:
+            if override.startswith("mlflow."):
+                raise InputError(
+                    f"experiment spec {path}: child '{child.name}' sets '{override.split('=', 1)[0]}': "
+                    "an experiment's runs share one tracking store and experiment (give mlflow.* with --set)"
+                )
     names = [c.name for c in children]
     for child in children:
         if child.model not in MODEL_NAMES:
@@ -222,9 +235,8 @@ def command(args: argparse.Namespace) -> int:
     versions = {t: s.version for t, s in inputs.items()}
     digest = hashlib.sha256(
         json.dumps(
-            {
-                "spec": spec.raw,
-                "children": {n: dataclasses.asdict(c) for n, c in configs.items()},
+            {  # what the children are trained on and with; not the report's description or metrics
+                "children": {c.name: [c.model, dataclasses.asdict(configs[c.name])] for c in spec.children},
                 "tables": versions,
             },
             sort_keys=True,
@@ -343,7 +355,8 @@ def command(args: argparse.Namespace) -> int:
             }
             ref_values = next(r for r in results if r.name == spec.reference).metrics
             for key in sorted(numeric):
-                if len({r.settings.get(key) for r in results}) < 2:
+                having = [r.settings[key] for r in results if key in r.settings]
+                if len(having) < 2 or len(set(map(repr, having))) < 2:
                     continue
                 for metric in spec.metrics:
                     points = []

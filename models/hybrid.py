@@ -45,6 +45,7 @@ class Hybrid(Recommender):
             SequenceNetwork(n_tracks, n_stations, settings, causal=False), train, positive_feedback
         )
         self.positives_only = positives_only
+        self.learns_feedback_embeddings = not positives_only
         self.name = "baseline" if positives_only else "hybrid"
 
     def cloze_inputs(self, batch: Batch, generator: torch.Generator) -> ClozeInputs:

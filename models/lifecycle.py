@@ -158,7 +158,8 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         model_path.parent.mkdir(parents=True, exist_ok=True)
         model_path.write_bytes(outcome["model"])
         model = load_model(str(model_path))
-        mlflow.log_metrics({f"feedback_cos_{k}": v for k, v in feedback_cosines(model.network).items()})
+        if model.learns_feedback_embeddings:
+            mlflow.log_metrics({f"feedback_cos_{k}": v for k, v in feedback_cosines(model.network).items()})
         validation, validation_se = float(outcome["best"]), float(outcome["best_standard_error"])
         mlflow.log_metrics(
             {

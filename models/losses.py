@@ -60,6 +60,8 @@ def gbce_loss(positive: Tensor, negatives: Tensor, beta: float, collide: Tensor 
     positive: (N,) logits; negatives: (N, S) logits; collide: (N, S) bool, negatives equal to the
     positive, which add nothing. Returns a scalar.
     """
+    if positive.numel() == 0:
+        return negatives.sum() * 0.0
     terms = F.softplus(negatives)
     if collide is not None:
         terms = terms.masked_fill(collide, 0.0)

@@ -224,6 +224,9 @@ class Recommender(nn.Module):
     """A model that trains on Batches (forward returns the loss) and scores Histories."""
 
     name: str = ""
+    # Whether every feedback type's embedding is trained (read as input), so that their cosine
+    # similarities mean something (not for models that read positives only).
+    learns_feedback_embeddings: bool = True
 
     def __init__(self, network: InputNetwork, train: TrainSettings, positive_feedback: tuple[int, ...]):
         super().__init__()

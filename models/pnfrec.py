@@ -32,6 +32,7 @@ class PNFRec(SASRec):
     """Positive and negative encoders over one set of track embeddings."""
 
     name = "pnfrec"
+    learns_feedback_embeddings = False  # each encoder reads some feedback types only
 
     def __init__(
         self,
@@ -69,8 +70,8 @@ class PNFRec(SASRec):
         # Each positive position: the next positive against every negative of its row.
         anchors = h_pos[pos_valid]  # (N, D)
         toward = (anchors * items[next_pos[pos_valid]]).sum(-1)  # (N,)
-        row_negatives = negative[0].unsqueeze(1).expand(-1, width, -1)[pos_valid]  # (N, L)
-        away = torch.einsum("nd,nld->nl", anchors, items[row_negatives])  # (N, L)
+        row_negatives = negative[0].unsqueeze(1).expand(-1, width, -1)[pos_valid]  # (N, L) ids
+        away = (h_pos @ items[negative[0]].transpose(1, 2))[pos_valid]  # (N, L): one (B, L, L) product
         counted = (row_negatives != PAD) & (row_negatives != next_pos[pos_valid].unsqueeze(1))
         contrast = info_nce_loss(toward, away, counted)
         loss = ce_pos + t.pnfrec_alpha * ce_neg + t.pnfrec_beta * contrast

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -90,4 +91,26 @@ def test_load_spec_refuses_two_children_of_one_name(tmp_path):
         "children: [{name: a, model: hybrid}, {name: a, model: sasrec}]\n"
     )
     with pytest.raises(InputError, match="two children are named 'a'"):
+        load_spec(str(path))
+
+
+def test_a_spec_value_reaches_the_config_as_the_same_value_and_type(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: x\nreference: a\nmetrics: [auc]\nset: {spark.app_name: 'on', train.seed: 3}\n"
+        "children: [{name: a, model: hybrid,\n"
+        "            set: {train.learning_rate: 0.00001, train.weight_decay: 1.0e-3}}]\n"
+    )
+    cfg = child_configs(load_spec(str(path)), NO_OPTIONS)["a"]
+    assert cfg.train.learning_rate == 0.00001 and cfg.train.weight_decay == 0.001
+    assert cfg.spark.app_name == "on" and cfg.train.seed == 3
+
+
+def test_a_spec_may_not_move_its_runs_to_another_tracking_store(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: x\nreference: a\nmetrics: [auc]\n"
+        "children: [{name: a, model: hybrid, set: {mlflow.experiment: y}}]\n"
+    )
+    with pytest.raises(InputError, match=re.escape("child 'a' sets 'mlflow.experiment'")):
         load_spec(str(path))
