@@ -214,15 +214,14 @@ def child_configs(spec: Spec, args: argparse.Namespace) -> dict[str, Config]:
 
 
 def command(args: argparse.Namespace) -> int:
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     from jobs import train
     from jobs.evaluate import EVAL_TABLES, eval_frames, load_pyfunc
     from models.evaluation import compare, evaluate
     from models.lifecycle import CHILD_TAG, INPUT_TABLES, MAY_BE_EMPTY
-    from models.plots import plot_metric_against, plot_validation_curves
-    from models.report import ChildResult, render_report, report_json
+    from models.plots import plot_validation_curves
+    from models.report import ChildResult, plot_against_settings, render_report, report_json
     from models.tracking import experiment_id
 
     cfg = config_from(args)
@@ -347,40 +346,12 @@ def command(args: argparse.Namespace) -> int:
                 for r in results
             }
             plot_validation_curves(curves, folder / "validation_curves.png")
-            numeric = {
-                k
-                for r in results
-                for k, v in r.settings.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-            ref_values = next(r for r in results if r.name == spec.reference).metrics
-            for key in sorted(numeric):
-                having = [r.settings[key] for r in results if key in r.settings]
-                if len(having) < 2 or len(set(map(repr, having))) < 2:
-                    continue
-                for metric in spec.metrics:
-                    points = []
-                    for r in results:
-                        if key not in r.settings:
-                            continue
-                        value = r.metrics.get(metric, float("nan"))
-                        d = r.differences.get(metric)
-                        low, high = (
-                            (value, value)
-                            if d is None
-                            else (ref_values[metric] + d.diff_low, ref_values[metric] + d.diff_high)
-                        )
-                        points.append((float(r.settings[key]), value, low, high))
-                    short = key.rsplit(".", 1)[-1]
-                    plot_metric_against(
-                        key, metric, points, folder / f"{metric.replace('@', '_at_')}_vs_{short}.png"
-                    )
+            plot_against_settings(results, spec.reference, spec.metrics, folder)
             client.log_artifacts(parent, str(folder))
     except BaseException:
         client.set_terminated(parent, status="FAILED")
         raise
     client.set_terminated(parent, status="FINISHED")
-    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     if args.json:
         print(json.dumps({**summary, "parent_run": parent}, sort_keys=True))
     else:

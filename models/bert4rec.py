@@ -34,10 +34,6 @@ class BERT4Rec(Hybrid):
         masked = cloze_mask(batch.targets, t.p_task, generator)  # (B, L)
         inputs = torch.where(masked, self.network.mask_id, batch.tracks)
         h = self.network.hidden(inputs, batch.stations, batch.feedback)[masked]  # (N, D)
-        sampled = None
-        if t.softmax == "sampled":
-            sampled = torch.randint(
-                1, self.n_tracks + 1, (t.sampled_negatives,), generator=generator, device=inputs.device
-            )
+        sampled = self.softmax_negatives(generator, inputs.device)
         loss = next_item_loss(h, batch.tracks[masked], self.network.item_embeddings(), sampled)
         return loss, {"masked": float(masked.sum()), "softmax": float(loss.detach())}

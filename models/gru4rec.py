@@ -31,8 +31,7 @@ class GRU4Rec(SASRec):
 
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         step = self.next_positive(batch)
-        full = self.train_settings.softmax == "full"
-        sampled = None if full else self.sampled_tracks(generator, batch.tracks.device)
+        sampled = self.softmax_negatives(generator, batch.tracks.device)
         loss = next_item_loss(
             step.hidden[step.valid], step.positives[step.valid], self.network.item_embeddings(), sampled
         )

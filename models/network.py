@@ -238,6 +238,18 @@ class Recommender(nn.Module):
     def n_tracks(self) -> int:
         return self.network.n_tracks
 
+    def sampled_tracks(self, generator: torch.Generator, device: torch.device) -> Tensor:
+        """One set of `sampled_negatives` uniform track ids for the whole batch."""
+        count = self.train_settings.sampled_negatives
+        return torch.randint(1, self.n_tracks + 1, (count,), generator=generator, device=device)
+
+    def softmax_negatives(self, generator: torch.Generator, device: torch.device) -> Tensor | None:
+        """The negatives of a next-item softmax (`train.softmax`): sampled tracks, or None for the
+        whole catalog (then nothing is drawn)."""
+        if self.train_settings.softmax == "full":
+            return None
+        return self.sampled_tracks(generator, device)
+
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """The training loss of one batch (a scalar) and figures worth logging."""
         raise NotImplementedError

@@ -58,9 +58,7 @@ class PNFRec(SASRec):
         rejected = present & ((batch.feedback == SKIP) | (batch.feedback == DOWN))
         negative = compact(rejected, width, *columns)
         items = self.network.item_embeddings()
-        sampled = None
-        if t.softmax == "sampled":
-            sampled = self.sampled_tracks(generator, batch.tracks.device)
+        sampled = self.softmax_negatives(generator, batch.tracks.device)
         h_pos = self.network.hidden(*positive)  # (B, L, D)
         h_neg = self.negative_network.hidden(*negative)
         pos_valid, next_pos = next_in_row(positive[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from models.evaluation import Difference
@@ -104,3 +105,36 @@ def report_json(reference: str, metrics: Sequence[str], children: Sequence[Child
             entry[metric] = figures
         out["children"][child.name] = entry
     return out
+
+
+def plot_against_settings(
+    children: Sequence[ChildResult], reference: str, metrics: Sequence[str], folder: Path
+) -> list[Path]:
+    """Each metric against each numeric setting that at least two children set to different values:
+    `<metric>_vs_<setting>.png` in `folder`, bars the reference's value plus the paired interval."""
+    from models.plots import plot_metric_against
+
+    numeric = {
+        key
+        for child in children
+        for key, value in child.settings.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+    base = next(c for c in children if c.name == reference).metrics
+    written = []
+    for key in sorted(numeric):
+        having = [c for c in children if key in c.settings]
+        if len(having) < 2 or len({repr(c.settings[key]) for c in having}) < 2:
+            continue
+        for metric in metrics:
+            points = []
+            for child in having:
+                value = child.metrics.get(metric, float("nan"))
+                d = child.differences.get(metric)
+                low, high = (
+                    (value, value) if d is None else (base[metric] + d.diff_low, base[metric] + d.diff_high)
+                )
+                points.append((float(child.settings[key]), value, low, high))
+            name = f"{metric.replace('@', '_at_')}_vs_{key.rsplit('.', 1)[-1]}.png"
+            written.append(plot_metric_against(key, metric, points, folder / name))
+    return written

@@ -73,11 +73,6 @@ class SASRec(Recommender):
         positives = tracks.gather(1, following.clamp(max=length - 1))  # (B, L), meaningful where valid
         return NextPositive(hidden, valid, following, positives)
 
-    def sampled_tracks(self, generator: torch.Generator, device: torch.device) -> Tensor:
-        """One set of `sampled_negatives` uniform track ids for the whole batch."""
-        count = self.train_settings.sampled_negatives
-        return torch.randint(1, self.n_tracks + 1, (count,), generator=generator, device=device)
-
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         t = self.train_settings
         tracks = batch.tracks
