@@ -45,7 +45,7 @@ TRACK_IDX = "track_idx"
 STATION_IDX = "station_idx"
 CUTOFF_TS = "cutoff_ts"
 
-# gold/sequences: aligned id arrays per user
+# gold/sequences: aligned id arrays per user (or per session: sequences.unit)
 SPLIT = "split"
 LENGTH = "length"
 TRACK_IDS = "track_ids"

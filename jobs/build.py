@@ -39,7 +39,7 @@ from pipelines.silver import (
     silver_plays,
 )
 from pipelines.spark import spark_session
-from pipelines.split import check_split, cutoff
+from pipelines.split import check_sequences, check_split, cutoff
 from pipelines.times import from_micros
 
 log = logging.getLogger("downbeat.build")
@@ -66,6 +66,7 @@ def run(
     if (from_date is None) != (to_date is None):
         raise InputError("--from-date and --to-date go together")
     check_split(features.split)  # before anything is written: a bad key leaves every table as it was
+    check_sequences(features.sequences)
     events = lakehouse.read(EVENTS)
     versions: dict[str, int] = {}
     silver_range = None
@@ -139,7 +140,7 @@ def _write_full_silver(lakehouse: Lakehouse, events: DataFrame, features: Featur
 
 def training_width(cfg: Config) -> int:
     """Positions per row of gold/training_sequences: what the model reads, at most what is kept."""
-    return min(cfg.model.max_length, cfg.features.sequences.max_length)
+    return min(cfg.model.max_length, cfg.features.sequences.row_length())
 
 
 def _date(text: str) -> dt.date:

@@ -157,7 +157,7 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
         width = table_width(training.files)
     except ValueError as exc:  # not the layout build writes: a table of an older or foreign writer
         raise InputError(f"table gold/training_sequences version {training.version}: {exc}") from None
-    wanted = min(cfg.model.max_length, cfg.features.sequences.max_length)
+    wanted = min(cfg.model.max_length, cfg.features.sequences.row_length())
     if width < wanted:
         raise InputError(
             f"table gold/training_sequences version {training.version} holds {width} positions per row, "

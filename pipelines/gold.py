@@ -98,8 +98,10 @@ def gold_frames(
         vocabulary,
         station_ids,
         cutoff_ts=cutoff_ts,
-        max_length=features.sequences.max_length,
+        max_length=features.sequences.row_length(),
         validation_percent=features.sequences.validation_percent,
+        by_session=features.sequences.unit == "session",
+        min_events=features.sequences.session_min_events if features.sequences.unit == "session" else 1,
     ).persist(level)  # written, and summarised in gold/stats
     train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
     tables = {

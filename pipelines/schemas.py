@@ -125,7 +125,8 @@ STATIONS = _struct(
     (PLAY_COUNT, T.LongType(), False),
 )
 
-# gold/sequences: one row per user; aligned arrays, oldest first, ending on a positive.
+# gold/sequences: one row per user (per session with sequences.unit session); aligned arrays, oldest
+# first, ending on a positive.
 FIRST_TS = "first_ts"
 LAST_TS = "last_ts"
 SEQUENCES = _struct(
@@ -143,7 +144,8 @@ SEQUENCES = _struct(
     (CUTOFF_TS, T.TimestampType(), False),
 )
 
-# gold/training_sequences: one train row per user, each array a fixed-width binary column (contract.py).
+# gold/training_sequences: one train row per user (or session), each array a fixed-width binary column
+# (contract.py).
 TRAINING_SEQUENCES = _struct(
     (USER_ID, T.StringType(), False),
     (LENGTH, T.IntegerType(), False),  # positions holding an item (the rest, on the left, are padding)

@@ -1,4 +1,4 @@
-"""gold/sequences: one training or validation row per user, as aligned integer arrays."""
+"""gold/sequences: one training or validation row per user (or session), as aligned integer arrays."""
 
 from __future__ import annotations
 
@@ -34,19 +34,26 @@ def sequences(
     cutoff_ts: dt.datetime,
     max_length: int,
     validation_percent: int,
+    by_session: bool = False,
+    min_events: int = 1,
 ) -> DataFrame:
-    """One row per user with a positive before the cut-off (grain: user_id).
+    """One row per user with a positive before the cut-off (grain: user_id), or with `by_session`
+    one per session with a positive and at least `min_events` plays before it (grain: user_id,
+    first_ts; RecSys'24's session-level data).
 
-    Needs hard_negatives.with_hard_negative() rows. The row holds the user's last `max_length`
-    plays up to and including the last positive, oldest first: track, station and feedback ids,
-    whether each position is a target, and its hard negative's track id (0 = none) and tier.
+    Needs hard_negatives.with_hard_negative() rows. The row holds the user's (session's) last
+    `max_length` plays up to and including the last positive, oldest first: track, station and
+    feedback ids, whether each position is a target, and its hard negative's track id (0 = none)
+    and tier. Hard negatives stay the user's: a session row's may come from another session.
     """
-    last_positive = F.max(F.when(F.col(IS_POSITIVE), F.col(USER_POSITION))).over(
-        Window.partitionBy(S.USER_ID)
-    )
+    unit = [S.USER_ID, S.SESSION_ID] if by_session else [S.USER_ID]
+    last_positive = F.max(F.when(F.col(IS_POSITIVE), F.col(USER_POSITION))).over(Window.partitionBy(*unit))
+    with_last = annotated.withColumn("_last", last_positive)
+    if min_events > 1:
+        events = F.count(F.lit(1)).over(Window.partitionBy(*unit))
+        with_last = with_last.withColumn("_events", events).where(F.col("_events") >= min_events)
     kept = (
-        annotated.withColumn("_last", last_positive)
-        .where(
+        with_last.where(
             (F.col(USER_POSITION) <= F.col("_last")) & (F.col(USER_POSITION) > F.col("_last") - max_length)
         )
         .transform(lambda df: with_track_index(df, tracks, column=S.TRACK_ID, as_=S.TRACK_IDX))
@@ -62,7 +69,7 @@ def sequences(
         F.col(NEGATIVE_IDX).alias("negative"),
         F.col(S.TIER).alias("tier"),
     )
-    rows = kept.groupBy(S.USER_ID).agg(
+    rows = kept.groupBy(*unit).agg(
         F.array_sort(F.collect_list(item)).alias("_items"),
         F.min(S.TS).alias(S.FIRST_TS),
         F.max(S.TS).alias(S.LAST_TS),
@@ -91,13 +98,13 @@ def training_sequences(sequences_df: DataFrame, *, width: int, partitions: int) 
     one-byte codes), left-padded with 0 and
     keeping a row's most recent `width` items, so that a reader turns a whole row group into one
     (rows, width) array without touching a row. `partitions` files of one row group each (a
-    Petastorm shard is a row group), rows sorted by user within each (the same input writes the
-    same files).
+    Petastorm shard is a row group), rows sorted by user (and a user's sessions by time) within
+    each: the same input writes the same files.
     """
-    train = sequences_df.where(F.col(S.SPLIT) == S.TRAIN).select(S.USER_ID, *S.SEQUENCE_ARRAYS)
+    train = sequences_df.where(F.col(S.SPLIT) == S.TRAIN).select(S.USER_ID, S.FIRST_TS, *S.SEQUENCE_ARRAYS)
     return (
         train.repartition(partitions, S.USER_ID)
-        .sortWithinPartitions(S.USER_ID)
+        .sortWithinPartitions(S.USER_ID, S.FIRST_TS)
         .mapInArrow(functools.partial(_fixed_width_batches, width=width), S.TRAINING_SEQUENCES)
     )
 

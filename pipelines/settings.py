@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 When = Literal["auto", "always", "never"]
+Unit = Literal["user", "session"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,21 @@ class SequenceSettings:
 
     Positives are ups, and plays when `play_is_positive` is `always`, or `auto` and the play's
     source has no ups at all. `validation_percent` of users (by a stable hash) go to validation.
+    `unit` session (RecSys'24): a row per session instead of per user, of the session's last
+    `session_max_length` plays up to its last positive; sessions with fewer than
+    `session_min_events` plays before the cut-off have no row.
     """
 
     max_length: int
     validation_percent: int
     play_is_positive: When
+    unit: Unit = "user"
+    session_max_length: int = 20
+    session_min_events: int = 5
+
+    def row_length(self) -> int:
+        """The most plays a row keeps."""
+        return self.max_length if self.unit == "user" else min(self.max_length, self.session_max_length)
 
 
 @dataclass(frozen=True)

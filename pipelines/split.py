@@ -36,6 +36,17 @@ def check_split(settings: SplitSettings) -> None:
         )
 
 
+def check_sequences(settings: SequenceSettings) -> None:
+    """Bad input (exit 2) naming the key when the sequence settings cannot be used."""
+    for key in ("max_length", "session_max_length", "session_min_events"):
+        if getattr(settings, key) < 1:
+            raise InputError(f"config key 'sequences.{key}' must be at least 1, got {getattr(settings, key)}")
+    if not 0 <= settings.validation_percent <= 100:
+        raise InputError(
+            f"config key 'sequences.validation_percent' must be 0 to 100, got {settings.validation_percent}"
+        )
+
+
 def cutoff(last_ts: dt.datetime, settings: SplitSettings) -> dt.datetime:
     """Start of the test period (UTC-aware): `cutoff_date`, else the UTC day `test_days - 1` days
     before the last play's UTC day. A naive `last_ts` is UTC (pipelines.times)."""

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
+import numpy as np
 import pytest
 from chispa import assert_df_equality
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from pipelines import schemas as S
+from pipelines.errors import InputError
 from pipelines.eval_sets import eval_next, eval_pairs
 from pipelines.hard_negatives import with_hard_negative
-from pipelines.sequences import sequences
-from pipelines.split import history, in_test_period, in_validation_period, validation_users, with_roles
+from pipelines.sequences import sequences, training_sequences
+from pipelines.split import (
+    check_sequences,
+    history,
+    in_test_period,
+    in_validation_period,
+    validation_users,
+    with_roles,
+)
 from pipelines.stats import stats
 from pipelines.vocabulary import stations, tracks
 from tests.pipelines.gold_helpers import EVAL, SEQ, at, plays_frame
@@ -98,6 +109,52 @@ def test_sequences_keep_the_last_max_length_plays_and_split_users_by_hash(spark,
         [4, 1],
         at(1),
     )
+
+
+SESSION_LOG = [
+    ("a", 0, 0, "t1", "rock", "up"),
+    ("a", 0, 1, "t2", "rock", "skip"),
+    ("a", 0, 2, "t3", "rock", "up"),
+    ("a", 0, 3, "t4", "rock", "down"),  # after the session's last positive
+    ("a", 1, 0, "t2", "rock", "up"),  # a session of two plays: no row under min_events 3
+    ("a", 1, 1, "t5", "rock", "down"),
+    ("a", 2, 0, "t1", "jazz", "play"),
+    ("a", 2, 1, "t3", "jazz", "up"),
+    ("a", 2, 2, "t4", "jazz", "up"),
+    ("b", 3, 0, "t1", "rock", "down"),  # three plays but no positive: no row
+    ("b", 3, 1, "t2", "rock", "skip"),
+    ("b", 3, 2, "t5", "rock", "down"),
+    ("a", 10, 0, "t5", "rock", "up"),  # test period
+]
+
+
+def test_session_rows_keep_each_sessions_last_plays_up_to_its_positive_and_drop_short_sessions(spark):
+    played = plays_frame(spark, SESSION_LOG, session_per_day=True)
+    annotated = with_hard_negative(history(with_roles(played, SEQ, EVAL), CUTOFF))
+    vocabulary = tracks(played)
+    got = sequences(
+        annotated,
+        vocabulary,
+        stations(played),
+        cutoff_ts=CUTOFF,
+        max_length=2,
+        validation_percent=0,
+        by_session=True,
+        min_events=3,
+    )
+    name = {r[S.TRACK_IDX]: r[S.TRACK_ID] for r in vocabulary.collect()}
+    rows = sorted(
+        (r[S.USER_ID], r[S.FIRST_TS], r[S.LAST_TS], [name[t] for t in r[S.TRACK_IDS]], r[S.TARGET_MASK])
+        for r in got.collect()
+    )
+    assert rows == [
+        ("a", at(0, 1), at(0, 2), ["t2", "t3"], [0, 1]),
+        ("a", at(2, 1), at(2, 2), ["t3", "t4"], [1, 1]),
+    ]
+    # a user's session rows stream in time order, whatever order the shuffle brings them in
+    streamed = training_sequences(got.orderBy(F.desc(S.FIRST_TS)), width=4, partitions=1).collect()
+    first_tracks = [np.frombuffer(r[S.TRACK_IDS], "<i4")[-2] for r in streamed]
+    assert [name[t] for t in first_tracks] == ["t2", "t3"]
 
 
 def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test_period(spark, built):
@@ -293,3 +350,17 @@ def test_no_gold_row_uses_an_event_on_the_wrong_side_of_its_cutoff(spark, rows):
         before = [r for r in rows if r[0] == row[S.USER_ID] and at(r[1], r[2]) < CUTOFF]
         assert row[S.TS] >= CUTOFF and row[S.HISTORY_LENGTH] == len(before)
         assert len(row[S.HISTORY_TRACK_IDS]) == min(3, len(before))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"session_min_events": 0}, "config key 'sequences.session_min_events' must be at least 1, got 0"),
+        ({"max_length": 0}, "config key 'sequences.max_length' must be at least 1, got 0"),
+        ({"validation_percent": 101}, "config key 'sequences.validation_percent' must be 0 to 100, got 101"),
+    ],
+)
+def test_sequence_settings_a_build_cannot_use_are_one_line_errors_naming_the_key(change, message):
+    with pytest.raises(InputError) as caught:
+        check_sequences(dataclasses.replace(SEQ, **change))
+    assert str(caught.value) == message
