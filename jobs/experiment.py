@@ -4,9 +4,11 @@ Trains a grid of runs as MLflow child runs under one parent run, scores each chi
 versions of gold/eval_pairs and gold/eval_next, compares each with the spec's reference child
 (paired bootstrap over users) and logs to the parent a markdown report (`report.md`, also
 printed), `report.json`, a plot of each metric against each numeric grid setting, and the
-children's validation curves. A rerun of the same spec on the same tables and configuration
-resumes the same parent: finished children are skipped, so an interrupted experiment goes on
-where it stopped. Children log their models but never register them.
+children's validation curves. Every child trains and is scored on the table versions current
+when the experiment starts, even if a build commits new ones meanwhile. A rerun of the same spec
+on the same tables and configuration resumes the same parent: finished children are skipped, so
+an interrupted experiment goes on where it stopped. Children log their models but never register
+them.
 
 A spec (every key but `description` and `set` required, and one of `grid` or `children`):
     name: recsys25-pnfrec
@@ -289,10 +291,12 @@ def command(args: argparse.Namespace) -> int:
                 child.model,
                 ", ".join(child.overrides) or "defaults",
             )
-            result = train.run(configs[child.name], child.model, parent_run=parent, child_name=child.name)
+            result = train.run(
+                configs[child.name], child.model, parent_run=parent, child_name=child.name, tables=inputs
+            )
             runs[child.name] = result.run_id
 
-        tables = snapshots(lakehouse, EVAL_TABLES)
+        tables = {t: inputs[t] for t in EVAL_TABLES}  # the versions the digest names, whatever came since
         pairs, next_rows = eval_frames(tables)
         evaluations = {}
         for child in spec.children:

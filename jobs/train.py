@@ -26,6 +26,7 @@ from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 
 if TYPE_CHECKING:
+    from models.data import TableSnapshot
     from models.lifecycle import TrainResult
 
 
@@ -71,9 +72,12 @@ def run(
     resume: str | None = None,
     parent_run: str | None = None,
     child_name: str | None = None,
+    tables: dict[str, TableSnapshot] | None = None,
 ) -> TrainResult:
     """Check the inputs, then one models.lifecycle run; returns its TrainResult. With `parent_run`,
-    the run is an experiment's child named `child_name` (logged, never registered)."""
+    the run is an experiment's child named `child_name` (logged, never registered). `tables`: the
+    input snapshots to train on (an experiment pins one set for all its children); default, the
+    tables' current versions."""
     import torch
 
     from models.data import sequence_facts
@@ -106,7 +110,8 @@ def run(
         resume_run = saved.get("run_id")
 
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
-    tables = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
+    if tables is None:
+        tables = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
     sequences = tables["gold/sequences"]
     facts = sequence_facts(sequences)
     if facts.train_rows == 0:
@@ -146,7 +151,7 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
     from models.loader import table_width
 
     training, sequences = tables["gold/training_sequences"], tables["gold/sequences"]
-    batches = {t: lakehouse.history(t, 1)[0].get("downbeat.batch") for t in (training.table, sequences.table)}
+    batches = {s.table: _commit(lakehouse, s).get("downbeat.batch") for s in (training, sequences)}
     if training.rows != train_rows or (None not in batches.values() and len(set(batches.values())) > 1):
         raise InputError(
             f"table gold/training_sequences version {training.version} ({training.rows} rows) and "
@@ -163,6 +168,11 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
             f"table gold/training_sequences version {training.version} holds {width} positions per row, "
             f"but model.max_length asks for {wanted}: run `downbeat build` with this configuration"
         )
+
+
+def _commit(lakehouse: Lakehouse, snapshot: TableSnapshot) -> dict[str, Any]:
+    """The commit record that wrote the snapshot's version (empty when the log no longer has it)."""
+    return next((e for e in lakehouse.history(snapshot.table) if e.get("version") == snapshot.version), {})
 
 
 def _launch(spec: Any, world: int, cuda: bool, cfg: Config) -> dict[str, Any]:

@@ -543,7 +543,7 @@ def test_the_gpu_discovery_script_lists_what_nvidia_smi_lists_and_nothing_withou
 
 
 def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_and_resumes(
-    lakehouse, tmp_path, capsys
+    lakehouse, tmp_path, capsys, monkeypatch
 ):
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -605,3 +605,29 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     third = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert third == second
     assert client.get_run(parent).info.status == "FINISHED"
+
+    # a build commits new table versions while a child trains: that child, and every child's score,
+    # stay on the versions the experiment started with
+    client.set_terminated(second["children"]["sasrec beta=0.5"]["run_id"], status="FAILED")
+    real_run = train.run
+    pinned = ("gold/sequences", "gold/eval_pairs")
+    before = {t: Lakehouse(None, str(lakehouse / "lh")).version(t) for t in pinned}
+
+    def run_during_a_build(*args, **kwargs):
+        for table in before:
+            table_now = DeltaTable(str(lakehouse / "lh" / table))
+            table_now.alter.set_table_properties({"delta.appendOnly": "false"})  # a commit, same rows
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(train, "run", run_during_a_build)
+    assert main([*command, "--json", "--bootstrap", "200"]) == 0
+    fourth = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {t: Lakehouse(None, str(lakehouse / "lh")).version(t) for t in before} == {
+        t: v + 1 for t, v in before.items()
+    }
+    retrained = client.get_run(fourth["children"]["sasrec beta=0.5"]["run_id"]).data.params
+    trained_on = {t: retrained[f"table.{t}"].rsplit("@", 1)[1] for t in before}
+    assert trained_on == {t: str(v) for t, v in before.items()}
+    assert {k: v for k, v in fourth["children"]["sasrec beta=0.5"].items() if k != "run_id"} == {
+        k: v for k, v in other.items() if k != "run_id"
+    }
