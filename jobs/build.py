@@ -29,6 +29,7 @@ from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.gold import GOLD, compression_of, gold_frames, user_partitions
 from pipelines.lakehouse import Commit, Lakehouse
+from pipelines.sequences import UNIT_TAG
 from pipelines.settings import FeatureSettings
 from pipelines.silver import (
     NEIGHBOUR,
@@ -94,9 +95,11 @@ def run(
     )
     try:
         # Every gold table's files are written from the cached inputs, then all of them commit.
+        unit = {UNIT_TAG: features.sequences.unit}
         with lakehouse.transaction() as tx:
             for table in GOLD:
-                tx.stage(gold.tables[table], table, compression=compression_of(table))
+                tags = unit if table in ("gold/sequences", "gold/training_sequences") else None
+                tx.stage(gold.tables[table], table, compression=compression_of(table), tags=tags)
     finally:
         gold.unpersist()  # only now: the staged writes above are what read the cache
     versions.update({table: commit.version for table, commit in tx.commits.items()})

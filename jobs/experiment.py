@@ -233,6 +233,11 @@ def command(args: argparse.Namespace) -> int:
     configs = child_configs(spec, args)
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
     inputs = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
+    for child in spec.children:  # before anything is tracked: tables no child can train on are bad input
+        try:
+            train.check_inputs(lakehouse, inputs, configs[child.name])
+        except InputError as exc:
+            raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
     versions = {t: s.version for t, s in inputs.items()}
     digest = hashlib.sha256(
         json.dumps(

@@ -24,9 +24,10 @@ from jobs.config import PROJECT_ROOT, Config, to_yaml
 from models.settings import MODEL_NAMES
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
+from pipelines.sequences import UNIT_TAG
 
 if TYPE_CHECKING:
-    from models.data import TableSnapshot
+    from models.data import SequenceFacts, TableSnapshot
     from models.lifecycle import TrainResult
 
 
@@ -80,7 +81,6 @@ def run(
     tables' current versions."""
     import torch
 
-    from models.data import sequence_facts
     from models.lifecycle import INPUT_TABLES, MAY_BE_EMPTY, TrainRequest, train_and_register
     from models.train import latest_checkpoint
 
@@ -112,19 +112,7 @@ def run(
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
     if tables is None:
         tables = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
-    sequences = tables["gold/sequences"]
-    facts = sequence_facts(sequences)
-    if facts.train_rows == 0:
-        raise InputError(
-            f"table gold/sequences version {sequences.version} has no train rows "
-            "(users with a positive before the cut-off): nothing to train on"
-        )
-    check_training_table(lakehouse, tables, facts.train_rows, cfg)
-    if tables["gold/tracks"].rows < 2:
-        raise InputError(
-            f"table gold/tracks version {tables['gold/tracks'].version} has "
-            f"{tables['gold/tracks'].rows} track(s): need 2"
-        )
+    facts = check_inputs(lakehouse, tables, cfg)
     request = TrainRequest(
         model_name=model_name,
         tables=tables,
@@ -145,6 +133,27 @@ def run(
     return train_and_register(request, lambda spec, n: _launch(spec, n, device == "cuda", cfg))
 
 
+def check_inputs(lakehouse: Lakehouse, tables: dict[str, TableSnapshot], cfg: Config) -> SequenceFacts:
+    """What training on `tables` with `cfg` needs of them (bad input, exit 2, otherwise); the facts
+    of gold/sequences."""
+    from models.data import sequence_facts
+
+    sequences = tables["gold/sequences"]
+    facts = sequence_facts(sequences)
+    if facts.train_rows == 0:
+        raise InputError(
+            f"table gold/sequences version {sequences.version} has no train rows "
+            "(users with a positive before the cut-off): nothing to train on"
+        )
+    check_training_table(lakehouse, tables, facts.train_rows, cfg)
+    if tables["gold/tracks"].rows < 2:
+        raise InputError(
+            f"table gold/tracks version {tables['gold/tracks'].version} has "
+            f"{tables['gold/tracks'].rows} track(s): need 2"
+        )
+    return facts
+
+
 def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_rows: int, cfg: Config) -> None:
     """gold/training_sequences must come from the build that wrote gold/sequences, at the width the
     configuration asks for (it is fixed when the table is built)."""
@@ -157,6 +166,13 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
             f"table gold/training_sequences version {training.version} ({training.rows} rows) and "
             f"gold/sequences version {sequences.version} ({train_rows} train rows) come from different "
             "builds: run `downbeat build`"
+        )
+    built = _commit(lakehouse, sequences).get(UNIT_TAG, "user")  # tables built before the tag: users
+    if built != cfg.features.sequences.unit:
+        raise InputError(
+            f"table gold/sequences version {sequences.version} holds a row per {built}, but "
+            f"sequences.unit is {cfg.features.sequences.unit}: run `downbeat build` with this configuration, "
+            f"or train with --set sequences.unit={built}"
         )
     try:
         width = table_width(training.files)

@@ -18,6 +18,9 @@ from pipelines.times import ts_literal
 from pipelines.vocabulary import with_station_index, with_track_index
 
 NEGATIVE_IDX = "_negative_idx"
+# The commit tag of gold/sequences and gold/training_sequences naming their row (sequences.unit), so
+# that training refuses rows of another unit than its configuration's.
+UNIT_TAG = "downbeat.sequences_unit"
 
 
 def feedback_id(feedback: Column) -> Column:

@@ -32,7 +32,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,6 +339,7 @@ class Lakehouse:
         schema_evolution: bool = False,
         compression: str = "snappy",
         keys_unique: bool = False,
+        tags: Mapping[str, str] | None = None,
     ) -> PendingWrite:
         """First half of a write: check it and write its data files. `commit()` publishes them."""
         spec, df = self._checked(
@@ -351,6 +352,7 @@ class Lakehouse:
             schema_evolution=schema_evolution,
             compression=compression,
             keys_unique=keys_unique,
+            tags=tags,
         )
         current = None if spec.creates else self._delta_table(table)
         if self.engine == "spark":
@@ -371,6 +373,7 @@ class Lakehouse:
         schema_evolution: bool = False,
         compression: str = "snappy",
         keys_unique: bool = False,
+        tags: Mapping[str, str] | None = None,
     ) -> tuple[WriteSpec, DataFrame]:
         """The write's plan, checked against the table (schema, partitioning, range, keys)."""
         if compression not in CODECS:
@@ -388,6 +391,7 @@ class Lakehouse:
             schema_evolution=schema_evolution,
             compression=compression,
             keys_unique=keys_unique,
+            tags=_downbeat_tags(tags),
         )
         current = self._current(table)
         df = conform(df, spec, current)
@@ -472,13 +476,16 @@ class Transaction:
         schema_evolution: bool = False,
         compression: str = "snappy",
         keys_unique: bool = False,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         """Write `df`'s data files for `table` now; they become visible when the transaction commits.
 
         compression: the data files' Parquet codec, snappy or uncompressed (for a table read
         more often than it is stored, such as the one training streams every epoch).
         keys_unique: the caller made `merge_keys` unique itself (ingest deduplicates on event_id),
-        so the check for duplicate keys, a shuffle of every key, is skipped."""
+        so the check for duplicate keys, a shuffle of every key, is skipped.
+        tags: more `downbeat.*` keys for the commit record (what a reader must know of how the
+        data was made; Lakehouse.history() returns them)."""
         if any(name == table for name, _ in self.staged):
             raise InputError(f"transaction {self.id}: {table} is staged twice")
         log.info("%s %s: writing data files (%s engine, staged)", operation, table, self.lakehouse.engine)
@@ -492,6 +499,7 @@ class Transaction:
             schema_evolution=schema_evolution,
             compression=compression,
             keys_unique=keys_unique,
+            tags=tags,
         )
         self.staged.append((table, write))
 
@@ -528,6 +536,14 @@ class Transaction:
             self.commits[table] = commit
             log_commit(commit, time.monotonic() - self._started)
         return self.commits
+
+
+def _downbeat_tags(tags: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """Commit tags as a WriteSpec holds them; each key must be downbeat's own."""
+    for key in tags or {}:
+        if not key.startswith("downbeat."):
+            raise ValueError(f"commit tag {key!r} is not a downbeat.* key")
+    return tuple(sorted((tags or {}).items()))
 
 
 __all__ = [

@@ -103,6 +103,7 @@ class WriteSpec:
     creates: bool = False  # no table yet: this write creates it
     compression: str = "snappy"  # Parquet codec of the data files: snappy | uncompressed
     keys_unique: bool = False  # the caller made merge_keys unique: no check of the data for it
+    tags: tuple[tuple[str, str], ...] = ()  # more downbeat.* keys for the commit record
 
 
 def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:

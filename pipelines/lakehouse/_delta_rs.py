@@ -99,6 +99,7 @@ class DeltaRsWrite(PendingWrite):
         metadata = {TXN_KEY: self.txn, "downbeat.operation": spec.operation, "downbeat.rows": str(self.rows)}
         if batch is not None:
             metadata["downbeat.batch"] = batch
+        metadata.update(spec.tags)
         blind_append = spec.operation == "append" and not spec.new_columns
         # Anything but a blind append was computed from base_version: it lands right on top of it or
         # not at all. Blind appends commute with other commits, so delta-rs may retry them.

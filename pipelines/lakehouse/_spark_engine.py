@@ -80,6 +80,7 @@ class SparkWrite(PendingWrite):
             tags["downbeat.rows"] = str(self.rows)
         if batch is not None:
             tags["downbeat.batch"] = batch
+        tags.update(spec.tags)
         try:
             version = int(self._txn.commit(self._actions, self._operation, _scala_map(self._gateway, tags)))
         except Exception as exc:
@@ -231,7 +232,7 @@ def merge_now(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame) -> Commit:
     settings = {
         "spark.databricks.delta.schema.autoMerge.enabled": "true" if spec.schema_evolution else "false",
         # downbeat's keys ride in the commit's userMetadata (the MERGE command takes no tags).
-        USER_METADATA: json.dumps({TXN_KEY: txn_id, "downbeat.operation": "merge"}),
+        USER_METADATA: json.dumps({TXN_KEY: txn_id, "downbeat.operation": "merge", **dict(spec.tags)}),
     }
     target = spec.uri.replace("`", "``")
     try:

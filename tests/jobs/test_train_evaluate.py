@@ -258,6 +258,10 @@ def test_two_ddp_processes_through_torch_distributor_train_and_register(lakehous
             "--resume {tmp}/none.pt: no checkpoint",
         ),
         (["evaluate", "--model-uri", "models:/downbeat@nobody"], "--model-uri models:/downbeat@nobody:"),
+        (  # the tables were built a row per user
+            ["--set", "sequences.unit=session", "train", "--model", "sasrec"],
+            "holds a row per user, but sequences.unit is session: run `downbeat build` with this",
+        ),
         (
             ["evaluate", "--model-uri", "x", "--predictions-out", "{tmp}/no/p.parquet"],
             "folder {tmp}/no does not",
@@ -540,6 +544,24 @@ def test_the_gpu_discovery_script_lists_what_nvidia_smi_lists_and_nothing_withou
         env={"PATH": f"{tmp_path}:/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "2,3"},
     )
     assert json.loads(visible.stdout) == {"name": "gpu", "addresses": ["0", "1"]}
+
+
+def test_an_experiment_whose_child_cannot_train_on_the_tables_exits_2_before_anything_is_tracked(
+    lakehouse, tmp_path, capsys
+):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(  # session rows asked of tables built a row per user
+        "name: s\nreference: user\nmetrics: [auc]\nchildren:\n  - {name: user, model: sasrec}\n"
+        "  - {name: sessions, model: sasrec, set: {sequences.unit: session}}\n"
+    )
+    store = tmp_path / "m.db"
+    values = settings(lakehouse, f"mlflow.tracking_uri=sqlite:///{store}")
+    code = main([*values, "experiment", "--spec", str(spec)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"experiment spec {spec}: child 'sessions': table gold/sequences version" in err
+    assert "holds a row per user, but sequences.unit is session" in err
+    assert not store.exists()
 
 
 def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_and_resumes(

@@ -607,9 +607,10 @@ def test_a_transaction_commits_every_staged_table_with_one_batch_id(spark, lakeh
     three_tables(spark, lakehouse)
 
     with lakehouse.transaction() as tx:
-        tx.stage(plays(spark, base_rows()), T1)
+        tx.stage(plays(spark, base_rows()), T1, tags={"downbeat.sequences_unit": "session"})
         tx.stage(plays(spark, base_rows()[1:2]), T2, operation="append")
-        tx.stage(plays(spark, base_rows()[2:3]), T3, operation="merge", merge_keys=["user_id"])
+        merged = plays(spark, base_rows()[2:3])
+        tx.stage(merged, T3, operation="merge", merge_keys=["user_id"], tags={"downbeat.made_by": "t"})
         # staged: written, not visible
         assert [lakehouse.version(t) for t in (T1, T2, T3)] == [0, 0, 0]
         assert_rows(lakehouse.read(T1), plays(spark, base_rows()[:1]))
@@ -619,6 +620,12 @@ def test_a_transaction_commits_every_staged_table_with_one_batch_id(spark, lakeh
     assert_rows(lakehouse.read(T2), plays(spark, base_rows()[:2]))
     assert_rows(lakehouse.read(T3), plays(spark, [base_rows()[0], base_rows()[2]]))
     assert {lakehouse.history(t, 1)[0]["downbeat.batch"] for t in (T1, T2, T3)} == {tx.id}
+    # a write's own tags ride in its commit record, and only in its own
+    assert lakehouse.history(T1, 1)[0]["downbeat.sequences_unit"] == "session"
+    assert lakehouse.history(T3, 1)[0]["downbeat.made_by"] == "t"
+    assert "downbeat.sequences_unit" not in lakehouse.history(T2, 1)[0]
+    with pytest.raises(ValueError, match="not a downbeat"):
+        lakehouse.prepare(plays(spark, base_rows()), T1, operation="overwrite", tags={"owner": "x"})
 
 
 def test_an_error_while_staging_aborts_every_staged_write(spark, lakehouse, root):
