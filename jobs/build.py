@@ -23,7 +23,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import config_from, job_main
+from jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
 from jobs.config import Config
 from pipelines import schemas as S
 from pipelines.errors import InputError
@@ -158,12 +158,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-date", type=_date, metavar="YYYY-MM-DD", help="first date whose events changed"
     )
     parser.add_argument("--to-date", type=_date, metavar="YYYY-MM-DD", help="last date whose events changed")
+    add_json_option(parser)
 
 
 def command(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    spark = spark_session(cfg.spark, cfg.delta)
     started = time.monotonic()
+    spark = spark_session(cfg.spark, cfg.delta)
     result = run(spark, cfg, args.from_date, args.to_date)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     scope = "all dates" if result.silver_range is None else "dates {} .. {}".format(*result.silver_range)
@@ -176,6 +177,14 @@ def command(args: argparse.Namespace) -> int:
         value = "null" if row[S.VALUE] is None else f"{row[S.VALUE]:.4g}"
         print(f"  {row[S.METRIC]:<26}{value:>12}")
     print(f"\nbuild finished in {time.monotonic() - started:.1f} s")
+    if args.json:
+        print_summary(
+            "build",
+            started,
+            cutoff=result.cutoff_ts.isoformat(),
+            silver_range=None if result.silver_range is None else [str(d) for d in result.silver_range],
+            tables=table_versions(lakehouse, result.versions),
+        )
     return 0
 
 

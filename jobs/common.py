@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -94,6 +96,36 @@ def job_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     return guarded(lambda: command(args))
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print, as the last line, a JSON run summary for a scheduler (tables written, counts, seconds)",
+    )
+
+
+def table_versions(lakehouse: Lakehouse, versions: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """{table: {version, rows}} of the versions a job committed, rows from those versions' logs."""
+    return {t: {"version": v, "rows": lakehouse.snapshot(t, v)[2]} for t, v in versions.items()}
+
+
+def print_summary(job: str, started: float, **fields: Any) -> None:
+    """A job's run summary: one JSON object on the last line (job, the fields, wall seconds);
+    an undefined figure (NaN) is null, so that any JSON parser reads it."""
+    summary = {"job": job, **fields, "seconds": round(time.monotonic() - started, 3)}
+    print(json.dumps(_defined(summary), sort_keys=True, default=str, allow_nan=False), flush=True)
+
+
+def _defined(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _defined(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_defined(v) for v in value]
+    return value
 
 
 def snapshots(

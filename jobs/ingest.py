@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import config_from, job_main
+from jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
 from jobs.config import Config
 from pipelines import schemas as S
 from pipelines.errors import InputError
@@ -122,6 +123,7 @@ def check_every_file_has_a_valid_row(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS, help="the raw log's format")
+    add_json_option(parser)
     parser.add_argument(
         "--input", required=True, nargs="+", metavar="PATH", help="files, folders or glob patterns"
     )
@@ -129,6 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     cfg = config_from(args)
+    started = time.monotonic()
     spark = spark_session(cfg.spark, cfg.delta)
     result = run(spark, cfg, args.format, args.input)
     where = f"; rejected rows in {QUARANTINE_TABLE} v{result.quarantine_version}" if result.rejected else ""
@@ -136,6 +139,20 @@ def command(args: argparse.Namespace) -> int:
         f"ingest {args.format}: {len(result.files)} file(s), {result.accepted} accepted,"
         f" {result.rejected} rejected -> {EVENTS_TABLE} v{result.events_version}{where}"
     )
+    if args.json:
+        versions = {EVENTS_TABLE: result.events_version}
+        if result.quarantine_version is not None:
+            versions[QUARANTINE_TABLE] = result.quarantine_version
+        lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+        print_summary(
+            "ingest",
+            started,
+            format=args.format,
+            files=list(result.files),
+            accepted=result.accepted,
+            rejected=result.rejected,
+            tables=table_versions(lakehouse, versions),
+        )
     return 0
 
 

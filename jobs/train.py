@@ -16,10 +16,11 @@ import os
 import pickle
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.common import config_from, job_main, snapshots
+from jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
 from jobs.config import PROJECT_ROOT, Config, to_yaml
 from models.settings import MODEL_NAMES
 from pipelines.errors import InputError
@@ -42,16 +43,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CHECKPOINT",
         help="continue from a checkpoint file (or the newest in a run's checkpoint folder), in the same run",
     )
+    add_json_option(parser)
 
 
 def command(args: argparse.Namespace) -> int:
     cfg = config_from(args)
+    started = time.monotonic()
     result = run(cfg, args.model, processes=args.processes, resume=args.resume)
     print(f"validation paired accuracy: {result.validation:.4f} (standard error {result.validation_se:.4f})")
     print(f"test metrics: {json.dumps({k: round(v, 4) for k, v in result.metrics.items()})}")
     print(f"registered {cfg.mlflow.registered_model} version {result.model_version} (alias candidate)")
     print(f"champion: {result.champion_reason}")
     print(result.run_id)
+    if args.json:
+        print_summary(
+            "train",
+            started,
+            model=args.model,
+            run_id=result.run_id,
+            registered_model=cfg.mlflow.registered_model,
+            model_version=result.model_version,
+            validation_paired_accuracy=result.validation,
+            validation_se=result.validation_se,
+            test_metrics=result.metrics,
+            champion_moved=result.champion_moved,
+            champion_reason=result.champion_reason,
+            input_versions=result.tables,
+        )
     return 0
 
 

@@ -13,7 +13,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class TrainResult:
     validation_se: float
     champion_moved: bool
     champion_reason: str
+    tables: dict[str, int] = field(default_factory=dict)  # the input tables' versions trained on
 
 
 def steps_per_epoch(train_rows: int, batch_size: int, world: int) -> int:
@@ -87,6 +88,8 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     """Train, evaluate, log, register; `launch(spec, world)` runs the worker on `world` ranks."""
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    versions = {t: s.version for t, s in request.tables.items()}
 
     from models.evaluation import evaluate
     from models.network import feedback_cosines
@@ -200,7 +203,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         if child:
             mlflow.log_metric("wall_seconds", time.perf_counter() - started)
             return TrainResult(
-                run_id, "", result.metrics, validation, validation_se, False, "experiment child"
+                run_id, "", result.metrics, validation, validation_se, False, "experiment child", versions
             )
         version = str(info.registered_model_version)
         name = settings.registered_model
@@ -223,7 +226,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         log.info("champion: %s", decision.reason)
         mlflow.log_metric("wall_seconds", time.perf_counter() - started)
     return TrainResult(
-        run_id, version, result.metrics, validation, validation_se, decision.moved, decision.reason
+        run_id, version, result.metrics, validation, validation_se, decision.moved, decision.reason, versions
     )
 
 

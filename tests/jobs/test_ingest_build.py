@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pyarrow.parquet as pq
 import pytest
@@ -105,11 +106,21 @@ def test_a_bad_split_key_exits_2_before_any_table_is_written(spark, tmp_path, ca
     log = tmp_path / "log.tsv"
     log.write_text(LASTFM)
     common = ["--set", f"lakehouse.root={root}", "--set", "spark.log_level=ERROR"]
-    assert main([*common, "ingest", "--format", "lastfm1k", "--input", str(log)]) == 0
-    assert main([*common, "build"]) == 0
+    capsys.readouterr()
+    assert main([*common, "ingest", "--format", "lastfm1k", "--input", str(log), "--json"]) == 0
+    ingested = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main([*common, "build", "--json"]) == 0
+    built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     lakehouse = Lakehouse(spark, str(root))
     before = {t: lakehouse.version(t) for t in ("silver/plays", *build.GOLD)}
-    capsys.readouterr()
+    # the run summaries a scheduler reads: what each job committed, at which version, with its rows
+    assert ingested["job"] == "ingest" and ingested["files"] == [str(log)] and ingested["seconds"] > 0
+    assert ingested["tables"]["bronze/events"] == {"version": 0, "rows": ingested["accepted"]}
+    assert ingested["tables"]["bronze/quarantine"] == {"version": 0, "rows": ingested["rejected"]}
+    assert ingested["rejected"] > 0
+    assert built["job"] == "build" and built["silver_range"] is None
+    assert {t: v["version"] for t, v in built["tables"].items()} == before
+    assert {t: v["rows"] for t, v in built["tables"].items()} == {t: lakehouse.rows(t) for t in before}
     assert main([*common, "--set", key, "build"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"downbeat: error: {message}"
     assert {t: lakehouse.version(t) for t in before} == before

@@ -450,10 +450,15 @@ def test_without_validation_pairs_training_keeps_the_last_epoch_and_reports_no_v
     values = [f"lakehouse.root={copy}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}"]
     values += [f"mlflow.artifact_root={tmp_path / 'art'}", f"train.checkpoint_dir={tmp_path / 'ck'}"]
     values += ["model.dim=16", "model.layers=1", "train.max_epochs=2", "train.batch_size=16"]
-    assert main([*[x for v in values for x in ("--set", v)], "train", "--model", "hybrid"]) == 0
+    assert main([*[x for v in values for x in ("--set", v)], "train", "--model", "hybrid", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0] == "validation paired accuracy: nan (standard error nan)"
-    run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(out[-1])
+    summary = json.loads(out[-1])  # the scheduler's run summary: strict JSON, undefined figures null
+    assert summary["job"] == "train" and summary["model"] == "hybrid" and summary["run_id"] == out[-2]
+    assert summary["validation_paired_accuracy"] is None and summary["model_version"] == "1"
+    assert summary["input_versions"]["gold/validation_pairs"] == DeltaTable(str(table)).version() == 1
+    assert set(summary["input_versions"]) == set(INPUT_TABLES)
+    run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(summary["run_id"])
     assert "validation_paired_accuracy" not in run.data.metrics
     assert run.data.metrics["best_epoch"] == 1 and run.data.metrics["epochs_run"] == 2
 
