@@ -1,0 +1,93 @@
+"""Airflow DAG `downbeat_nightly`: the nightly chain through `spark-submit`.
+
+ingest the day's files -> build that day's range -> train -> evaluate the candidate -> champion
+gate. Each task runs one downbeat job file (`jobs/<name>.py`) with `SparkSubmitOperator`, so the
+cluster's `spark-submit` settings (master, deploy mode, executors) come from the Airflow Spark
+connection, and the job ends with its `--json` run summary in the task log.
+
+Every task can be retried or the whole day rerun: ingest merges on event ids (the same files add
+nothing), build rewrites the day's range from silver/plays, evaluate and compare only read. A
+retried train logs a second run and registers a second candidate version, and only a better one
+on validation data takes the champion alias; the champion gate compares the two aliases and
+fails the run (exit 2) when there is no champion at all.
+
+The first night needs silver/plays: run one full `build` (no dates) before enabling the DAG;
+`build --from-date` without it is exit 2 saying so.
+
+Settings (Airflow Variables, read when a task runs, with these defaults):
+    downbeat_home      /opt/downbeat               the checkout (jobs/, conf/) on the workers
+    downbeat_conf      /opt/downbeat/conf/cluster.yaml   the config file (an absolute path)
+    downbeat_landing   /data/landing               the day's files arrive in {landing}/{ds}/
+    downbeat_format    events                      ingest --format
+    downbeat_model     hybrid                      train --model
+    downbeat_registered_model  downbeat            mlflow.registered_model of the config
+Spark connection: `spark_default` (e.g. spark://host:7077 or yarn).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+try:  # Airflow 3
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+
+DAG_ID = "downbeat_nightly"
+DAY = "{{ ds }}"  # the logical date: the day whose files are ingested and rebuilt
+
+
+def var(name: str, default: str) -> str:
+    """An Airflow Variable, read when the task runs (a template), not each time the DAG is parsed."""
+    return f"{{{{ var.value.get('{name}', '{default}') }}}}"
+
+
+HOME = var("downbeat_home", "/opt/downbeat")
+CONF = var("downbeat_conf", "/opt/downbeat/conf/cluster.yaml")
+LANDING = var("downbeat_landing", "/data/landing")
+FORMAT = var("downbeat_format", "events")
+MODEL = var("downbeat_model", "hybrid")
+REGISTERED = var("downbeat_registered_model", "downbeat")
+
+
+def job(task_id: str, name: str, *args: str, retries: int = 2) -> SparkSubmitOperator:
+    """One downbeat job through spark-submit; its last log line is its --json summary."""
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=f"{HOME}/jobs/{name}.py",
+        application_args=["--conf", CONF, *args],
+        name=f"downbeat-{task_id}-{DAY}",
+        conn_id="spark_default",
+        env_vars={"PYTHONPATH": HOME},  # `import jobs, pipelines, models` from the checkout
+        retries=retries,
+        retry_delay=dt.timedelta(minutes=10),
+        retry_exponential_backoff=True,
+    )
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="downbeat: ingest, build, train, evaluate and the champion gate, once a day",
+    schedule="30 2 * * *",  # 02:30 UTC, after the day's files have landed
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,  # one night at a time: each run's build reads the previous one's tables
+    default_args={"owner": "downbeat"},
+    tags=["downbeat"],
+) as dag:
+    ingest = job("ingest", "ingest", "--format", FORMAT, "--input", f"{LANDING}/{DAY}", "--json")
+    build = job("build", "build", "--from-date", DAY, "--to-date", DAY, "--json")
+    train = job("train", "train", "--model", MODEL, "--json", retries=1)
+    evaluate = job("evaluate", "evaluate", "--model-uri", f"models:/{REGISTERED}@candidate", "--json")
+    gate = job(
+        "champion_gate",
+        "compare",
+        "--model-uri",
+        f"models:/{REGISTERED}@candidate",
+        "--model-uri",
+        f"models:/{REGISTERED}@champion",
+        "--json",
+    )
+    ingest >> build >> train >> evaluate >> gate

@@ -1,0 +1,50 @@
+"""The nightly DAG as Airflow loads it (`make test-deploy`: Airflow in its own virtual environment)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[1] / "airflow"
+
+
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory):
+    import os
+
+    home = tmp_path_factory.mktemp("airflow")
+    os.environ.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+    try:
+        from airflow.dag_processing.dagbag import DagBag  # Airflow 3.1
+    except ImportError:
+        from airflow.models.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS), include_examples=False)
+    assert bag.import_errors == {}
+    return bag.dags["downbeat_nightly"]
+
+
+def test_the_chain_is_ingest_build_train_evaluate_then_the_champion_gate(dag):
+    order = ["ingest", "build", "train", "evaluate", "champion_gate"]
+    assert sorted(dag.task_ids) == sorted(order)
+    for upstream, downstream in itertools.pairwise(order):
+        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+    assert dag.max_active_runs == 1 and not dag.catchup
+
+
+def test_each_task_submits_one_job_file_with_retries_and_prints_its_summary(dag):
+    jobs = {t.task_id: t for t in dag.tasks}
+    for task in jobs.values():
+        assert type(task).__name__ == "SparkSubmitOperator"
+        assert task.retries >= 1 and task.retry_delay == dt.timedelta(minutes=10)
+        assert task.application_args[-1] == "--json"
+        assert task.application_args[0] == "--conf"
+    assert jobs["ingest"].application.endswith("/jobs/ingest.py")
+    assert jobs["champion_gate"].application.endswith("/jobs/compare.py")
+    # the day's range, from the run's logical date, so that a rerun of a day rebuilds that day
+    build_args = jobs["build"].application_args
+    assert build_args[2:6] == ["--from-date", "{{ ds }}", "--to-date", "{{ ds }}"]
+    assert "{{ ds }}" in jobs["ingest"].application_args[5]

@@ -1,0 +1,56 @@
+"""deploy/cron/nightly.sh: what it refuses before any job starts (exit 2, one line naming why).
+
+The Airflow DAG is checked by `make test-deploy`, in a virtual environment of its own."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jobs.config import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "deploy" / "cron" / "nightly.sh"
+
+
+def nightly(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    submit = tmp_path / "spark-submit"  # not Spark: it records a call, which refused input never makes
+    submit.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\nexit 99\n')
+    submit.chmod(0o755)
+    env = {
+        **os.environ,
+        "DOWNBEAT_LANDING": str(tmp_path / "landing"),
+        "DOWNBEAT_LOGS": str(tmp_path / "logs"),
+        "SPARK_SUBMIT": str(submit),
+    }
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("day", "message"),
+    [
+        ("2026-13-01", "DAY must be YYYY-MM-DD, got '2026-13-01'"),
+        ("yesterday", "DAY must be YYYY-MM-DD, got 'yesterday'"),
+        ("2026-11-20", "no files for 2026-11-20: {landing}/2026-11-20 is not a folder"),
+    ],
+)
+def test_a_bad_day_or_no_files_is_exit_2_before_any_job(tmp_path, day, message):
+    done = nightly(tmp_path, day)
+    assert done.returncode == 2
+    expected = message.format(landing=tmp_path / "landing")
+    assert done.stderr.strip().splitlines() == [f"nightly.sh: error: {expected}"]
+    assert not (tmp_path / "calls").exists()
+
+
+def test_a_second_run_while_one_holds_the_lock_is_exit_2(tmp_path):
+    (tmp_path / "landing" / "2026-11-20").mkdir(parents=True)
+    (tmp_path / "logs").mkdir()
+    with open(tmp_path / "logs" / "nightly.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = nightly(tmp_path, "2026-11-20")
+    assert done.returncode == 2
+    assert "another nightly run holds" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "calls").exists()
