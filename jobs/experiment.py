@@ -171,10 +171,11 @@ def load_spec(path: str) -> Spec:
             children.append(Child(str(entry["name"]), str(entry["model"]), overrides, own))
     for child in children:
         for override in child.overrides:
-            if override.startswith("mlflow."):
+            if override.startswith(("mlflow.", "lakehouse.")):
                 raise InputError(
                     f"experiment spec {path}: child '{child.name}' sets '{override.split('=', 1)[0]}': "
-                    "an experiment's runs share one tracking store and experiment (give mlflow.* with --set)"
+                    "an experiment's runs share one tracking store and one lakehouse "
+                    "(give mlflow.* and lakehouse.* with --set)"
                 )
     names = [c.name for c in children]
     for child in children:

@@ -205,8 +205,17 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
 
 
 def _commit(lakehouse: Lakehouse, snapshot: TableSnapshot) -> dict[str, Any]:
-    """The commit record that wrote the snapshot's version (empty when the log no longer has it)."""
-    return next((e for e in lakehouse.history(snapshot.table) if e.get("version") == snapshot.version), {})
+    """The commit record of the downbeat write that made the snapshot's data: the newest at or
+    before its version carrying `downbeat.operation` (maintenance commits such as OPTIMIZE carry
+    none, and rewrite no data); empty when the log no longer has one."""
+    return next(
+        (
+            e
+            for e in lakehouse.history(snapshot.table)
+            if e.get("version", -1) <= snapshot.version and "downbeat.operation" in e
+        ),
+        {},
+    )
 
 
 def _launch(spec: Any, world: int, cuda: bool, cfg: Config) -> dict[str, Any]:

@@ -50,15 +50,18 @@ def sequences(
     and tier. Hard negatives stay the user's: a session row's may come from another session.
     """
     unit = [S.USER_ID, S.SESSION_ID] if by_session else [S.USER_ID]
-    last_positive = F.max(F.when(F.col(IS_POSITIVE), F.col(USER_POSITION))).over(Window.partitionBy(*unit))
-    with_last = annotated.withColumn("_last", last_positive)
+    rows = annotated
+    position = F.col(USER_POSITION)
+    if by_session:  # positions within the session (a source's sessions may interleave in time)
+        rows = rows.withColumn("_position", F.row_number().over(Window.partitionBy(*unit).orderBy(position)))
+        position = F.col("_position")
+    last_positive = F.max(F.when(F.col(IS_POSITIVE), position)).over(Window.partitionBy(*unit))
+    with_last = rows.withColumn("_last", last_positive)
     if min_events > 1:
         events = F.count(F.lit(1)).over(Window.partitionBy(*unit))
         with_last = with_last.withColumn("_events", events).where(F.col("_events") >= min_events)
     kept = (
-        with_last.where(
-            (F.col(USER_POSITION) <= F.col("_last")) & (F.col(USER_POSITION) > F.col("_last") - max_length)
-        )
+        with_last.where((position <= F.col("_last")) & (position > F.col("_last") - max_length))
         .transform(lambda df: with_track_index(df, tracks, column=S.TRACK_ID, as_=S.TRACK_IDX))
         .transform(lambda df: with_track_index(df, tracks, column=S.NEGATIVE_TRACK_ID, as_=NEGATIVE_IDX))
         .transform(lambda df: with_station_index(df, stations))
@@ -104,10 +107,12 @@ def training_sequences(sequences_df: DataFrame, *, width: int, partitions: int) 
     Petastorm shard is a row group), rows sorted by user (and a user's sessions by time) within
     each: the same input writes the same files.
     """
-    train = sequences_df.where(F.col(S.SPLIT) == S.TRAIN).select(S.USER_ID, S.FIRST_TS, *S.SEQUENCE_ARRAYS)
+    train = sequences_df.where(F.col(S.SPLIT) == S.TRAIN).select(
+        S.USER_ID, S.FIRST_TS, S.LAST_TS, *S.SEQUENCE_ARRAYS
+    )
     return (
         train.repartition(partitions, S.USER_ID)
-        .sortWithinPartitions(S.USER_ID, S.FIRST_TS)
+        .sortWithinPartitions(S.USER_ID, S.FIRST_TS, S.LAST_TS, S.TRACK_IDS)
         .mapInArrow(functools.partial(_fixed_width_batches, width=width), S.TRAINING_SEQUENCES)
     )
 

@@ -1,18 +1,21 @@
 """Airflow DAG `downbeat_nightly`: the nightly chain through `spark-submit`.
 
 ingest the day's files -> build that day's range -> train -> evaluate the candidate -> champion
-gate. Each task runs one downbeat job file (`jobs/<name>.py`) with `SparkSubmitOperator`, so the
+gate. The day is the start of the run's data interval: the run at 02:30 UTC handles the day
+before. Each task runs one downbeat job file (`jobs/<name>.py`) with `SparkSubmitOperator`, so the
 cluster's `spark-submit` settings (master, deploy mode, executors) come from the Airflow Spark
 connection, and the job ends with its `--json` run summary in the task log.
 
 Every task can be retried or the whole day rerun: ingest merges on event ids (the same files add
 nothing), build rewrites the day's range from silver/plays, evaluate and compare only read. A
-retried train logs a second run and registers a second candidate version, and only a better one
-on validation data takes the champion alias; the champion gate compares the two aliases and
-fails the run (exit 2) when there is no champion at all.
+retried train logs a second run and registers a second candidate version. The gate itself is in
+train: only a candidate better on validation data takes the champion alias. The last task,
+`champion_gate`, compares candidate with champion on the test tables for the record (the task
+log), and fails the run (exit 2) when either alias is missing.
 
 The first night needs silver/plays: run one full `build` (no dates) before enabling the DAG;
-`build --from-date` without it is exit 2 saying so.
+`build --from-date` without it is exit 2 saying so. A day's folder should hold that day's events:
+build rebuilds the day's range only (a late event of another day waits for a rebuild of its day).
 
 Settings (Airflow Variables, read when a task runs, with these defaults):
     downbeat_home      /opt/downbeat               the checkout (jobs/, conf/) on the workers
@@ -29,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3
     from airflow.sdk import DAG
@@ -36,7 +40,10 @@ except ImportError:  # Airflow 2
     from airflow import DAG
 
 DAG_ID = "downbeat_nightly"
-DAY = "{{ ds }}"  # the logical date: the day whose files are ingested and rebuilt
+# The day whose files are ingested and rebuilt: the start of the run's data interval, which the
+# schedule below makes the day before the run (Airflow 3's default cron timetable would make it
+# the run's own day).
+DAY = "{{ ds }}"
 
 
 def var(name: str, default: str) -> str:
@@ -70,7 +77,7 @@ def job(task_id: str, name: str, *args: str, retries: int = 2) -> SparkSubmitOpe
 with DAG(
     dag_id=DAG_ID,
     description="downbeat: ingest, build, train, evaluate and the champion gate, once a day",
-    schedule="30 2 * * *",  # 02:30 UTC, after the day's files have landed
+    schedule=CronDataIntervalTimetable("30 2 * * *", timezone="UTC"),  # 02:30 UTC, for the day before
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,  # one night at a time: each run's build reads the previous one's tables

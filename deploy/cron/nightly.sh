@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # downbeat's nightly chain for hosts without Airflow: ingest the day's files, rebuild that day's
-# range, train, evaluate the candidate, then compare it with the champion (the champion gate).
+# range, train (which moves the champion alias only for a better validation figure), evaluate the
+# candidate, then compare it with the champion for the record (the champion gate's report).
 # Each step is one `spark-submit jobs/<name>.py ... --json`; the first failure stops the chain
 # with that step's exit code (2: bad input, named on stderr; 1: anything else), and every step is
 # safe to rerun (ingest merges on event ids, build rewrites the day's range; see the Airflow DAG).
@@ -40,6 +41,10 @@ if [[ ! -d "$landing/$day" ]]; then
     echo "nightly.sh: error: no files for $day: $landing/$day is not a folder" >&2
     exit 2
 fi
+if [[ -z "$(find "$landing/$day" -mindepth 1 -type f -print -quit)" ]]; then
+    echo "nightly.sh: error: no files for $day: $landing/$day is empty" >&2
+    exit 2
+fi
 mkdir -p "$logs"
 exec 9> "$logs/nightly.lock"
 if ! flock -n 9; then
@@ -56,7 +61,10 @@ step() {  # step NAME JOB ARGS...: one job; stdout in $logs/DAY.NAME.out, stderr
     PYTHONPATH="$home${PYTHONPATH:+:$PYTHONPATH}" \
         "${submit[@]}" "$home/jobs/$job.py" --conf "$conf" "$@" > "$out" 2> "$err" || code=$?
     if [[ $code -ne 0 ]]; then
-        echo "$(date -u +%FT%TZ) $name: failed with exit $code: $(tail -n 1 "$err")" >&2
+        # the job's own one-line error, not the JVM's shutdown logging after it
+        local why
+        why="$(grep -m 1 -E '^[a-z_-]+: error: ' "$err" || tail -n 1 "$err")"
+        echo "$(date -u +%FT%TZ) $name: failed with exit $code: $why" >&2
         exit "$code"
     fi
     tail -n 1 "$out" > "$logs/$day.$name.json"

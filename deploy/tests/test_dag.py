@@ -17,10 +17,7 @@ def dag(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("airflow")
     os.environ.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
-    try:
-        from airflow.dag_processing.dagbag import DagBag  # Airflow 3.1
-    except ImportError:
-        from airflow.models.dagbag import DagBag
+    from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS), include_examples=False)
     assert bag.import_errors == {}
@@ -33,6 +30,22 @@ def test_the_chain_is_ingest_build_train_evaluate_then_the_champion_gate(dag):
     for upstream, downstream in itertools.pairwise(order):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
     assert dag.max_active_runs == 1 and not dag.catchup
+
+
+def test_the_run_at_0230_utc_handles_the_day_before(dag):
+    import pendulum
+
+    run_after = pendulum.datetime(2026, 11, 24, 2, 30, tz="UTC")
+    interval = dag.timetable.infer_manual_data_interval(run_after=run_after)
+    assert interval.start.to_date_string() == "2026-11-23"  # {{ ds }}: the day ingested and rebuilt
+    after = dag.timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=_unbounded())
+    assert after is not None and after.run_after == run_after.add(days=1)
+
+
+def _unbounded():
+    from airflow.timetables.base import TimeRestriction
+
+    return TimeRestriction(earliest=None, latest=None, catchup=False)
 
 
 def test_each_task_submits_one_job_file_with_retries_and_prints_its_summary(dag):

@@ -50,6 +50,7 @@ from pipelines.lakehouse._core import (
     DELTA_CLASS,
     LAYERS,
     TABLE_NAME,
+    TXN_KEY,
     Commit,
     ConcurrentWriteError,
     DeltaSettings,
@@ -538,11 +539,16 @@ class Transaction:
         return self.commits
 
 
+RESERVED_TAGS = (TXN_KEY, "downbeat.operation", "downbeat.rows", "downbeat.batch")
+
+
 def _downbeat_tags(tags: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     """Commit tags as a WriteSpec holds them; each key must be downbeat's own."""
     for key in tags or {}:
         if not key.startswith("downbeat."):
             raise ValueError(f"commit tag {key!r} is not a downbeat.* key")
+        if key in RESERVED_TAGS:
+            raise ValueError(f"commit tag {key!r} is the table layer's own")
     return tuple(sorted((tags or {}).items()))
 
 

@@ -35,9 +35,11 @@ def nightly(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         ("2026-13-01", "DAY must be YYYY-MM-DD, got '2026-13-01'"),
         ("yesterday", "DAY must be YYYY-MM-DD, got 'yesterday'"),
         ("2026-11-20", "no files for 2026-11-20: {landing}/2026-11-20 is not a folder"),
+        ("2026-11-21", "no files for 2026-11-21: {landing}/2026-11-21 is empty"),
     ],
 )
 def test_a_bad_day_or_no_files_is_exit_2_before_any_job(tmp_path, day, message):
+    (tmp_path / "landing" / "2026-11-21" / "sub").mkdir(parents=True)  # a folder without files
     done = nightly(tmp_path, day)
     assert done.returncode == 2
     expected = message.format(landing=tmp_path / "landing")
@@ -47,6 +49,7 @@ def test_a_bad_day_or_no_files_is_exit_2_before_any_job(tmp_path, day, message):
 
 def test_a_second_run_while_one_holds_the_lock_is_exit_2(tmp_path):
     (tmp_path / "landing" / "2026-11-20").mkdir(parents=True)
+    (tmp_path / "landing" / "2026-11-20" / "events.csv").write_text("user_id,ts,track_id\n")
     (tmp_path / "logs").mkdir()
     with open(tmp_path / "logs" / "nightly.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)

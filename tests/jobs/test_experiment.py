@@ -106,11 +106,11 @@ def test_a_spec_value_reaches_the_config_as_the_same_value_and_type(tmp_path):
     assert cfg.spark.app_name == "on" and cfg.train.seed == 3
 
 
-def test_a_spec_may_not_move_its_runs_to_another_tracking_store(tmp_path):
+@pytest.mark.parametrize("key", ["mlflow.experiment", "lakehouse.root"])
+def test_a_spec_may_not_move_its_runs_to_another_tracking_store_or_lakehouse(tmp_path, key):
     path = tmp_path / "s.yaml"
     path.write_text(
-        "name: x\nreference: a\nmetrics: [auc]\n"
-        "children: [{name: a, model: hybrid, set: {mlflow.experiment: y}}]\n"
+        f"name: x\nreference: a\nmetrics: [auc]\nchildren: [{{name: a, model: hybrid, set: {{{key}: y}}}}]\n"
     )
-    with pytest.raises(InputError, match=re.escape("child 'a' sets 'mlflow.experiment'")):
+    with pytest.raises(InputError, match=re.escape(f"child 'a' sets '{key}'")):
         load_spec(str(path))

@@ -31,6 +31,7 @@ from models.metrics import paired_accuracy
 from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, PAIRED_ACCURACY, decide_champion
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
+from pipelines.sequences import UNIT_TAG
 from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -273,6 +274,24 @@ def test_bad_train_and_evaluate_input_exits_2_with_one_line(lakehouse, tmp_path,
     assert main([*settings(lakehouse), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message.replace("{tmp}", str(tmp_path)) in err[-1]
+
+
+def test_the_sequence_unit_is_read_from_the_write_that_made_the_data_not_a_later_optimize(
+    spark, lakehouse, tmp_path
+):
+    copy = tmp_path / "lh"
+    shutil.copytree(lakehouse / "lh", copy)
+    tables = Lakehouse(spark, str(copy))
+    with tables.transaction() as tx:  # the same rows, committed as a session build tags them
+        for table in ("gold/sequences", "gold/training_sequences"):
+            tx.stage(tables.read(table).coalesce(3), table, tags={UNIT_TAG: "session"})
+    optimized = tables.optimize("gold/sequences")
+    assert optimized.version_after > optimized.version_before  # a commit without downbeat's tags
+    inputs = {t: snapshot_of(tables, t) for t in INPUT_TABLES}
+    session = load_config(None, [f"lakehouse.root={copy}", "sequences.unit=session", "model.max_length=20"])
+    assert train.check_inputs(tables, inputs, session).train_rows > 0
+    with pytest.raises(InputError, match=r"holds a row per session, but sequences\.unit is user"):
+        train.check_inputs(tables, inputs, load_config(None, [f"lakehouse.root={copy}"]))
 
 
 def test_training_without_gold_tables_exits_2_naming_the_table(tmp_path, capsys):
