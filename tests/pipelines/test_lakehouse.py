@@ -626,6 +626,8 @@ def test_a_transaction_commits_every_staged_table_with_one_batch_id(spark, lakeh
     assert "downbeat.sequences_unit" not in lakehouse.history(T2, 1)[0]
     with pytest.raises(ValueError, match="not a downbeat"):
         lakehouse.prepare(plays(spark, base_rows()), T1, operation="overwrite", tags={"owner": "x"})
+    with pytest.raises(ValueError, match="the table layer's own"):  # e.g. what finds a lost commit again
+        lakehouse.prepare(plays(spark, base_rows()), T1, operation="overwrite", tags={"downbeat.txn": "x"})
 
 
 def test_an_error_while_staging_aborts_every_staged_write(spark, lakehouse, root):

@@ -16,8 +16,11 @@ from tests.models.tables import sequence_rows, training_rows
 @pytest.mark.parametrize("width", [8, 32])  # shorter than some rows (keep the most recent); longer than all
 def test_each_train_row_is_its_arrays_last_items_left_padded_in_fixed_width_binary(spark, width):
     table = sequence_rows(30, validation_every=4)
-    frame = spark.createDataFrame(table.to_pandas(), schema=_schema()).withColumn(
-        S.FIRST_TS, F.to_timestamp(F.lit("2024-05-01 00:00:00"))
+    day = F.to_timestamp(F.lit("2024-05-01 00:00:00"))
+    frame = (
+        spark.createDataFrame(table.to_pandas(), schema=_schema())
+        .withColumn(S.FIRST_TS, day)
+        .withColumn(S.LAST_TS, day)
     )
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")  # sliced batches in mapInArrow
     out = training_sequences(frame, width=width, partitions=3)
