@@ -45,7 +45,7 @@ from pipelines.times import from_micros
 
 log = logging.getLogger("downbeat.build")
 EVENTS, PLAYS = "bronze/events", "silver/plays"
-__all__ = ["GOLD", "BuildResult", "run", "silver_plays", "training_width"]
+__all__ = ["GOLD", "BuildResult", "run", "silver_plays"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def run(
     log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
     gold = gold_frames(
-        played, features, cutoff_ts, user_partitions(shuffle_partitions, summary[1]), training_width(cfg)
+        played, features, cutoff_ts, user_partitions(shuffle_partitions, summary[1]), cfg.training_width
     )
     try:
         # Every gold table's files are written from the cached inputs, then all of them commit.
@@ -139,11 +139,6 @@ def _rebuild_range(
 def _write_full_silver(lakehouse: Lakehouse, events: DataFrame, features: FeatureSettings) -> Commit:
     """silver/plays rewritten from every event (a full build, or a range rebuild that cannot be exact)."""
     return lakehouse.write(silver_plays(events, features), PLAYS, mode="overwrite", partition_by=[S.DATE])
-
-
-def training_width(cfg: Config) -> int:
-    """Positions per row of gold/training_sequences: what the model reads, at most what is kept."""
-    return min(cfg.model.max_length, cfg.features.sequences.row_length())
 
 
 def _date(text: str) -> dt.date:

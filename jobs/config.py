@@ -63,6 +63,11 @@ class Config:
     def features(self) -> FeatureSettings:
         return FeatureSettings(self.sessions, self.skips, self.split, self.sequences, self.eval)
 
+    @property
+    def training_width(self) -> int:
+        """Positions per row of gold/training_sequences: what the model reads, at most what is kept."""
+        return min(self.model.max_length, self.sequences.row_length())
+
 
 def resolve_conf_path(path: str | os.PathLike[str] | None) -> Path:
     """The config file to load: the given path, else conf/local.yaml here or in the project."""

@@ -178,14 +178,16 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
     from models.loader import table_width
 
     training, sequences = tables["gold/training_sequences"], tables["gold/sequences"]
-    batches = {s.table: _commit(lakehouse, s).get("downbeat.batch") for s in (training, sequences)}
+    written = _commit(lakehouse, sequences)  # the build's write of gold/sequences
+    batches = {training.table: _commit(lakehouse, training).get("downbeat.batch")}
+    batches[sequences.table] = written.get("downbeat.batch")
     if training.rows != train_rows or (None not in batches.values() and len(set(batches.values())) > 1):
         raise InputError(
             f"table gold/training_sequences version {training.version} ({training.rows} rows) and "
             f"gold/sequences version {sequences.version} ({train_rows} train rows) come from different "
             "builds: run `downbeat build`"
         )
-    built = _commit(lakehouse, sequences).get(UNIT_TAG, "user")  # tables built before the tag: users
+    built = written.get(UNIT_TAG, "user")  # tables built before the tag: users
     if built != cfg.features.sequences.unit:
         raise InputError(
             f"table gold/sequences version {sequences.version} holds a row per {built}, but "
@@ -196,7 +198,7 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
         width = table_width(training.files)
     except ValueError as exc:  # not the layout build writes: a table of an older or foreign writer
         raise InputError(f"table gold/training_sequences version {training.version}: {exc}") from None
-    wanted = min(cfg.model.max_length, cfg.features.sequences.row_length())
+    wanted = cfg.training_width
     if width < wanted:
         raise InputError(
             f"table gold/training_sequences version {training.version} holds {width} positions per row, "

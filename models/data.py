@@ -3,6 +3,7 @@ list), and the padding of scoring histories. The training stream is models/loade
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,8 +62,12 @@ class SequenceFacts:
     tier: np.ndarray  # its hard-negative tier
 
 
+@functools.lru_cache(maxsize=2)
 def sequence_facts(snapshot: TableSnapshot, bins: int = 20) -> SequenceFacts:
-    """Counts and per-target arrays of the train rows, from flattened list columns (no row loop)."""
+    """Counts and per-target arrays of the train rows, from flattened list columns (no row loop).
+
+    A snapshot never changes, so its facts are read once: an experiment checks every child's
+    inputs before it trains any, on one snapshot."""
     table = read_table(snapshot, [SPLIT, "feedback_ids", "is_target", "negative_tiers"])
     train = table.filter(pc.equal(table[SPLIT], TRAIN))
     lengths = pc.list_value_length(train["is_target"]).to_numpy().astype(np.int64)

@@ -152,7 +152,7 @@ def main() -> None:
         "shared inputs (computed, cached)",
         events,
         lambda: gold_frames(
-            played, cfg.features, cut, user_partitions(shuffle_partitions, events), build.training_width(cfg)
+            played, cfg.features, cut, user_partitions(shuffle_partitions, events), cfg.training_width
         ),
     )
     # As build does: every gold table staged (files written) in one transaction, then committed.
