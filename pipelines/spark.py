@@ -34,8 +34,14 @@ class SparkSettings:
 def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession:
     """Build (or join, under spark-submit) the session with downbeat's settings applied."""
     under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
-    # Under spark-submit the JVM is already up: its --packages or --jars decide the connector.
-    conf = session_conf(settings, delta, connector=not under_spark_submit)
+    # Under spark-submit the JVM is already up: its --packages or --jars decide the connector, and
+    # the session's Delta extension is set when (and only when) they put its classes there.
+    conf = session_conf(
+        settings,
+        delta,
+        connector=not under_spark_submit,
+        submitted_connector=under_spark_submit and delta.engine != "delta-rs" and _driver_has_delta(),
+    )
     if under_spark_submit:
         # spark-submit already chose the master and started the driver JVM: its flags win.
         conf.pop("spark.driver.memory", None)
@@ -61,8 +67,15 @@ def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession
     return spark
 
 
-def session_conf(settings: SparkSettings, delta: DeltaSettings, *, connector: bool = True) -> dict[str, str]:
-    """Every Spark setting downbeat applies; `spark.conf` entries from config win over these."""
+def session_conf(
+    settings: SparkSettings, delta: DeltaSettings, *, connector: bool = True, submitted_connector: bool = False
+) -> dict[str, str]:
+    """Every Spark setting downbeat applies; `spark.conf` entries from config win over these.
+
+    `connector`: put the connector's jars on the classpath (downbeat starts the JVM);
+    `submitted_connector`: spark-submit's --packages or --jars already did, so only the session's
+    Delta extension and catalog are set.
+    """
     java_opts = f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
     conf = {
         "spark.sql.session.timeZone": "UTC",
@@ -77,9 +90,9 @@ def session_conf(settings: SparkSettings, delta: DeltaSettings, *, connector: bo
     }
     if connector:
         conf.update(delta_connector_conf(delta))
-    elif delta.engine != "delta-rs" and (delta.packages or delta.jars_dir):
-        # Under spark-submit, whose --packages or --jars brought the connector: its SQL extension
-        # and catalog are still session settings (VACUUM and MERGE INTO need them).
+    elif submitted_connector:
+        # Its SQL extension and catalog are still session settings (the connector's writes,
+        # VACUUM and MERGE INTO need them).
         conf.update(
             {"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG}
         )
@@ -92,6 +105,20 @@ def session_conf(settings: SparkSettings, delta: DeltaSettings, *, connector: bo
             value = f"{conf[key]} {value}"
         conf[key] = value
     return conf
+
+
+def _driver_has_delta() -> bool:
+    """Whether the running driver JVM (spark-submit's) can load the Delta extension's class."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()
+    jvm = SparkContext._jvm
+    if jvm is None:
+        return False
+    try:
+        return bool(jvm.org.apache.spark.util.Utils.classIsLoadable(DELTA_EXTENSION))
+    except Exception:  # py4j: the probe itself failed; the connector is then treated as absent
+        return False
 
 
 def delta_connector_conf(delta: DeltaSettings) -> dict[str, str]:

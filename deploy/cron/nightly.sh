@@ -61,9 +61,10 @@ step() {  # step NAME JOB ARGS...: one job; stdout in $logs/DAY.NAME.out, stderr
     PYTHONPATH="$home${PYTHONPATH:+:$PYTHONPATH}" \
         "${submit[@]}" "$home/jobs/$job.py" --conf "$conf" "$@" > "$out" 2> "$err" || code=$?
     if [[ $code -ne 0 ]]; then
-        # the job's own one-line error, not the JVM's shutdown logging after it
+        # the job's own one-line error, not the JVM's shutdown logging after it: spark-submit
+        # merges a Python job's stderr into its stdout, so the line is in either file
         local why
-        why="$(grep -m 1 -E '^[a-z_-]+: error: ' "$err" || tail -n 1 "$err")"
+        why="$(cat "$out" "$err" | grep -m 1 -E '^[a-z_-]+: error: ' || tail -n 1 "$err")"
         echo "$(date -u +%FT%TZ) $name: failed with exit $code: $why" >&2
         exit "$code"
     fi
