@@ -8,13 +8,18 @@ STAMP := $(VENV)/.installed
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: test test-deploy demo lint prereqs lock clean
+.PHONY: test test-integration test-deploy demo lint prereqs lock clean
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 	$(MAKE) test-deploy
+
+# The jobs through spark-submit on a local-cluster master, the faults they survive, object storage
+# (pytest's `integration` marker; about 15 minutes here). .ci/run runs it after `make test`.
+test-integration: $(STAMP)
+	$(BIN)/pytest -m integration
 
 # deploy/airflow's DAG as Airflow's DagBag loads it, in a venv of its own (Airflow's dependencies
 # do not fit downbeat's lock): about two minutes to install once, seconds to run.

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from jobs.config import Config, load_config
-from pipelines.errors import InputError
+from pipelines.errors import ConflictError, InputError
 
 if TYPE_CHECKING:
     from models.data import TableSnapshot
@@ -61,7 +61,8 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
-    """Run a command; map bad input to exit 2 with one line, anything else to exit 1."""
+    """Run a command; map bad input and write conflicts (rerun the job) to exit 2 with one line,
+    anything else to exit 1."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -69,7 +70,7 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return fn() or EXIT_OK
-    except InputError as exc:
+    except (InputError, ConflictError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

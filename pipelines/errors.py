@@ -12,3 +12,10 @@ class InputError(Exception):
 
 class ConfigError(InputError):
     """A configuration file or override that cannot be used."""
+
+
+class ConflictError(RuntimeError):
+    """Another writer changed a table this job was writing, and this job committed nothing there.
+
+    The remedy is to run the job again (the jobs are idempotent). One line, exit code 2.
+    """

@@ -68,7 +68,11 @@ def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession
 
 
 def session_conf(
-    settings: SparkSettings, delta: DeltaSettings, *, connector: bool = True, submitted_connector: bool = False
+    settings: SparkSettings,
+    delta: DeltaSettings,
+    *,
+    connector: bool = True,
+    submitted_connector: bool = False,
 ) -> dict[str, str]:
     """Every Spark setting downbeat applies; `spark.conf` entries from config win over these.
 

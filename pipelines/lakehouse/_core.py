@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.errors import InputError
+from pipelines.errors import ConflictError, InputError
 
 LAYERS = ("bronze", "silver", "gold")
 CODECS = ("snappy", "uncompressed")  # Parquet codecs a write may ask for
@@ -66,7 +66,7 @@ class SchemaMismatchError(InputError):
     """The data's columns do not match the table's."""
 
 
-class ConcurrentWriteError(RuntimeError):
+class ConcurrentWriteError(ConflictError):
     """Another writer committed to the table while this write ran; nothing was committed."""
 
 
