@@ -17,8 +17,11 @@ test: $(STAMP)
 	$(MAKE) test-deploy
 
 # The jobs through spark-submit on a local-cluster master, the faults they survive, object storage
-# (pytest's `integration` marker; about 15 minutes here). .ci/run runs it after `make test`.
+# (pytest's `integration` marker; about 25 minutes here). .ci/run runs it after `make test`.
+# hadoop-aws (for s3:// roots; with the AWS SDK bundle, 560 MB) is resolved into the jar cache once.
+HADOOP_AWS := org.apache.hadoop:hadoop-aws:3.4.1
 test-integration: $(STAMP)
+	$(BIN)/python -m pipelines.connector --packages $(HADOOP_AWS)
 	$(BIN)/pytest -m integration
 
 # deploy/airflow's DAG as Airflow's DagBag loads it, in a venv of its own (Airflow's dependencies

@@ -1,10 +1,12 @@
-"""`downbeat demo [--root DIR] [--users N] [--days D]`: the whole product on synthetic data.
+"""`downbeat demo [--root DIR] [--store URI] [--users N] [--days D]`: the whole product on synthetic data.
 
 synth -> ingest -> build -> train `baseline` and `hybrid` -> `compare` the two registered models
 (in a fresh process, from the registry) -> a comparison table with two reference scorers on the
 same pairs: `oracle` (the generator's true appeal) and `popularity` (pre-cut-off play counts).
 Everything (raw log, lakehouse, MLflow store, checkpoints, comparison.json) goes under --root,
 which must be empty or absent; the registry ends with a champion chosen on validation data.
+With --store (e.g. s3://bucket/demo, also empty), the lakehouse and MLflow's artifacts go there
+instead; the tracking database, checkpoints, raw log and comparison.json stay under --root.
 """
 
 from __future__ import annotations
@@ -47,16 +49,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tracks-per-station", type=int, default=50, help="catalog size per station (default 50)"
     )
     parser.add_argument("--seed", type=int, default=7, help="the generator's seed (default 7)")
+    parser.add_argument(
+        "--store",
+        metavar="URI",
+        help="put the lakehouse and MLflow's artifacts under this URI (e.g. s3://bucket/demo), not --root",
+    )
 
 
-def demo_settings(root: Path) -> list[str]:
-    """The overrides that put every output of the demo under `root`."""
+def demo_settings(root: Path, store: str | None = None) -> list[str]:
+    """The overrides that put every output of the demo under `root` (tables and artifacts under
+    `store` when given)."""
+    shared = store.rstrip("/") if store else str(root)
     return [
-        f"lakehouse.root={root / 'lakehouse'}",
+        f"lakehouse.root={shared}/lakehouse",
         f"mlflow.tracking_uri=sqlite:///{root / 'mlruns.db'}",
-        f"mlflow.artifact_root={root / 'mlartifacts'}",
+        f"mlflow.artifact_root={shared}/mlartifacts",
         f"train.checkpoint_dir={root / 'checkpoints'}",
     ]
+
+
+def check_store_empty(store: str) -> None:
+    """--store must hold nothing yet: the demo never writes over someone's tables."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, base = pafs.FileSystem.from_uri(store)
+        found = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    except Exception as exc:
+        raise InputError(f"--store {store}: {str(exc).strip().splitlines()[0]}") from None
+    if found:
+        raise InputError(f"--store {store} is not empty: the demo writes only where nothing is yet")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -66,9 +88,11 @@ def command(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(f"--root {root} is not empty: the demo writes only into an empty or new folder")
+    if args.store:
+        check_store_empty(args.store)
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root)]
+    overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
     common = [*(["--conf", conf] if conf else []), *[x for o in overrides for x in ("--set", o)]]
     synth = ["--users", str(args.users), "--days", str(args.days)]
@@ -104,7 +128,8 @@ def command(args: argparse.Namespace) -> int:
     (root / "comparison.json").write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
     print(render(table, validation))
     print(f"champion (validation paired accuracy): models:/{cfg.mlflow.registered_model}@champion = {winner}")
-    print(f"demo finished in {time.monotonic() - started:.0f} s; everything is under {root}")
+    where = f"{root} and {args.store}" if args.store else str(root)
+    print(f"demo finished in {time.monotonic() - started:.0f} s; everything is under {where}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""`downbeat doctor`: checks that this machine can run downbeat, end to end on a scratch table.
+"""`downbeat doctor`: checks that this machine can run downbeat: a scratch table written, read back
+and deleted under the lakehouse root (local or remote), the MLflow tracking store read, and a probe
+file through MLflow's artifact store. A storage or tracking check that fails is exit 2, one line.
 
 Also runnable as `spark-submit jobs/doctor.py [--conf FILE] [--set key=value]`.
 """
@@ -6,47 +8,97 @@ Also runnable as `spark-submit jobs/doctor.py [--conf FILE] [--set key=value]`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
+import pyarrow.fs as pafs
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.common import config_from, job_main
 from jobs.config import Config
+from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse, connector_available
+from pipelines.lakehouse._core import file_url, first_line
 from pipelines.spark import spark_session
 
 
 def run(spark: SparkSession, cfg: Config) -> list[tuple[str, str]]:
-    """Each check as (name, finding); raises when one fails."""
+    """Each check as (name, finding); a storage or tracking check that fails is bad input (exit 2)
+    naming the root or URI and the cause."""
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     why = "connector classes load" if connector_available(spark) else "connector classes not on the classpath"
-    checks = [
+    return [
         ("python", f"{platform.python_version()} ({sys.executable})"),
         ("java", _java_version()),
         ("spark", f"{spark.version}, master {spark.sparkContext.master}"),
         ("delta", f"engine {lakehouse.engine} (delta.engine={cfg.delta.engine}: {why})"),
-        ("lakehouse", _root_status(lakehouse.root)),
+        ("lakehouse", _lakehouse_round_trip(spark, lakehouse)),
+        ("mlflow", _tracking_store(cfg.mlflow.tracking_uri)),
+        ("artifacts", _artifact_round_trip(cfg.mlflow.artifact_root)),
     ]
-    scratch = tempfile.mkdtemp(prefix="downbeat-doctor-")
+
+
+def _lakehouse_round_trip(spark: SparkSession, lakehouse: Lakehouse) -> str:
+    """A scratch table under the root itself (local or remote), written twice with the configured
+    engine, read back, then deleted."""
+    scratch = f"{lakehouse.root}/_doctor-{uuid.uuid4().hex[:12]}"
+    fs, base = pafs.FileSystem.from_uri(file_url(scratch))
     try:
         probe = Lakehouse(spark, scratch, lakehouse.engine)
         rows = spark.range(5).select(F.col("id"), (F.col("id") % 2 == 0).alias("even"))
         probe.write(rows, "bronze/doctor", mode="overwrite")
         commit = probe.write(rows.where("even"), "bronze/doctor", mode="append")
         read_back = probe.read("bronze/doctor").count()
-        if read_back != 8:
-            raise RuntimeError(f"scratch table round trip read {read_back} rows, expected 8")
-        checks.append(("round trip", f"wrote 5 + 3 rows, read {read_back} back at version {commit.version}"))
+    except Exception as exc:
+        raise InputError(
+            f"lakehouse root {lakehouse.root}: a scratch table failed: {first_line(exc)}"
+        ) from exc
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    checks.append(("mlflow", cfg.mlflow.tracking_uri))
-    return checks
+        with contextlib.suppress(Exception):  # deleted also after a failure; an absent one is fine
+            fs.delete_dir(base)
+    if read_back != 8:
+        raise InputError(
+            f"lakehouse root {lakehouse.root}: the scratch table read {read_back} rows, expected 8"
+        )
+    return f"{lakehouse.root}: wrote 5 + 3 rows, read {read_back} back at version {commit.version}, deleted"
+
+
+def _tracking_store(uri: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    try:
+        found = MlflowClient(uri).search_experiments(max_results=1000)
+    except Exception as exc:
+        raise InputError(f"mlflow.tracking_uri {uri}: {first_line(exc)}") from exc
+    return f"{uri}: {len(found)} experiment(s) readable"
+
+
+def _artifact_round_trip(root: str) -> str:
+    """A probe file through MLflow's own artifact repository for `mlflow.artifact_root`: logged,
+    listed, then deleted."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    where = root if "://" in root else str(Path(root).resolve())
+    scratch = f"{where.rstrip('/')}/_doctor-{uuid.uuid4().hex[:12]}"
+    try:
+        repository = get_artifact_repository(scratch)
+        with tempfile.TemporaryDirectory(prefix="downbeat-doctor-") as folder:
+            probe = Path(folder) / "probe.txt"
+            probe.write_text("downbeat doctor\n")
+            repository.log_artifact(str(probe))
+        listed = [a.path for a in repository.list_artifacts()]
+        repository.delete_artifacts()
+    except Exception as exc:
+        raise InputError(f"mlflow.artifact_root {root}: {first_line(exc)}") from exc
+    if listed != ["probe.txt"]:
+        raise InputError(f"mlflow.artifact_root {root}: a probe file was listed as {listed}")
+    return f"{where}: wrote, listed and deleted a probe file"
 
 
 def _java_version() -> str:
@@ -55,17 +107,6 @@ def _java_version() -> str:
     except FileNotFoundError:
         return "not found"
     return out.splitlines()[0] if out else "unknown"
-
-
-def _root_status(root: str) -> str:
-    if "://" in root:
-        return f"{root} (remote; not checked)"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".downbeat-write-check"
-    probe.write_text("ok")
-    probe.unlink()
-    return f"{path} (writable)"
 
 
 def command(args: argparse.Namespace) -> int:

@@ -103,6 +103,12 @@ def run(
     from models.train import latest_checkpoint
 
     world = processes if processes is not None else cfg.train.processes
+    if "://" in cfg.train.checkpoint_dir:
+        raise InputError(
+            f"config key 'train.checkpoint_dir' is {cfg.train.checkpoint_dir!r}: it must be a path (local, "
+            "or a shared mount for train.launch: cluster); the registered model goes to "
+            "mlflow.artifact_root, which may be a URI"
+        )
     if world < 1:
         raise InputError(f"--processes must be at least 1, got {world}")
     if cfg.train.launch == "cluster":

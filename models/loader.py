@@ -25,7 +25,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -177,6 +177,7 @@ class PetastormChunks(Sharded):
             shuffle_row_groups=True,
             seed=seed,
             num_epochs=None,  # pass after pass, each in a new order: one reader per epoch
+            filesystem=_petastorm_filesystem(self.files),
             **shard,
         )
         tables = _ArrowTables.install(reader)
@@ -189,6 +190,24 @@ class PetastormChunks(Sharded):
                 columns = {c: decode(c, getattr(part, c), rows) for c in TRAINING_ARRAYS}
                 chunk = Chunk(columns, np.asarray(part.length, dtype=np.int64))
                 yield self.keep(chunk, getattr(part, USER_ID, None))
+
+
+def _petastorm_filesystem(files: Sequence[str]) -> Any:
+    """The filesystem Petastorm reads `s3://` files through, or None (Petastorm resolves the rest).
+
+    Petastorm 0.12.1 opens a dataset with pyarrow's legacy ParquetDataset arguments, which pyarrow
+    accepts only with a legacy filesystem: s3fs (credentials and AWS_ENDPOINT_URL from the
+    environment, as every other reader takes them) in pyarrow's legacy wrapper."""
+    if not files or not str(files[0]).startswith("s3://"):
+        return None
+    import warnings
+
+    import s3fs
+    from pyarrow.filesystem import S3FSWrapper
+
+    with warnings.catch_warnings():  # the wrapper's deprecation: Petastorm needs exactly it
+        warnings.simplefilter("ignore", FutureWarning)
+        return S3FSWrapper(s3fs.S3FileSystem())
 
 
 class _ArrowTables:

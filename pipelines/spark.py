@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,9 @@ class SparkSettings:
     shuffle_partitions: int
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"]
     conf: dict[str, str]
+    # Maven coordinates of more jars for every session (org.apache.hadoop:hadoop-aws:<Spark's
+    # Hadoop> for s3:// roots), resolved once into the connector's cache like delta.packages
+    packages: str | None = None
 
 
 def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession:
@@ -94,12 +98,16 @@ def session_conf(
     }
     if connector:
         conf.update(delta_connector_conf(delta))
+        more = extra_jars(settings.packages)
+        if more:
+            conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars", ""), more]))
     elif submitted_connector:
         # Its SQL extension and catalog are still session settings (the connector's writes,
         # VACUUM and MERGE INTO need them).
         conf.update(
             {"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG}
         )
+    conf.update(object_store_conf(os.environ))
     if CONNECTOR_SOURCE in conf:
         # The connector rebuilds a table's state with this many tasks (default 50): at most the
         # shuffle partitions, so that small local sessions do not run 50 tasks per snapshot.
@@ -109,6 +117,36 @@ def session_conf(
             value = f"{conf[key]} {value}"
         conf[key] = value
     return conf
+
+
+S3A = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+
+
+def object_store_conf(env: Mapping[str, str]) -> dict[str, str]:
+    """Hadoop's settings for `s3://` roots, taken from the AWS environment that pyarrow, delta-rs
+    and MLflow's boto3 read too (AWS_ENDPOINT_URL, AWS_REGION; credentials stay in the
+    environment): one lakehouse URI for every reader. Needs hadoop-aws on the classpath
+    (`spark.packages`); `spark.conf` entries win."""
+    conf = {"spark.hadoop.fs.s3.impl": S3A}  # s3:// through S3A, the URI pyarrow and delta-rs take
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:  # an S3-compatible store (MinIO, moto, Ceph): path-style URLs, TLS as the URL says
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https:")).lower()
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return conf
+
+
+def extra_jars(packages: str | None) -> str:
+    """`spark.packages`' jars from the set-up cache (resolved there on first use), comma-separated."""
+    if not packages:
+        return ""
+    found = locate(packages, None)
+    if not found.available:
+        raise ConfigError(f"config key 'spark.packages': {found.problem}")
+    return ",".join(str(j) for j in found.jars)
 
 
 def _driver_has_delta() -> bool:

@@ -24,6 +24,8 @@ Settings (Airflow Variables, read when a task runs, with these defaults):
     downbeat_format    events                      ingest --format
     downbeat_model     hybrid                      train --model
     downbeat_registered_model  downbeat            mlflow.registered_model of the config
+    downbeat_packages  io.delta:delta-spark_2.13:4.0.1,org.apache.hadoop:hadoop-aws:3.4.1
+                       spark-submit --packages: the Delta connector and S3A for s3:// roots
 Spark connection: `spark_default` (e.g. spark://host:7077 or yarn).
 """
 
@@ -57,6 +59,7 @@ LANDING = var("downbeat_landing", "/data/landing")
 FORMAT = var("downbeat_format", "events")
 MODEL = var("downbeat_model", "hybrid")
 REGISTERED = var("downbeat_registered_model", "downbeat")
+PACKAGES = var("downbeat_packages", "io.delta:delta-spark_2.13:4.0.1,org.apache.hadoop:hadoop-aws:3.4.1")
 
 
 def job(task_id: str, name: str, *args: str, retries: int = 2) -> SparkSubmitOperator:
@@ -67,6 +70,7 @@ def job(task_id: str, name: str, *args: str, retries: int = 2) -> SparkSubmitOpe
         application_args=["--conf", CONF, *args],
         name=f"downbeat-{task_id}-{DAY}",
         conn_id="spark_default",
+        packages=PACKAGES,  # under spark-submit the driver JVM's classpath is spark-submit's
         env_vars={"PYTHONPATH": HOME},  # `import jobs, pipelines, models` from the checkout
         retries=retries,
         retry_delay=dt.timedelta(minutes=10),

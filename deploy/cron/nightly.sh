@@ -16,7 +16,8 @@
 #   DOWNBEAT_MODEL    train --model                                 [hybrid]
 #   DOWNBEAT_REGISTERED_MODEL  the registry name of the config     [downbeat]
 #   DOWNBEAT_LOGS     each step's stdout, stderr and JSON summary   [$DOWNBEAT_HOME/logs]
-#   SPARK_SUBMIT      spark-submit and its options, e.g. "spark-submit --master yarn"  [spark-submit]
+#   SPARK_SUBMIT      spark-submit and its options, e.g. "spark-submit --master yarn --packages
+#                     io.delta:delta-spark_2.13:4.0.1,org.apache.hadoop:hadoop-aws:3.4.1"  [spark-submit]
 #
 # crontab, 02:30 UTC every night:
 #   30 2 * * * /opt/downbeat/deploy/cron/nightly.sh >> /var/log/downbeat-nightly.log 2>&1

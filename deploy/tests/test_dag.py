@@ -55,6 +55,7 @@ def test_each_task_submits_one_job_file_with_retries_and_prints_its_summary(dag)
         assert task.retries >= 1 and task.retry_delay == dt.timedelta(minutes=10)
         assert task.application_args[-1] == "--json"
         assert task.application_args[0] == "--conf"
+        assert "io.delta:delta-spark_2.13:4.0.1,org.apache.hadoop:hadoop-aws:3.4.1" in task.packages
     assert jobs["ingest"].application.endswith("/jobs/ingest.py")
     assert jobs["champion_gate"].application.endswith("/jobs/compare.py")
     # the day's range, from the run's logical date, so that a rerun of a day rebuilds that day

@@ -30,9 +30,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,19 @@ def normalize_root(root: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def object_store_defaults(root: str, env: MutableMapping[str, str]) -> None:
+    """For an `s3://` root, the delta-rs settings downbeat relies on, where the environment does not
+    set them already: commits by conditional put (`If-None-Match`, which S3, MinIO and moto honour),
+    so that two writers cannot both commit one version; plain HTTP when AWS_ENDPOINT_URL is http://.
+    pyarrow, delta-rs, boto3 and (through pipelines/spark.py) Hadoop's S3A read the same variables."""
+    if not root.startswith("s3://"):
+        return
+    env.setdefault("AWS_CONDITIONAL_PUT", "etag")
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+    if endpoint.startswith("http://"):
+        env.setdefault("AWS_ALLOW_HTTP", "true")
+
+
 class Lakehouse:
     """Reads and writes the lakehouse's Delta tables through one engine."""
 
@@ -126,6 +140,7 @@ class Lakehouse:
         """`spark` may be None for metadata only (versions, file lists, history): reads and writes need it."""
         self._spark = spark
         self.root = normalize_root(root)
+        object_store_defaults(self.root, os.environ)
         self.engine: Engine = engine
 
     @classmethod
@@ -569,5 +584,6 @@ __all__ = [
     "WriteFailedError",
     "connector_available",
     "normalize_root",
+    "object_store_defaults",
     "resolve_engine",
 ]

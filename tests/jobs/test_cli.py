@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,10 +77,20 @@ def test_unknown_command_exits_2():
 def test_doctor_round_trips_a_scratch_table(spark, tmp_path):
     cfg = load_config(PROJECT_ROOT / "conf" / "local.yaml", [f"lakehouse.root={tmp_path / 'lh'}"])
 
+    cfg = replace(
+        cfg,
+        mlflow=replace(
+            cfg.mlflow, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art")
+        ),
+    )
+
     checks = dict(doctor.run(spark, cfg))
 
-    assert checks["round trip"] == "wrote 5 + 3 rows, read 8 back at version 1"
-    assert checks["lakehouse"] == f"{tmp_path / 'lh'} (writable)"
+    assert checks["lakehouse"] == f"{tmp_path / 'lh'}: wrote 5 + 3 rows, read 8 back at version 1, deleted"
+    assert list((tmp_path / "lh").iterdir()) == []  # the scratch table is gone
+    assert checks["mlflow"] == f"sqlite:///{tmp_path / 'm.db'}: 1 experiment(s) readable"  # Default
+    assert checks["artifacts"] == f"{tmp_path / 'art'}: wrote, listed and deleted a probe file"
+    assert list((tmp_path / "art").iterdir()) == []
     # the test session has the connector from the set-up cache, so `auto` picks it
     assert checks["delta"] == "engine spark (delta.engine=auto: connector classes load)"
 
@@ -92,7 +103,7 @@ def test_without_the_connectors_jars_auto_writes_with_delta_rs_and_says_so_once(
     spark = run_cli("--set", root, "--set", "delta.engine=spark", "doctor", env=empty_cache)
 
     assert auto.returncode == 0, auto.stderr
-    assert "engine delta-rs" in auto.stdout and "round trip" in auto.stdout
+    assert "engine delta-rs" in auto.stdout and "wrote 5 + 3 rows, read 8 back" in auto.stdout
     fallback = [line for line in auto.stderr.splitlines() if "no Delta Spark connector" in line]
     assert len(fallback) == 1 and f"is not resolved in {tmp_path / 'no-jars'}" in fallback[0]
     assert spark.returncode == 2

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from jobs.config import PROJECT_ROOT, load_config
 from pipelines.connector import cached_dir, cached_jars, jar_cache, pinned_package
 from pipelines.errors import ConfigError
-from pipelines.lakehouse import CONNECTOR_PROBLEM, DeltaSettings
-from pipelines.spark import DELTA_EXTENSION, SparkSettings, session_conf
+from pipelines.lakehouse import CONNECTOR_PROBLEM, DeltaSettings, object_store_defaults
+from pipelines.spark import DELTA_EXTENSION, SparkSettings, object_store_conf, session_conf
 
 SETTINGS = SparkSettings(
     master="local[2]", app_name="t", driver_memory="1g", shuffle_partitions=3, log_level="WARN", conf={}
@@ -109,3 +110,68 @@ def test_connector_from_a_local_jar_folder(tmp_path):
 def test_jar_folder_without_jars_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=f"'delta.jars_dir': no .jar files in {tmp_path}"):
         session_conf(SETTINGS, DeltaSettings(engine="auto", packages=None, jars_dir=str(tmp_path)))
+
+
+# ---- object storage ------------------------------------------------------------------------------
+
+
+def test_s3_roots_go_through_s3a_configured_from_the_aws_environment():
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "eu-west-1"}
+
+    conf = object_store_conf(env)
+
+    assert conf == {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1",
+    }
+    # AWS itself: no endpoint, so S3A's own (virtual-host style, TLS)
+    assert object_store_conf({}) == {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+    assert (
+        object_store_conf({"AWS_ENDPOINT_URL_S3": "https://minio:9000"})[
+            "spark.hadoop.fs.s3a.connection.ssl.enabled"
+        ]
+        == "true"
+    )
+
+
+def test_spark_packages_come_from_the_set_up_cache_with_the_connector(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOWNBEAT_JARS_CACHE", str(tmp_path))
+    folder = cached_dir("org.example:extra:1.0", tmp_path)  # a finished resolution, as resolve() leaves it
+    folder.mkdir(parents=True)
+    (folder / "org.example_extra-1.0.jar").write_bytes(b"")
+    (folder / "RESOLVED").write_text("org.example:extra:1.0\n")
+    settings = SparkSettings(**{**SETTINGS.__dict__, "packages": "org.example:extra:1.0"})
+
+    conf = session_conf(settings, DELTA_RS)
+
+    assert conf["spark.jars"] == str(folder / "org.example_extra-1.0.jar")
+
+
+def test_hadoop_aws_is_the_version_of_pyspark_s_own_hadoop():
+    """S3A must match the Hadoop that pyspark carries, else its classes fail to link at run time."""
+    import pyspark
+
+    bundled = sorted((Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar"))
+    assert len(bundled) == 1
+    hadoop = bundled[0].name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    wanted = f"org.apache.hadoop:hadoop-aws:{hadoop}"
+    assert load_config(PROJECT_ROOT / "conf" / "cluster.yaml").spark.packages == wanted
+    assert f"HADOOP_AWS := {wanted}\n" in (PROJECT_ROOT / "Makefile").read_text()
+    assert f"--packages {wanted} " in (PROJECT_ROOT / "docker" / "Dockerfile").read_text()
+
+
+def test_s3_roots_commit_by_conditional_put_unless_the_environment_says_otherwise():
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}
+    object_store_defaults("s3://bucket/lh", env)
+    assert env["AWS_CONDITIONAL_PUT"] == "etag" and env["AWS_ALLOW_HTTP"] == "true"
+
+    chosen = {"AWS_S3_LOCKING_PROVIDER": "dynamodb", "AWS_CONDITIONAL_PUT": "none"}
+    object_store_defaults("s3://bucket/lh", chosen)
+    assert chosen == {"AWS_S3_LOCKING_PROVIDER": "dynamodb", "AWS_CONDITIONAL_PUT": "none"}
+
+    local: dict[str, str] = {}
+    object_store_defaults("/data/lakehouse", local)
+    assert local == {}
