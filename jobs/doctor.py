@@ -48,8 +48,9 @@ def _lakehouse_round_trip(spark: SparkSession, lakehouse: Lakehouse) -> str:
     """A scratch table under the root itself (local or remote), written twice with the configured
     engine, read back, then deleted."""
     scratch = f"{lakehouse.root}/_doctor-{uuid.uuid4().hex[:12]}"
-    fs, base = pafs.FileSystem.from_uri(file_url(scratch))
+    fs = None
     try:
+        fs, base = pafs.FileSystem.from_uri(file_url(scratch))
         probe = Lakehouse(spark, scratch, lakehouse.engine)
         rows = spark.range(5).select(F.col("id"), (F.col("id") % 2 == 0).alias("even"))
         probe.write(rows, "bronze/doctor", mode="overwrite")
@@ -60,12 +61,15 @@ def _lakehouse_round_trip(spark: SparkSession, lakehouse: Lakehouse) -> str:
             f"lakehouse root {lakehouse.root}: a scratch table failed: {first_line(exc)}"
         ) from exc
     finally:
-        with contextlib.suppress(Exception):  # deleted also after a failure; an absent one is fine
-            fs.delete_dir(base)
+        if fs is not None:
+            with contextlib.suppress(Exception):  # after a failure too; the check below says if it stayed
+                fs.delete_dir(base)
     if read_back != 8:
         raise InputError(
             f"lakehouse root {lakehouse.root}: the scratch table read {read_back} rows, expected 8"
         )
+    if fs.get_file_info(base).type != pafs.FileType.NotFound:
+        raise InputError(f"lakehouse root {lakehouse.root}: the scratch table {scratch} could not be deleted")
     return f"{lakehouse.root}: wrote 5 + 3 rows, read {read_back} back at version {commit.version}, deleted"
 
 
@@ -92,12 +96,17 @@ def _artifact_round_trip(root: str) -> str:
             probe = Path(folder) / "probe.txt"
             probe.write_text("downbeat doctor\n")
             repository.log_artifact(str(probe))
-        listed = [a.path for a in repository.list_artifacts()]
-        repository.delete_artifacts()
+        try:
+            listed = [a.path for a in repository.list_artifacts()]
+        finally:
+            repository.delete_artifacts()
+        left = [a.path for a in repository.list_artifacts()]
     except Exception as exc:
         raise InputError(f"mlflow.artifact_root {root}: {first_line(exc)}") from exc
     if listed != ["probe.txt"]:
         raise InputError(f"mlflow.artifact_root {root}: a probe file was listed as {listed}")
+    if left:
+        raise InputError(f"mlflow.artifact_root {root}: the probe {scratch} could not be deleted")
     return f"{where}: wrote, listed and deleted a probe file"
 
 

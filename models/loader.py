@@ -200,8 +200,6 @@ def _petastorm_filesystem(files: Sequence[str]) -> Any:
     environment, as every other reader takes them) in pyarrow's legacy wrapper."""
     if not files or not str(files[0]).startswith("s3://"):
         return None
-    import warnings
-
     import s3fs
     from pyarrow.filesystem import S3FSWrapper
 

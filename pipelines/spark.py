@@ -13,7 +13,8 @@ from pyspark.sql import SparkSession
 
 from pipelines.connector import locate
 from pipelines.errors import ConfigError
-from pipelines.lakehouse import CONNECTOR_PROBLEM, CONNECTOR_SOURCE, DeltaSettings
+from pipelines.lakehouse import CONNECTOR_PROBLEM, CONNECTOR_SOURCE, S3A_CLASS, DeltaSettings
+from pipelines.lakehouse._core import jvm_loads
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -47,8 +48,14 @@ def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession
         submitted_connector=under_spark_submit and delta.engine != "delta-rs" and _driver_has_delta(),
     )
     if under_spark_submit:
-        # spark-submit already chose the master and started the driver JVM: its flags win.
+        # spark-submit already chose the master and started the driver JVM: its flags win, and so
+        # do the cluster's own object-store settings (--conf, spark-defaults.conf) over the ones
+        # downbeat derives from the AWS environment.
         conf.pop("spark.driver.memory", None)
+        submitted = _submitted_keys()
+        for key in object_store_conf(os.environ):
+            if key in submitted and key not in settings.conf:
+                conf.pop(key, None)
     elif (settings.master or "").startswith("local"):
         # Local Python workers must run the driver's interpreter (the venv), not python3 from PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -119,15 +126,12 @@ def session_conf(
     return conf
 
 
-S3A = "org.apache.hadoop.fs.s3a.S3AFileSystem"
-
-
 def object_store_conf(env: Mapping[str, str]) -> dict[str, str]:
     """Hadoop's settings for `s3://` roots, taken from the AWS environment that pyarrow, delta-rs
     and MLflow's boto3 read too (AWS_ENDPOINT_URL, AWS_REGION; credentials stay in the
     environment): one lakehouse URI for every reader. Needs hadoop-aws on the classpath
     (`spark.packages`); `spark.conf` entries win."""
-    conf = {"spark.hadoop.fs.s3.impl": S3A}  # s3:// through S3A, the URI pyarrow and delta-rs take
+    conf = {"spark.hadoop.fs.s3.impl": S3A_CLASS}  # s3:// through S3A, the URI pyarrow and delta-rs take
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     if endpoint:  # an S3-compatible store (MinIO, moto, Ceph): path-style URLs, TLS as the URL says
         conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
@@ -154,13 +158,15 @@ def _driver_has_delta() -> bool:
     from pyspark import SparkContext
 
     SparkContext._ensure_initialized()
-    jvm = SparkContext._jvm
-    if jvm is None:
-        return False
-    try:
-        return bool(jvm.org.apache.spark.util.Utils.classIsLoadable(DELTA_EXTENSION))
-    except Exception:  # py4j: the probe itself failed; the connector is then treated as absent
-        return False
+    return jvm_loads(SparkContext._jvm, DELTA_EXTENSION)
+
+
+def _submitted_keys() -> set[str]:
+    """The settings spark-submit passed to the driver JVM (--conf, spark-defaults.conf)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return {key for key, _ in SparkConf().getAll()}
 
 
 def delta_connector_conf(delta: DeltaSettings) -> dict[str, str]:

@@ -65,7 +65,8 @@ step() {  # step NAME JOB ARGS...: one job; stdout in $logs/DAY.NAME.out, stderr
         # the job's own one-line error, not the JVM's shutdown logging after it: spark-submit
         # merges a Python job's stderr into its stdout, so the line is in either file
         local why
-        why="$(cat "$out" "$err" | grep -m 1 -E '^[a-z_-]+: error: ' || tail -n 1 "$err")"
+        why="$(awk '/^[a-z_-]+: error: /{print; exit}' "$out" "$err")"
+        [[ -n "$why" ]] || why="$(tail -n 1 "$err")"
         echo "$(date -u +%FT%TZ) $name: failed with exit $code: $why" >&2
         exit "$code"
     fi

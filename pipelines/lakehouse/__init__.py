@@ -42,7 +42,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from pipelines.errors import InputError
+from pipelines.errors import ConfigError, InputError
 from pipelines.lakehouse import _delta_rs, _spark_engine
 from pipelines.lakehouse._core import (
     CODECS,
@@ -69,9 +69,12 @@ from pipelines.lakehouse._core import (
     conform,
     file_url,
     first_line,
+    jvm_loads,
     snapshot_files,
     spark_schema,
 )
+
+S3A_CLASS = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 
 log = logging.getLogger("downbeat.lakehouse")
 
@@ -102,14 +105,7 @@ def resolve_engine(spark: SparkSession, engine: str) -> Engine:
 
 def connector_available(spark: SparkSession) -> bool:
     """Whether the Delta Spark connector's classes load in this session's JVM."""
-    jvm = getattr(spark.sparkContext, "_jvm", None)
-    if jvm is None:
-        return False
-    try:
-        jvm.org.apache.spark.util.Utils.classForName(DELTA_CLASS, True, False)
-    except Exception:
-        return False
-    return True
+    return jvm_loads(getattr(spark.sparkContext, "_jvm", None), DELTA_CLASS)
 
 
 def normalize_root(root: str) -> str:
@@ -124,7 +120,9 @@ def object_store_defaults(root: str, env: MutableMapping[str, str]) -> None:
     """For an `s3://` root, the delta-rs settings downbeat relies on, where the environment does not
     set them already: commits by conditional put (`If-None-Match`, which S3, MinIO and moto honour),
     so that two writers cannot both commit one version; plain HTTP when AWS_ENDPOINT_URL is http://.
-    pyarrow, delta-rs, boto3 and (through pipelines/spark.py) Hadoop's S3A read the same variables."""
+    pyarrow, delta-rs, boto3 and (through pipelines/spark.py) Hadoop's S3A read the same variables.
+    Lakehouse() applies it to os.environ: the settings hold for the rest of the process, and for
+    the Spark workers it starts (their delta-rs and pyarrow read them too)."""
     if not root.startswith("s3://"):
         return
     env.setdefault("AWS_CONDITIONAL_PUT", "etag")
@@ -147,7 +145,14 @@ class Lakehouse:
     def from_settings(
         cls, spark: SparkSession, lakehouse: LakehouseSettings, delta: DeltaSettings
     ) -> Lakehouse:
-        return cls(spark, lakehouse.root, resolve_engine(spark, delta.engine))
+        root = normalize_root(lakehouse.root)
+        if root.startswith("s3://") and not jvm_loads(getattr(spark.sparkContext, "_jvm", None), S3A_CLASS):
+            raise ConfigError(
+                f"config key 'lakehouse.root' is {root} but Hadoop's S3A ({S3A_CLASS}) is not on Spark's "
+                "classpath: set spark.packages to org.apache.hadoop:hadoop-aws:<pyspark's Hadoop, 3.4.1> "
+                "(under spark-submit, add it to --packages)"
+            )
+        return cls(spark, root, resolve_engine(spark, delta.engine))
 
     @property
     def spark(self) -> SparkSession:

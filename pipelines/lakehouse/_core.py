@@ -334,6 +334,17 @@ def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
     return None
 
 
+def jvm_loads(jvm: Any, name: str) -> bool:
+    """Whether class `name` loads in this JVM (Spark's class loader: --jars and spark.jars count)."""
+    if jvm is None:
+        return False
+    try:
+        jvm.org.apache.spark.util.Utils.classForName(name, True, False)
+    except Exception:
+        return False
+    return True
+
+
 def first_line(exc: BaseException) -> str:
     """One line that says what went wrong: for a JVM error, its root cause's message; for a failed
     Python task, its exception's own line."""

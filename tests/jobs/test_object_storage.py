@@ -7,6 +7,7 @@ standard AWS environment variables, which every one of those clients reads."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -96,8 +97,13 @@ def s3() -> Iterator[dict[str, str]]:
                 time.sleep(0.5)
         yield env
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # it may have died already
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
 
 
 def downbeat(env: dict[str, str], *args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:

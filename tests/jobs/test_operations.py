@@ -10,15 +10,18 @@ ingests of one file at once."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -226,12 +229,36 @@ def executors_of(group: int) -> list[int]:
     return sorted(found)
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
+def wait_for(condition, process: subprocess.Popen, timeout: float, what: str, *logs: Path) -> None:
+    """Poll `condition` until it holds; fail at once, with the logs' tails, if the process ends first."""
     deadline = time.monotonic() + timeout
     while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+        ended = process.poll() is not None
+        if ended or time.monotonic() > deadline:
+            tails = "\n".join(log.read_text()[-2000:] for log in logs)
+            why = f"the process exited {process.returncode} first" if ended else f"not within {timeout:.0f} s"
+            pytest.fail(f"{what} did not happen: {why}\n{tails}")
         time.sleep(0.2)
+
+
+def lines_until(process: subprocess.Popen, pattern: str, timeout: float) -> str | None:
+    """The first line of the process's stderr matching `pattern`, read in a thread so that a process
+    that hangs fails the test after `timeout` s; None when stderr ends without one."""
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if re.search(pattern, line):
+                found.put(line.strip())
+                return
+        found.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        return found.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no line matching {pattern!r} within {timeout:.0f} s")
 
 
 def test_an_executor_killed_mid_build_is_replaced_and_the_build_ends_as_an_undisturbed_one(
@@ -247,7 +274,9 @@ def test_an_executor_killed_mid_build_is_replaced_and_the_build_ends_as_an_undis
         )
     try:
         # the build's first write has started: its tasks run on both executors
-        wait_for(lambda: "writing data files" in out.read_text(), 300, "the build's first write")
+        wait_for(
+            lambda: "writing data files" in out.read_text(), process, 300, "the build's first write", out, err
+        )
         executors = executors_of(process.pid)
         assert len(executors) == 2, executors
         at_kill = out.read_text()
@@ -258,7 +287,7 @@ def test_an_executor_killed_mid_build_is_replaced_and_the_build_ends_as_an_undis
             os.killpg(process.pid, signal.SIGKILL)
     printed = out.read_text()
     assert code == 0, printed[-3000:] + err.read_text()[-3000:]
-    # the driver saw the executor die, and the worker started another in its place
+    # the driver saw the executor die (its tasks ran again elsewhere)
     assert "Lost executor" in err.read_text() or "Lost executor" in printed
     assert '"job": "build"' not in at_kill  # the executor died while the build ran
     print(f"executor {executors[0]} killed after {at_kill.count('writing data files')} write(s) had started")
@@ -305,13 +334,11 @@ def test_the_driver_killed_during_builds_commit_phase_leaves_every_table_at_a_co
         text=True,
         start_new_session=True,
     )
-    killed_at = None
     try:
-        for line in process.stderr:  # downbeat's log: one line per committed table
-            if re.search(r" gold/\S+: committed version ", line):
-                os.killpg(process.pid, signal.SIGKILL)
-                killed_at = line.strip()
-                break
+        # downbeat's log has one line per committed table: the kill follows the first gold one
+        killed_at = lines_until(process, r" gold/\S+: committed version ", timeout=420)
+        if killed_at is not None:
+            os.killpg(process.pid, signal.SIGKILL)
         code = process.wait(timeout=60)
     finally:
         if process.poll() is None:
@@ -342,13 +369,11 @@ def test_two_concurrent_ingests_of_one_file_leave_bronze_as_one_ingest_does(spar
         "--input",
         str(raw),
     ]
-    processes = [
-        subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in processes]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both at once, each read to its end
+        runs = [pool.submit(run_command, command, timeout=300) for _ in range(2)]
+        done = [r.result() for r in runs]
+    outputs = [(d.stdout, d.stderr) for d in done]
+    processes = done
     codes = sorted(p.returncode for p in processes)
     assert codes in ([0, 0], [0, 2]), [o[1][-2000:] for o in outputs]
     for process, (_, stderr) in zip(processes, outputs, strict=True):

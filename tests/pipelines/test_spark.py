@@ -9,7 +9,13 @@ import pytest
 from jobs.config import PROJECT_ROOT, load_config
 from pipelines.connector import cached_dir, cached_jars, jar_cache, pinned_package
 from pipelines.errors import ConfigError
-from pipelines.lakehouse import CONNECTOR_PROBLEM, DeltaSettings, object_store_defaults
+from pipelines.lakehouse import (
+    CONNECTOR_PROBLEM,
+    DeltaSettings,
+    Lakehouse,
+    LakehouseSettings,
+    object_store_defaults,
+)
 from pipelines.spark import DELTA_EXTENSION, SparkSettings, object_store_conf, session_conf
 
 SETTINGS = SparkSettings(
@@ -161,6 +167,11 @@ def test_hadoop_aws_is_the_version_of_pyspark_s_own_hadoop():
     assert load_config(PROJECT_ROOT / "conf" / "cluster.yaml").spark.packages == wanted
     assert f"HADOOP_AWS := {wanted}\n" in (PROJECT_ROOT / "Makefile").read_text()
     assert f"--packages {wanted} " in (PROJECT_ROOT / "docker" / "Dockerfile").read_text()
+    dag = (PROJECT_ROOT / "deploy" / "airflow" / "downbeat_nightly.py").read_text()
+    assert f"{pinned_package()},{wanted}" in dag  # the DAG's spark-submit --packages
+    from tests.jobs.test_object_storage import HADOOP_AWS
+
+    assert wanted == HADOOP_AWS
 
 
 def test_s3_roots_commit_by_conditional_put_unless_the_environment_says_otherwise():
@@ -175,3 +186,11 @@ def test_s3_roots_commit_by_conditional_put_unless_the_environment_says_otherwis
     local: dict[str, str] = {}
     object_store_defaults("/data/lakehouse", local)
     assert local == {}
+
+
+def test_an_s3_root_without_s3a_on_the_classpath_is_one_line_naming_the_key(spark):
+    """The suite's session has no hadoop-aws: an s3:// root is refused before any read or write."""
+    settings = LakehouseSettings(root="s3://bucket/lakehouse")
+
+    with pytest.raises(ConfigError, match=r"config key 'lakehouse.root' is s3://bucket/lakehouse but .*S3A"):
+        Lakehouse.from_settings(spark, settings, DELTA_RS)
