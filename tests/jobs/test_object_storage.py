@@ -22,6 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING
 from tests.processes import run_command
 
 pytestmark = pytest.mark.integration
@@ -32,14 +33,8 @@ HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.4.1"  # the Hadoop that pip's pyspa
 SMALL = [
     f"spark.packages={HADOOP_AWS}",
     "spark.log_level=ERROR",
-    "split.test_days=14",
-    "split.validation_days=14",
-    "sequences.validation_percent=30",
-    "model.dim=16",
-    "model.layers=1",
-    "train.batch_size=16",
-    "train.max_epochs=2",
-    "train.eval_batch_size=64",
+    *SHORT_SPLITS,
+    *TINY_TRAINING,
 ]
 GOLD = (
     "gold/tracks",

@@ -31,6 +31,7 @@ from deltalake import DeltaTable
 from jobs.cli import main
 from pipelines.connector import locate
 from pipelines.lakehouse import Lakehouse
+from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING
 from tests.processes import run_command
 
 pytestmark = pytest.mark.integration
@@ -97,14 +98,8 @@ def sets(root: Path, *more: str) -> list[str]:
         f"train.checkpoint_dir={root / 'checkpoints'}",
         "delta.engine=spark",
         "spark.log_level=ERROR",
-        "split.test_days=14",
-        "split.validation_days=14",
-        "sequences.validation_percent=30",
-        "model.dim=16",
-        "model.layers=1",
-        "train.batch_size=16",
-        "train.max_epochs=2",
-        "train.eval_batch_size=64",
+        *SHORT_SPLITS,
+        *TINY_TRAINING,
         *more,
     ]
     return [x for v in values for x in ("--set", v)]

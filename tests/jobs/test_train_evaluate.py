@@ -32,6 +32,7 @@ from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, PAIRED_ACCURA
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 from pipelines.sequences import UNIT_TAG
+from tests.jobs.small import TINY_TRAINING
 from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -74,11 +75,7 @@ def settings(root: Path, *more: str) -> list[str]:
         f"mlflow.tracking_uri=sqlite:///{root / 'mlruns.db'}",
         f"mlflow.artifact_root={root / 'artifacts'}",
         f"train.checkpoint_dir={root / 'checkpoints'}",
-        "model.dim=16",
-        "model.layers=1",
-        "train.batch_size=16",
-        "train.max_epochs=2",
-        "train.eval_batch_size=64",
+        *TINY_TRAINING,
         *more,
     ]
     return [x for v in values for x in ("--set", v)]
