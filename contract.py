@@ -93,3 +93,10 @@ HISTORY_LENGTH = "history_length"
 HISTORY_TRACK_IDS = "history_track_ids"
 HISTORY_STATION_IDS = "history_station_ids"
 HISTORY_FEEDBACK_IDS = "history_feedback_ids"
+
+# ---- scoring frames (models/serving.py): what a model takes and gives, and the recommend job ----
+CANDIDATE_TRACK_IDS = "candidate_track_ids"
+EXCLUDE_TRACK_IDS = "exclude_track_ids"  # tracks never to recommend to the row's user
+TOP_TRACK_IDS = "top_track_ids"  # recommended track idx, best first
+SCORES = "scores"
+SERVED = "served"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import build, compare, demo, doctor, evaluate, experiment, ingest, maintain, synth, train
+from jobs import build, compare, demo, doctor, evaluate, experiment, ingest, maintain, recommend, synth, train
 from jobs.common import Parser, add_global_options, config_from, guarded
 from jobs.config import to_yaml
 
@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_arguments(pair)
     pair.set_defaults(handler=compare.command)
+
+    rank = commands.add_parser(
+        "recommend",
+        parents=[common],
+        help="rank the catalog for every user with a registered model -> gold/recommendations",
+    )
+    recommend.add_arguments(rank)
+    rank.set_defaults(handler=recommend.command)
 
     grid = commands.add_parser(
         "experiment",

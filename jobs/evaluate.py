@@ -103,7 +103,8 @@ def command(args: argparse.Namespace) -> int:
 
 def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
     """The MLflow model at `uri`; bad input (exit 2) when it cannot load or was trained on another
-    catalog than `tracks` (the gold/tracks snapshot)."""
+    catalog than `tracks` (the gold/tracks snapshot): another size, or (for models that record it)
+    other ids for the same tracks, as a rebuild after new plays can give."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -113,13 +114,32 @@ def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
     except (MlflowException, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"--model-uri {uri}: {first}") from None
-    trained_on = (model.metadata.metadata or {}).get("n_tracks")
+    check_catalog(uri, model.metadata.metadata or {}, tracks, root)
+    return model
+
+
+def check_catalog(uri: str, metadata: dict[str, Any], tracks: Any, root: str) -> None:
+    """Bad input (exit 2) unless the model's recorded catalog is the gold/tracks snapshot's."""
+    from models.data import read_table
+    from models.serving import catalog_fingerprint
+
+    trained_on = metadata.get("n_tracks")
     if trained_on is not None and int(trained_on) != tracks.rows:
         raise InputError(
             f"--model-uri {uri} was trained on {trained_on} tracks but gold/tracks version "
             f"{tracks.version} under {root} has {tracks.rows}: not the same catalog"
         )
-    return model
+    recorded = metadata.get("catalog")
+    if recorded is None:
+        return
+    ids = read_table(tracks, ["track_id", "track_idx"]).sort_by("track_idx")["track_id"].to_pylist()
+    if catalog_fingerprint(ids) != recorded:
+        raise InputError(
+            f"--model-uri {uri} was trained on catalog {recorded} (gold/tracks version "
+            f"{metadata.get('tracks_version', '?')}) but gold/tracks version {tracks.version} under {root} "
+            f"gives its {tracks.rows} tracks other ids (catalog {catalog_fingerprint(ids)}): not the same "
+            "catalog; retrain on it"
+        )
 
 
 def eval_frames(tables: dict[str, Any]) -> tuple[Any, Any]:

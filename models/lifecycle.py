@@ -43,6 +43,20 @@ MAY_BE_EMPTY = (STATIONS, VALIDATION_PAIRS, VALIDATION_NEXT)
 Launcher = Callable[[WorkerSpec, int], dict[str, Any]]
 CHILD_TAG = "downbeat.child"  # an experiment child's name under its parent run
 FINAL_MODEL = "model.pt"  # {checkpoint_dir}/{run_id}/model.pt: the registered weights
+TEST_BOOTSTRAP = 1000  # resamples of users behind the test figures' 95% intervals (for the record)
+# What the registry's description of a version names of its objective: the settings each model's
+# loss reads (models/settings.py TrainSettings).
+OBJECTIVE_SETTINGS = {
+    "baseline": ("p_task",),
+    "hybrid": ("p_task", "p_hard", "negative_mode", "k"),
+    "bert4rec": ("p_task", "softmax", "sampled_negatives"),
+    "sasrec": ("sampled_negatives", "alpha", "beta", "temperature", "info_nce_negatives"),
+    "gsasrec": ("sampled_negatives", "gbce_t", "not_to_recommend"),
+    "gru4rec": ("softmax", "sampled_negatives"),
+    "pnfrec": ("softmax", "sampled_negatives", "pnfrec_alpha", "pnfrec_beta"),
+}
+# The test figures a version's description gives, with their intervals.
+DESCRIBED = ("paired_accuracy", "auc", "hr@10_pos", "hr@10_neg", "ndcg@10_pos", "map@10", "coverage")
 
 
 @dataclass(frozen=True)
@@ -94,10 +108,9 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     from models.evaluation import evaluate
     from models.network import feedback_cosines
     from models.plots import plot_learning_curves
-    from models.serving import DownbeatPyfunc, input_example, load_model, score_frame, signature
+    from models.serving import load_model, score_frame
     from models.tracking import (
         CANDIDATE,
-        PIP_REQUIREMENTS,
         absolute_tracking_uri,
         decide_champion,
         experiment_id,
@@ -184,20 +197,18 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             read_frame(tables[EVAL_NEXT]),
             n_tracks,
             chunk=train_cfg.eval_batch_size,
+            bootstrap=TEST_BOOTSTRAP,
         )
         mlflow.log_metrics({f"test_{metric_name(k)}": v for k, v in result.metrics.items() if v == v})
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifact(
                 str(plot_learning_curves(outcome["history"], Path(tmp) / "learning_curves.png"))
             )
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=DownbeatPyfunc(),
-            artifacts={"checkpoint": str(model_path)},
-            signature=signature(),
-            input_example=input_example(n_tracks),
-            pip_requirements=PIP_REQUIREMENTS,
-            metadata={"n_tracks": n_tracks, "n_stations": n_stations, "model": request.model_name},
+        info = log_scoring_model(
+            model_path,
+            model,
+            tables[TRACKS],
+            n_stations,
             registered_model_name=None if child else settings.registered_model,
         )
         if child:
@@ -224,6 +235,17 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             }
         )
         log.info("champion: %s", decision.reason)
+        describe_version(
+            client,
+            name,
+            version,
+            model_name=request.model_name,
+            train=train_cfg,
+            tables=request.tables,
+            validation=(validation, validation_se, validation_table),
+            test=result.metrics,
+            decision=(decision.moved, decision.reason),
+        )
         mlflow.log_metric("wall_seconds", time.perf_counter() - started)
     return TrainResult(
         run_id, version, result.metrics, validation, validation_se, decision.moved, decision.reason, versions
@@ -273,3 +295,124 @@ def _log_inputs(
     with tempfile.TemporaryDirectory() as tmp:
         shares = tier_shares_by_position(facts.tier_where, facts.tier)
         mlflow.log_artifact(str(plot_tier_shares(shares, Path(tmp) / "hard_negative_tiers_by_position.png")))
+
+
+def log_scoring_model(
+    model_path: Path,
+    model: Any,
+    tracks: TableSnapshot,
+    n_stations: int,
+    *,
+    registered_model_name: str | None,
+) -> Any:
+    """Log the weights at `model_path` as the run's pyfunc `model` (registering it when a name is
+    given): the model's own code travels with it (`code_paths`: models/ and contract.py), it pins
+    public packages only, and its metadata names the catalog it scores (gold/tracks' version, size
+    and fingerprint), which evaluate and recommend check before they score."""
+    import mlflow
+
+    from models.data import read_table
+    from models.serving import (
+        CODE_PATHS,
+        PIP_REQUIREMENTS,
+        DownbeatPyfunc,
+        catalog_fingerprint,
+        input_example,
+        signature,
+    )
+
+    ids = read_table(tracks, ["track_id", "track_idx"]).sort_by("track_idx")["track_id"].to_pylist()
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=DownbeatPyfunc(),
+        artifacts={"checkpoint": str(model_path)},
+        code_paths=list(CODE_PATHS),
+        signature=signature(),
+        input_example=input_example(tracks.rows),
+        pip_requirements=PIP_REQUIREMENTS,
+        metadata={
+            "n_tracks": tracks.rows,
+            "n_stations": n_stations,
+            "model": model.name,
+            "max_length": model.network.settings.max_length,
+            "catalog": catalog_fingerprint(ids),
+            "tracks_version": tracks.version,
+        },
+        registered_model_name=registered_model_name,
+    )
+
+
+def describe_version(
+    client: Any,
+    name: str,
+    version: str,
+    *,
+    model_name: str,
+    train: TrainSettings,
+    tables: dict[str, TableSnapshot],
+    validation: tuple[float, float, str],
+    test: dict[str, float],
+    decision: tuple[bool, str],
+) -> None:
+    """What a consumer of the registry reads of a version: a description (the model, its objective,
+    the table versions it trained and was scored on, validation and test figures with 95%
+    intervals) and tags for the champion decision."""
+    accuracy, se, validation_table = validation
+    knobs = ", ".join(f"{k}={getattr(train, k)}" for k in OBJECTIVE_SETTINGS.get(model_name, ()))
+    lines = [
+        f"downbeat {model_name}; objective: {OBJECTIVE_DOC.get(model_name, model_name)}"
+        + (f" ({knobs})" if knobs else ""),
+        "",
+        "Trained on: " + ", ".join(f"{t}@{s.version}" for t, s in sorted(tables.items())),
+    ]
+    if accuracy == accuracy:
+        low, high = accuracy - 1.96 * se, accuracy + 1.96 * se
+        lines.append(
+            f"Validation paired accuracy (chose this version): {accuracy:.4f} "
+            f"[{low:.4f}, {high:.4f}] (95%, ±1.96 standard errors across users) on {validation_table}"
+        )
+    else:
+        lines.append(f"Validation paired accuracy: none ({validation_table} has no pairs)")
+    figures = []
+    for key in DESCRIBED:
+        value = test.get(key, float("nan"))
+        if value != value:
+            continue
+        low, high = test.get(f"{key}_ci_low", float("nan")), test.get(f"{key}_ci_high", float("nan"))
+        interval = f" [{low:.4f}, {high:.4f}]" if low == low and high == high else ""
+        figures.append(f"{key} {value:.4f}{interval}")
+    pairs, next_ = tables.get(EVAL_PAIRS), tables.get(EVAL_NEXT)
+    where = " and ".join(f"{s.table}@{s.version}" for s in (pairs, next_) if s is not None)
+    lines.append(
+        f"Test (reported only, never chooses; 95% intervals from {TEST_BOOTSTRAP} resamples of users) "
+        f"on {where}: " + "; ".join(figures)
+    )
+    moved, reason = decision
+    lines += ["", f"Champion decision: {reason}"]
+    client.update_model_version(name, version, description="\n".join(lines))
+    tags = {
+        "downbeat.model": model_name,
+        "downbeat.champion": str(moved),
+        "downbeat.champion_reason": reason,
+        "downbeat.validation_table": validation_table,
+    }
+    if accuracy == accuracy:
+        tags["downbeat.validation_paired_accuracy"] = f"{accuracy:.6f}"
+        tags["downbeat.validation_paired_accuracy_se"] = f"{se:.6f}"
+    for key, text in tags.items():
+        client.set_model_version_tag(name, version, key, text)
+
+
+# One line per model of what it learns from (the class docstrings say more).
+OBJECTIVE_DOC = {
+    "baseline": "cloze over positives only, each masked positive against one random track (BCE)",
+    "hybrid": "cloze, each masked positive against one negative (BCE): a stored hard negative or a "
+    "random track (UMAP'24)",
+    "bert4rec": "cloze over positives with a next-item softmax; hard negatives never read",
+    "sasrec": "causal next-item sampled softmax plus InfoNCE against the tracks passed over before the "
+    "next positive (RecSys'24)",
+    "gsasrec": "causal, gBCE over sampled negatives, optionally not-to-recommend on downs",
+    "gru4rec": "GRU next-item softmax",
+    "pnfrec": "positive and negative encoders over one set of track embeddings (next-item losses and a "
+    "contrast of the next positive with the negatives)",
+}

@@ -3,11 +3,17 @@
 Input: one row per request, a user's history (track, station and feedback ids, oldest first),
 the query station and the candidate tracks. Output: one score per candidate, and whether the
 model had any input for the user (`served`; e.g. the baseline cannot serve skip-only users).
+`recommend_frame` ranks the whole catalog instead (the batch recommendation job).
+
+The logged pyfunc carries this package and contract.py as its code (`CODE_PATHS`), so it loads
+where downbeat is not installed: nothing here may import pyspark, petastorm or deltalake.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +21,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from contract import HISTORY_FEEDBACK_IDS, HISTORY_STATION_IDS, HISTORY_TRACK_IDS, STATION_IDX
+from contract import (
+    CANDIDATE_TRACK_IDS,
+    EXCLUDE_TRACK_IDS,
+    HISTORY_FEEDBACK_IDS,
+    HISTORY_STATION_IDS,
+    HISTORY_TRACK_IDS,
+    SCORES,
+    SERVED,
+    STATION_IDX,
+    TOP_TRACK_IDS,
+)
 from models.data import history_tensors, pad_right
 from models.network import Recommender
 from models.settings import ModelSettings, TrainSettings
@@ -26,9 +42,16 @@ HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK = (
     HISTORY_STATION_IDS,
     HISTORY_FEEDBACK_IDS,
 )
-STATION, CANDIDATES = STATION_IDX, "candidate_track_ids"
+STATION, CANDIDATES = STATION_IDX, CANDIDATE_TRACK_IDS
 INPUT_COLUMNS = (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK, STATION, CANDIDATES)
-SCORES, SERVED = "scores", "served"
+# recommend_frame: the tracks never to recommend to a row's user (those the user rated down), in;
+# the top tracks (track idx, best first) and their scores, out.
+EXCLUDE, TOP_TRACKS = EXCLUDE_TRACK_IDS, TOP_TRACK_IDS
+HISTORY_INPUT = (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK, STATION)
+# The code a logged model carries (mlflow `code_paths`): this package and the gold tables' contract.
+CODE_PATHS = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "contract.py"))
+# What the pyfunc needs installed: public packages only (its own code travels with it).
+PIP_REQUIREMENTS = ["torch==2.13.0", "numpy==1.26.4", "pandas==2.2.3", "pyarrow==14.0.2", "mlflow==3.6.0"]
 
 
 def score_frame(
@@ -61,6 +84,71 @@ def score_frame(
             scores.extend(out[i, : counts[i]].astype(np.float32) for i in range(len(counts)))
             served.append(model.can_serve(history).cpu().numpy())
     return pd.DataFrame({SCORES: scores, SERVED: np.concatenate(served) if served else np.zeros(0, bool)})
+
+
+def recommend_frame(
+    model: Recommender, frame: pd.DataFrame, top_k: int, *, batch_size: int = 256, device: str = "cpu"
+) -> pd.DataFrame:
+    """One row per input row: the `top_k` best-scoring catalog tracks (`top_track_ids`, track idx,
+    best first; ties by the lower idx), their `scores`, and `served`. A row's `exclude_track_ids`
+    are never among its tracks; a row the model cannot serve gets none."""
+    missing = [c for c in (*HISTORY_INPUT, EXCLUDE) if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"recommendation input lacks column(s) {', '.join(missing)}; "
+            f"expected {', '.join((*HISTORY_INPUT, EXCLUDE))}"
+        )
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    model.eval()
+    width = model.network.settings.max_length
+    tracks: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    served: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, len(frame), batch_size):
+            part = frame.iloc[start : start + batch_size]
+            history = history_tensors(
+                list(part[HISTORY_TRACKS]),
+                list(part[HISTORY_STATIONS]),
+                list(part[HISTORY_FEEDBACK]),
+                part[STATION].fillna(0).to_numpy(),
+                width - 1,
+            ).to(device)
+            full = model.score_all(history).float()  # (B, n_tracks + 1), padding column -inf
+            excluded = [np.asarray(x, dtype=np.int64) for x in part[EXCLUDE]]
+            rows = np.repeat(np.arange(len(excluded)), [len(x) for x in excluded])
+            if len(rows):
+                columns = np.concatenate(excluded)
+                inside = (columns > 0) & (columns < full.shape[1])
+                full[torch.from_numpy(rows[inside]), torch.from_numpy(columns[inside])] = float("-inf")
+            k = min(top_k, full.shape[1] - 1)
+            # a stable descending sort: equal scores keep idx order (most played first)
+            ranked, order = torch.sort(full, dim=1, descending=True, stable=True)
+            best, top = ranked[:, :k].cpu().numpy(), order[:, :k].cpu().numpy()
+            ok = model.can_serve(history).cpu().numpy()
+            for i in range(len(part)):
+                keep = np.isfinite(best[i]) if ok[i] else np.zeros(k, dtype=bool)
+                tracks.append(top[i][keep].astype(np.int64))
+                scores.append(best[i][keep].astype(np.float32))
+            served.append(ok)
+    return pd.DataFrame(
+        {
+            TOP_TRACKS: tracks,
+            SCORES: scores,
+            SERVED: np.concatenate(served) if served else np.zeros(0, bool),
+        }
+    )
+
+
+def catalog_fingerprint(track_ids: Iterable[str]) -> str:
+    """A catalog's identity: the track ids in track_idx order (1..N), hashed. Two builds that give
+    the same ids to the same tracks have the same fingerprint, whatever their table versions."""
+    digest = hashlib.sha256()
+    for track in track_ids:
+        digest.update(track.encode("utf-8"))
+        digest.update(b"\x1f")
+    return digest.hexdigest()[:16]
 
 
 def checkpoint_payload(model: Recommender, config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -144,3 +232,7 @@ class DownbeatPyfunc(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         return score_frame(self.model, model_input)
+
+    def recommend(self, frame: pd.DataFrame, top_k: int, batch_size: int = 256) -> pd.DataFrame:
+        """The batch recommendation job's call: recommend_frame on the loaded model."""
+        return recommend_frame(self.model, frame, top_k, batch_size=batch_size)

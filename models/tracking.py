@@ -14,7 +14,6 @@ CANDIDATE, CHAMPION = "candidate", "champion"
 # The champion gate reads validation figures only: test data never chooses a model.
 EVAL_TABLE_PARAM = "table.gold/validation_pairs"
 PAIRED_ACCURACY = "validation_paired_accuracy"
-PIP_REQUIREMENTS = ["torch==2.13.0", "numpy==1.26.4", "pandas==2.2.3", "mlflow==3.6.0", "downbeat==0.1.0"]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from contract import (  # noqa: F401  (re-exported: pipeline code reads every na
     DOWN_EVENT_ID,
     DOWN_TRACK_ID,
     DOWN_TRACK_IDX,
+    EXCLUDE_TRACK_IDS,
     FEEDBACK,
     FEEDBACK_ID,
     FEEDBACK_IDS,
@@ -31,7 +32,9 @@ from contract import (  # noqa: F401  (re-exported: pipeline code reads every na
     NEGATIVE_TRACK_IDS,
     PAD,
     PLAY,
+    SCORES,
     SEQUENCE_ARRAYS,
+    SERVED,
     SKIP,
     SPLIT,
     STATION_ID,
@@ -44,6 +47,7 @@ from contract import (  # noqa: F401  (re-exported: pipeline code reads every na
     TIER_RANDOM,
     TIER_SAME_DAY_DOWN,
     TIER_SAME_DAY_SKIP,
+    TOP_TRACK_IDS,
     TRACK_ID,
     TRACK_IDS,
     TRACK_IDX,
@@ -226,6 +230,26 @@ METRIC = "metric"
 VALUE = "value"
 STATS = _struct((METRIC, T.StringType(), False), (VALUE, T.DoubleType(), True))
 
+# gold/recommendations (written by `downbeat recommend`, not by build): one row per (model version,
+# user, rank); a run replaces the rows of its model version (for its users), keeping other versions'.
+RANK = "rank"
+SCORE = "score"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+MODEL_RUN_ID = "model_run_id"
+HISTORY_VERSION = "history_version"
+RECOMMENDATIONS = _struct(
+    (USER_ID, T.StringType(), False),
+    (RANK, T.IntegerType(), False),
+    (TRACK_ID, T.StringType(), False),
+    (TRACK_IDX, T.IntegerType(), False),
+    (SCORE, T.FloatType(), False),
+    (MODEL_NAME, T.StringType(), False),
+    (MODEL_VERSION, T.StringType(), False),
+    (MODEL_RUN_ID, T.StringType(), False),
+    (HISTORY_VERSION, T.LongType(), False),
+)
+
 # Tables laid out for the training loader: uncompressed files of one row group each. `build` writes
 # them so; `maintain --optimize` leaves them alone (compaction would undo the layout).
 STREAMED_TABLES = ("gold/training_sequences",)
@@ -244,4 +268,5 @@ TABLES = {
     "gold/validation_pairs": EVAL_PAIRS,
     "gold/validation_next": EVAL_NEXT,
     "gold/stats": STATS,
+    "gold/recommendations": RECOMMENDATIONS,
 }

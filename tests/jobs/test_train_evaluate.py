@@ -39,17 +39,10 @@ DOWNBEAT = Path(sys.executable).parent / "downbeat"
 
 
 @pytest.fixture(scope="module")
-def lakehouse(spark, tmp_path_factory):
-    """synth (60 users, 40 days) -> ingest -> build, once for the module."""
-    root = tmp_path_factory.mktemp("train")
-    raw, lh = root / "raw", root / "lh"
-    common = ["--set", f"lakehouse.root={lh}", "--set", "spark.log_level=ERROR"]
-    common += ["--set", "split.test_days=14", "--set", "split.validation_days=14"]
-    common += ["--set", "sequences.validation_percent=30"]
-    assert main([*common, "synth", "--users", "60", "--days", "40", "--out", str(raw)]) == 0
-    assert main([*common, "ingest", "--format", "events", "--input", str(raw)]) == 0
-    assert main([*common, "build"]) == 0
-    return root
+def lakehouse(built_lakehouse):
+    """The shared synthetic lakehouse (tests/jobs/conftest.py); this module's MLflow store,
+    checkpoints and artifacts live beside it."""
+    return built_lakehouse
 
 
 def downbeat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

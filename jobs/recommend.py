@@ -1,0 +1,303 @@
+"""`downbeat recommend --model-uri URI [--top-k K] [--users TABLE_OR_ALL] [--json]`.
+
+Ranks the whole catalog for every user with plays (or every user of a lakehouse table with a
+user_id column) with a registered model, and writes the top K per user to gold/recommendations.
+The history a model reads is the user's last plays in silver/plays (up to the model's length); the
+tracks the user ever rated down are never recommended; played tracks may be (music is replayed).
+The model's files are shipped to the executors once and loaded once per Python worker
+(mapInPandas). A run replaces its model version's rows (for its users) and keeps the rest; a rerun
+on the same inputs writes nothing. Also runnable as `spark-submit jobs/recommend.py --model-uri URI`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pyspark import StorageLevel
+
+from jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
+from jobs.evaluate import check_catalog
+from pipelines import schemas as S
+from pipelines.errors import ConflictError, InputError
+from pipelines.lakehouse import Lakehouse
+from pipelines.lakehouse._core import TABLE_NAME, commit_tags
+from pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
+from pipelines.spark import spark_session
+
+log = logging.getLogger("downbeat.recommend")
+TABLE = "gold/recommendations"
+PLAYS, TRACKS, STATIONS = "silver/plays", "gold/tracks", "gold/stations"
+RUN_TAG = "downbeat.recommend"  # the commit's inputs: a rerun with the same ones writes nothing
+ALL = "ALL"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-uri",
+        required=True,
+        metavar="URI",
+        help="a registered model: models:/NAME@ALIAS or models:/NAME/VERSION",
+    )
+    parser.add_argument("--top-k", type=int, default=20, metavar="K", help="tracks per user (default 20)")
+    parser.add_argument(
+        "--users",
+        default=ALL,
+        metavar="TABLE_OR_ALL",
+        help="ALL (every user with plays; the default) or a lakehouse table (layer/name) with user_id",
+    )
+    add_json_option(parser)
+
+
+def command(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    started = time.monotonic()
+    if args.top_k < 1:
+        raise InputError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.users != ALL and not TABLE_NAME.match(args.users):
+        raise InputError(f"--users {args.users}: name a lakehouse table (layer/name, e.g. gold/users) or ALL")
+    name, version, run_id = registered_version(args.model_uri, cfg.mlflow.tracking_uri)
+    lakehouse = Lakehouse(None, cfg.lakehouse.root)
+    tables = snapshots(lakehouse, (PLAYS, TRACKS, STATIONS), may_be_empty=(STATIONS,))
+    users_version = None
+    if args.users != ALL:
+        if not lakehouse.exists(args.users):
+            raise InputError(f"--users {args.users}: no such table under {lakehouse.root}")
+        users_version = lakehouse.version(args.users)
+        if S.USER_ID not in lakehouse.schema(args.users).fieldNames():
+            raise InputError(f"--users {args.users} version {users_version} has no {S.USER_ID} column")
+
+    with tempfile.TemporaryDirectory(prefix="downbeat-recommend-") as tmp:
+        local = download_model(f"models:/{name}/{version}", Path(tmp))
+        metadata = load_metadata(args.model_uri, local)
+        check_catalog(args.model_uri, metadata, tables[TRACKS], cfg.lakehouse.root)
+        inputs = {
+            "model_name": name,
+            "model_version": version,
+            "history_version": tables[PLAYS].version,
+            "tracks_version": tables[TRACKS].version,
+            "stations_version": tables[STATIONS].version,
+            "top_k": args.top_k,
+            "users": args.users if users_version is None else f"{args.users}@{users_version}",
+        }
+        spark = spark_session(cfg.spark, cfg.delta)
+        lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+        before = lakehouse.version(TABLE) if lakehouse.exists(TABLE) else None
+        if before is not None and _last_run(lakehouse) == inputs:
+            log.info("%s version %d already holds this run's rows: nothing to write", TABLE, before)
+            return _report(args, started, inputs, before, written=False, users=None, rows=None, unserved=None)
+
+        plays = lakehouse.read(PLAYS, tables[PLAYS].version)
+        tracks = lakehouse.read(TRACKS, tables[TRACKS].version)
+        stations = lakehouse.read(STATIONS, tables[STATIONS].version)
+        users = None if users_version is None else lakehouse.read(args.users, users_version)
+        width = max(1, int(metadata.get("max_length") or cfg.training_width) - 1)
+        histories = user_histories(plays, tracks, stations, width=width, users=users).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        ranked = None
+        try:
+            n_users = histories.count()
+            if n_users == 0:
+                where = "silver/plays" if users is None else f"{args.users} version {users_version}"
+                raise InputError(
+                    f"no user to recommend for: {where} has no user with plays in silver/plays "
+                    f"version {tables[PLAYS].version}"
+                )
+            shipped = f"downbeat-model-{version}-{uuid.uuid4().hex[:8]}"
+            spark.sparkContext.addFile(str(local.rename(local.parent / shipped)), recursive=True)
+            batch = cfg.train.eval_batch_size
+            ranked = histories.mapInPandas(
+                lambda frames: rank_partition(frames, shipped=shipped, top_k=args.top_k, batch_size=batch),
+                RANKED,
+            ).persist(StorageLevel.MEMORY_AND_DISK)
+            unserved = ranked.where(~ranked[S.SERVED]).count()
+            rows = recommendation_rows(
+                ranked,
+                tracks,
+                model_name=name,
+                model_version=version,
+                run_id=run_id,
+                history_version=tables[PLAYS].version,
+            )
+            if before is not None:
+                if lakehouse.version(TABLE) != before:
+                    raise ConflictError(f"another writer committed to {TABLE} meanwhile: rerun the job")
+                rows = replacing(
+                    lakehouse.read(TABLE, before), rows, model_name=name, model_version=version, users=users
+                )
+            log.info("ranking the catalog for %d users with %s version %s", n_users, name, version)
+            with lakehouse.transaction() as tx:
+                tx.stage(rows, TABLE, tags={RUN_TAG: json.dumps(inputs, sort_keys=True)})
+        finally:
+            histories.unpersist()
+            if ranked is not None:
+                ranked.unpersist()
+    committed = tx.commits[TABLE].version
+    table = lakehouse.read(TABLE, committed)
+    new_rows = table.where((table[S.MODEL_NAME] == name) & (table[S.MODEL_VERSION] == version))
+    return _report(
+        args,
+        started,
+        inputs,
+        committed,
+        written=True,
+        users=n_users - unserved,
+        rows=new_rows.count(),
+        unserved=unserved,
+    )
+
+
+def _report(
+    args: argparse.Namespace,
+    started: float,
+    inputs: dict[str, Any],
+    version: int,
+    *,
+    written: bool,
+    users: int | None,
+    rows: int | None,
+    unserved: int | None,
+) -> int:
+    what = f"{inputs['model_name']} version {inputs['model_version']}"
+    if written:
+        print(
+            f"recommend: {TABLE} version {version}: top {inputs['top_k']} of {what} for {users} users "
+            f"({unserved} the model cannot serve), from silver/plays version {inputs['history_version']}"
+        )
+    else:
+        print(f"recommend: {TABLE} version {version} already holds {what}'s rows for these inputs")
+    if args.json:
+        print_summary(
+            "recommend",
+            started,
+            written=written,
+            tables={TABLE: {"version": version}},
+            served_users=users,
+            unserved_users=unserved,
+            model_rows=rows,
+            **inputs,
+        )
+    return 0
+
+
+def _last_run(lakehouse: Lakehouse) -> dict[str, Any] | None:
+    """The inputs of the run that made the table's current version (None after any other write)."""
+    entries = lakehouse.history(TABLE, limit=1)
+    tag = commit_tags(entries[0]).get(RUN_TAG) if entries else None
+    try:
+        return json.loads(tag) if isinstance(tag, str) else None
+    except ValueError:
+        return None
+
+
+def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
+    """(name, version, run id) of a models:/NAME@ALIAS or models:/NAME/VERSION URI; bad input
+    (exit 2) for any other URI or one the registry does not know."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)  # the registry, and where models:/ URIs download from
+    rest = uri.removeprefix("models:/") if uri.startswith("models:/") else None
+    alias = version = None
+    if rest and "@" in rest and "/" not in rest:
+        name, alias = rest.split("@", 1)
+    elif rest and rest.count("/") == 1:
+        name, version = rest.split("/")
+    else:
+        raise InputError(
+            f"--model-uri {uri}: name a registered model (models:/NAME@ALIAS or models:/NAME/VERSION); "
+            "gold/recommendations rows are keyed by model version"
+        )
+    client = MlflowClient(tracking_uri)
+    try:
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias is not None
+            else client.get_model_version(name, str(version))
+        )
+    except MlflowException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--model-uri {uri}: {first}") from None
+    return str(found.name), str(found.version), str(found.run_id)
+
+
+def download_model(uri: str, into: Path) -> Path:
+    """The model's files in a local folder (to ship to the executors)."""
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--model-uri {uri}: its files could not be downloaded: {first}") from None
+
+
+def load_metadata(uri: str, local: Path) -> dict[str, Any]:
+    """The logged model's metadata; bad input (exit 2) unless it was logged with batch recommendation
+    (its code carries recommend_frame)."""
+    from mlflow.models import Model
+
+    try:
+        model = Model.load(str(local))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--model-uri {uri}: {first}") from None
+    metadata = dict(model.metadata or {})
+    if "catalog" not in metadata:
+        raise InputError(
+            f"--model-uri {uri} was logged before batch recommendation existed (its metadata names no "
+            "catalog): retrain it"
+        )
+    return metadata
+
+
+_LOADED: dict[str, Any] = {}  # per Python worker: the model each shipped folder holds
+
+
+def rank_partition(
+    frames: Iterable[pd.DataFrame], *, shipped: str, top_k: int, batch_size: int
+) -> Iterator[pd.DataFrame]:
+    """mapInPandas: each user's top `top_k` tracks, by the model in the shipped folder, loaded once
+    per Python worker with the code it was logged with, on as many threads as the task has cores."""
+    import torch
+    from pyspark import SparkFiles, TaskContext
+
+    path = SparkFiles.get(shipped)
+    model = _LOADED.get(path)
+    if model is None:
+        import mlflow
+
+        model = _LOADED[path] = mlflow.pyfunc.load_model(path).unwrap_python_model()
+    context = TaskContext.get()
+    torch.set_num_threads(max(1, context.cpus() if context is not None else 1))
+    for frame in frames:
+        if frame.empty:
+            continue
+        out = model.recommend(frame, top_k, batch_size)
+        yield pd.DataFrame(
+            {
+                S.USER_ID: frame[S.USER_ID].to_numpy(),
+                S.TOP_TRACK_IDS: out[S.TOP_TRACK_IDS].to_numpy(),
+                S.SCORES: out[S.SCORES].to_numpy(),
+                S.SERVED: out[S.SERVED].to_numpy(dtype=bool),
+            }
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main("recommend", __doc__.splitlines()[0] if __doc__ else None, command, add_arguments, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""gold/recommendations: each user's latest history from silver/plays in, ranked tracks out.
+
+`user_histories` gives the scoring input (what a model reads of a user now, and the tracks the
+user rated down, never to be recommended); the model's ranking runs outside this module (jobs/
+recommend.py hands each partition to the registered model); `recommendation_rows` turns its
+ranked lists into table rows, and `replacing` keeps the rows the run does not replace.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines import schemas as S
+from pipelines.sequences import feedback_id
+from pipelines.vocabulary import with_station_index, with_track_index
+
+# The scoring input's columns (models/serving.py recommend_frame reads them by these names) and
+# the ranked output's.
+STATION_QUERY = S.STATION_IDX
+EXCLUDE, TOP_TRACKS, SCORES, SERVED = S.EXCLUDE_TRACK_IDS, S.TOP_TRACK_IDS, S.SCORES, S.SERVED
+RANKED = T.StructType(
+    [
+        T.StructField(S.USER_ID, T.StringType(), False),
+        T.StructField(TOP_TRACKS, T.ArrayType(T.LongType(), False), False),
+        T.StructField(SCORES, T.ArrayType(T.FloatType(), False), False),
+        T.StructField(SERVED, T.BooleanType(), False),
+    ]
+)
+
+
+def user_histories(
+    plays: DataFrame,
+    tracks: DataFrame,
+    stations: DataFrame,
+    *,
+    width: int,
+    users: DataFrame | None = None,
+) -> DataFrame:
+    """One row per user with plays (of `users`' user_id column, when given; grain: user_id): the
+    user's last `width` plays, any feedback, oldest first, as track, station and feedback id arrays;
+    the station of the last play (the query); and every track the user ever rated down (track idx,
+    ascending). Plays are ordered by (ts, event_id), as everywhere else."""
+    if width < 1:
+        raise ValueError(f"history width must be at least 1, got {width}")
+    if users is not None:
+        plays = plays.join(users.select(S.USER_ID).distinct(), S.USER_ID, "left_semi")
+    indexed = with_station_index(
+        with_track_index(plays, tracks, column=S.TRACK_ID, as_="_track"), stations
+    ).withColumn(
+        "_recent",
+        F.row_number().over(
+            Window.partitionBy(S.USER_ID).orderBy(F.col(S.TS).desc(), F.col(S.EVENT_ID).desc())
+        ),
+    )
+    item = F.struct(
+        F.col(S.TS).alias("ts"),
+        F.col(S.EVENT_ID).alias("event"),
+        F.col("_track").alias("track"),
+        F.col(S.STATION_IDX).alias("station"),
+        feedback_id(F.col(S.FEEDBACK)).alias("feedback"),
+    )
+    grouped = indexed.groupBy(S.USER_ID).agg(
+        F.array_sort(F.collect_list(F.when(F.col("_recent") <= width, item))).alias("_items"),
+        F.array_sort(
+            F.collect_set(F.when((F.col(S.FEEDBACK) == S.DOWN) & (F.col("_track") > 0), F.col("_track")))
+        ).alias("_downs"),
+    )
+    return grouped.select(
+        S.USER_ID,
+        F.transform("_items", lambda x: x["track"].cast("long")).alias(S.HISTORY_TRACK_IDS),
+        F.transform("_items", lambda x: x["station"].cast("long")).alias(S.HISTORY_STATION_IDS),
+        F.transform("_items", lambda x: x["feedback"].cast("long")).alias(S.HISTORY_FEEDBACK_IDS),
+        F.element_at("_items", -1)["station"].cast("long").alias(STATION_QUERY),
+        F.transform("_downs", lambda x: x.cast("long")).alias(EXCLUDE),
+    )
+
+
+def recommendation_rows(
+    ranked: DataFrame,
+    tracks: DataFrame,
+    *,
+    model_name: str,
+    model_version: str,
+    run_id: str,
+    history_version: int,
+) -> DataFrame:
+    """gold/recommendations rows from ranked lists (RANKED): one per (user, rank), rank 1 the best,
+    with the track's id, the model's score and where both came from. Unserved users have none."""
+    exploded = ranked.select(
+        S.USER_ID, F.posexplode(F.arrays_zip(F.col(TOP_TRACKS), F.col(SCORES))).alias("_pos", "_pick")
+    )
+    ids = tracks.select(S.TRACK_ID, S.TRACK_IDX)
+    return (
+        exploded.select(
+            S.USER_ID,
+            (F.col("_pos") + 1).cast("int").alias(S.RANK),
+            F.col("_pick")[TOP_TRACKS].cast("int").alias(S.TRACK_IDX),
+            F.col("_pick")[SCORES].cast("float").alias(S.SCORE),
+        )
+        .join(F.broadcast(ids), S.TRACK_IDX, "inner")
+        .select(
+            S.USER_ID,
+            S.RANK,
+            S.TRACK_ID,
+            S.TRACK_IDX,
+            S.SCORE,
+            F.lit(model_name).alias(S.MODEL_NAME),
+            F.lit(model_version).alias(S.MODEL_VERSION),
+            F.lit(run_id).alias(S.MODEL_RUN_ID),
+            F.lit(history_version).cast("long").alias(S.HISTORY_VERSION),
+        )
+    )
+
+
+def replacing(
+    current: DataFrame, new: DataFrame, *, model_name: str, model_version: str, users: DataFrame | None
+) -> DataFrame:
+    """The table after a run: `current`'s rows except those the run replaces (its model version's,
+    for every user, or for `users` only when given), then the run's own rows."""
+    same = (F.col(S.MODEL_NAME) == model_name) & (F.col(S.MODEL_VERSION) == model_version)
+    if users is None:
+        kept = current.where(~same)
+    else:
+        theirs = current.where(same).join(users.select(S.USER_ID).distinct(), S.USER_ID, "left_anti")
+        kept = current.where(~same).unionByName(theirs)
+    columns = S.RECOMMENDATIONS.fieldNames()
+    return kept.select(*columns).unionByName(new.select(*columns))

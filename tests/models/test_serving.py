@@ -1,0 +1,92 @@
+"""recommend_frame: the catalog ranked from a model's scores, down-rated tracks never among them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.network import DOWN, PLAY, SKIP, UP
+from models.serving import (
+    CANDIDATES,
+    EXCLUDE,
+    HISTORY_FEEDBACK,
+    HISTORY_STATIONS,
+    HISTORY_TRACKS,
+    SCORES,
+    SERVED,
+    STATION,
+    TOP_TRACKS,
+    catalog_fingerprint,
+    recommend_frame,
+    score_frame,
+)
+from models.train import seed_everything
+from models.zoo import build_model
+from tests.models.helpers import settings
+
+N_TRACKS = 40
+
+
+def model(name: str = "hybrid"):
+    model_settings, train_settings = settings()
+    seed_everything(5)
+    return build_model(name, N_TRACKS, 3, model_settings, train_settings, (UP,))
+
+
+def requests(exclude: list[list[int]]) -> pd.DataFrame:
+    histories = [[3, 7, 9], [12, 5], [8, 8, 30, 2]][: len(exclude)]
+    return pd.DataFrame(
+        {
+            HISTORY_TRACKS: [np.array(h) for h in histories],
+            HISTORY_STATIONS: [np.ones(len(h), dtype=np.int64) for h in histories],
+            HISTORY_FEEDBACK: [np.array([UP, SKIP, DOWN, PLAY][: len(h)]) for h in histories],
+            STATION: [1] * len(histories),
+            EXCLUDE: [np.array(x, dtype=np.int64) for x in exclude],
+        }
+    )
+
+
+def test_the_top_tracks_are_the_best_scored_of_the_whole_catalog_in_order():
+    m = model()
+    frame = requests([[], [], []])
+    top = recommend_frame(m, frame, 5, batch_size=2)
+    full = score_frame(m, frame.assign(**{CANDIDATES: [np.arange(1, N_TRACKS + 1)] * 3}))
+    for i in range(3):
+        scores = full[SCORES][i]
+        expected = np.argsort(-scores, kind="stable")[:5] + 1  # column j scores track j + 1
+        assert list(top[TOP_TRACKS][i]) == list(expected)
+        assert np.allclose(top[SCORES][i], scores[expected - 1], atol=1e-5)
+    assert top[SERVED].all()
+
+
+def test_down_rated_tracks_are_never_recommended_and_the_next_best_move_up():
+    m = model()
+    before = recommend_frame(m, requests([[], []]), 4)
+    best, second = int(before[TOP_TRACKS][0][0]), int(before[TOP_TRACKS][1][1])
+    after = recommend_frame(m, requests([[best, 0, N_TRACKS + 5], [second]]), 4)
+    assert best not in after[TOP_TRACKS][0] and second not in after[TOP_TRACKS][1]
+    # the rest keep their order; the fifth best fills the last place
+    assert list(after[TOP_TRACKS][0][:3]) == list(before[TOP_TRACKS][0][1:])
+    assert list(after[TOP_TRACKS][1][:1]) == list(before[TOP_TRACKS][1][:1])
+    assert list(after[TOP_TRACKS][1][1:3]) == list(before[TOP_TRACKS][1][2:])
+    assert len(after[TOP_TRACKS][0]) == len(after[TOP_TRACKS][1]) == 4
+
+
+def test_a_user_the_model_cannot_serve_gets_no_tracks_and_k_is_capped_by_the_catalog():
+    baseline = model("baseline")  # reads positives only: a skip-only history is nothing to it
+    frame = requests([[], []])
+    frame.at[0, HISTORY_FEEDBACK] = np.array([SKIP, SKIP, SKIP])
+    out = recommend_frame(baseline, frame, N_TRACKS + 10)
+    assert list(out[SERVED]) == [False, True]
+    assert len(out[TOP_TRACKS][0]) == 0 and len(out[TOP_TRACKS][1]) == N_TRACKS
+    with pytest.raises(ValueError, match="top_k"):
+        recommend_frame(baseline, frame, 0)
+    with pytest.raises(ValueError, match=EXCLUDE):
+        recommend_frame(baseline, frame.drop(columns=[EXCLUDE]), 3)
+
+
+def test_the_catalog_fingerprint_follows_the_ids_in_index_order_only():
+    assert catalog_fingerprint(["a", "b", "c"]) == catalog_fingerprint(iter(["a", "b", "c"]))
+    assert catalog_fingerprint(["a", "b", "c"]) != catalog_fingerprint(["b", "a", "c"])
+    assert catalog_fingerprint(["ab", "c"]) != catalog_fingerprint(["a", "bc"])
