@@ -199,7 +199,12 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             chunk=train_cfg.eval_batch_size,
             bootstrap=TEST_BOOTSTRAP,
         )
-        mlflow.log_metrics({f"test_{metric_name(k)}": v for k, v in result.metrics.items() if v == v})
+        # the point figures as metrics; with their intervals in test_metrics.json (more metric keys
+        # would push a resumed run past mlflow 3.6's 100-key batch in its duplicate-metric handling)
+        mlflow.log_metrics(
+            {f"test_{metric_name(k)}": v for k, v in result.metrics.items() if v == v and not _interval(k)}
+        )
+        mlflow.log_dict({k: (None if v != v else v) for k, v in result.metrics.items()}, "test_metrics.json")
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifact(
                 str(plot_learning_curves(outcome["history"], Path(tmp) / "learning_curves.png"))
@@ -295,6 +300,10 @@ def _log_inputs(
     with tempfile.TemporaryDirectory() as tmp:
         shares = tier_shares_by_position(facts.tier_where, facts.tier)
         mlflow.log_artifact(str(plot_tier_shares(shares, Path(tmp) / "hard_negative_tiers_by_position.png")))
+
+
+def _interval(key: str) -> bool:
+    return key.endswith(("_ci_low", "_ci_high"))
 
 
 def log_scoring_model(

@@ -356,9 +356,9 @@ def test_a_registered_version_describes_itself_to_a_consumer(consumer):
         assert f"{table}@{run.data.params[f'table.{table}'].rsplit('@', 1)[1]}" in text
     accuracy = run.data.metrics["validation_paired_accuracy"]
     assert re.search(rf"Validation paired accuracy .*: {accuracy:.4f} \[\d\.\d{{4}}, \d\.\d{{4}}\]", text)
-    metrics = run.data.metrics
-    low, high = metrics["test_paired_accuracy_ci_low"], metrics["test_paired_accuracy_ci_high"]
-    assert low <= run.data.metrics["test_paired_accuracy"] <= high
+    logged = json.loads(Path(client.download_artifacts(version.run_id, "test_metrics.json")).read_text())
+    low, high = logged["paired_accuracy_ci_low"], logged["paired_accuracy_ci_high"]
+    assert low <= run.data.metrics["test_paired_accuracy"] == logged["paired_accuracy"] <= high and low < high
     assert f"paired_accuracy {run.data.metrics['test_paired_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in text
     assert "Champion decision: no champion yet" in text
     assert version.tags["downbeat.champion"] == "True" and version.tags["downbeat.model"] == "hybrid"
