@@ -106,7 +106,15 @@ def command(args: argparse.Namespace) -> int:
         )
         ranked = None
         try:
+            step = time.monotonic()
             n_users = histories.count()
+            log.info(
+                "%d users' last %d plays from silver/plays version %d (%.1f s)",
+                n_users,
+                width,
+                tables[PLAYS].version,
+                time.monotonic() - step,
+            )
             if n_users == 0:
                 where = "silver/plays" if users is None else f"{args.users} version {users_version}"
                 raise InputError(
@@ -120,7 +128,17 @@ def command(args: argparse.Namespace) -> int:
                 lambda frames: rank_partition(frames, shipped=shipped, top_k=args.top_k, batch_size=batch),
                 RANKED,
             ).persist(StorageLevel.MEMORY_AND_DISK)
+            step = time.monotonic()
             unserved = ranked.where(~ranked[S.SERVED]).count()
+            log.info(
+                "ranked %d tracks for %d users with %s version %s: %.0f users/s (%d cannot be served)",
+                tables[TRACKS].rows,
+                n_users,
+                name,
+                version,
+                n_users / max(time.monotonic() - step, 1e-9),
+                unserved,
+            )
             rows = recommendation_rows(
                 ranked,
                 tracks,
@@ -135,7 +153,6 @@ def command(args: argparse.Namespace) -> int:
                 rows = replacing(
                     lakehouse.read(TABLE, before), rows, model_name=name, model_version=version, users=users
                 )
-            log.info("ranking the catalog for %d users with %s version %s", n_users, name, version)
             with lakehouse.transaction() as tx:
                 tx.stage(rows, TABLE, tags={RUN_TAG: json.dumps(inputs, sort_keys=True)})
         finally:
@@ -207,6 +224,8 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from models.tracking import restore_logging
+
     mlflow.set_tracking_uri(tracking_uri)  # the registry, and where models:/ URIs download from
     rest = uri.removeprefix("models:/") if uri.startswith("models:/") else None
     alias = version = None
@@ -229,6 +248,8 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
     except MlflowException as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"--model-uri {uri}: {first}") from None
+    finally:
+        restore_logging()  # opening a sqlite store runs alembic, which hides INFO lines
     return str(found.name), str(found.version), str(found.run_id)
 
 

@@ -123,9 +123,8 @@ def recommend_frame(
                 inside = (columns > 0) & (columns < full.shape[1])
                 full[torch.from_numpy(rows[inside]), torch.from_numpy(columns[inside])] = float("-inf")
             k = min(top_k, full.shape[1] - 1)
-            # a stable descending sort: equal scores keep idx order (most played first)
-            ranked, order = torch.sort(full, dim=1, descending=True, stable=True)
-            best, top = ranked[:, :k].cpu().numpy(), order[:, :k].cpu().numpy()
+            best_t, top_t = top_tracks(full, k)
+            best, top = best_t.cpu().numpy(), top_t.cpu().numpy()
             ok = model.can_serve(history).cpu().numpy()
             for i in range(len(part)):
                 keep = np.isfinite(best[i]) if ok[i] else np.zeros(k, dtype=bool)
@@ -139,6 +138,22 @@ def recommend_frame(
             SERVED: np.concatenate(served) if served else np.zeros(0, bool),
         }
     )
+
+
+def top_tracks(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, k) best scores and their columns, best first, equal scores by the lower column: what a
+    stable descending sort of every row gives, at the cost of a top-k (a full sort of a 20,000-track
+    catalog costs more than the model). Rows with ties across the k-th place take the full sort."""
+    values, columns = torch.topk(scores, k, dim=1)  # the k best, in some order among equals
+    by_column = columns.argsort(dim=1)
+    values, columns = values.gather(1, by_column), columns.gather(1, by_column)
+    order = values.argsort(dim=1, descending=True, stable=True)  # equal values keep column order
+    values, columns = values.gather(1, order), columns.gather(1, order)
+    tied = (scores >= values[:, -1:]).sum(dim=1) > k  # the k-th place is shared with one left out
+    if bool(tied.any()):
+        exact_values, exact_columns = torch.sort(scores[tied], dim=1, descending=True, stable=True)
+        values[tied], columns[tied] = exact_values[:, :k], exact_columns[:, :k]
+    return values, columns
 
 
 def catalog_fingerprint(track_ids: Iterable[str]) -> str:

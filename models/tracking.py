@@ -79,10 +79,10 @@ def experiment_id(tracking_uri: str, name: str, artifact_root: str) -> str:
         location = artifact_root if "://" in artifact_root else Path(artifact_root).resolve().as_uri()
         return str(mlflow.create_experiment(name, artifact_location=location))
     finally:
-        _restore_logging()
+        restore_logging()
 
 
-def _restore_logging() -> None:
+def restore_logging() -> None:
     """MLflow's sqlite store migrates its schema with alembic, whose logging setup raises the root
     logger to WARNING (hiding our progress lines), may disable loggers that exist already, and
     turns its own up to INFO: undo all three."""

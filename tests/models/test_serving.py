@@ -90,3 +90,18 @@ def test_the_catalog_fingerprint_follows_the_ids_in_index_order_only():
     assert catalog_fingerprint(["a", "b", "c"]) == catalog_fingerprint(iter(["a", "b", "c"]))
     assert catalog_fingerprint(["a", "b", "c"]) != catalog_fingerprint(["b", "a", "c"])
     assert catalog_fingerprint(["ab", "c"]) != catalog_fingerprint(["a", "bc"])
+
+
+def test_top_tracks_is_a_stable_descending_sort_cut_at_k_whatever_the_ties():
+    import torch
+
+    from models.serving import top_tracks
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (50, 30), generator=g).float()  # many ties, some across the k-th place
+    scores[3] = float("-inf")
+    scores[4, :25] = float("-inf")
+    for k in (1, 5, 29):
+        values, columns = top_tracks(scores.clone(), k)
+        expected_values, expected_columns = torch.sort(scores, dim=1, descending=True, stable=True)
+        assert torch.equal(columns, expected_columns[:, :k]) and torch.equal(values, expected_values[:, :k])
