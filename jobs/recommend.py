@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ from pyspark import StorageLevel
 from jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
 from jobs.evaluate import check_catalog
 from pipelines import schemas as S
-from pipelines.errors import ConflictError, InputError
+from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 from pipelines.lakehouse._core import TABLE_NAME, commit_tags
 from pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
@@ -76,26 +77,27 @@ def command(args: argparse.Namespace) -> int:
         if S.USER_ID not in lakehouse.schema(args.users).fieldNames():
             raise InputError(f"--users {args.users} version {users_version} has no {S.USER_ID} column")
 
+    inputs = {
+        "model_name": name,
+        "model_version": version,
+        "history_version": tables[PLAYS].version,
+        "tracks_version": tables[TRACKS].version,
+        "stations_version": tables[STATIONS].version,
+        "top_k": args.top_k,
+        "users": args.users if users_version is None else f"{args.users}@{users_version}",
+    }
+    before = lakehouse.version(TABLE) if lakehouse.exists(TABLE) else None
+    if before is not None and _last_run(lakehouse) == inputs:
+        log.info("%s version %d already holds this run's rows: nothing to write", TABLE, before)
+        return _report(args, started, inputs, before, written=False, users=None, rows=None, unserved=None)
+
     with tempfile.TemporaryDirectory(prefix="downbeat-recommend-") as tmp:
-        local = download_model(f"models:/{name}/{version}", Path(tmp))
+        shipped = f"downbeat-model-{version}-{uuid.uuid4().hex[:8]}"
+        local = download_model(f"models:/{name}/{version}", Path(tmp) / shipped)
         metadata = load_metadata(args.model_uri, local)
         check_catalog(args.model_uri, metadata, tables[TRACKS], cfg.lakehouse.root)
-        inputs = {
-            "model_name": name,
-            "model_version": version,
-            "history_version": tables[PLAYS].version,
-            "tracks_version": tables[TRACKS].version,
-            "stations_version": tables[STATIONS].version,
-            "top_k": args.top_k,
-            "users": args.users if users_version is None else f"{args.users}@{users_version}",
-        }
         spark = spark_session(cfg.spark, cfg.delta)
         lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
-        before = lakehouse.version(TABLE) if lakehouse.exists(TABLE) else None
-        if before is not None and _last_run(lakehouse) == inputs:
-            log.info("%s version %d already holds this run's rows: nothing to write", TABLE, before)
-            return _report(args, started, inputs, before, written=False, users=None, rows=None, unserved=None)
-
         plays = lakehouse.read(PLAYS, tables[PLAYS].version)
         tracks = lakehouse.read(TRACKS, tables[TRACKS].version)
         stations = lakehouse.read(STATIONS, tables[STATIONS].version)
@@ -121,11 +123,12 @@ def command(args: argparse.Namespace) -> int:
                     f"no user to recommend for: {where} has no user with plays in silver/plays "
                     f"version {tables[PLAYS].version}"
                 )
-            shipped = f"downbeat-model-{version}-{uuid.uuid4().hex[:8]}"
-            spark.sparkContext.addFile(str(local.rename(local.parent / shipped)), recursive=True)
-            batch = cfg.train.eval_batch_size
+            # A zip, unpacked once per executor (addFile takes a folder on local masters only).
+            archive = shutil.make_archive(str(Path(tmp) / shipped), "zip", root_dir=local)
+            spark.sparkContext.addArchive(archive)
+            top_k, batch, packed = args.top_k, cfg.train.eval_batch_size, Path(archive).name
             ranked = histories.mapInPandas(
-                lambda frames: rank_partition(frames, shipped=shipped, top_k=args.top_k, batch_size=batch),
+                lambda frames: rank_partition(frames, shipped=packed, top_k=top_k, batch_size=batch),
                 RANKED,
             ).persist(StorageLevel.MEMORY_AND_DISK)
             step = time.monotonic()
@@ -148,13 +151,11 @@ def command(args: argparse.Namespace) -> int:
                 history_version=tables[PLAYS].version,
             )
             if before is not None:
-                if lakehouse.version(TABLE) != before:
-                    raise ConflictError(f"another writer committed to {TABLE} meanwhile: rerun the job")
-                rows = replacing(
-                    lakehouse.read(TABLE, before), rows, model_name=name, model_version=version, users=users
-                )
+                current = lakehouse.read(TABLE, before)
+                rows = replacing(current, rows, model_name=name, model_version=version, users=users)
             with lakehouse.transaction() as tx:
-                tx.stage(rows, TABLE, tags={RUN_TAG: json.dumps(inputs, sort_keys=True)})
+                # computed from version `before` (or no table): a commit since is a conflict, exit 2
+                tx.stage(rows, TABLE, tags={RUN_TAG: json.dumps(inputs, sort_keys=True)}, read_version=before)
         finally:
             histories.unpersist()
             if ranked is not None:
@@ -254,11 +255,13 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
 
 
 def download_model(uri: str, into: Path) -> Path:
-    """The model's files in a local folder (to ship to the executors)."""
+    """The model's files in the local folder `into` (to ship to the executors)."""
     import mlflow
 
+    into.mkdir(parents=True)
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into))
+        return into
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"--model-uri {uri}: its files could not be downloaded: {first}") from None
@@ -294,11 +297,12 @@ def rank_partition(
     import torch
     from pyspark import SparkFiles, TaskContext
 
-    path = SparkFiles.get(shipped)
+    path = SparkFiles.get(shipped)  # the unpacked archive
     model = _LOADED.get(path)
     if model is None:
         import mlflow
 
+        _LOADED.clear()  # one model per worker: a reused worker drops an earlier run's
         model = _LOADED[path] = mlflow.pyfunc.load_model(path).unwrap_python_model()
     context = TaskContext.get()
     torch.set_num_threads(max(1, context.cpus() if context is not None else 1))

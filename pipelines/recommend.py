@@ -41,13 +41,18 @@ def user_histories(
     """One row per user with plays (of `users`' user_id column, when given; grain: user_id): the
     user's last `width` plays, any feedback, oldest first, as track, station and feedback id arrays;
     the station of the last play (the query); and every track the user ever rated down (track idx,
-    ascending). Plays are ordered by (ts, event_id), as everywhere else."""
+    ascending). Plays are ordered by (ts, event_id), as everywhere else; plays of tracks `tracks`
+    does not hold are left out."""
     if width < 1:
         raise ValueError(f"history width must be at least 1, got {width}")
     if users is not None:
         plays = plays.join(users.select(S.USER_ID).distinct(), S.USER_ID, "left_semi")
-    indexed = with_station_index(
-        with_track_index(plays, tracks, column=S.TRACK_ID, as_="_track"), stations
+    # a play of a track gold/tracks does not know (silver/plays newer than the catalog) is left out:
+    # the model has no id for it
+    indexed = (
+        with_station_index(with_track_index(plays, tracks, column=S.TRACK_ID, as_="_track"), stations).where(
+            F.col("_track") > 0
+        )
     ).withColumn(
         "_recent",
         F.row_number().over(
@@ -63,9 +68,7 @@ def user_histories(
     )
     grouped = indexed.groupBy(S.USER_ID).agg(
         F.array_sort(F.collect_list(F.when(F.col("_recent") <= width, item))).alias("_items"),
-        F.array_sort(
-            F.collect_set(F.when((F.col(S.FEEDBACK) == S.DOWN) & (F.col("_track") > 0), F.col("_track")))
-        ).alias("_downs"),
+        F.array_sort(F.collect_set(F.when(F.col(S.FEEDBACK) == S.DOWN, F.col("_track")))).alias("_downs"),
     )
     return grouped.select(
         S.USER_ID,

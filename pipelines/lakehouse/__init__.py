@@ -76,6 +76,13 @@ from pipelines.lakehouse._core import (
 
 S3A_CLASS = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 
+
+class Unpinned:
+    """The default of `read_version`: the write does not say which version its data came from."""
+
+
+UNPINNED = Unpinned()
+
 log = logging.getLogger("downbeat.lakehouse")
 
 
@@ -361,8 +368,13 @@ class Lakehouse:
         compression: str = "snappy",
         keys_unique: bool = False,
         tags: Mapping[str, str] | None = None,
+        read_version: int | Unpinned | None = UNPINNED,
     ) -> PendingWrite:
-        """First half of a write: check it and write its data files. `commit()` publishes them."""
+        """First half of a write: check it and write its data files. `commit()` publishes them.
+
+        read_version: the version the caller computed `df` from (None: the table did not exist);
+        the write then fails with ConcurrentWriteError, before any file is written, unless it
+        lands right on that version (the engines catch any commit after this point)."""
         spec, df = self._checked(
             df,
             table,
@@ -375,6 +387,8 @@ class Lakehouse:
             keys_unique=keys_unique,
             tags=tags,
         )
+        if not isinstance(read_version, Unpinned):
+            spec.read_version, spec.pinned = read_version, True
         current = None if spec.creates else self._delta_table(table)
         if self.engine == "spark":
             return _spark_engine.stage(self, spec, df, current)
@@ -498,6 +512,7 @@ class Transaction:
         compression: str = "snappy",
         keys_unique: bool = False,
         tags: Mapping[str, str] | None = None,
+        read_version: int | Unpinned | None = UNPINNED,
     ) -> None:
         """Write `df`'s data files for `table` now; they become visible when the transaction commits.
 
@@ -506,7 +521,9 @@ class Transaction:
         keys_unique: the caller made `merge_keys` unique itself (ingest deduplicates on event_id),
         so the check for duplicate keys, a shuffle of every key, is skipped.
         tags: more `downbeat.*` keys for the commit record (what a reader must know of how the
-        data was made; Lakehouse.history() returns them)."""
+        data was made; Lakehouse.history() returns them).
+        read_version: the table version `df` was computed from (None: no table), for a write that
+        read the table itself; see Lakehouse.prepare."""
         if any(name == table for name, _ in self.staged):
             raise InputError(f"transaction {self.id}: {table} is staged twice")
         log.info("%s %s: writing data files (%s engine, staged)", operation, table, self.lakehouse.engine)
@@ -521,6 +538,7 @@ class Transaction:
             compression=compression,
             keys_unique=keys_unique,
             tags=tags,
+            read_version=read_version,
         )
         self.staged.append((table, write))
 

@@ -104,6 +104,21 @@ class WriteSpec:
     compression: str = "snappy"  # Parquet codec of the data files: snappy | uncompressed
     keys_unique: bool = False  # the caller made merge_keys unique: no check of the data for it
     tags: tuple[tuple[str, str], ...] = ()  # more downbeat.* keys for the commit record
+    # The table version the data was computed from (None: no table yet), when the caller read the
+    # table itself (read, modify, overwrite): a write on top of any other version is a conflict.
+    read_version: int | None = None
+    pinned: bool = False  # whether read_version holds
+
+
+def check_read_version(spec: WriteSpec, base_version: int | None) -> None:
+    """ConcurrentWriteError when the write's data came from another version than it would land on."""
+    if spec.pinned and base_version != spec.read_version:
+        was = "no table" if spec.read_version is None else f"version {spec.read_version}"
+        now = "no table" if base_version is None else f"version {base_version}"
+        raise ConcurrentWriteError(
+            f"{spec.operation} of {spec.table}: its data was computed from {was}, but the table is at "
+            f"{now}: another writer committed meanwhile; nothing was written; rerun the job"
+        )
 
 
 def conform(df: DataFrame, spec: WriteSpec, current: Any) -> DataFrame:

@@ -22,6 +22,7 @@ from pipelines.lakehouse._core import (
     WriteFailedError,
     WriteSpec,
     aligned,
+    check_read_version,
     committed_version,
     first_line,
     job_group,
@@ -163,6 +164,7 @@ def stage(spark: SparkSession, spec: WriteSpec, df: DataFrame, current: Any) -> 
     from deltalake.transaction import RemoveAction
 
     base_version = None if current is None else int(current.version())
+    check_read_version(spec, base_version)
     removes: list[dict[str, Any]] = []
     filters: list[tuple[str, str, Any]] | None = None
     mode = "overwrite" if spec.operation == "overwrite" else "append"

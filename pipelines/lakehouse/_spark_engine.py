@@ -31,6 +31,7 @@ from pipelines.lakehouse._core import (
     PendingWrite,
     WriteFailedError,
     WriteSpec,
+    check_read_version,
     commit_tags,
     committed_version,
     first_line,
@@ -119,6 +120,8 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
     jss = spark._jsparkSession
     delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jss, spec.uri)
     txn = delta_log.startTransaction()
+    read = int(txn.readVersion())
+    check_read_version(spec, None if read < 0 else read)
     # Only when asked for: otherwise the session's spark.sql.parquet.compression.codec (snappy) holds.
     options: dict[str, str] = {} if spec.compression == "snappy" else {"compression": spec.compression}
     predicate = None

@@ -1,7 +1,9 @@
 """A lakehouse the job tests share: synth (60 users, 40 days) -> ingest -> build, once per session.
 
-Modules that train keep their own MLflow store (under a folder of their own in the same root), and
-write no table that another module reads."""
+Modules that train keep their own MLflow store (under a folder of their own in the same root).
+They may add tables and versions (test_registry_consumers writes gold/recommendations, and
+test_train_evaluate's experiment commits new versions of two gold tables), so a test reads the
+versions it needs when it runs rather than assuming version 0."""
 
 from __future__ import annotations
 

@@ -131,6 +131,8 @@ def local_run(spark, raw, tmp_path_factory) -> dict[str, dict]:
     out["ingest"] = in_process(root, "ingest", "--format", "events", "--input", str(raw))
     out["build"] = in_process(root, "build")
     out["train"] = in_process(root, "train", "--model", "hybrid")
+    champion = ("--model-uri", "models:/downbeat@champion", "--top-k", "5")
+    out["recommend"] = in_process(root, "recommend", *champion)
     return out
 
 
@@ -147,6 +149,8 @@ def cluster_run(raw, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]
     done["train"] = spark_submit("train", *sets(root), "--model", "hybrid", "--json", cwd=root)
     model = f"runs:/{summary(done['train'])['run_id']}/model"
     done["evaluate"] = spark_submit("evaluate", *sets(root), "--model-uri", model, "--json", cwd=root)
+    champion = ["--model-uri", "models:/downbeat@champion", "--top-k", "5", "--json"]
+    done["recommend"] = spark_submit("recommend", *sets(root), *champion, cwd=root)
     done["root"] = subprocess.CompletedProcess([], 0, str(root), "")
     return done
 
@@ -174,6 +178,28 @@ def test_spark_submit_trains_and_evaluates_as_a_local_run_does(local_run, cluste
     assert trained["validation_paired_accuracy"] == pytest.approx(reference["validation_paired_accuracy"])
     assert evaluated["paired_accuracy"] == pytest.approx(trained["test_metrics"]["paired_accuracy"])
     assert evaluated["paired_accuracy"] == pytest.approx(reference["test_metrics"]["paired_accuracy"])
+
+
+def test_spark_submit_recommends_as_a_local_run_does_with_the_model_shipped_to_the_executors(
+    spark, local_run, cluster_run
+):
+    """The model's files reach two executor JVMs (a zip through addArchive) and rank alike."""
+    recommended = summary(cluster_run["recommend"])
+    assert recommended["written"] is True and recommended["served_users"] > 0
+    users = recommended["served_users"]
+    assert recommended["model_rows"] == local_run["recommend"]["model_rows"] == 5 * users
+    columns = ["user_id", "rank", "track_id", "score"]
+
+    def ranked(root: Path) -> list[tuple]:
+        frame = Lakehouse(spark, str(root / "lh")).read("gold/recommendations").select(*columns)
+        return sorted(tuple(row) for row in frame.collect())
+
+    local, cluster = ranked(Path(local_run["root"]["path"])), ranked(Path(cluster_run["root"].stdout))
+    assert [r[:2] for r in cluster] == [r[:2] for r in local]
+    assert all(abs(a[3] - b[3]) <= 1e-5 for a, b in zip(cluster, local, strict=True))
+    # the same tracks (two whose scores differ by float rounding alone may trade places)
+    swapped = [(a, b) for a, b in zip(cluster, local, strict=True) if a[2] != b[2]]
+    assert len(swapped) <= 0.02 * len(local), swapped[:5]
 
 
 @pytest.mark.parametrize(

@@ -105,3 +105,18 @@ def test_top_tracks_is_a_stable_descending_sort_cut_at_k_whatever_the_ties():
         values, columns = top_tracks(scores.clone(), k)
         expected_values, expected_columns = torch.sort(scores, dim=1, descending=True, stable=True)
         assert torch.equal(columns, expected_columns[:, :k]) and torch.equal(values, expected_values[:, :k])
+
+
+def test_top_tracks_without_ties_across_the_kth_place_orders_ties_inside_by_column():
+    import torch
+
+    from models.serving import top_tracks
+
+    g = torch.Generator().manual_seed(1)
+    scores = torch.rand((40, 200), generator=g)  # distinct values: the top-k path, no full sort
+    scores[:, 7] = scores[:, 3] = scores.max(dim=1).values + 1  # a tie for first place, inside the k
+    values, columns = top_tracks(scores.clone(), 10)
+    assert not ((scores >= values[:, -1:]).sum(dim=1) > 10).any()  # no row needed the full sort
+    assert (columns[:, 0] == 3).all() and (columns[:, 1] == 7).all()
+    expected_values, expected_columns = torch.sort(scores, dim=1, descending=True, stable=True)
+    assert torch.equal(columns, expected_columns[:, :10]) and torch.equal(values, expected_values[:, :10])

@@ -405,6 +405,29 @@ def test_second_of_two_concurrent_writers_fails_and_commits_nothing(spark, lakeh
     )
 
 
+def test_a_write_computed_from_an_older_version_is_refused_before_any_file_is_written(spark, lakehouse, root):
+    """read, modify, overwrite: a commit between the read and the write would be lost without it."""
+    with pytest.raises(ConcurrentWriteError, match="computed from version 0, but the table is at no table"):
+        lakehouse.prepare(plays(spark, base_rows()[:1]), TABLE, operation="overwrite", read_version=0)
+    assert not lakehouse.exists(TABLE)
+    lakehouse.write(plays(spark, base_rows()[:1]), TABLE)  # version 0
+    read = lakehouse.read(TABLE, 0)
+    lakehouse.write(plays(spark, base_rows()[1:2]), TABLE, mode="append")  # version 1, meanwhile
+    for stale in (0, None):
+        with (
+            pytest.raises(ConcurrentWriteError, match="the table is at version 1: another writer"),
+            lakehouse.transaction() as tx,
+        ):
+            tx.stage(read, TABLE, read_version=stale)
+    assert lakehouse.version(TABLE) == 1
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()[:2]))
+    assert files_on_disk(root, TABLE) == files_in_log(lakehouse, TABLE)
+    with lakehouse.transaction() as tx:  # computed from the version it lands on: it commits
+        tx.stage(lakehouse.read(TABLE, 1), TABLE, read_version=1)
+    assert lakehouse.version(TABLE) == 2
+    assert_rows(lakehouse.read(TABLE), plays(spark, base_rows()[:2]))
+
+
 def test_two_merges_of_new_keys_do_not_both_commit(spark, lakehouse):
     """Neither merge rewrites a file (no key matches), yet the second must not commit its rows too."""
     lakehouse.write(plays(spark, base_rows()[:1]), TABLE)
