@@ -10,6 +10,7 @@ over that catalog exactly as training does (models/lifecycle.log_scoring_model),
 `downbeat recommend --model-uri models:/downbeat@champion --top-k K --json` as a user would (its own
 process, local[2]) and reports:
   job_seconds, users_per_s          the job's own wall time (Spark start to commit) and users / it
+                                    (its progress lines, printed on stderr, time its phases)
   rank_users_per_s_one_thread       recommend_frame alone on the same histories, one thread, in this
                                     process (what the model costs without Spark)
 """
@@ -207,6 +208,9 @@ def main() -> int:
     if run.returncode != 0:
         print(run.stderr[-3000:], file=sys.stderr)
         return 1
+    for line in run.stderr.splitlines():  # the job's own progress lines (its phases, timed)
+        if "[downbeat." in line:
+            print(line, file=sys.stderr)
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     width = model.network.settings.max_length - 1
     figures = {
