@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(MAKE) test-deploy
 
 # The jobs through spark-submit on a local-cluster master, the faults they survive, object storage
-# (pytest's `integration` marker; 17 minutes here). .ci/run runs it after `make test`.
+# (pytest's `integration` marker; 10-17 minutes here). .ci/run runs it after `make test`.
 # hadoop-aws (for s3:// roots; with the AWS SDK bundle, 560 MB) is resolved into the jar cache once.
 HADOOP_AWS := org.apache.hadoop:hadoop-aws:3.4.1
 test-integration: $(STAMP)

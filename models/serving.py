@@ -33,7 +33,7 @@ from contract import (
     TOP_TRACK_IDS,
 )
 from models.data import history_tensors, pad_right
-from models.network import Recommender
+from models.network import History, Recommender
 from models.settings import ModelSettings, TrainSettings
 from models.zoo import build_model
 
@@ -70,13 +70,7 @@ def score_frame(
     with torch.no_grad():
         for start in range(0, len(frame), batch_size):
             part = frame.iloc[start : start + batch_size]
-            history = history_tensors(
-                list(part[HISTORY_TRACKS]),
-                list(part[HISTORY_STATIONS]),
-                list(part[HISTORY_FEEDBACK]),
-                part[STATION].fillna(0).to_numpy(),
-                width - 1,
-            ).to(device)
+            history = request_history(part, width).to(device)
             candidates = list(part[CANDIDATES])
             counts = [len(c) for c in candidates]
             padded = torch.from_numpy(pad_right(candidates, max(max(counts, default=0), 1))).to(device)
@@ -84,6 +78,18 @@ def score_frame(
             scores.extend(out[i, : counts[i]].astype(np.float32) for i in range(len(counts)))
             served.append(model.can_serve(history).cpu().numpy())
     return pd.DataFrame({SCORES: scores, SERVED: np.concatenate(served) if served else np.zeros(0, bool)})
+
+
+def request_history(part: pd.DataFrame, width: int) -> History:
+    """The History of request rows: their histories (each row's last `width - 1` plays; the query
+    takes the last place) and query stations."""
+    return history_tensors(
+        list(part[HISTORY_TRACKS]),
+        list(part[HISTORY_STATIONS]),
+        list(part[HISTORY_FEEDBACK]),
+        part[STATION].fillna(0).to_numpy(),
+        width - 1,
+    )
 
 
 def recommend_frame(
@@ -108,13 +114,7 @@ def recommend_frame(
     with torch.no_grad():
         for start in range(0, len(frame), batch_size):
             part = frame.iloc[start : start + batch_size]
-            history = history_tensors(
-                list(part[HISTORY_TRACKS]),
-                list(part[HISTORY_STATIONS]),
-                list(part[HISTORY_FEEDBACK]),
-                part[STATION].fillna(0).to_numpy(),
-                width - 1,
-            ).to(device)
+            history = request_history(part, width).to(device)
             full = model.score_all(history).float()  # (B, n_tracks + 1), padding column -inf
             excluded = [np.asarray(x, dtype=np.int64) for x in part[EXCLUDE]]
             rows = np.repeat(np.arange(len(excluded)), [len(x) for x in excluded])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,3 +44,23 @@ def run_command(
             stdout, stderr = "", "(its output could not be read: a process it started still holds it)"
         pytest.fail(f"{' '.join(command)} ran past {timeout:.0f} s; its stderr ended:\n{stderr[-6000:]}")
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a server started with `start_new_session=True`, and everything it started: SIGTERM to
+    its process group, SIGKILL after 30 s."""
+    with contextlib.suppress(ProcessLookupError):  # it may have died already
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)

@@ -7,11 +7,8 @@ standard AWS environment variables, which every one of those clients reads."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING
-from tests.processes import run_command
+from tests.processes import free_port, run_command, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +51,7 @@ def sets(*values: str) -> list[str]:
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, str]]:
     """moto's S3 server on a free local port with one bucket; the environment that points at it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -92,13 +87,7 @@ def s3() -> Iterator[dict[str, str]]:
                 time.sleep(0.5)
         yield env
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have died already
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        stop_group(server)
 
 
 def downbeat(env: dict[str, str], *args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:

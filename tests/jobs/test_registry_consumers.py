@@ -7,8 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -31,7 +29,7 @@ from contract import FEEDBACK_IDS
 from jobs.cli import main
 from models.serving import CANDIDATES, HISTORY_FEEDBACK, HISTORY_STATIONS, HISTORY_TRACKS, SCORES, STATION
 from tests.jobs.small import TINY_TRAINING
-from tests.processes import run_command
+from tests.processes import free_port, run_command, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "gold/recommendations"
@@ -285,12 +283,6 @@ def test_the_champion_loads_and_scores_alike_in_a_process_where_downbeat_cannot_
     assert list(fresh["served"]) == list(here["served"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def post(url: str, body: bytes, timeout: float) -> dict:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -334,12 +326,7 @@ def test_mlflow_models_serve_answers_the_signatures_input_example_with_scores(co
         assert refused.value.code in (400, 422)
         again = post(f"http://127.0.0.1:{port}/invocations", body, timeout=30)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        stop_group(server)
     example = json.loads(body)["dataframe_split"]
     frame = pd.DataFrame(example["data"], columns=example["columns"])
     here = mlflow.pyfunc.load_model("models:/downbeat@champion").predict(frame)
