@@ -120,8 +120,7 @@ def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
 
 def check_catalog(uri: str, metadata: dict[str, Any], tracks: Any, root: str) -> None:
     """Bad input (exit 2) unless the model's recorded catalog is the gold/tracks snapshot's."""
-    from models.data import read_table
-    from models.serving import catalog_fingerprint
+    from models.serving import tracks_fingerprint
 
     trained_on = metadata.get("n_tracks")
     if trained_on is not None and int(trained_on) != tracks.rows:
@@ -132,12 +131,12 @@ def check_catalog(uri: str, metadata: dict[str, Any], tracks: Any, root: str) ->
     recorded = metadata.get("catalog")
     if recorded is None:
         return
-    ids = read_table(tracks, ["track_id", "track_idx"]).sort_by("track_idx")["track_id"].to_pylist()
-    if catalog_fingerprint(ids) != recorded:
+    found = tracks_fingerprint(tracks)
+    if found != recorded:
         raise InputError(
             f"--model-uri {uri} was trained on catalog {recorded} (gold/tracks version "
             f"{metadata.get('tracks_version', '?')}) but gold/tracks version {tracks.version} under {root} "
-            f"gives its {tracks.rows} tracks other ids (catalog {catalog_fingerprint(ids)}): not the same "
+            f"gives its {tracks.rows} tracks other ids (catalog {found}): not the same "
             "catalog; retrain on it"
         )
 

@@ -31,7 +31,7 @@ from jobs.evaluate import check_catalog
 from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
-from pipelines.lakehouse._core import TABLE_NAME, commit_tags
+from pipelines.lakehouse._core import TABLE_NAME, first_line
 from pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
 from pipelines.spark import spark_session
 
@@ -210,8 +210,8 @@ def _report(
 
 def _last_run(lakehouse: Lakehouse) -> dict[str, Any] | None:
     """The inputs of the run that made the table's current version (None after any other write)."""
-    entries = lakehouse.history(TABLE, limit=1)
-    tag = commit_tags(entries[0]).get(RUN_TAG) if entries else None
+    entries = lakehouse.history(TABLE, limit=1)  # with downbeat's commit keys, whichever engine wrote
+    tag = entries[0].get(RUN_TAG) if entries else None
     try:
         return json.loads(tag) if isinstance(tag, str) else None
     except ValueError:
@@ -247,8 +247,7 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
             else client.get_model_version(name, str(version))
         )
     except MlflowException as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"--model-uri {uri}: {first}") from None
+        raise InputError(f"--model-uri {uri}: {first_line(exc)}") from None
     finally:
         restore_logging()  # opening a sqlite store runs alembic, which hides INFO lines
     return str(found.name), str(found.version), str(found.run_id)
@@ -263,8 +262,7 @@ def download_model(uri: str, into: Path) -> Path:
         mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into))
         return into
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"--model-uri {uri}: its files could not be downloaded: {first}") from None
+        raise InputError(f"--model-uri {uri}: its files could not be downloaded: {first_line(exc)}") from None
 
 
 def load_metadata(uri: str, local: Path) -> dict[str, Any]:
@@ -275,8 +273,7 @@ def load_metadata(uri: str, local: Path) -> dict[str, Any]:
     try:
         model = Model.load(str(local))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"--model-uri {uri}: {first}") from None
+        raise InputError(f"--model-uri {uri}: {first_line(exc)}") from None
     metadata = dict(model.metadata or {})
     if "catalog" not in metadata:
         raise InputError(

@@ -320,17 +320,15 @@ def log_scoring_model(
     and fingerprint), which evaluate and recommend check before they score."""
     import mlflow
 
-    from models.data import read_table
     from models.serving import (
         CODE_PATHS,
         PIP_REQUIREMENTS,
         DownbeatPyfunc,
-        catalog_fingerprint,
         input_example,
         signature,
+        tracks_fingerprint,
     )
 
-    ids = read_table(tracks, ["track_id", "track_idx"]).sort_by("track_idx")["track_id"].to_pylist()
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=DownbeatPyfunc(),
@@ -344,7 +342,7 @@ def log_scoring_model(
             "n_stations": n_stations,
             "model": model.name,
             "max_length": model.network.settings.max_length,
-            "catalog": catalog_fingerprint(ids),
+            "catalog": tracks_fingerprint(tracks),
             "tracks_version": tracks.version,
         },
         registered_model_name=registered_model_name,

@@ -31,8 +31,10 @@ from contract import (
     SERVED,
     STATION_IDX,
     TOP_TRACK_IDS,
+    TRACK_ID,
+    TRACK_IDX,
 )
-from models.data import history_tensors, pad_right
+from models.data import TableSnapshot, history_tensors, pad_right, read_table
 from models.network import History, Recommender
 from models.settings import ModelSettings, TrainSettings
 from models.zoo import build_model
@@ -164,6 +166,12 @@ def catalog_fingerprint(track_ids: Iterable[str]) -> str:
         digest.update(track.encode("utf-8"))
         digest.update(b"\x1f")
     return digest.hexdigest()[:16]
+
+
+def tracks_fingerprint(tracks: TableSnapshot) -> str:
+    """The catalog fingerprint of a gold/tracks snapshot (its track ids in track_idx order)."""
+    ids = read_table(tracks, [TRACK_ID, TRACK_IDX]).sort_by(TRACK_IDX)[TRACK_ID].to_pylist()
+    return catalog_fingerprint(ids)
 
 
 def checkpoint_payload(model: Recommender, config: dict[str, Any] | None = None) -> dict[str, Any]:
