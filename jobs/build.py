@@ -50,7 +50,7 @@ __all__ = ["GOLD", "BuildResult", "run", "silver_plays"]
 
 @dataclass(frozen=True)
 class BuildResult:
-    cutoff_ts: dt.datetime  # UTC-aware
+    cutoff_ts: dt.datetime | None  # UTC-aware; None under leave-one-out (each user's own)
     versions: dict[str, int]
     silver_range: tuple[dt.date, dt.date] | None
 
@@ -84,11 +84,20 @@ def run(
 
     played = lakehouse.read(PLAYS)
     # The last play as epoch microseconds: a datetime from Spark would be in this process's zone.
-    summary = played.agg(F.unix_micros(F.max(S.TS)), F.count(F.lit(1))).first()
+    quantile = features.split.cutoff_quantile
+    # with split.cutoff_quantile, that quantile of play times (PNFRec's split), from a sketch whose
+    # rank error is at most 1e-5 of the plays
+    at_quantile = [] if quantile is None else [F.percentile_approx(F.unix_micros(S.TS), quantile, 100_000)]
+    summary = played.agg(F.unix_micros(F.max(S.TS)), F.count(F.lit(1)), *at_quantile).first()
     if summary is None or summary[0] is None:
         raise InputError(f"{PLAYS} is empty: nothing to build (ingest events first)")
-    cutoff_ts = cutoff(from_micros(summary[0]), features.split)
-    log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
+    cutoff_ts: dt.datetime | None = None
+    if features.split.protocol == "leave_one_out":
+        log.info("leave-one-out: each user's last play is their test target, the one before it validation")
+    else:
+        quantile_ts = None if quantile is None else from_micros(summary[2])
+        cutoff_ts = cutoff(from_micros(summary[0]), features.split, quantile_ts)
+        log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
     gold = gold_frames(
         played, features, cutoff_ts, user_partitions(shuffle_partitions, summary[1]), cfg.training_width
@@ -163,7 +172,11 @@ def command(args: argparse.Namespace) -> int:
     result = run(spark, cfg, args.from_date, args.to_date)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     scope = "all dates" if result.silver_range is None else "dates {} .. {}".format(*result.silver_range)
-    print(f"build: silver/plays rebuilt for {scope}; test period from {result.cutoff_ts:%Y-%m-%d %H:%M} UTC")
+    if result.cutoff_ts is None:
+        split = "each user's last play is the test target (leave-one-out)"
+    else:
+        split = f"test period from {result.cutoff_ts:%Y-%m-%d %H:%M} UTC"
+    print(f"build: silver/plays rebuilt for {scope}; {split}")
     print(f"{'table':<25}{'version':>8}{'rows':>12}")
     for table, version in result.versions.items():
         print(f"{table:<25}{version:>8}{lakehouse.rows(table):>12}")
@@ -176,7 +189,7 @@ def command(args: argparse.Namespace) -> int:
         print_summary(
             "build",
             started,
-            cutoff=result.cutoff_ts.isoformat(),
+            cutoff=None if result.cutoff_ts is None else result.cutoff_ts.isoformat(),
             silver_range=None if result.silver_range is None else [str(d) for d in result.silver_range],
             tables=table_versions(lakehouse, result.versions),
         )

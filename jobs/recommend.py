@@ -3,7 +3,9 @@
 Ranks the whole catalog for every user with plays (or every user of a lakehouse table with a
 user_id column) with a registered model, and writes the top K per user to gold/recommendations.
 The history a model reads is the user's last plays in silver/plays (up to the model's length); the
-tracks the user ever rated down are never recommended; played tracks may be (music is replayed).
+tracks the user ever rated down are never recommended, nor, where `eval.exclude_seen` says so, the
+tracks the user already played (films are rated once; music is replayed, so by default played
+tracks may be recommended again).
 The model's files are shipped to the executors once and loaded once per Python worker
 (mapInPandas). A run replaces its model version's rows (for its users) and keeps the rest; a rerun
 on the same inputs writes nothing. Also runnable as `spark-submit jobs/recommend.py --model-uri URI`.
@@ -34,6 +36,7 @@ from pipelines.lakehouse import Lakehouse
 from pipelines.lakehouse._core import TABLE_NAME, first_line
 from pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
 from pipelines.spark import spark_session
+from pipelines.split import seen_excluded
 
 log = logging.getLogger("downbeat.recommend")
 TABLE = "gold/recommendations"
@@ -85,6 +88,8 @@ def command(args: argparse.Namespace) -> int:
         "stations_version": tables[STATIONS].version,
         "top_k": args.top_k,
         "users": args.users if users_version is None else f"{args.users}@{users_version}",
+        # which seen tracks are left out (another rule gives other rows)
+        "exclude_seen": [cfg.eval.exclude_seen, *cfg.eval.seen_once_sources],
     }
     before = lakehouse.version(TABLE) if lakehouse.exists(TABLE) else None
     if before is not None and _last_run(lakehouse) == inputs:
@@ -103,9 +108,9 @@ def command(args: argparse.Namespace) -> int:
         stations = lakehouse.read(STATIONS, tables[STATIONS].version)
         users = None if users_version is None else lakehouse.read(args.users, users_version)
         width = max(1, int(metadata.get("max_length") or cfg.training_width) - 1)
-        histories = user_histories(plays, tracks, stations, width=width, users=users).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
+        histories = user_histories(
+            plays, tracks, stations, width=width, users=users, seen=seen_excluded(cfg.eval)
+        ).persist(StorageLevel.MEMORY_AND_DISK)
         ranked = None
         try:
             step = time.monotonic()

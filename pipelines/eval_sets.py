@@ -3,16 +3,13 @@ period (gold/validation_pairs, gold/validation_next): what models are scored and
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines import schemas as S
 from pipelines.sequences import feedback_id
-from pipelines.split import IS_NEGATIVE, IS_POSITIVE, USER_POSITION
-from pipelines.times import ts_literal
+from pipelines.split import IS_NEGATIVE, IS_POSITIVE, SEEN_EXCLUDED, USER_POSITION, Cut, cut_column
 from pipelines.vocabulary import with_station_index, with_track_index
 
 
@@ -21,7 +18,7 @@ def eval_pairs(
     tracks: DataFrame,
     stations: DataFrame,
     *,
-    cutoff_ts: dt.datetime,
+    cutoff: Cut,
     max_pairs_per_user: int,
 ) -> DataFrame:
     """One row per (positive event, negative event) pair in the target period (grain: user_id,
@@ -32,6 +29,7 @@ def eval_pairs(
     tracks. Pairs are of events, as in UMAP'24: a track pair played twice counts twice, so a
     user's pairs weigh what the user did, not how many distinct popular tracks they met. At most
     `max_pairs_per_user` per user, chosen by a hash of the two event ids, so the choice is stable.
+    `cutoff`: the start of the target period (a time, or a column of `test`'s rows).
     """
     ups = test.where(F.col(IS_POSITIVE)).select(
         F.col(S.USER_ID),
@@ -39,6 +37,7 @@ def eval_pairs(
         F.col(S.TRACK_ID).alias(S.UP_TRACK_ID),
         F.col(S.TS).alias(S.UP_TS),
         F.col(S.EVENT_ID).alias(S.UP_EVENT_ID),
+        cut_column(cutoff).alias(S.CUTOFF_TS),
     )
     downs = test.where(F.col(IS_NEGATIVE)).select(
         F.col(S.USER_ID).alias("_user"),
@@ -65,7 +64,6 @@ def eval_pairs(
         capped.transform(lambda df: with_track_index(df, tracks, column=S.UP_TRACK_ID, as_=S.UP_TRACK_IDX))
         .transform(lambda df: with_track_index(df, tracks, column=S.DOWN_TRACK_ID, as_=S.DOWN_TRACK_IDX))
         .transform(lambda df: with_station_index(df, stations))
-        .withColumn(S.CUTOFF_TS, ts_literal(cutoff_ts))
         .select(*S.EVAL_PAIRS.fieldNames())
     )
 
@@ -76,23 +74,25 @@ def eval_next(
     tracks: DataFrame,
     stations: DataFrame,
     *,
-    cutoff_ts: dt.datetime,
+    cutoff: Cut,
     max_length: int,
 ) -> DataFrame:
     """One row per user with a target-period play (grain: user_id): the first such play, its feedback
-    type and role (positive, negative: split.with_roles()), and the user's last `max_length` plays
-    before the cut-off (any feedback) as id arrays. `history` needs split.history() columns."""
+    type and role (positive, negative: split.with_roles()), the user's last `max_length` plays
+    before the cut-off (any feedback) as id arrays, and the tracks of every such play marked
+    SEEN_EXCLUDED (`exclude_track_ids`, ascending: the rankings leave them out). `history` needs
+    split.history() columns; `cutoff` is a time or a column of `test`'s rows."""
     by_user = Window.partitionBy(S.USER_ID).orderBy(S.TS, S.EVENT_ID)
     first = (
         test.withColumn("_n", F.row_number().over(by_user))
         .where(F.col("_n") == 1)
+        .withColumn("_cutoff", cut_column(cutoff))
         .transform(lambda df: with_track_index(df, tracks, column=S.TRACK_ID, as_=S.TRACK_IDX))
         .transform(lambda df: with_station_index(df, stations))
     )
     count = F.count(F.lit(1)).over(Window.partitionBy(S.USER_ID))
-    recent = (
+    indexed = (
         history.withColumn("_count", count)
-        .where(F.col(USER_POSITION) >= F.col("_count") - max_length)
         .transform(lambda df: with_track_index(df, tracks, column=S.TRACK_ID, as_="_track"))
         .transform(lambda df: with_station_index(df, stations))
     )
@@ -102,8 +102,11 @@ def eval_next(
         F.col(S.STATION_IDX).alias("station"),
         feedback_id(F.col(S.FEEDBACK)).alias("feedback"),
     )
-    histories = recent.groupBy(F.col(S.USER_ID).alias("_user")).agg(
-        F.array_sort(F.collect_list(item)).alias("_items"), F.max("_count").alias("_count")
+    recent = F.col(USER_POSITION) >= F.col("_count") - max_length
+    histories = indexed.groupBy(F.col(S.USER_ID).alias("_user")).agg(
+        F.array_sort(F.collect_list(F.when(recent, item))).alias("_items"),  # collect_list skips nulls
+        F.array_sort(F.collect_set(F.when(F.col(SEEN_EXCLUDED), F.col("_track")))).alias("_seen"),
+        F.max("_count").alias("_count"),
     )
     items = F.coalesce(F.col("_items"), F.array().cast(T.ArrayType(S.HISTORY_ITEM)))
     return first.join(histories, F.col(S.USER_ID) == F.col("_user"), "left").select(
@@ -121,5 +124,6 @@ def eval_next(
         F.transform(items, lambda x: x["track"]).alias(S.HISTORY_TRACK_IDS),
         F.transform(items, lambda x: x["station"]).alias(S.HISTORY_STATION_IDS),
         F.transform(items, lambda x: x["feedback"]).alias(S.HISTORY_FEEDBACK_IDS),
-        ts_literal(cutoff_ts).alias(S.CUTOFF_TS),
+        F.coalesce(F.col("_seen"), F.array().cast(T.ArrayType(T.IntegerType()))).alias(S.EXCLUDE_TRACK_IDS),
+        F.col("_cutoff").alias(S.CUTOFF_TS),
     )

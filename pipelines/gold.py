@@ -19,14 +19,7 @@ from pipelines.eval_sets import eval_next, eval_pairs
 from pipelines.hard_negatives import hard_negatives, with_hard_negative
 from pipelines.sequences import sequences, training_sequences
 from pipelines.settings import FeatureSettings
-from pipelines.split import (
-    history,
-    in_test_period,
-    in_validation_period,
-    validation_cutoff,
-    validation_users,
-    with_roles,
-)
+from pipelines.split import leave_one_out, temporal, with_roles
 from pipelines.stats import stats
 from pipelines.vocabulary import stations, tracks
 
@@ -74,10 +67,11 @@ class GoldFrames:
 
 
 def gold_frames(
-    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime, partitions: int, width: int
+    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime | None, partitions: int, width: int
 ) -> GoldFrames:
     """Every gold table's frame, from one pass that partitions silver/plays by user.
 
+    cutoff_ts: the temporal split's cut-off (None under `split.protocol: leave_one_out`).
     width: positions per row of gold/training_sequences (what the model reads).
     """
     level = StorageLevel.MEMORY_AND_DISK
@@ -85,25 +79,27 @@ def gold_frames(
     roles = roles.repartition(partitions, S.USER_ID).persist(level)
     vocabulary = tracks(played).persist(level)
     station_ids = stations(played).persist(level)
-    annotated = with_hard_negative(history(roles, cutoff_ts)).persist(level)
-    test = in_test_period(roles, cutoff_ts)
-    # Validation: validation users' plays before the validation cut-off are the histories, their
-    # plays from it up to the test cut-off the targets; built exactly like the test tables.
-    validation_start = validation_cutoff(cutoff_ts, features.split)
-    validating = validation_users(roles, features.sequences.validation_percent)
-    validation_history = history(validating, validation_start)
-    validation_targets = in_validation_period(validating, validation_start, cutoff_ts)
+    if features.split.protocol == "leave_one_out":
+        periods = leave_one_out(roles)
+    else:
+        if cutoff_ts is None:
+            raise ValueError("the temporal split needs its cut-off")
+        periods = temporal(roles, cutoff_ts, features.split, features.sequences.validation_percent)
+    annotated = with_hard_negative(periods.training).persist(level)
+    test_history = annotated if periods.test_history is None else periods.test_history
+    validation_history = annotated if periods.validation_history is None else periods.validation_history
     seqs = sequences(
         annotated,
         vocabulary,
         station_ids,
-        cutoff_ts=cutoff_ts,
+        cutoff=periods.training_cutoff,
         max_length=features.sequences.row_length(),
-        validation_percent=features.sequences.validation_percent,
+        validation_percent=periods.validation_percent,
         by_session=features.sequences.unit == "session",
         min_events=features.sequences.session_min_events if features.sequences.unit == "session" else 1,
     ).persist(level)  # written, and summarised in gold/stats
     train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
+    pairs_per_user = features.eval.max_pairs_per_user
     tables = {
         "gold/tracks": vocabulary,
         "gold/stations": station_ids,
@@ -113,33 +109,33 @@ def gold_frames(
         ),
         "gold/hard_negatives": hard_negatives(annotated),
         "gold/eval_pairs": eval_pairs(
-            test,
+            periods.test_targets,
             vocabulary,
             station_ids,
-            cutoff_ts=cutoff_ts,
-            max_pairs_per_user=features.eval.max_pairs_per_user,
+            cutoff=periods.test_cutoff,
+            max_pairs_per_user=pairs_per_user,
         ),
         "gold/eval_next": eval_next(
-            annotated,
-            test,
+            test_history,
+            periods.test_targets,
             vocabulary,
             station_ids,
-            cutoff_ts=cutoff_ts,
+            cutoff=periods.test_cutoff,
             max_length=features.sequences.max_length,
         ),
         "gold/validation_pairs": eval_pairs(
-            validation_targets,
+            periods.validation_targets,
             vocabulary,
             station_ids,
-            cutoff_ts=validation_start,
-            max_pairs_per_user=features.eval.max_pairs_per_user,
+            cutoff=periods.validation_cutoff,
+            max_pairs_per_user=pairs_per_user,
         ),
         "gold/validation_next": eval_next(
             validation_history,
-            validation_targets,
+            periods.validation_targets,
             vocabulary,
             station_ids,
-            cutoff_ts=validation_start,
+            cutoff=periods.validation_cutoff,
             max_length=features.sequences.max_length,
         ),
         # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again

@@ -8,7 +8,7 @@ ranked lists into table rows, and `replacing` keeps the rows the run does not re
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -37,12 +37,14 @@ def user_histories(
     *,
     width: int,
     users: DataFrame | None = None,
+    seen: Column | None = None,
 ) -> DataFrame:
     """One row per user with plays (of `users`' user_id column, when given; grain: user_id): the
     user's last `width` plays, any feedback, oldest first, as track, station and feedback id arrays;
-    the station of the last play (the query); and every track the user ever rated down (track idx,
-    ascending). Plays are ordered by (ts, event_id), as everywhere else; plays of tracks `tracks`
-    does not hold are left out."""
+    the station of the last play (the query); and the tracks never to recommend (track idx,
+    ascending): every track the user rated down, and every track of a play for which `seen`
+    (split.seen_excluded: films are rated once) holds. Plays are ordered by (ts, event_id), as
+    everywhere else; plays of tracks `tracks` does not hold are left out."""
     if width < 1:
         raise ValueError(f"history width must be at least 1, got {width}")
     if users is not None:
@@ -66,9 +68,12 @@ def user_histories(
         F.col(S.STATION_IDX).alias("station"),
         feedback_id(F.col(S.FEEDBACK)).alias("feedback"),
     )
+    never = F.col(S.FEEDBACK) == S.DOWN
+    if seen is not None:
+        never = never | seen
     grouped = indexed.groupBy(S.USER_ID).agg(
         F.array_sort(F.collect_list(F.when(F.col("_recent") <= width, item))).alias("_items"),
-        F.array_sort(F.collect_set(F.when(F.col(S.FEEDBACK) == S.DOWN, F.col("_track")))).alias("_downs"),
+        F.array_sort(F.collect_set(F.when(never, F.col("_track")))).alias("_never"),
     )
     return grouped.select(
         S.USER_ID,
@@ -76,7 +81,7 @@ def user_histories(
         F.transform("_items", lambda x: x["station"].cast("long")).alias(S.HISTORY_STATION_IDS),
         F.transform("_items", lambda x: x["feedback"].cast("long")).alias(S.HISTORY_FEEDBACK_IDS),
         F.element_at("_items", -1)["station"].cast("long").alias(STATION_QUERY),
-        F.transform("_downs", lambda x: x.cast("long")).alias(EXCLUDE),
+        F.transform("_never", lambda x: x.cast("long")).alias(EXCLUDE),
     )
 
 

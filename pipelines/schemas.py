@@ -211,6 +211,7 @@ EVAL_NEXT = _struct(
     (HISTORY_TRACK_IDS, _INTS, False),
     (HISTORY_STATION_IDS, _INTS, False),
     (HISTORY_FEEDBACK_IDS, _INTS, False),
+    (EXCLUDE_TRACK_IDS, _INTS, False),  # left out of the user's ranking (eval.exclude_seen)
     (CUTOFF_TS, T.TimestampType(), False),
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections.abc import Iterable, Iterator
 
@@ -13,8 +12,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines import schemas as S
-from pipelines.split import IS_POSITIVE, USER_POSITION, split_of
-from pipelines.times import ts_literal
+from pipelines.split import IS_POSITIVE, USER_POSITION, Cut, cut_column, split_of
 from pipelines.vocabulary import with_station_index, with_track_index
 
 NEGATIVE_IDX = "_negative_idx"
@@ -34,7 +32,7 @@ def sequences(
     tracks: DataFrame,
     stations: DataFrame,
     *,
-    cutoff_ts: dt.datetime,
+    cutoff: Cut,
     max_length: int,
     validation_percent: int,
     by_session: bool = False,
@@ -79,6 +77,7 @@ def sequences(
         F.array_sort(F.collect_list(item)).alias("_items"),
         F.min(S.TS).alias(S.FIRST_TS),
         F.max(S.TS).alias(S.LAST_TS),
+        F.max(cut_column(cutoff)).alias("_cutoff"),  # one value per user: a time, or the user's own
     )
     items = F.col("_items")
     return rows.select(
@@ -93,7 +92,7 @@ def sequences(
         F.transform(items, lambda x: x["tier"]).alias(S.NEGATIVE_TIERS),
         F.col(S.FIRST_TS),
         F.col(S.LAST_TS),
-        ts_literal(cutoff_ts).alias(S.CUTOFF_TS),
+        F.col("_cutoff").alias(S.CUTOFF_TS),
     )
 
 

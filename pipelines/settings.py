@@ -7,6 +7,7 @@ from typing import Literal
 
 When = Literal["auto", "always", "never"]
 Unit = Literal["user", "session"]
+Protocol = Literal["temporal", "leave_one_out"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,21 @@ class SkipSettings:
 
 @dataclass(frozen=True)
 class SplitSettings:
-    """Test period = the last `test_days` days of data, or from `cutoff_date` (YYYY-MM-DD) when set.
+    """`protocol` temporal (one cut-off in time for every user): the test period is the last
+    `test_days` days of data, or from `cutoff_date` (YYYY-MM-DD), or from the `cutoff_quantile` of
+    all play times (PNFRec: 0.9). The validation period is the `validation_days` days before it;
+    validation users' plays in it are the validation targets, their plays before it the histories.
 
-    Validation period = the `validation_days` days before the test period; validation users' plays
-    in it are the validation pairs, their plays before it the validation histories.
+    `protocol` leave_one_out (SASRec, gSASRec, the published ML-1M figures): each user's last play
+    is the test target, the one before it the validation target, everything earlier trains; users
+    with fewer than 3 plays are left out.
     """
 
     test_days: int
     cutoff_date: str | None
     validation_days: int
+    protocol: Protocol = "temporal"
+    cutoff_quantile: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,14 @@ class SequenceSettings:
 @dataclass(frozen=True)
 class EvalSettings:
     """Evaluation sets: pairs capped per user; skips count as downs when `skip_is_negative` says so
-    (`auto`: for sources with no downs)."""
+    (`auto`: for sources with no downs). Next-item rankings leave out the tracks a user played before
+    the cut-off when `exclude_seen` says so (`auto`: plays of `seen_once_sources`, whose items are
+    consumed once, as rated films are; listening logs replay tracks)."""
 
     max_pairs_per_user: int
     skip_is_negative: When
+    exclude_seen: Literal["auto", True, False] = "auto"
+    seen_once_sources: tuple[str, ...] = ("movielens",)
 
 
 @dataclass(frozen=True)

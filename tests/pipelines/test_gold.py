@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 
 import numpy as np
@@ -16,8 +17,10 @@ from pyspark.sql import functions as F
 from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.eval_sets import eval_next, eval_pairs
+from pipelines.gold import gold_frames
 from pipelines.hard_negatives import with_hard_negative
 from pipelines.sequences import sequences, training_sequences
+from pipelines.settings import FeatureSettings
 from pipelines.split import (
     check_sequences,
     history,
@@ -72,9 +75,7 @@ def test_vocabularies_index_most_played_first_ties_by_id(spark, built):
 
 def test_sequences_end_on_a_positive_hold_aligned_negatives_and_nothing_after_the_cutoff(spark, built):
     _, _, annotated, vocabulary, station_ids = built
-    got = sequences(
-        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10
-    )
+    got = sequences(annotated, vocabulary, station_ids, cutoff=CUTOFF, max_length=200, validation_percent=10)
     want = spark.createDataFrame(
         [
             (
@@ -99,9 +100,7 @@ def test_sequences_end_on_a_positive_hold_aligned_negatives_and_nothing_after_th
 
 def test_sequences_keep_the_last_max_length_plays_and_split_users_by_hash(spark, built):
     _, _, annotated, vocabulary, station_ids = built
-    got = sequences(
-        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=2, validation_percent=100
-    )
+    got = sequences(annotated, vocabulary, station_ids, cutoff=CUTOFF, max_length=2, validation_percent=100)
     row = got.collect()[0]
     assert (row[S.SPLIT], row[S.TRACK_IDS], row[S.FEEDBACK_IDS_COL], row[S.FIRST_TS]) == (
         "validation",
@@ -136,7 +135,7 @@ def test_session_rows_keep_each_sessions_last_plays_up_to_its_positive_and_drop_
         annotated,
         vocabulary,
         stations(played),
-        cutoff_ts=CUTOFF,
+        cutoff=CUTOFF,
         max_length=2,
         validation_percent=0,
         by_session=True,
@@ -160,7 +159,7 @@ def test_session_rows_keep_each_sessions_last_plays_up_to_its_positive_and_drop_
 def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test_period(spark, built):
     _, roles, _, vocabulary, station_ids = built
     got = eval_pairs(
-        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=100
+        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff=CUTOFF, max_pairs_per_user=100
     )
     want = spark.createDataFrame(
         [
@@ -171,10 +170,10 @@ def test_eval_pairs_pair_ups_with_downs_of_the_same_user_and_station_in_the_test
     )
     assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
     capped = eval_pairs(
-        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1
+        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff=CUTOFF, max_pairs_per_user=1
     )
     again = eval_pairs(
-        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=1
+        in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff=CUTOFF, max_pairs_per_user=1
     )
     assert capped.count() == 1
     assert_df_equality(capped, again)
@@ -194,7 +193,7 @@ def test_eval_pairs_are_pairs_of_events_so_a_track_pair_met_twice_counts_twice(s
         in_test_period(roles, CUTOFF),
         tracks(played),
         stations(played),
-        cutoff_ts=CUTOFF,
+        cutoff=CUTOFF,
         max_pairs_per_user=100,
     )
     assert sorted((r[S.UP_EVENT_ID], r[S.DOWN_EVENT_ID], r[S.UP_TS]) for r in got.collect()) == [
@@ -218,7 +217,7 @@ def test_validation_pairs_come_from_validation_users_between_the_two_cutoffs(spa
         in_validation_period(roles, start, CUTOFF),
         tracks(played),
         stations(played),
-        cutoff_ts=start,
+        cutoff=start,
         max_pairs_per_user=10,
     ).collect()
     assert sorted(r[S.USER_ID] for r in got) == sorted(chosen)
@@ -228,7 +227,7 @@ def test_validation_pairs_come_from_validation_users_between_the_two_cutoffs(spa
 def test_eval_next_is_the_first_test_play_with_the_whole_history_before_the_cutoff(spark, built):
     _, roles, annotated, vocabulary, station_ids = built
     got = eval_next(
-        annotated, in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200
+        annotated, in_test_period(roles, CUTOFF), vocabulary, station_ids, cutoff=CUTOFF, max_length=200
     )
     want = spark.createDataFrame(
         [
@@ -247,13 +246,41 @@ def test_eval_next_is_the_first_test_play_with_the_whole_history_before_the_cuto
                 [1, 2, 3, 1, 4],
                 [1, 1, 2, 1, 1],
                 [1, 2, 4, 1, 3],
+                [],  # a listening log: replays are normal, nothing is excluded
                 CUTOFF,
             ),
-            ("b", at(11), "t3", None, "up", 3, 0, 1, True, False, 1, [1], [0], [3], CUTOFF),
+            ("b", at(11), "t3", None, "up", 3, 0, 1, True, False, 1, [1], [0], [3], [], CUTOFF),
         ],
         S.EVAL_NEXT,
     )
     assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.parametrize(
+    ("source", "exclude_seen", "excluded"),
+    [
+        ("movielens", "auto", [1, 2, 3, 4]),  # films are rated once: every rated film leaves the ranking
+        ("events", "auto", []),
+        ("events", True, [1, 2, 3, 4]),
+        ("movielens", False, []),
+    ],
+)
+def test_eval_next_excludes_every_track_seen_before_the_cutoff_where_the_source_consumes_once(
+    spark, source, exclude_seen, excluded
+):
+    played = plays_frame(spark, LOG, source=source)
+    roles = with_roles(played, SEQ, dataclasses.replace(EVAL, exclude_seen=exclude_seen))
+    got = eval_next(
+        history(roles, CUTOFF),
+        in_test_period(roles, CUTOFF),
+        tracks(played),
+        stations(played),
+        cutoff=CUTOFF,
+        max_length=1,  # the history arrays keep the last play only; the exclusions keep every track
+    ).collect()
+    rows = {r[S.USER_ID]: r for r in got}
+    assert rows["a"][S.HISTORY_TRACK_IDS] == [4] and rows["a"][S.EXCLUDE_TRACK_IDS] == excluded
+    assert rows["b"][S.EXCLUDE_TRACK_IDS] == ([1] if excluded else [])
 
 
 @pytest.mark.parametrize(
@@ -277,7 +304,7 @@ def test_eval_next_stores_the_targets_role_decided_per_source(spark, first, has_
         in_test_period(roles, CUTOFF),
         tracks(played),
         stations(played),
-        cutoff_ts=CUTOFF,
+        cutoff=CUTOFF,
         max_length=5,
     ).collect()
     assert [(r[S.USER_ID], r[S.IS_POSITIVE], r[S.IS_NEGATIVE]) for r in got] == [("c", positive, negative)]
@@ -285,9 +312,7 @@ def test_eval_next_stores_the_targets_role_decided_per_source(spark, first, has_
 
 def test_stats_summarise_feedback_lengths_and_lookback(spark, built):
     played, _, annotated, vocabulary, station_ids = built
-    seqs = sequences(
-        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=200, validation_percent=10
-    )
+    seqs = sequences(annotated, vocabulary, station_ids, cutoff=CUTOFF, max_length=200, validation_percent=10)
     got = {r[S.METRIC]: r[S.VALUE] for r in stats(played, seqs, vocabulary, station_ids).collect()}
     train = 1.0 if split_of("a") == "train" else 0.0
     assert got == {
@@ -336,17 +361,17 @@ def test_no_gold_row_uses_an_event_on_the_wrong_side_of_its_cutoff(spark, rows):
     annotated = with_hard_negative(history(roles, CUTOFF))
     vocabulary, station_ids = tracks(played), stations(played)
     for row in sequences(
-        annotated, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=3, validation_percent=10
+        annotated, vocabulary, station_ids, cutoff=CUTOFF, max_length=3, validation_percent=10
     ).collect():
         assert row[S.LAST_TS] < CUTOFF and row[S.CUTOFF_TS] == CUTOFF
         assert 1 <= row[S.LENGTH] <= 3 and row[S.TARGET_MASK][-1] == 1  # ends on a positive
         assert all(n == 0 or n != t for n, t in zip(row[S.NEGATIVE_TRACK_IDS], row[S.TRACK_IDS], strict=True))
     test = in_test_period(roles, CUTOFF)
-    for row in eval_pairs(test, vocabulary, station_ids, cutoff_ts=CUTOFF, max_pairs_per_user=5).collect():
+    for row in eval_pairs(test, vocabulary, station_ids, cutoff=CUTOFF, max_pairs_per_user=5).collect():
         assert (
             row[S.UP_TS] >= CUTOFF and row[S.DOWN_TS] >= CUTOFF and row[S.UP_TRACK_ID] != row[S.DOWN_TRACK_ID]
         )
-    for row in eval_next(annotated, test, vocabulary, station_ids, cutoff_ts=CUTOFF, max_length=3).collect():
+    for row in eval_next(annotated, test, vocabulary, station_ids, cutoff=CUTOFF, max_length=3).collect():
         before = [r for r in rows if r[0] == row[S.USER_ID] and at(r[1], r[2]) < CUTOFF]
         assert row[S.TS] >= CUTOFF and row[S.HISTORY_LENGTH] == len(before)
         assert len(row[S.HISTORY_TRACK_IDS]) == min(3, len(before))
@@ -363,4 +388,128 @@ def test_no_gold_row_uses_an_event_on_the_wrong_side_of_its_cutoff(spark, rows):
 def test_sequence_settings_a_build_cannot_use_are_one_line_errors_naming_the_key(change, message):
     with pytest.raises(InputError) as caught:
         check_sequences(dataclasses.replace(SEQ, **change))
+    assert str(caught.value) == message
+
+
+def loo_features(**split: object) -> FeatureSettings:
+    from jobs.config import load_config
+
+    cfg = load_config(None, [f"split.{k}={v}" for k, v in {"protocol": "leave_one_out", **split}.items()])
+    return dataclasses.replace(cfg.features, sequences=SEQ, eval=EVAL)
+
+
+LOO_LOG = [
+    ("a", 0, 0, "t1", "rock", "up"),
+    ("a", 0, 0, "t2", "rock", "down"),  # the same second as t1, after it in event order
+    ("a", 1, 0, "t3", "rock", "up"),
+    ("a", 2, 0, "t4", "rock", "up"),  # the validation target
+    ("a", 2, 0, "t5", "jazz", "up"),  # the test target: the same second, the last event
+    ("b", 0, 0, "t1", "rock", "up"),  # two plays: no validation and test target, left out
+    ("b", 1, 0, "t1", "rock", "up"),
+]
+
+
+def test_leave_one_out_tests_each_users_last_play_validates_the_one_before_and_trains_on_the_rest(spark):
+    gold = gold_frames(plays_frame(spark, LOO_LOG), loo_features(), None, partitions=2, width=8)
+    try:
+        tables = {name: frame.collect() for name, frame in gold.tables.items()}
+    finally:
+        gold.unpersist()
+    [row] = tables["gold/sequences"]
+    assert (row[S.USER_ID], row[S.SPLIT], row[S.TRACK_IDS], row[S.TARGET_MASK]) == (
+        "a",
+        "train",
+        [1, 2, 3],
+        [1, 0, 1],
+    )
+    assert row[S.LAST_TS] == at(1) and row[S.CUTOFF_TS] == at(2)  # the validation target's time
+    [test] = tables["gold/eval_next"]
+    assert (test[S.USER_ID], test[S.TRACK_ID], test[S.HISTORY_TRACK_IDS], test[S.HISTORY_LENGTH]) == (
+        "a",
+        "t5",
+        [1, 2, 3, 4],
+        4,
+    )
+    [validation] = tables["gold/validation_next"]
+    assert (validation[S.TRACK_ID], validation[S.HISTORY_TRACK_IDS], validation[S.CUTOFF_TS]) == (
+        "t4",
+        [1, 2, 3],
+        at(2),
+    )
+    assert tables["gold/eval_pairs"] == [] and tables["gold/validation_pairs"] == []  # one target each
+    assert {(r[S.USER_ID], r[S.TARGET_TRACK_ID]) for r in tables["gold/hard_negatives"]} == {
+        ("a", "t1"),
+        ("a", "t3"),
+    }
+
+
+@settings(max_examples=6)
+@given(log_strategy)
+def test_leave_one_out_never_shows_a_row_its_target_or_anything_after_it(spark, rows):
+    gold = gold_frames(plays_frame(spark, rows), loo_features(), None, partitions=2, width=3)
+    read = ("gold/sequences", "gold/eval_next", "gold/validation_next", "gold/hard_negatives")
+    try:
+        tables = {name: gold.tables[name].collect() for name in read}
+    finally:
+        gold.unpersist()
+    order: dict[str, list[tuple]] = {}
+    for i, r in enumerate(rows):  # plays_frame's event ids follow the row order
+        order.setdefault(r[0], []).append((at(r[1], r[2]), f"e{i:03d}", r[3]))
+    plays = {user: sorted(events) for user, events in order.items()}
+    kept = {user for user, events in plays.items() if len(events) >= 3}
+    next_rows = {r[S.USER_ID]: r for r in tables["gold/eval_next"]}
+    validation_rows = {r[S.USER_ID]: r for r in tables["gold/validation_next"]}
+    assert set(next_rows) == set(validation_rows) == kept
+    for user in kept:
+        events = plays[user]
+        assert (next_rows[user][S.TS], next_rows[user][S.TRACK_ID]) == (events[-1][0], events[-1][2])
+        assert next_rows[user][S.HISTORY_LENGTH] == len(events) - 1
+        assert (validation_rows[user][S.TS], validation_rows[user][S.TRACK_ID]) == (
+            events[-2][0],
+            events[-2][2],
+        )
+        assert validation_rows[user][S.HISTORY_LENGTH] == len(events) - 2
+    for row in tables["gold/sequences"]:
+        events = plays[row[S.USER_ID]]
+        assert row[S.USER_ID] in kept and row[S.SPLIT] == "train"
+        assert row[S.LAST_TS] <= events[-2][0] == row[S.CUTOFF_TS] and row[S.LENGTH] <= len(events) - 2
+    for row in tables["gold/hard_negatives"]:  # drawn from training plays only
+        training = plays[row[S.USER_ID]][:-2]
+        assert row[S.NEGATIVE_TRACK_ID] is None or row[S.NEGATIVE_TRACK_ID] in {e[2] for e in training}
+        assert row[S.POSITION] < len(training)
+
+
+def test_the_temporal_cutoff_comes_from_the_quantile_the_date_or_the_last_days():
+    from pipelines.settings import SplitSettings
+    from pipelines.split import cutoff
+
+    last = dt.datetime(2024, 5, 31, 18, 0)
+    days = SplitSettings(test_days=3, cutoff_date=None, validation_days=1)
+    assert cutoff(last, days) == dt.datetime(2024, 5, 29, tzinfo=dt.UTC)
+    dated = dataclasses.replace(days, cutoff_date="2024-05-10")
+    assert cutoff(last, dated) == dt.datetime(2024, 5, 10, tzinfo=dt.UTC)
+    quantile = dataclasses.replace(days, cutoff_quantile=0.9)
+    at_quantile = dt.datetime(2024, 5, 20, 7, 30, 15, 250)
+    assert cutoff(last, quantile, at_quantile) == at_quantile.replace(tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cutoff_quantile": 1.0}, "config key 'split.cutoff_quantile' must be between 0 and 1, got 1.0"),
+        ({"cutoff_quantile": 0.0}, "config key 'split.cutoff_quantile' must be between 0 and 1, got 0.0"),
+        (
+            {"cutoff_quantile": 0.9, "cutoff_date": "2024-01-01"},
+            "config keys 'split.cutoff_date' and 'split.cutoff_quantile' exclude each other",
+        ),
+    ],
+)
+def test_split_settings_a_build_cannot_use_are_one_line_errors_naming_the_key(change, message):
+    from pipelines.settings import SplitSettings
+    from pipelines.split import check_split
+
+    with pytest.raises(InputError) as caught:
+        check_split(
+            dataclasses.replace(SplitSettings(test_days=3, cutoff_date=None, validation_days=1), **change)
+        )
     assert str(caught.value) == message

@@ -149,7 +149,50 @@ def test_movielens_thresholds_and_first_genre_as_station(spark, tmp_path):
             None,
         ),
     ]
-    assert rejected == [("u.data", 4, "rating '7' is not 1..5")]
+    assert rejected == [("u.data", 4, "rating '7' is not 0.5..5 in half stars")]
+
+
+def test_movielens_1m_ratings_dat_with_latin_1_movies_dat(spark, tmp_path):
+    (tmp_path / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::9::x::1\n")
+    movies = (
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::Pokémon (1999)::Animation|Children's\n"
+    )
+    (tmp_path / "movies.dat").write_bytes(movies.encode("latin-1"))
+    accepted, rejected = ingest(spark, "movielens", tmp_path / "ratings.dat")
+    assert accepted == [
+        ("1", dt.datetime.fromtimestamp(978300760, dt.UTC).replace(tzinfo=None), "1193", "Drama", "up", None),
+        (
+            "1",
+            dt.datetime.fromtimestamp(978302109, dt.UTC).replace(tzinfo=None),
+            "661",
+            "Animation",
+            "play",
+            None,
+        ),
+    ]
+    assert rejected == [("ratings.dat", 3, "rating 'x' is not 0.5..5 in half stars")]
+
+
+def test_movielens_20m_ratings_csv_with_half_stars_its_header_and_quoted_movies_csv(spark, tmp_path):
+    (tmp_path / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,4.5,1112484676\n"
+        "7,2,1.0,1112484580\n7,29,4.25,1\n7;29;4;1\n"
+    )
+    (tmp_path / "movies.csv").write_text(
+        'movieId,title,genres\n2,"Jumanji, the game (1995)",Adventure|Children\n'
+        "29,X (1995),(no genres listed)\n"
+    )
+    accepted, rejected = ingest(spark, "movielens", tmp_path / "ratings.csv")
+    at = lambda s: dt.datetime.fromtimestamp(s, dt.UTC).replace(tzinfo=None)  # noqa: E731
+    assert accepted == [
+        ("1", at(1112484676), "29", None, "up", None),
+        ("1", at(1112486027), "2", "Adventure", "play", None),
+        ("7", at(1112484580), "2", "Adventure", "down", None),
+    ]
+    assert rejected == [
+        ("ratings.csv", 5, "rating '4.25' is not 0.5..5 in half stars"),
+        ("ratings.csv", 6, "no '::', tab or comma between fields: not a MovieLens ratings line"),
+    ]
 
 
 def test_events_in_csv_json_lines_and_parquet(spark, tmp_path):
@@ -195,6 +238,7 @@ REAL = [
     ("mssd", "mssd_sample/very_small.csv", 201, 0),
     ("piki", "piki_sample/piki_dataset_500rows.csv", 500, 0),
     ("movielens", "movielens_100k/u.data", 100_000, 0),
+    ("movielens", "movielens_1m_part/ratings.dat", 401_983, 0),
 ]
 
 
