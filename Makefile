@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+RECTOOLS_VENV := .venv-rectools
+RECTOOLS_STAMP := $(RECTOOLS_VENV)/.installed
 
-.PHONY: test test-integration test-deploy demo lint prereqs lock clean
+.PHONY: test test-integration test-deploy demo lint prereqs lock clean rectools-venv
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,6 +35,16 @@ $(AIRFLOW_STAMP): deploy/requirements-airflow.lock | prereqs
 	rm -rf $(AIRFLOW_VENV)
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/pip install --quiet --no-warn-script-location -r deploy/requirements-airflow.lock
+	@touch $@
+
+# RecTools, the peer tests/benchmarks/bench_ml1m.py runs beside downbeat's models (--rectools
+# .venv-rectools/bin/python), in a venv of its own: its pins are not downbeat's. Not needed by any test.
+rectools-venv: $(RECTOOLS_STAMP)
+
+$(RECTOOLS_STAMP): tests/benchmarks/requirements-rectools.lock | prereqs
+	rm -rf $(RECTOOLS_VENV)
+	$(PYTHON) -m venv $(RECTOOLS_VENV)
+	$(RECTOOLS_VENV)/bin/pip install --quiet --no-warn-script-location -r tests/benchmarks/requirements-rectools.lock
 	@touch $@
 
 # Synthetic log -> bronze -> silver -> gold -> baseline and hybrid models in MLflow -> comparison
@@ -74,4 +86,4 @@ lock: prereqs
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(RECTOOLS_VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -22,7 +22,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from models.settings import ModelSettings, TrainSettings
-from models.tracking import MlflowSettings
+from models.tracking import MlflowSettings, RegistrySettings
 from pipelines.errors import ConfigError
 from pipelines.lakehouse import DeltaSettings, LakehouseSettings
 from pipelines.settings import (
@@ -49,6 +49,7 @@ class Config:
     delta: DeltaSettings
     lakehouse: LakehouseSettings
     mlflow: MlflowSettings
+    registry: RegistrySettings
     sources: SourceSettings
     sessions: SessionSettings
     skips: SkipSettings

@@ -16,6 +16,7 @@ A spec (every key but `description` and `set` required, and one of `grid` or `ch
     reference: sasrec               # the child every other is compared with
     metrics: [ndcg@10_pos, ndcg@10_neg, ndcg@10_diff]
     run_metrics: [feedback_cos_skip_down]   # optional: figures each child run logged, shown as they are
+    seeds: 3                        # optional (default 1, or --seeds): each child under 3 seeds
     set: {train.softmax: full}      # config for every child, on top of --conf/--set
     grid: {model: [sasrec, pnfrec]} # every combination; names like `hybrid p_hard=0.5`
     children:                       # or each child by hand
@@ -45,7 +46,7 @@ from pipelines.errors import ConfigError, InputError
 from pipelines.lakehouse import Lakehouse
 
 log = logging.getLogger("downbeat.experiment")
-SPEC_KEYS = ("name", "description", "reference", "metrics", "run_metrics", "set", "grid", "children")
+SPEC_KEYS = ("name", "description", "reference", "metrics", "run_metrics", "seeds", "set", "grid", "children")
 CHILD_KEYS = ("name", "model", "set")
 DIGEST_TAG = "downbeat.experiment_digest"
 EXPERIMENT_TAG = "downbeat.experiment"
@@ -69,6 +70,7 @@ class Spec:
     run_metrics: tuple[str, ...]
     children: tuple[Child, ...]
     raw: dict[str, Any]
+    seeds: int = 1  # runs per child, under train.seed, train.seed + 1, ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap", type=int, default=1000, metavar="N", help="resamples of users (default 1000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train every child under N seeds (train.seed, +1, ...; default: the spec's seeds, else 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the table as one JSON object")
 
 
@@ -191,6 +200,11 @@ def load_spec(path: str) -> Spec:
             f"experiment spec {path}: reference '{raw['reference']}' is not a child "
             f"(children: {', '.join(names)})"
         )
+    seeds = raw.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InputError(
+            f"experiment spec {path}: 'seeds' must be a whole number of at least 1, got {seeds!r}"
+        )
     return Spec(
         path,
         str(raw["name"]),
@@ -200,7 +214,33 @@ def load_spec(path: str) -> Spec:
         tuple(run_metrics),
         tuple(children),
         raw,
+        seeds,
     )
+
+
+def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[tuple[Child, int, str, Config]]:
+    """Every run of the experiment: (child, seed index, run name, its configuration), the child's
+    `train.seed` then the next ones. Under one seed a run is named as its child (an experiment
+    started before seeds existed resumes); under several, `name seed=S`."""
+    runs = []
+    for child in spec.children:
+        base = configs[child.name]
+        for index in range(seeds):
+            run_cfg = dataclasses.replace(
+                base, train=dataclasses.replace(base.train, seed=base.train.seed + index)
+            )
+            name = child.name if seeds == 1 else f"{child.name} seed={run_cfg.train.seed}"
+            runs.append((child, index, name, run_cfg))
+    return runs
+
+
+def seed_spread(values: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's standard deviation across seeds (n - 1 in the denominator; NaN under one seed)."""
+    import numpy as np
+
+    if len(values) < 2:
+        return {}
+    return {k: float(np.std([v[k] for v in values], ddof=1)) for k in values[0]}
 
 
 def child_configs(spec: Spec, args: argparse.Namespace) -> dict[str, Config]:
@@ -221,7 +261,7 @@ def command(args: argparse.Namespace) -> int:
 
     from jobs import train
     from jobs.evaluate import EVAL_TABLES, eval_frames, load_pyfunc
-    from models.evaluation import compare, evaluate
+    from models.evaluation import compare, evaluate, mean_terms
     from models.lifecycle import CHILD_TAG, INPUT_TABLES, MAY_BE_EMPTY
     from models.plots import plot_validation_curves
     from models.report import ChildResult, plot_against_settings, render_report, report_json
@@ -239,11 +279,15 @@ def command(args: argparse.Namespace) -> int:
             train.check_inputs(lakehouse, inputs, configs[child.name])
         except InputError as exc:
             raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
+    seeds = spec.seeds if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise InputError(f"--seeds must be at least 1, got {seeds}")
+    plan = seeded(spec, seeds, configs)
     versions = {t: s.version for t, s in inputs.items()}
     digest = hashlib.sha256(
         json.dumps(
             {  # what the children are trained on and with; not the report's description or metrics
-                "children": {c.name: [c.model, dataclasses.asdict(configs[c.name])] for c in spec.children},
+                "children": {name: [c.model, dataclasses.asdict(run_cfg)] for c, _, name, run_cfg in plan},
                 "tables": versions,
             },
             sort_keys=True,
@@ -267,6 +311,7 @@ def command(args: argparse.Namespace) -> int:
         ).info.run_id
         client.log_dict(parent, spec.raw, "spec.yaml")
         client.log_param(parent, "reference", spec.reference)
+        client.log_param(parent, "seeds", str(seeds))
         for name, version in sorted(versions.items()):
             client.log_param(parent, f"table.{name}", str(version))
     finished = {
@@ -278,70 +323,82 @@ def command(args: argparse.Namespace) -> int:
         if CHILD_TAG in r.data.tags
     }
     log.info(
-        "experiment %s: parent run %s, %d of %d children already finished",
+        "experiment %s: parent run %s, %d of %d runs already finished (%d children, %d seed(s) each)",
         spec.name,
         parent,
-        sum(c.name in finished for c in spec.children),
+        sum(name in finished for _, _, name, _ in plan),
+        len(plan),
         len(spec.children),
+        seeds,
     )
     try:
         runs = {}
-        for child in spec.children:
-            if child.name in finished:
-                log.info("child %s: finished in run %s, skipped", child.name, finished[child.name])
-                runs[child.name] = finished[child.name]
+        for child, _, name, run_cfg in plan:
+            if name in finished:
+                log.info("run %s: finished in run %s, skipped", name, finished[name])
+                runs[name] = finished[name]
                 continue
-            log.info(
-                "child %s: training %s (%s)",
-                child.name,
-                child.model,
-                ", ".join(child.overrides) or "defaults",
-            )
-            result = train.run(
-                configs[child.name], child.model, parent_run=parent, child_name=child.name, tables=inputs
-            )
-            runs[child.name] = result.run_id
+            log.info("run %s: training %s (%s)", name, child.model, ", ".join(child.overrides) or "defaults")
+            result = train.run(run_cfg, child.model, parent_run=parent, child_name=name, tables=inputs)
+            runs[name] = result.run_id
 
         tables = {t: inputs[t] for t in EVAL_TABLES}  # the versions the digest names, whatever came since
         pairs, next_rows = eval_frames(tables)
-        evaluations = {}
-        for child in spec.children:
+        evaluations: dict[str, list[Any]] = {}
+        for child, _, name, _ in plan:
             model = load_pyfunc(
-                f"runs:/{runs[child.name]}/model",
+                f"runs:/{runs[name]}/model",
                 cfg.mlflow.tracking_uri,
                 tables["gold/tracks"],
                 cfg.lakehouse.root,
             )
-            evaluations[child.name] = evaluate(
+            evaluation = evaluate(
                 model.predict, pairs, next_rows, tables["gold/tracks"].rows, chunk=cfg.train.eval_batch_size
             )
+            evaluations.setdefault(child.name, []).append(evaluation)
         reference = evaluations[spec.reference]
+        reference_terms = mean_terms([e.terms for e in reference])
         results = []
         for child in spec.children:
-            run = client.get_run(runs[child.name])
-            differences = {}
+            own = evaluations[child.name]
+            first_run = client.get_run(runs[next(n for c, _, n, _ in plan if c.name == child.name)])
+            differences, diff_spread = {}, {}
             if child.name != spec.reference:
                 differences = compare(
-                    evaluations[child.name].terms, reference.terms, samples=args.bootstrap, seed=args.seed
+                    mean_terms([e.terms for e in own]),
+                    reference_terms,
+                    samples=args.bootstrap,
+                    seed=args.seed,
                 )
+                diff_spread = seed_spread(
+                    [
+                        {k: e.metrics[k] - r.metrics[k] for k in e.metrics}
+                        for e, r in zip(own, reference, strict=True)
+                    ]
+                )
+            names = [n for c, _, n, _ in plan if c.name == child.name]
+            epochs = [client.get_run(runs[n]).data.metrics for n in names]
             results.append(
                 ChildResult(
                     name=child.name,
                     model=child.model,
-                    run_id=runs[child.name],
+                    run_id=runs[names[0]],
                     settings=child.settings,
-                    metrics=evaluations[child.name].metrics,
+                    metrics=mean_terms([e.terms for e in own]).point(),
                     differences=differences,
-                    best_epoch=int(run.data.metrics.get("best_epoch", 0)),
-                    logged={m: run.data.metrics.get(m, float("nan")) for m in spec.run_metrics},
-                    epochs_run=int(run.data.metrics.get("epochs_run", 0)),
+                    best_epoch=int(first_run.data.metrics.get("best_epoch", 0)),
+                    logged={m: first_run.data.metrics.get(m, float("nan")) for m in spec.run_metrics},
+                    epochs_run=int(max(e.get("epochs_run", 0) for e in epochs)),
+                    seeds=seeds,
+                    spread=seed_spread([e.metrics for e in own]),
+                    diff_spread=diff_spread,
                 )
             )
         facts = [
             f"Parent run {parent}; spec {spec.path} (digest {digest}).",
             f"Test tables: gold/eval_pairs v{tables['gold/eval_pairs'].version}, "
             f"gold/eval_next v{tables['gold/eval_next'].version}; "
-            f"{args.bootstrap} bootstrap resamples, seed {args.seed}.",
+            f"{args.bootstrap} bootstrap resamples, seed {args.seed}; {seeds} training seed(s) per child.",
         ]
         report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
         summary = report_json(spec.reference, spec.metrics, results)
@@ -349,13 +406,8 @@ def command(args: argparse.Namespace) -> int:
             folder = Path(tmp)
             (folder / "report.md").write_text(report)
             (folder / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-            curves = {
-                r.name: [
-                    (m.step, m.value) for m in client.get_metric_history(r.run_id, "val_paired_accuracy")
-                ]
-                for r in results
-            }
-            plot_validation_curves(curves, folder / "validation_curves.png")
+            curves = {name: validation_curve(client, runs[name]) for _, _, name, _ in plan}
+            plot_validation_curves(curves, folder / "validation_curves.png", "figure each child selected on")
             plot_against_settings(results, spec.reference, spec.metrics, folder)
             client.log_artifacts(parent, str(folder))
     except BaseException:
@@ -368,6 +420,15 @@ def command(args: argparse.Namespace) -> int:
         print(report, end="")
         print(parent)
     return 0
+
+
+def validation_curve(client: Any, run_id: str) -> list[tuple[int, float]]:
+    """(epoch, value) of the validation figure a run selected on (its `downbeat.selected_on` tag)."""
+    from models.lifecycle import SELECTED_TAG
+    from models.tracking import metric_name
+
+    selected = client.get_run(run_id).data.tags.get(SELECTED_TAG, "paired_accuracy")
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, f"val_{metric_name(selected)}")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,8 @@
 
 Reads the current snapshots of the gold tables, trains (N > 1: N DDP processes through Spark's
 TorchDistributor), evaluates on gold/eval_pairs and gold/eval_next, logs everything to one MLflow
-run, registers the model (alias `candidate`; `champion` when its validation paired accuracy is at
-least the champion's) and prints the run id as the last line of standard output.
+run, registers the model (alias `candidate`; `champion` when the gate of config section `registry`
+lets it) and prints the run id as the last line of standard output.
 Also runnable as `spark-submit jobs/train.py --model hybrid`.
 """
 
@@ -50,7 +50,8 @@ def command(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     started = time.monotonic()
     result = run(cfg, args.model, processes=args.processes, resume=args.resume)
-    print(f"validation paired accuracy: {result.validation:.4f} (standard error {result.validation_se:.4f})")
+    se = result.validation_se
+    print(f"validation {result.selected_on}: {result.validation:.4f} (standard error {se:.4f})")
     print(f"test metrics: {json.dumps({k: round(v, 4) for k, v in result.metrics.items()})}")
     print(f"registered {cfg.mlflow.registered_model} version {result.model_version} (alias candidate)")
     print(f"champion: {result.champion_reason}")
@@ -63,7 +64,8 @@ def command(args: argparse.Namespace) -> int:
             run_id=result.run_id,
             registered_model=cfg.mlflow.registered_model,
             model_version=result.model_version,
-            validation_paired_accuracy=result.validation,
+            selected_on=result.selected_on,
+            validation=result.validation,
             validation_se=result.validation_se,
             test_metrics=result.metrics,
             champion_moved=result.champion_moved,
@@ -144,6 +146,7 @@ def run(
         model=cfg.model,
         train=cfg.train,
         mlflow=cfg.mlflow,
+        registry=cfg.registry,
         config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         config_yaml=to_yaml(cfg),
         processes=world,

@@ -18,6 +18,8 @@ from models.settings import ModelSettings, TrainSettings
 class BERT4Rec(Hybrid):
     """Cloze over positives; stored hard negatives are never read."""
 
+    selection_metric = "ndcg@10_pos"  # a next-item model, whatever network it shares with the hybrid
+
     def __init__(
         self,
         n_tracks: int,

@@ -15,7 +15,9 @@ import pandas as pd
 from contract import (
     DOWN_TRACK_ID,
     DOWN_TRACK_IDX,
+    EXCLUDE_TRACK_IDS,
     FEEDBACK_ID,
+    HISTORY_LENGTH,
     IS_NEGATIVE,
     IS_POSITIVE,
     SKIP_ID,
@@ -116,6 +118,9 @@ METRICS = (
     f"skip_mrr@{K}",
     "coverage",
 )
+# The next-item metrics (and coverage) count users with a history before the cut-off only: a user
+# without one is scored from nothing, the same for every user, and says nothing of a model. Those
+# users are counted apart (next_users_cold).
 
 # Every metric is a ratio of per-user sums: value = sum over users of `sums` / sum of `counts`.
 # Resampling users then only re-weights those per-user terms, for one model or two at once.
@@ -133,6 +138,10 @@ class UserTerms:
     sums: dict[str, np.ndarray]  # metric -> (U,)
     counts: dict[str, np.ndarray]  # metric -> (U,)
 
+    def point(self) -> dict[str, float]:
+        """Each figure (and difference) once, every user weighing once."""
+        return {name: float(v[0]) for name, v in self.values().items()}
+
     def values(self, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each metric (and each difference of two) under user weights (S, U); None = each user once."""
         w = np.ones((1, len(self.users))) if weights is None else weights
@@ -144,6 +153,21 @@ class UserTerms:
             if a in out and b in out:
                 out[name] = out[a] - out[b]
         return out
+
+
+def mean_terms(runs: list[UserTerms]) -> UserTerms:
+    """The per-user terms of a model trained under several seeds: each user's sums and counts
+    averaged over the runs, so every figure is the mean of the runs' figures (the tables, hence the
+    counts, are the same) and a paired comparison resamples users of the seed-averaged model."""
+    first = runs[0]
+    for other in runs[1:]:
+        if not np.array_equal(first.users, other.users):
+            raise ValueError("the runs cover different users: score them on the same tables")
+    return UserTerms(
+        first.users,
+        {k: np.mean([r.sums[k] for r in runs], axis=0) for k in first.sums},
+        {k: np.mean([r.counts[k] for r in runs], axis=0) for k in first.counts},
+    )
 
 
 def pair_terms(predictions: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -196,31 +220,20 @@ def evaluate(
     Keys: paired_accuracy (mean over users of their share of pairs won, UMAP'24),
     paired_accuracy_pooled (share of all pairs), auc (mean per-user AUC of up vs down scores),
     hr@10_pos/neg/diff, ndcg@10_pos/neg/diff, hr@1/5/20_pos, map@10 (positive targets), skip_mrr@10 (skipped
-    targets, lower is better), coverage (share of eval users served), and counts. With
+    targets, lower is better), coverage (share of scored users served), and counts. Next-item
+    figures rank the whole catalog less each row's `exclude_track_ids`, over users with a history
+    only (next_users_scored; the others are next_users_cold). With
     `bootstrap` > 0, `<metric>_ci_low/_ci_high` from resampling users.
     """
     predictions = pair_predictions(scorer, pairs, next_rows, chunk=chunk)
-
-    catalog = np.arange(1, n_tracks + 1, dtype=np.int64)
-    next_request = pd.DataFrame(
-        {
-            HISTORY_TRACKS: next_rows[HISTORY_TRACKS],
-            HISTORY_STATIONS: next_rows[HISTORY_STATIONS],
-            HISTORY_FEEDBACK: next_rows[HISTORY_FEEDBACK],
-            STATION: next_rows[STATION_IDX].astype(np.int64),
-            CANDIDATES: [catalog] * len(next_rows),
-        }
-    )
-    next_scores = _score(scorer, next_request, max(1, min(chunk, 64)))
-    full = np.stack(list(next_scores[SCORES])) if len(next_scores) else np.zeros((0, n_tracks))
-    targets = next_rows[TRACK_IDX].to_numpy(dtype=np.int64) - 1  # column of track idx i is i - 1
-    ranks = M.target_ranks(full, targets) if len(full) else np.zeros(0, np.int64)
-    feedback = next_rows[FEEDBACK_ID].to_numpy()
-    positive = next_rows[IS_POSITIVE].to_numpy(dtype=bool)  # roles stored by the build, not re-derived
-    negative = next_rows[IS_NEGATIVE].to_numpy(dtype=bool)
+    warm = has_history(next_rows)
+    scored_rows = next_rows[warm].reset_index(drop=True)
+    ranks, served = next_item_ranks(scorer, scored_rows, n_tracks, chunk=max(1, min(chunk, 64)))
+    feedback = scored_rows[FEEDBACK_ID].to_numpy()
+    positive = scored_rows[IS_POSITIVE].to_numpy(dtype=bool)  # roles stored by the build, not re-derived
+    negative = scored_rows[IS_NEGATIVE].to_numpy(dtype=bool)
     skipped = feedback == SKIP_ID
-    served = next_scores[SERVED].to_numpy(dtype=bool)
-    next_users = next_rows[USER_ID].to_numpy()
+    next_users = scored_rows[USER_ID].to_numpy()
     next_ranks = pd.DataFrame({USER_ID: next_users, FEEDBACK_ID: feedback, "rank": ranks, "served": served})
 
     hits, gains, reciprocal = (ranks <= K).astype(float), _gain(ranks), np.where(ranks <= K, 1.0 / ranks, 0.0)
@@ -243,6 +256,8 @@ def evaluate(
         "pairs": float(len(predictions)),
         "pair_users": float(len(np.unique(pair_users))),
         "next_users": float(len(next_rows)),
+        "next_users_scored": float(len(scored_rows)),
+        "next_users_cold": float(len(next_rows) - len(scored_rows)),
         "next_pos": float(positive.sum()),
         "next_neg": float(negative.sum()),
     }
@@ -285,6 +300,55 @@ def compare(a: UserTerms, b: UserTerms, *, samples: int = 1000, seed: int = 0) -
         va, vb = float(point_a[name][0]), float(point_b[name][0])
         out[name] = Difference(va, vb, va - vb, low, high)
     return out
+
+
+def has_history(next_rows: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: eval_next rows whose user played anything before the cut-off."""
+    if not len(next_rows):
+        return np.zeros(0, dtype=bool)
+    if HISTORY_LENGTH in next_rows.columns:
+        return next_rows[HISTORY_LENGTH].to_numpy() > 0
+    return np.array([len(h) > 0 for h in next_rows[HISTORY_TRACKS]], dtype=bool)
+
+
+def excluded_tracks(rows: pd.DataFrame) -> list[np.ndarray]:
+    """Each row's tracks the ranking leaves out (`exclude_track_ids`; none for tables without it)."""
+    if EXCLUDE_TRACK_IDS not in rows.columns:
+        return [np.zeros(0, np.int64)] * len(rows)
+    return [np.asarray(x if x is not None else [], dtype=np.int64) for x in rows[EXCLUDE_TRACK_IDS]]
+
+
+def next_item_ranks(
+    scorer: Scorer, rows: pd.DataFrame, n_tracks: int, *, chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) rank of each eval_next row's target among every catalog track but the row's excluded
+    ones (metrics.target_ranks: ties against the target, NaN last), and (N,) whether it was served.
+
+    Scored `chunk` rows at a time, so memory holds (chunk, n_tracks) scores, whatever N."""
+    catalog = np.arange(1, n_tracks + 1, dtype=np.int64)
+    targets = rows[TRACK_IDX].to_numpy(dtype=np.int64) - 1  # column of track idx i is i - 1
+    excluded = excluded_tracks(rows)
+    ranks = np.zeros(len(rows), dtype=np.int64)
+    served = np.zeros(len(rows), dtype=bool)
+    for start in range(0, len(rows), chunk):
+        part = rows.iloc[start : start + chunk]
+        request = pd.DataFrame(
+            {
+                HISTORY_TRACKS: part[HISTORY_TRACKS].to_numpy(),
+                HISTORY_STATIONS: part[HISTORY_STATIONS].to_numpy(),
+                HISTORY_FEEDBACK: part[HISTORY_FEEDBACK].to_numpy(),
+                STATION: part[STATION_IDX].to_numpy(dtype=np.int64),
+                CANDIDATES: [catalog] * len(part),
+            }
+        )
+        scored = scorer(request)
+        full = np.stack([np.asarray(x, dtype=np.float64) for x in scored[SCORES]])  # (chunk, n_tracks)
+        for i, tracks in enumerate(excluded[start : start + len(part)]):
+            inside = tracks[(tracks >= 1) & (tracks <= n_tracks)]
+            full[i, inside - 1] = -np.inf
+        ranks[start : start + len(part)] = M.target_ranks(full, targets[start : start + len(part)])
+        served[start : start + len(part)] = scored[SERVED].to_numpy(dtype=bool)
+    return ranks, served
 
 
 def _gain(ranks: np.ndarray) -> np.ndarray:

@@ -31,6 +31,8 @@ class ClozeInputs:
 class Hybrid(Recommender):
     """Bidirectional cloze model. Scores a track as the masked item after the user's history."""
 
+    selection_metric = "paired_accuracy"  # trained to order a positive above one negative
+
     def __init__(
         self,
         n_tracks: int,

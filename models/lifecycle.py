@@ -19,8 +19,9 @@ from typing import Any
 
 from models.data import SequenceFacts, TableSnapshot, read_frame
 from models.settings import ModelSettings, TrainSettings
-from models.tracking import MlflowSettings
-from models.worker import WorkerSpec
+from models.tracking import MlflowSettings, RegistrySettings, metric_name
+from models.worker import WorkerSpec, count_worker
+from models.zoo import learns_by_gradient
 
 log = logging.getLogger("downbeat.train")
 SEQUENCES, TRACKS, STATIONS = "gold/sequences", "gold/tracks", "gold/stations"
@@ -50,13 +51,15 @@ OBJECTIVE_SETTINGS = {
     "baseline": ("p_task",),
     "hybrid": ("p_task", "p_hard", "negative_mode", "k"),
     "bert4rec": ("p_task", "softmax", "sampled_negatives"),
-    "sasrec": ("sampled_negatives", "alpha", "beta", "temperature", "info_nce_negatives"),
+    "sasrec": ("softmax", "sampled_negatives", "alpha", "beta", "temperature", "info_nce_negatives"),
     "gsasrec": ("sampled_negatives", "gbce_t", "not_to_recommend"),
     "gru4rec": ("softmax", "sampled_negatives"),
     "pnfrec": ("softmax", "sampled_negatives", "pnfrec_alpha", "pnfrec_beta"),
+    "popularity": (),
 }
 # The test figures a version's description gives, with their intervals.
 DESCRIBED = ("paired_accuracy", "auc", "hr@10_pos", "hr@10_neg", "ndcg@10_pos", "map@10", "coverage")
+SELECTED_TAG = "downbeat.selected_on"  # the validation figure a run stopped on and kept its epoch by
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class TrainRequest:
     # neither registers it nor touches the aliases (an experiment never moves the champion).
     parent_run: str | None = None
     child_name: str | None = None
+    registry: RegistrySettings = field(default_factory=RegistrySettings)  # how the champion gate decides
 
 
 @dataclass(frozen=True)
@@ -87,15 +91,26 @@ class TrainResult:
     run_id: str
     model_version: str
     metrics: dict[str, float]  # test metrics, reported only
-    validation: float  # the registered model's validation paired accuracy (what chose it)
+    validation: float  # the registered model's validation figure (what chose its epoch)
     validation_se: float
     champion_moved: bool
     champion_reason: str
     tables: dict[str, int] = field(default_factory=dict)  # the input tables' versions trained on
+    selected_on: str = "paired_accuracy"  # which validation figure `validation` is
 
 
 def steps_per_epoch(train_rows: int, batch_size: int, world: int) -> int:
     return max(1, math.ceil(train_rows / (batch_size * world)))
+
+
+def effective_settings(model_name: str, train: TrainSettings, steps: int) -> TrainSettings:
+    """The settings a run trains with: warm-up at most one epoch (`steps` a rank's steps per epoch:
+    a short epoch must not leave a run in warm-up for epochs); the baseline draws random negatives
+    only (the paper's baseline: p_hard 0)."""
+    train = dataclasses.replace(train, warmup_steps=min(train.warmup_steps, steps))
+    if model_name == "baseline":
+        train = dataclasses.replace(train, p_hard=0.0)
+    return train
 
 
 def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
@@ -114,7 +129,6 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         absolute_tracking_uri,
         decide_champion,
         experiment_id,
-        metric_name,
     )
     from models.validation import ValidationSet
 
@@ -123,9 +137,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     n_tracks, n_stations = tables[TRACKS].rows, tables[STATIONS].rows
     world = request.processes
     steps = steps_per_epoch(request.facts.train_rows, request.train.batch_size, world)
-    train_cfg = request.train
-    if request.model_name == "baseline":  # the paper's baseline: positives only, random negatives
-        train_cfg = dataclasses.replace(train_cfg, p_hard=0.0)
+    train_cfg = effective_settings(request.model_name, request.train, steps)
 
     experiment = experiment_id(settings.tracking_uri, settings.experiment, settings.artifact_root)
     client = MlflowClient(settings.tracking_uri)
@@ -169,7 +181,8 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             world,
             request.device,
         )
-        outcome = launch(spec, world)
+        # a counting model (popularity) is fit in one pass here; the others by gradient steps on `world` ranks
+        outcome = launch(spec, world) if learns_by_gradient(request.model_name) else count_worker(spec)
         model_path = checkpoint_dir / FINAL_MODEL  # rank 0's final model, wherever it ran
         model_path.parent.mkdir(parents=True, exist_ok=True)
         model_path.write_bytes(outcome["model"])
@@ -177,18 +190,18 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         if model.learns_feedback_embeddings:
             mlflow.log_metrics({f"feedback_cos_{k}": v for k, v in feedback_cosines(model.network).items()})
         validation, validation_se = float(outcome["best"]), float(outcome["best_standard_error"])
+        selected_on = str(outcome["selected_on"])
+        figure = f"validation_{metric_name(selected_on)}"
         mlflow.log_metrics(
             {
                 "best_epoch": float(outcome["best_epoch"]),
                 "epochs_run": float(outcome["epochs"]),
-                **({"validation_paired_accuracy": validation} if validation == validation else {}),
-                **(
-                    {"validation_paired_accuracy_se": validation_se} if validation_se == validation_se else {}
-                ),
+                **({figure: validation} if validation == validation else {}),
+                **({f"{figure}_se": validation_se} if validation_se == validation_se else {}),
                 "validation_users": float(outcome["validation_users"]),
             }
         )
-        mlflow.set_tag("downbeat.stopped_early", str(outcome["stopped_early"]))
+        mlflow.set_tags({"downbeat.stopped_early": str(outcome["stopped_early"]), SELECTED_TAG: selected_on})
 
         # Test figures: computed once, for the record; nothing below chooses by them.
         result = evaluate(
@@ -207,7 +220,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         mlflow.log_dict({k: (None if v != v else v) for k, v in result.metrics.items()}, "test_metrics.json")
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifact(
-                str(plot_learning_curves(outcome["history"], Path(tmp) / "learning_curves.png"))
+                str(plot_learning_curves(outcome["history"], Path(tmp) / "learning_curves.png", selected_on))
             )
         info = log_scoring_model(
             model_path,
@@ -219,19 +232,35 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
         if child:
             mlflow.log_metric("wall_seconds", time.perf_counter() - started)
             return TrainResult(
-                run_id, "", result.metrics, validation, validation_se, False, "experiment child", versions
+                run_id,
+                "",
+                result.metrics,
+                validation,
+                validation_se,
+                False,
+                "experiment child",
+                versions,
+                selected_on,
             )
         version = str(info.registered_model_version)
         name = settings.registered_model
         client.set_registered_model_alias(name, CANDIDATE, version)
-        validation_table = f"{tables[VALIDATION_PAIRS].uri}@{tables[VALIDATION_PAIRS].version}"
+        validation_table = " and ".join(
+            f"{tables[t].uri}@{tables[t].version}" for t in (VALIDATION_PAIRS, VALIDATION_NEXT)
+        )
+        validation_set = ValidationSet.of(tables[VALIDATION_PAIRS], tables[VALIDATION_NEXT], n_tracks)
 
-        def score_champion(uri: str) -> float:
-            champion = mlflow.pyfunc.load_model(uri)  # the same validation scoring as training's
-            validation_set = ValidationSet.of(tables[VALIDATION_PAIRS], tables[VALIDATION_NEXT])
-            return validation_set.score_with(champion.predict, chunk=train_cfg.eval_batch_size).accuracy
+        def score_champion(uri: str) -> dict[str, Any]:
+            champion = mlflow.pyfunc.load_model(uri)  # scored on exactly the candidate's rows
+            return validation_set.per_user(champion.predict, chunk=train_cfg.eval_batch_size)
 
-        decision = decide_champion(client, name, version, validation_table, validation, score_champion)
+        mine = validation_set.per_user(
+            lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
+            chunk=train_cfg.eval_batch_size,
+        )
+        decision = decide_champion(
+            client, name, version, validation_table, request.registry, selected_on, mine, score_champion
+        )
         mlflow.set_tags(
             {
                 "downbeat.champion": str(decision.moved),
@@ -247,13 +276,21 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             model_name=request.model_name,
             train=train_cfg,
             tables=request.tables,
-            validation=(validation, validation_se, validation_table),
+            validation=(selected_on, validation, validation_se, validation_table),
             test=result.metrics,
             decision=(decision.moved, decision.reason),
         )
         mlflow.log_metric("wall_seconds", time.perf_counter() - started)
     return TrainResult(
-        run_id, version, result.metrics, validation, validation_se, decision.moved, decision.reason, versions
+        run_id,
+        version,
+        result.metrics,
+        validation,
+        validation_se,
+        decision.moved,
+        decision.reason,
+        versions,
+        selected_on,
     )
 
 
@@ -279,6 +316,7 @@ def _log_inputs(
             "n_stations": str(n_stations),
             "positive_feedback": ",".join(map(str, request.facts.positive_feedback)),
             "effective.p_hard": str(train_cfg.p_hard),
+            "effective.warmup_steps": str(train_cfg.warmup_steps),
         }
     )
     params.update({f"table.{t}": f"{s.uri}@{s.version}" for t, s in request.tables.items()})
@@ -357,14 +395,14 @@ def describe_version(
     model_name: str,
     train: TrainSettings,
     tables: dict[str, TableSnapshot],
-    validation: tuple[float, float, str],
+    validation: tuple[str, float, float, str],
     test: dict[str, float],
     decision: tuple[bool, str],
 ) -> None:
     """What a consumer of the registry reads of a version: a description (the model, its objective,
     the table versions it trained and was scored on, validation and test figures with 95%
     intervals) and tags for the champion decision."""
-    accuracy, se, validation_table = validation
+    selected_on, accuracy, se, validation_table = validation
     knobs = ", ".join(f"{k}={getattr(train, k)}" for k in OBJECTIVE_SETTINGS.get(model_name, ()))
     lines = [
         f"downbeat {model_name}; objective: {OBJECTIVE_DOC.get(model_name, model_name)}"
@@ -375,11 +413,11 @@ def describe_version(
     if accuracy == accuracy:
         low, high = accuracy - 1.96 * se, accuracy + 1.96 * se
         lines.append(
-            f"Validation paired accuracy (chose this version): {accuracy:.4f} "
+            f"Validation {selected_on} (chose the epoch): {accuracy:.4f} "
             f"[{low:.4f}, {high:.4f}] (95%, ±1.96 standard errors across users) on {validation_table}"
         )
     else:
-        lines.append(f"Validation paired accuracy: none ({validation_table} has no pairs)")
+        lines.append(f"Validation {selected_on}: none ({validation_table} has no rows for it)")
     figures = []
     for key in DESCRIBED:
         value = test.get(key, float("nan"))
@@ -402,10 +440,11 @@ def describe_version(
         "downbeat.champion": str(moved),
         "downbeat.champion_reason": reason,
         "downbeat.validation_table": validation_table,
+        SELECTED_TAG: selected_on,
     }
     if accuracy == accuracy:
-        tags["downbeat.validation_paired_accuracy"] = f"{accuracy:.6f}"
-        tags["downbeat.validation_paired_accuracy_se"] = f"{se:.6f}"
+        tags[f"downbeat.validation_{metric_name(selected_on)}"] = f"{accuracy:.6f}"
+        tags[f"downbeat.validation_{metric_name(selected_on)}_se"] = f"{se:.6f}"
     for key, text in tags.items():
         client.set_model_version_tag(name, version, key, text)
 
@@ -422,4 +461,5 @@ OBJECTIVE_DOC = {
     "gru4rec": "GRU next-item softmax",
     "pnfrec": "positive and negative encoders over one set of track embeddings (next-item losses and a "
     "contrast of the next positive with the negatives)",
+    "popularity": "no learning: each track's count of positive plays in the training rows (the floor)",
 }

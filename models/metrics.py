@@ -1,7 +1,8 @@
 """Ranking metrics over scores, in numpy: each is a plain function a test can check by hand.
 
-Ranks are 1-based over the full catalog; a target's rank is 1 + the number of tracks scoring
-strictly higher (ties do not push it down).
+Ranks are 1-based over the full catalog; a target's rank is 1 + the number of other tracks
+scoring at least as high: a tie never favours the target (a model that scores every track alike
+ranks each target last, not first). A NaN score ranks last, in pairs and in ranks alike.
 """
 
 from __future__ import annotations
@@ -9,9 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def last_if_nan(scores: np.ndarray) -> np.ndarray:
+    """`scores` as float64 with NaN replaced by -inf: a NaN score ranks below every real one."""
+    values = np.asarray(scores, dtype=np.float64)
+    return np.where(np.isnan(values), -np.inf, values)
+
+
 def pair_outcomes(up_scores: np.ndarray, down_scores: np.ndarray) -> np.ndarray:
-    """Per pair: 1 when the up track outscores the down track, 0.5 on a tie, else 0."""
-    return (up_scores > down_scores).astype(np.float64) + 0.5 * (up_scores == down_scores)
+    """Per pair: 1 when the up track outscores the down track, 0.5 on a tie, else 0 (NaN ranks last)."""
+    up, down = last_if_nan(up_scores), last_if_nan(down_scores)
+    return (up > down).astype(np.float64) + 0.5 * (up == down)
 
 
 def paired_accuracy_pooled(up_scores: np.ndarray, down_scores: np.ndarray) -> float:
@@ -65,9 +73,11 @@ def mean_user_auc(users: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> 
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """(N,) 1-based rank of each row's target column among all columns of `scores` (N, C)."""
-    mine = scores[np.arange(len(targets)), targets]
-    return 1 + (scores > mine[:, None]).sum(axis=1)
+    """(N,) 1-based rank of each row's target column among all columns of `scores` (N, C): 1 + the
+    number of other columns scoring at least as high (ties count against the target; NaN last)."""
+    values = last_if_nan(scores)
+    mine = values[np.arange(len(targets)), targets]
+    return (values >= mine[:, None]).sum(axis=1)  # the target's own column counts as the 1
 
 
 def hit_rate(ranks: np.ndarray, k: int) -> float:

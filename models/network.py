@@ -100,6 +100,18 @@ def positions_from_end(tracks: Tensor) -> Tensor:
     return after * present
 
 
+def without_last(tracks: Tensor) -> Tensor:
+    """(B, L) `tracks` with each row's last real item replaced by padding (either padding side).
+
+    A causal model trains on a row's items but its last, predicting the items after each (kang205's
+    and gSASRec's `items[:-1]` -> `items[1:]`): the row's last input then sits at position id 0,
+    the slot scoring reads after a user's most recent play. Fed the whole row, position 0 would be
+    the last positive, which has no next positive to learn from, and never get a gradient."""
+    present = tracks != PAD
+    after = present.flip(1).cumsum(1).flip(1) - present.long()  # (B, L) real items strictly after
+    return tracks.masked_fill(present & (after == 0), PAD)
+
+
 def causal_mask(padding: Tensor, heads: int) -> Tensor:
     """(B * heads, L, L) bool, True = blocked: the future and padding, except each position itself.
 
@@ -173,7 +185,10 @@ class SequenceNetwork(InputNetwork):
         """(B, L, D) hidden states of padded (B, L) inputs; padding is never attended to."""
         padding = tracks == PAD  # (B, L)
         positions = positions_from_end(tracks).clamp(max=self.settings.max_length - 1)
-        x = self.embedded(tracks, stations, feedback) + self.position(positions)
+        x = self.embedded(tracks, stations, feedback)
+        if self.settings.scale_embeddings:  # kang205's SASRec: inputs * sqrt(dim), then positions
+            x = x * self.settings.dim**0.5
+        x = x + self.position(positions)
         if not self.causal:
             h = self.encoder(self.dropout(x), src_key_padding_mask=padding)  # (B, L, D)
             return self.norm(h)
@@ -227,6 +242,11 @@ class Recommender(nn.Module):
     # Whether every feedback type's embedding is trained (read as input), so that their cosine
     # similarities mean something (not for models that read positives only).
     learns_feedback_embeddings: bool = True
+    # The validation figure of the model's own task (models/validation.py), which `train.select_on:
+    # auto` stops on: next-item models rank the catalog; pair models (the UMAP'24 hybrid) order pairs.
+    selection_metric: str = "ndcg@10_pos"
+    # False for a model fit in one counting pass (popularity) instead of by fit()'s gradient steps.
+    learns_by_gradient: bool = True
 
     def __init__(self, network: InputNetwork, train: TrainSettings, positive_feedback: tuple[int, ...]):
         super().__init__()

@@ -49,7 +49,10 @@ def plot_tier_shares(shares: np.ndarray, path: Path) -> Path:
     return path
 
 
-def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Path:
+def plot_learning_curves(
+    history: Sequence[dict[str, float]], path: Path, selected_on: str = "paired_accuracy"
+) -> Path:
+    """Train loss and the validation figure the run selected on, per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,8 +64,9 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Pat
     left.set_xlabel("epoch")
     left.set_ylabel("train loss", color="tab:blue")
     right = left.twinx()
-    right.plot(epochs, [h["val_paired_accuracy"] for h in history], "s-", color="tab:red", label="validation")
-    right.set_ylabel("validation paired accuracy", color="tab:red")
+    values = [h.get(f"val_{selected_on}", float("nan")) for h in history]
+    right.plot(epochs, values, "s-", color="tab:red", label="validation")
+    right.set_ylabel(f"validation {selected_on}", color="tab:red")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -98,8 +102,10 @@ def plot_metric_against(
     return path
 
 
-def plot_validation_curves(curves: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
-    """Validation paired accuracy per epoch, one line per experiment child."""
+def plot_validation_curves(
+    curves: Mapping[str, Sequence[tuple[int, float]]], path: Path, figure: str = "paired accuracy"
+) -> Path:
+    """A validation figure per epoch, one line per experiment child."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +116,7 @@ def plot_validation_curves(curves: Mapping[str, Sequence[tuple[int, float]]], pa
         ordered = sorted(points)
         ax.plot([e + 1 for e, _ in ordered], [v for _, v in ordered], "o-", label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation paired accuracy")
+    ax.set_ylabel(f"validation {figure}")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from models.losses import info_nce_loss, next_item_loss
-from models.network import DOWN, PAD, SKIP, Batch, History, SequenceNetwork, compact
+from models.network import DOWN, PAD, SKIP, Batch, History, SequenceNetwork, compact, without_last
 from models.sasrec import SASRec
 from models.settings import ModelSettings, TrainSettings
 
@@ -59,8 +59,10 @@ class PNFRec(SASRec):
         negative = compact(rejected, width, *columns)
         items = self.network.item_embeddings()
         sampled = self.softmax_negatives(generator, batch.tracks.device)
-        h_pos = self.network.hidden(*positive)  # (B, L, D)
-        h_neg = self.negative_network.hidden(*negative)
+        # each encoder reads its sub-sequence but its last item, which is a target only: the slot
+        # after the most recent input, which scoring reads, is trained (network.without_last)
+        h_pos = self.network.hidden(without_last(positive[0]), *positive[1:])  # (B, L, D)
+        h_neg = self.negative_network.hidden(without_last(negative[0]), *negative[1:])
         pos_valid, next_pos = next_in_row(positive[0])
         neg_valid, next_neg = next_in_row(negative[0])
         ce_pos = next_item_loss(h_pos[pos_valid], next_pos[pos_valid], items, sampled)

@@ -24,6 +24,9 @@ class ChildResult:
     best_epoch: int  # 0-based epoch of the best validation figure (the weights it keeps)
     epochs_run: int
     logged: dict[str, float] = field(default_factory=dict)  # figures the child's run logged itself
+    seeds: int = 1  # training seeds; `metrics` are their means
+    spread: dict[str, float] = field(default_factory=dict)  # each figure's std across seeds
+    diff_spread: dict[str, float] = field(default_factory=dict)  # std across seeds of the difference
 
 
 def _number(value: float) -> str:
@@ -32,15 +35,22 @@ def _number(value: float) -> str:
 
 def cell(result: ChildResult, metric: str) -> str:
     """'value' for the reference; 'value (diff [low, high])' for the others, starred when the interval
-    leaves out 0."""
+    leaves out 0. Under several seeds the value is their mean, followed by ± their std, and a
+    difference whose std across seeds exceeds the difference itself is marked '(seed spread sd)'."""
     value = result.metrics.get(metric, float("nan"))
+    shown = _number(value)
+    sd = result.spread.get(metric)
+    if sd is not None and math.isfinite(sd):
+        shown += f" ±{sd:.4f}"
     d = result.differences.get(metric)
     if d is None:
-        return _number(value)
+        return shown
     if not all(math.isfinite(x) for x in (d.diff, d.diff_low, d.diff_high)):
-        return f"{_number(value)} (n/a)"
+        return f"{shown} (n/a)"
     star = "*" if d.diff_low > 0 or d.diff_high < 0 else ""
-    return f"{_number(value)} ({d.diff:+.4f} [{d.diff_low:+.4f}, {d.diff_high:+.4f}]{star})"
+    spread = result.diff_spread.get(metric, float("nan"))
+    noisy = f" (seed spread {spread:.4f})" if math.isfinite(spread) and spread > abs(d.diff) else ""
+    return f"{shown} ({d.diff:+.4f} [{d.diff_low:+.4f}, {d.diff_high:+.4f}]{star}{noisy})"
 
 
 def render_report(
@@ -58,9 +68,12 @@ def render_report(
     lines += [f"- {fact}" for fact in facts]
     lines += [
         f"- Each cell: the child's value on the test tables, then (child - {reference}) with its 95% "
-        "paired bootstrap interval over users; * where the interval leaves out 0.",
-        "- Epochs to best: the epoch whose validation paired accuracy the run kept (1-based); the "
-        "model was chosen on validation data only.",
+        "paired bootstrap interval over users; * where the interval leaves out 0. Under several "
+        "training seeds: the mean over seeds ± its standard deviation, the interval of the "
+        "seed-averaged models, and '(seed spread s)' where the difference's standard deviation "
+        "across seeds exceeds the difference.",
+        "- Epochs to best: the epoch whose validation figure the run kept (1-based; each model selects on "
+        "its own task's figure, train.select_on); the model was chosen on validation data only.",
         "",
     ]
     logged = [name for name in children[0].logged] if children else []
@@ -91,10 +104,15 @@ def report_json(reference: str, metrics: Sequence[str], children: Sequence[Child
             "settings": child.settings,
             "best_epoch": child.best_epoch,
             "epochs_run": child.epochs_run,
+            "seeds": child.seeds,
             **{name: {"value": finite(value)} for name, value in child.logged.items()},
         }
         for metric in metrics:
             figures: dict[str, float | None] = {"value": finite(child.metrics.get(metric, float("nan")))}
+            if metric in child.spread:
+                figures["seed_std"] = finite(child.spread[metric])
+            if metric in child.diff_spread:
+                figures["diff_seed_std"] = finite(child.diff_spread[metric])
             d = child.differences.get(metric)
             if d is not None:
                 figures |= {

@@ -1,6 +1,7 @@
 """SASRec with the RecSys'24 skip-aware loss: a causal transformer predicts, at every position, the
-next positive; alpha * sampled softmax over uniform negatives + beta * InfoNCE that pulls the
-prediction toward that positive and away from the tracks skipped before it."""
+next positive; alpha * softmax (over uniform negatives, or the whole catalog: `train.softmax`) +
+beta * InfoNCE that pulls the prediction toward that positive and away from the tracks skipped
+before it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.losses import info_nce_loss, sampled_softmax_loss
-from models.network import PAD, SKIP, Batch, History, InputNetwork, Recommender, SequenceNetwork, compact
+from models.losses import info_nce_loss, next_item_loss
+from models.network import (
+    PAD,
+    SKIP,
+    Batch,
+    History,
+    InputNetwork,
+    Recommender,
+    SequenceNetwork,
+    compact,
+    without_last,
+)
 from models.settings import ModelSettings, TrainSettings
 
 
@@ -64,12 +75,15 @@ class SASRec(Recommender):
         super().__init__(network, train, positive_feedback)
 
     def next_positive(self, batch: Batch) -> NextPositive:
-        """Each position's hidden state and the next positive it predicts."""
+        """Each position's hidden state and the next positive it predicts. The row's last item is
+        a target only, never an input (network.without_last): the position before it then trains
+        the slot that scoring reads."""
         tracks = batch.tracks
         length = tracks.shape[1]
         following = next_target(batch.targets)  # (B, L)
-        valid = (tracks != PAD) & (following < length)  # positions with a next positive
-        hidden = self.network.hidden(tracks, batch.stations, batch.feedback)  # (B, L, D)
+        inputs = without_last(tracks)
+        valid = (inputs != PAD) & (following < length)  # input positions with a next positive
+        hidden = self.network.hidden(inputs, batch.stations, batch.feedback)  # (B, L, D)
         positives = tracks.gather(1, following.clamp(max=length - 1))  # (B, L), meaningful where valid
         return NextPositive(hidden, valid, following, positives)
 
@@ -82,12 +96,9 @@ class SASRec(Recommender):
         next_items = items[step.positives]  # (B, L, D)
         h = hidden[valid]  # (N, D)
         positives = step.positives[valid]  # (N,)
-        # One set of uniform negatives for the whole batch; any equal to a row's positive is left out.
-        sampled = self.sampled_tracks(generator, tracks.device)
-        positive_scores = (h * next_items[valid]).sum(-1)  # (N,)
-        negative_scores = h @ items[sampled].T  # (N, S)
-        collide = sampled.unsqueeze(0) == positives.unsqueeze(1)  # (N, S)
-        softmax = sampled_softmax_loss(positive_scores, negative_scores, collide)
+        # train.softmax: one set of uniform negatives for the whole batch (any equal to a row's
+        # positive is left out), or the whole catalog
+        softmax = next_item_loss(h, positives, items, self.softmax_negatives(generator, tracks.device))
         # InfoNCE on cosine similarities: each position against every track of its row (one
         # batched product), of which only those skipped before its next positive count.
         anchor = F.normalize(hidden, dim=-1)  # (B, L, D)

@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ModelName = Literal["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec"]
-MODEL_NAMES: tuple[str, ...] = ("baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec")
+ModelName = Literal["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec", "popularity"]
+MODEL_NAMES: tuple[str, ...] = (
+    "baseline",
+    "hybrid",
+    "sasrec",
+    "gsasrec",
+    "gru4rec",
+    "bert4rec",
+    "pnfrec",
+    "popularity",
+)
 NegativeMode = Literal["stored", "hardest_of_k"]
 
 
@@ -19,6 +28,9 @@ class ModelSettings:
     heads: int
     dropout: float
     max_length: int
+    # The summed input embeddings times sqrt(dim) before positions are added (kang205's SASRec); an
+    # option to choose on validation figures. A default so that older checkpoints still load.
+    scale_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,3 +81,6 @@ class TrainSettings:
     # ones, or every non-positive one (plays and downs too, as RecSys'24 defines it)
     info_nce_negatives: Literal["skips", "non_positive"] = "skips"
     pnfrec_beta: float = 0.5  # pnfrec: weight of the contrast of the next positive with the negatives
+    # The validation figure that stops a run and picks its best epoch: auto = the model's own task's
+    # (next-item models NDCG@10 of the next positive, pair models paired accuracy).
+    select_on: Literal["auto", "paired_accuracy", "ndcg@10"] = "auto"

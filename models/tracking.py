@@ -7,13 +7,13 @@ import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 log = logging.getLogger("downbeat.tracking")
 CANDIDATE, CHAMPION = "candidate", "champion"
 # The champion gate reads validation figures only: test data never chooses a model.
-EVAL_TABLE_PARAM = "table.gold/validation_pairs"
-PAIRED_ACCURACY = "validation_paired_accuracy"
 
 
 @dataclass(frozen=True)
@@ -99,18 +99,83 @@ class ChampionDecision:
     reason: str
 
 
+ValidationFigure = Literal["val_paired_accuracy", "val_ndcg@10_pos"]
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """How the champion gate decides (config section `registry`).
+
+    champion_metric: the validation figure a candidate must equal or beat the champion on (`auto`:
+    the figure the candidate's run selected on). guard_metrics: figures on which the candidate may
+    not fall below the champion by more than the paired 95% interval of the difference: a model
+    that orders pairs better but ranks the catalog worse (what `recommend` serves) does not take over.
+    """
+
+    champion_metric: Literal["auto", "val_paired_accuracy", "val_ndcg@10_pos"] = "auto"
+    guard_metrics: tuple[ValidationFigure, ...] = ("val_ndcg@10_pos",)
+
+    def primary(self, selected_on: str) -> str:
+        """The validation figure (models/validation.py name) that decides."""
+        return selected_on if self.champion_metric == "auto" else self.champion_metric.removeprefix("val_")
+
+    def guards(self) -> tuple[str, ...]:
+        return tuple(g.removeprefix("val_") for g in self.guard_metrics)
+
+
+PerUser = Mapping[str, tuple[np.ndarray, np.ndarray]]  # figure -> (users, each user's value)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Candidate minus champion over the users both have a value for, with a 95% interval
+    (±1.96 standard errors of the per-user differences)."""
+
+    candidate: float
+    champion: float
+    diff: float
+    low: float
+    high: float
+    users: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.candidate:.4f} vs {self.champion:.4f} (difference {self.diff:+.4f}, 95% "
+            f"[{self.low:+.4f}, {self.high:+.4f}] over {self.users} users)"
+        )
+
+
+def paired_difference(
+    mine: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray]
+) -> PairedDifference | None:
+    """The paired difference of one figure on the same validation rows; None without common users."""
+    users, a_index, b_index = np.intersect1d(mine[0], theirs[0], return_indices=True)
+    if not len(users):
+        return None
+    a, b = mine[1][a_index].astype(np.float64), theirs[1][b_index].astype(np.float64)
+    d = a - b
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    mean = float(d.mean())
+    return PairedDifference(
+        float(a.mean()), float(b.mean()), mean, mean - 1.96 * se, mean + 1.96 * se, len(d)
+    )
+
+
 def decide_champion(
     client: Any,
     name: str,
     version: str,
-    eval_table: str,
-    accuracy: float,
-    score_champion: Callable[[str], float],
+    validation: str,
+    gate: RegistrySettings,
+    selected_on: str,
+    candidate: PerUser,
+    score_champion: Callable[[str], PerUser],
 ) -> ChampionDecision:
-    """Move `champion` to `version` when its validation paired accuracy on `eval_table`
-    (gold/validation_pairs uri@version) is at least the current champion's on the same table
-    version; re-scores the champion when its run was validated on another table version. Sets the
-    alias when it moves. Test tables play no part."""
+    """Move `champion` to `version` when, with the current champion re-scored on the same
+    validation rows (`validation`: the tables' uri@version, for the record): the candidate's primary
+    figure is at least the champion's, and no guard figure is below the champion's by more than its
+    paired 95% interval. Sets the alias when it moves; the reason names what decided. Test tables
+    play no part."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -122,34 +187,47 @@ def decide_champion(
         return ChampionDecision(True, f"no champion yet: version {version} becomes champion")
     if str(current.version) == str(version):
         return ChampionDecision(True, f"version {version} is already champion")
-    run = client.get_run(current.run_id)
-    theirs = run.data.metrics.get(PAIRED_ACCURACY)
-    if run.data.params.get(EVAL_TABLE_PARAM) != eval_table or theirs is None:
-        try:
-            theirs = score_champion(f"models:/{name}/{current.version}")
-        except Exception as exc:  # a champion that cannot be scored here is kept, and the run says why
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    stays = f"champion stays version {current.version}"
+    try:
+        theirs = score_champion(f"models:/{name}/{current.version}")
+    except Exception as exc:  # a champion that cannot be scored here is kept, and the run says why
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ChampionDecision(
+            False,
+            f"champion version {current.version} could not be scored on {validation} ({first}): "
+            "it stays champion",
+        )
+    primary = gate.primary(selected_on)
+    where = f"on {validation}, champion re-scored on the same rows"
+    decided = (
+        paired_difference(candidate[primary], theirs[primary])
+        if primary in candidate and primary in theirs
+        else None
+    )
+    if decided is None:
+        return ChampionDecision(False, f"no validation {primary} to compare {where}: {stays}")
+    if decided.candidate < decided.champion:
+        return ChampionDecision(
+            False, f"validation {primary} {decided} {where}: below the champion's; {stays}"
+        )
+    held = []
+    for guard in gate.guards():
+        if guard == primary or guard not in candidate or guard not in theirs:
+            continue
+        difference = paired_difference(candidate[guard], theirs[guard])
+        if difference is None:
+            continue
+        if difference.high < 0:
             return ChampionDecision(
                 False,
-                f"champion version {current.version} could not be scored on {eval_table} ({first}): "
-                "it stays champion",
+                f"validation {primary} {decided} is at least the champion's, but guard {guard} {difference} "
+                f"falls below it by more than its interval {where}: {stays}",
             )
-        how = f"re-scored on {eval_table}"
-    else:
-        how = f"on {eval_table}"
-    if accuracy != accuracy:  # NaN: no validation pairs, nothing to compare on
-        return ChampionDecision(
-            False, f"no validation figure on {eval_table}: champion stays version {current.version}"
-        )
-    if accuracy >= theirs or theirs != theirs:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        return ChampionDecision(
-            True,
-            f"validation paired accuracy {accuracy:.4f} >= champion version {current.version}'s "
-            f"{theirs:.4f} ({how}): version {version} becomes champion",
-        )
+        held.append(f"guard {guard} {difference} held")
+    client.set_registered_model_alias(name, CHAMPION, version)
+    guards = "; " + "; ".join(held) if held else ""
     return ChampionDecision(
-        False,
-        f"validation paired accuracy {accuracy:.4f} < champion version {current.version}'s "
-        f"{theirs:.4f} ({how}): champion stays version {current.version}",
+        True,
+        f"validation {primary} {decided} is at least the champion's{guards} ({where}): "
+        f"version {version} becomes champion",
     )

@@ -1,6 +1,7 @@
 """The training loop: AdamW with linear warm-up, clipping, bf16 autocast on GPU, early stopping on
-validation paired accuracy, a checkpoint every epoch, resume. Knows nothing of Spark or Petastorm:
-it takes a function from epoch number to an iterable of Batches."""
+the model's validation figure (models/validation.py: NDCG@10 for next-item models, paired accuracy
+for pair models), a checkpoint every epoch, resume. Knows nothing of Spark or Petastorm: it takes
+a function from epoch number to an iterable of Batches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from torch import nn
 
 from models.network import Batch, Recommender
 from models.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from models.validation import Score
 
 log = logging.getLogger("downbeat.train")
 
@@ -33,6 +37,7 @@ class FitState:
     best: float = -math.inf
     best_epoch: int = -1
     best_standard_error: float = math.nan  # of the best epoch's validation figure
+    selected_on: str = "paired_accuracy"  # the validation figure `best` is (models/validation.py)
     stale: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
@@ -54,6 +59,34 @@ class Ranks:
         return [float(x) for x in t.cpu()]
 
 
+PAIRED_ACCURACY, NDCG = "paired_accuracy", "ndcg@10_pos"  # the validation figures (models/validation.py)
+SELECT_ON = {"paired_accuracy": PAIRED_ACCURACY, "ndcg@10": NDCG}  # train.select_on -> figure
+
+
+def selection_metric(model: Recommender, train: TrainSettings) -> str:
+    """The validation figure a run stops on and keeps its best epoch by: `train.select_on`, or with
+    `auto` the model's own task's (next-item models: NDCG@10 of the next positive; pair models:
+    paired accuracy)."""
+    return model.selection_metric if train.select_on == "auto" else SELECT_ON[train.select_on]
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's groups: weight decay on weight matrices only. Embeddings (whose rare rows would shrink
+    toward 0 between their updates), LayerNorm gains and biases are never decayed (kang205's SASRec
+    decays no embedding; gSASRec and PNFRec use plain Adam)."""
+    decayed: list[nn.Parameter] = []
+    kept: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            if id(parameter) in seen or not parameter.requires_grad:
+                continue
+            seen.add(id(parameter))
+            plain = isinstance(module, nn.Embedding | nn.LayerNorm) or parameter.ndim < 2 or "bias" in name
+            (kept if plain else decayed).append(parameter)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -67,7 +100,7 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 def fit(
     model: Recommender,
     batches: Callable[[int], Iterable[Batch]],
-    validate: Callable[[Recommender], tuple[float, float]],
+    validate: Callable[[Recommender], Score],
     settings: TrainSettings,
     *,
     device: torch.device,
@@ -81,8 +114,9 @@ def fit(
 ) -> FitState:
     """Train `model` until `max_epochs` or early stopping; on return it holds the best epoch's weights.
 
-    validate: the model's validation paired accuracy and its standard error (NaN when there is no
-    validation data: then the latest epoch counts as the best and nothing stops early).
+    validate: the model's validation figures (models/validation.py); the run selects on
+    `selection_metric(model, settings)` (NaN when there is no validation data for it: then the
+    latest epoch counts as the best and nothing stops early). Every figure is logged each epoch.
 
     trainable: what forward() is called on (the DDP wrapper in distributed runs; default `model`).
     checkpoint_dir: rank 0 writes epoch-NNN.pt there after every epoch. resume: such a checkpoint.
@@ -91,9 +125,7 @@ def fit(
     `loader_rows_per_s`); `data_wait_share` is the share of the epoch the steps waited for batches.
     """
     net = trainable if trainable is not None else model
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.learning_rate)
     warmup = max(settings.warmup_steps, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     state = FitState()
@@ -111,6 +143,8 @@ def fit(
             state.best,
             state.best_epoch,
         )
+    if resume is None:
+        state.selected_on = selection_metric(model, settings)
     autocast = device.type == "cuda"
     generator_device = device if device.type == "cuda" else torch.device("cpu")
 
@@ -152,11 +186,12 @@ def fit(
         loss_sum, loss_count_f, rows_f, wait_share = ranks.all_sum(
             [loss_sum, float(loss_count), float(rows), waited / train_seconds if train_seconds > 0 else 0.0]
         )
-        accuracy, standard_error = validate(model)
-        if math.isnan(accuracy) or accuracy > state.best:
-            # Without validation pairs (accuracy nan) the latest epoch counts as the best: no early stop.
-            state.best = accuracy if not math.isnan(accuracy) else state.best
-            state.best_standard_error = standard_error
+        score = validate(model)
+        selected = score[state.selected_on]
+        if math.isnan(selected.value) or selected.value > state.best:
+            # Without validation data (nan) the latest epoch counts as the best: no early stop.
+            state.best = selected.value if not math.isnan(selected.value) else state.best
+            state.best_standard_error = selected.standard_error
             state.best_epoch = epoch
             state.stale = 0
             best_weights = copy.deepcopy(model.state_dict())
@@ -166,8 +201,8 @@ def fit(
         row = {
             "epoch": float(epoch),
             "train_loss": loss_sum / max(loss_count_f, 1.0),
-            "val_paired_accuracy": accuracy,
-            "val_paired_accuracy_se": standard_error,
+            **{f"val_{name}": figure.value for name, figure in score.figures.items()},
+            **{f"val_{name}_se": figure.standard_error for name, figure in score.figures.items()},
             "learning_rate": float(scheduler.get_last_lr()[0]),
             "train_seconds": train_seconds,
             "train_sequences_per_s": rows_f / train_seconds if train_seconds > 0 else 0.0,
@@ -180,10 +215,11 @@ def fit(
             state.stopped_early = True
         if ranks.rank == 0:
             log.info(
-                "epoch %d: loss %.4f, validation paired accuracy %.4f, %.0f sequences/s",
+                "epoch %d: loss %.4f, validation %s %.4f, %.0f sequences/s",
                 epoch,
                 row["train_loss"],
-                accuracy,
+                state.selected_on,
+                selected.value,
                 row["train_sequences_per_s"],
             )
             if checkpoint_dir is not None:

@@ -26,7 +26,7 @@ from models.data import TableSnapshot
 from models.loader import TrainingStream
 from models.serving import checkpoint_payload
 from models.settings import ModelSettings, TrainSettings
-from models.train import FitState, Ranks, fit, seed_everything
+from models.train import FitState, Ranks, fit, seed_everything, selection_metric
 from models.validation import ValidationSet
 from models.zoo import build_model
 
@@ -104,10 +104,10 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             prefetch=spec.train.prefetch,
             pin_memory=cuda,
         )
-        validation = ValidationSet.of(spec.validation_pairs, spec.validation_next)
+        validation = ValidationSet.of(spec.validation_pairs, spec.validation_next, spec.n_tracks)
         if rank == 0:
             log.info(
-                "rank 0 of %d on %s: %d steps per epoch, %d validation pairs of %d users",
+                "rank 0 of %d on %s: %d steps per epoch, %d validation pairs, %d validation users",
                 world,
                 device,
                 spec.steps_per_epoch,
@@ -120,9 +120,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         state: FitState = fit(
             model,
             stream.epoch,
-            lambda m: (
-                validation.score(m, device=device, ranks=ranks, batch_size=spec.train.eval_batch_size).pair
-            ),
+            lambda m: validation.score(m, device=device, ranks=ranks, batch_size=spec.train.eval_batch_size),
             spec.train,
             device=device,
             ranks=ranks,
@@ -143,6 +141,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
                 history=state.history,
                 best=state.best if math.isfinite(state.best) else float("nan"),  # no validation data
                 best_standard_error=state.best_standard_error,
+                selected_on=state.selected_on,
                 best_epoch=state.best_epoch,
                 epochs=state.epoch,
                 stopped_early=state.stopped_early,
@@ -161,6 +160,61 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         if world > 1:
             dist.destroy_process_group()
+
+
+def count_worker(spec: WorkerSpec) -> dict[str, Any]:
+    """Fit a counting model (popularity) in one pass over the training table, in this process, and
+    return what train_worker's rank 0 returns: one 'epoch' whose validation figures chose it."""
+
+    from contract import TARGET_MASK, TRACK_IDS
+    from models.data import parquet_dataset
+    from models.loader import decode_binary
+    from models.popularity import Popularity
+
+    started = time.perf_counter()
+    model = build_model(
+        spec.model_name, spec.n_tracks, spec.n_stations, spec.model, spec.train, spec.positive_feedback
+    )
+    if not isinstance(model, Popularity):
+        raise ValueError(f"model {spec.model_name} is not fit by counting")
+    rows = 0
+    for batch in parquet_dataset(spec.training_files).to_batches(columns=[TRACK_IDS, TARGET_MASK]):
+        model.count(
+            decode_binary(TRACK_IDS, batch.column(0)),
+            decode_binary(TARGET_MASK, batch.column(1)),
+        )
+        rows += batch.num_rows
+    seconds = time.perf_counter() - started
+    validation = ValidationSet.of(spec.validation_pairs, spec.validation_next, spec.n_tracks)
+    score = validation.score(model, device=torch.device("cpu"), batch_size=spec.train.eval_batch_size)
+    selected = selection_metric(model, spec.train)
+    row = {
+        "epoch": 0.0,
+        "train_loss": float("nan"),  # no loss: counting minimises nothing
+        **{f"val_{name}": figure.value for name, figure in score.figures.items()},
+        **{f"val_{name}_se": figure.standard_error for name, figure in score.figures.items()},
+        "train_seconds": seconds,
+        "train_sequences_per_s": rows / seconds if seconds > 0 else 0.0,
+    }
+    logger = _mlflow_logger(spec)
+    if logger is not None:
+        logger(row)
+    final = io.BytesIO()
+    torch.save(checkpoint_payload(model, spec.config) | {"run_id": spec.run_id}, final)
+    log.info("popularity: counted the positives of %d training rows", rows)
+    return {
+        "rank": 0,
+        "model": final.getvalue(),
+        "history": [row],
+        "best": score[selected].value,
+        "best_standard_error": score[selected].standard_error,
+        "selected_on": selected,
+        "best_epoch": 0,
+        "epochs": 1,
+        "stopped_early": False,
+        "validation_pairs": len(validation),
+        "validation_users": validation.users,
+    }
 
 
 def settle_collectives() -> None:
@@ -184,6 +238,8 @@ def _mlflow_logger(spec: WorkerSpec) -> Any:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
+    from models.tracking import metric_name
+
     client = MlflowClient(spec.tracking_uri)
     run_id = spec.run_id
 
@@ -191,7 +247,7 @@ def _mlflow_logger(spec: WorkerSpec) -> Any:
         now = int(time.time() * 1000)
         step = int(row["epoch"])
         metrics = [
-            Metric(k, float(v), now, step) for k, v in row.items() if k != "epoch" and v == v
+            Metric(metric_name(k), float(v), now, step) for k, v in row.items() if k != "epoch" and v == v
         ]  # v == v: not NaN
         client.log_batch(run_id, metrics=metrics)
 

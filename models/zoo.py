@@ -10,6 +10,7 @@ from models.gsasrec import GSASRec
 from models.hybrid import Hybrid
 from models.network import Recommender
 from models.pnfrec import PNFRec
+from models.popularity import Popularity
 from models.sasrec import SASRec
 from models.settings import MODEL_NAMES, ModelSettings, TrainSettings
 
@@ -21,7 +22,13 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gru4rec": GRU4Rec,
     "pnfrec": PNFRec,
     "bert4rec": BERT4Rec,
+    "popularity": Popularity,
 }
+
+
+def learns_by_gradient(name: str) -> bool:
+    """Whether a model trains by gradient steps (fit()), or in one counting pass (popularity)."""
+    return name not in ARCHITECTURES or ARCHITECTURES[name].learns_by_gradient  # type: ignore[attr-defined]
 
 
 def build_model(

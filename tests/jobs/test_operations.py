@@ -175,7 +175,7 @@ def test_spark_submit_trains_and_evaluates_as_a_local_run_does(local_run, cluste
     reference = local_run["train"]
     assert trained["input_versions"] == reference["input_versions"]
     # same tables, same seed, deterministic training: the same figures
-    assert trained["validation_paired_accuracy"] == pytest.approx(reference["validation_paired_accuracy"])
+    assert trained["validation"] == pytest.approx(reference["validation"])
     assert evaluated["paired_accuracy"] == pytest.approx(trained["test_metrics"]["paired_accuracy"])
     assert evaluated["paired_accuracy"] == pytest.approx(reference["test_metrics"]["paired_accuracy"])
 

@@ -345,7 +345,8 @@ def test_a_registered_version_describes_itself_to_a_consumer(consumer):
     for table in ("gold/training_sequences", "gold/validation_pairs", "gold/eval_pairs", "gold/tracks"):
         assert f"{table}@{run.data.params[f'table.{table}'].rsplit('@', 1)[1]}" in text
     accuracy = run.data.metrics["validation_paired_accuracy"]
-    assert re.search(rf"Validation paired accuracy .*: {accuracy:.4f} \[\d\.\d{{4}}, \d\.\d{{4}}\]", text)
+    assert re.search(rf"Validation paired_accuracy .*: {accuracy:.4f} \[\d\.\d{{4}}, \d\.\d{{4}}\]", text)
+    assert version.tags["downbeat.selected_on"] == "paired_accuracy"
     logged = json.loads(Path(client.download_artifacts(version.run_id, "test_metrics.json")).read_text())
     low, high = logged["paired_accuracy_ci_low"], logged["paired_accuracy_ci_high"]
     assert low <= run.data.metrics["test_paired_accuracy"] == logged["paired_accuracy"] <= high and low < high

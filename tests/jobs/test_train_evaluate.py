@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +29,7 @@ from models.data import TableSnapshot, read_table
 from models.evaluation import pair_predictions
 from models.lifecycle import INPUT_TABLES
 from models.metrics import paired_accuracy
-from models.tracking import CANDIDATE, CHAMPION, EVAL_TABLE_PARAM, PAIRED_ACCURACY, decide_champion
+from models.tracking import CANDIDATE, CHAMPION, RegistrySettings, decide_champion
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 from pipelines.sequences import UNIT_TAG
@@ -109,7 +110,7 @@ def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_
     assert run.data.metrics["validation_paired_accuracy"] == pytest.approx(best.value)
     assert run.data.metrics["best_epoch"] == best.step
     assert run.data.metrics["validation_users"] >= 5
-    assert out[0].startswith(f"validation paired accuracy: {best.value:.4f} (standard error ")
+    assert out[0].startswith(f"validation paired_accuracy: {best.value:.4f} (standard error ")
     version = client.get_model_version_by_alias("downbeat", CANDIDATE)
     assert version.run_id == run_id
     assert client.get_model_version_by_alias("downbeat", CHAMPION).version == version.version
@@ -162,7 +163,7 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["gsasrec", "gru4rec", "bert4rec", "pnfrec"])
+@pytest.mark.parametrize("name", ["gsasrec", "gru4rec", "bert4rec", "pnfrec", "popularity"])
 def test_each_model_of_the_papers_trains_registers_and_scores_the_same_through_its_logged_model(
     lakehouse, tmp_path, capsys, name
 ):
@@ -186,34 +187,62 @@ def test_each_model_of_the_papers_trains_registers_and_scores_the_same_through_i
     assert metrics["next_pos"] > 0 and 0.0 <= metrics["ndcg@10_pos"] <= 1.0
 
 
-def test_champion_moves_only_when_paired_accuracy_is_at_least_the_champions(lakehouse, capsys):
+def test_the_champion_gate_rescores_the_champion_and_guards_the_catalog_ranking(lakehouse, capsys):
     code, out = train_cli(lakehouse, capsys, "--model", "baseline")
     assert code == 0
     client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
     new = client.get_model_version_by_alias("downbeat", CANDIDATE)
-    champion = client.get_model_version_by_alias("downbeat", CHAMPION)
-    mine = client.get_run(new.run_id).data.metrics[PAIRED_ACCURACY]
-    if champion.version == new.version:
-        assert out[-2].startswith("champion: validation paired accuracy") and "becomes champion" in out[-2]
-    else:
-        assert mine < client.get_run(champion.run_id).data.metrics[PAIRED_ACCURACY]
-        assert f"champion stays version {champion.version}" in out[-2]
+    assert out[-2].startswith("champion: validation paired_accuracy ")
+    assert "champion re-scored on the same rows" in out[-2]
+    assert client.get_run(new.run_id).data.tags["downbeat.selected_on"] == "paired_accuracy"
 
-    # the rule itself, on the real registry: ties move it, lower scores do not, other tables re-score
-    current = client.get_model_version_by_alias("downbeat", CHAMPION)
-    theirs = client.get_run(current.run_id).data.metrics[PAIRED_ACCURACY]
-    table = client.get_run(current.run_id).data.params[EVAL_TABLE_PARAM]
-    other = next(
-        v.version for v in client.search_model_versions("name='downbeat'") if v.version != current.version
+    # the rule itself, on the real registry, with per-user validation values given by hand
+    current = client.get_model_version_by_alias("downbeat", CHAMPION).version
+    other = next(v.version for v in client.search_model_versions("name='downbeat'") if v.version != current)
+    users = np.array([f"u{i:02d}" for i in range(40)])
+    champion = {
+        "paired_accuracy": (users, np.full(40, 0.6)),
+        "ndcg@10_pos": (users, np.linspace(0.1, 0.5, 40)),
+    }
+
+    def candidate(accuracy: float, ndcg_shift: float) -> dict:
+        return {
+            "paired_accuracy": (users, np.full(40, accuracy)),
+            "ndcg@10_pos": (users, np.linspace(0.1, 0.5, 40) + ndcg_shift),
+        }
+
+    gate = RegistrySettings()
+    decide = lambda values: decide_champion(  # noqa: E731
+        client, "downbeat", other, "validation@1", gate, "paired_accuracy", values, lambda uri: champion
     )
-    kept = decide_champion(client, "downbeat", other, table, theirs - 0.01, lambda uri: pytest.fail(uri))
-    assert (
-        not kept.moved and client.get_model_version_by_alias("downbeat", CHAMPION).version == current.version
+    lower = decide(candidate(0.59, 0.0))
+    assert not lower.moved and "below the champion's" in lower.reason
+    # better pairs, but the catalog ranked worse by more than the interval: the guard refuses it
+    guarded = decide(candidate(0.7, -0.05))
+    assert not guarded.moved and "guard ndcg@10_pos" in guarded.reason
+    assert client.get_model_version_by_alias("downbeat", CHAMPION).version == current
+    unscored = decide_champion(
+        client, "downbeat", other, "v@1", gate, "paired_accuracy", candidate(0.9, 0.0), lambda uri: 1 / 0
     )
-    rescored = decide_champion(client, "downbeat", other, "elsewhere@7", 0.5, lambda uri: 0.6)
-    assert not rescored.moved and "re-scored on elsewhere@7" in rescored.reason
-    tie = decide_champion(client, "downbeat", other, table, theirs, lambda uri: pytest.fail(uri))
-    assert tie.moved and client.get_model_version_by_alias("downbeat", CHAMPION).version == other
+    assert not unscored.moved and "could not be scored" in unscored.reason
+    tie = decide(candidate(0.6, 0.0))  # a tie on the primary figure, the guard held: it moves
+    assert tie.moved and "guard ndcg@10_pos" in tie.reason and "held" in tie.reason
+    assert client.get_model_version_by_alias("downbeat", CHAMPION).version == other
+    client.set_registered_model_alias("downbeat", CHAMPION, current)  # as the run left it
+    # the primary figure may be another: ranking first, pair ordering as the guard
+    by_ndcg = RegistrySettings(champion_metric="val_ndcg@10_pos", guard_metrics=("val_paired_accuracy",))
+    ranked = decide_champion(
+        client,
+        "downbeat",
+        other,
+        "v@1",
+        by_ndcg,
+        "paired_accuracy",
+        candidate(0.5, 0.01),
+        lambda uri: champion,
+    )
+    assert not ranked.moved and "guard paired_accuracy" in ranked.reason
+    client.set_registered_model_alias("downbeat", CHAMPION, current)
 
 
 def test_two_ddp_processes_through_torch_distributor_train_and_register(lakehouse, spark):
@@ -461,10 +490,11 @@ def test_without_validation_pairs_training_keeps_the_last_epoch_and_reports_no_v
     values += ["model.dim=16", "model.layers=1", "train.max_epochs=2", "train.batch_size=16"]
     assert main([*[x for v in values for x in ("--set", v)], "train", "--model", "hybrid", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[0] == "validation paired accuracy: nan (standard error nan)"
+    assert out[0] == "validation paired_accuracy: nan (standard error nan)"
     summary = json.loads(out[-1])  # the scheduler's run summary: strict JSON, undefined figures null
     assert summary["job"] == "train" and summary["model"] == "hybrid" and summary["run_id"] == out[-2]
-    assert summary["validation_paired_accuracy"] is None and summary["model_version"] == "1"
+    assert summary["validation"] is None and summary["selected_on"] == "paired_accuracy"
+    assert summary["model_version"] == "1"
     assert summary["input_versions"]["gold/validation_pairs"] == DeltaTable(str(table)).version() == 1
     assert set(summary["input_versions"]) == set(INPUT_TABLES)
     run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(summary["run_id"])

@@ -13,10 +13,13 @@ from contract import (
     DOWN_TRACK_ID,
     DOWN_TRACK_IDX,
     HISTORY_FEEDBACK_IDS,
+    HISTORY_LENGTH,
     HISTORY_STATION_IDS,
     HISTORY_TRACK_IDS,
+    IS_POSITIVE,
     STATION_ID,
     STATION_IDX,
+    TRACK_IDX,
     TRAINING_ARRAYS,
     TRAINING_DTYPES,
     UP_TRACK_ID,
@@ -115,14 +118,24 @@ def write_training(path: Path, table: pa.Table, width: int = 32, files: int = 1)
     return TableSnapshot("gold/training_sequences", snapshot.uri, snapshot.version, snapshot.files, len(rows))
 
 
-def validation_set(table: pa.Table) -> ValidationSet:
+def validation_set(table: pa.Table, n_tracks: int) -> ValidationSet:
     """Validation frames from the validation users of a sequence_rows() table: each user's history
     is the row without its last item; the pairs put the last (up) track against every rejected
     track of the row on the same station (pair ids are the track numbers as text)."""
     pairs: dict[str, list] = {c: [] for c in (USER_ID, STATION_ID, UP_TRACK_ID, DOWN_TRACK_ID)}
     pairs |= {STATION_IDX: [], UP_TRACK_IDX: [], DOWN_TRACK_IDX: []}
     histories: dict[str, list] = {
-        c: [] for c in (USER_ID, HISTORY_TRACK_IDS, HISTORY_STATION_IDS, HISTORY_FEEDBACK_IDS)
+        c: []
+        for c in (
+            USER_ID,
+            HISTORY_TRACK_IDS,
+            HISTORY_STATION_IDS,
+            HISTORY_FEEDBACK_IDS,
+            HISTORY_LENGTH,
+            TRACK_IDX,
+            STATION_IDX,
+            IS_POSITIVE,
+        )
     }
     for row in table.to_pylist():
         if row["split"] != "validation":
@@ -132,6 +145,10 @@ def validation_set(table: pa.Table) -> ValidationSet:
         histories[HISTORY_TRACK_IDS].append(np.asarray(tracks[:-1], np.int64))
         histories[HISTORY_STATION_IDS].append(np.asarray(stations[:-1], np.int64))
         histories[HISTORY_FEEDBACK_IDS].append(np.asarray(feedback[:-1], np.int64))
+        histories[HISTORY_LENGTH].append(len(tracks) - 1)
+        histories[TRACK_IDX].append(tracks[-1])  # the next-item target: the row's last (up) track
+        histories[STATION_IDX].append(stations[-1])
+        histories[IS_POSITIVE].append(True)
         for t, s, f in zip(tracks[:-1], stations[:-1], feedback[:-1], strict=True):
             if f in (DOWN, SKIP) and t != tracks[-1]:
                 pairs[USER_ID].append(row["user_id"])
@@ -141,4 +158,4 @@ def validation_set(table: pa.Table) -> ValidationSet:
                 pairs[STATION_IDX].append(s)
                 pairs[UP_TRACK_IDX].append(tracks[-1])
                 pairs[DOWN_TRACK_IDX].append(t)
-    return ValidationSet(pd.DataFrame(pairs), pd.DataFrame(histories))
+    return ValidationSet(pd.DataFrame(pairs), pd.DataFrame(histories), n_tracks)

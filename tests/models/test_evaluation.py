@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from models import metrics as M
-from models.evaluation import compare, pair_metrics, pair_predictions, pair_terms, user_terms
+from models.evaluation import (
+    compare,
+    evaluate,
+    mean_terms,
+    pair_metrics,
+    pair_predictions,
+    pair_terms,
+    user_terms,
+)
 from models.network import DOWN, PLAY, SKIP, UP
 from models.serving import score_frame
 from models.zoo import build_model
@@ -111,3 +119,146 @@ def test_pairs_scored_per_user_and_station_equal_pairs_scored_one_by_one():
         assert grouped.loc[i, "up_score"] == pytest.approx(one.loc[0, "up_score"], abs=1e-5)
         assert grouped.loc[i, "down_score"] == pytest.approx(one.loc[0, "down_score"], abs=1e-5)
         assert grouped.loc[i, "user_id"] == pair["user_id"]
+
+
+# ---- next-item figures: reference scorers (a constant, a random and an oracle one) -------------------
+N_CATALOG = 50
+
+
+def next_rows(users: int = 40, cold: int = 10, seed: int = 0) -> pd.DataFrame:
+    """eval_next rows: `users` users, the first `cold` with no history; each target positive."""
+    rng = np.random.default_rng(seed)
+    histories = [
+        np.zeros(0, np.int64) if i < cold else rng.integers(1, N_CATALOG + 1, 5) for i in range(users)
+    ]
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i:02d}" for i in range(users)],
+            "track_idx": rng.integers(1, N_CATALOG + 1, users),
+            "station_idx": 0,
+            "feedback_id": UP,
+            "is_positive": True,
+            "is_negative": False,
+            "history_length": [len(h) for h in histories],
+            "history_track_ids": histories,
+            "history_station_ids": [np.zeros(len(h), np.int64) for h in histories],
+            "history_feedback_ids": [np.full(len(h), UP) for h in histories],
+        }
+    )
+
+
+NO_PAIRS = pd.DataFrame(
+    columns=[
+        "user_id",
+        "station_id",
+        "up_track_id",
+        "down_track_id",
+        "station_idx",
+        "up_track_idx",
+        "down_track_idx",
+    ]
+)
+
+
+def scorer_of(score: object) -> object:
+    """A serving scorer from score(request row, candidates) -> scores."""
+
+    def scorer(frame: pd.DataFrame) -> pd.DataFrame:
+        out = [
+            np.asarray(score(frame.iloc[i], np.asarray(c)), dtype=np.float32)
+            for i, c in enumerate(frame["candidate_track_ids"])
+        ]
+        return pd.DataFrame({"scores": out, "served": np.ones(len(frame), bool)})
+
+    return scorer
+
+
+def test_a_constant_scorer_gets_hr_0_and_paired_accuracy_one_half():
+    rows = next_rows()
+    pairs = pd.DataFrame(
+        {
+            "user_id": ["u20", "u20", "u30"],
+            "station_id": None,
+            "up_track_id": "a",
+            "down_track_id": "b",
+            "station_idx": 0,
+            "up_track_idx": [1, 2, 3],
+            "down_track_idx": [4, 5, 6],
+        }
+    )
+    for constant in (0.0, 3.5, np.nan):
+        got = evaluate(scorer_of(lambda _, c, v=constant: np.full(len(c), v)), pairs, rows, N_CATALOG).metrics
+        assert got["hr@10_pos"] == 0.0 and got["ndcg@10_pos"] == 0.0 and got["map@10"] == 0.0
+        assert got["paired_accuracy"] == 0.5
+
+
+def test_an_oracle_gets_hr_1_and_a_random_scorer_about_k_over_the_catalog():
+    rows = next_rows(users=400, cold=0)
+    targets = iter(rows["track_idx"].tolist())  # the oracle knows each row's target (rows come in order)
+    oracle = evaluate(scorer_of(lambda r, c: (c == next(targets)).astype(float)), NO_PAIRS, rows, N_CATALOG)
+    assert oracle.metrics["hr@10_pos"] == 1.0 and oracle.metrics["ndcg@10_pos"] == 1.0
+    rng = np.random.default_rng(1)
+    random = evaluate(scorer_of(lambda _, c: rng.random(len(c))), NO_PAIRS, rows, N_CATALOG).metrics
+    assert abs(random["hr@10_pos"] - 10 / N_CATALOG) < 0.06  # 400 users: a standard error of 0.02
+
+
+def test_users_without_history_are_counted_apart_and_never_in_the_next_item_figures():
+    rows = next_rows(users=40, cold=10)
+    seen: list[int] = []
+
+    def oracle_for_warm_only(frame: pd.DataFrame) -> pd.DataFrame:
+        # an empty history is scored as a hit; a warm one as a miss: only the warm users may count
+        seen.append(len(frame))
+        out = []
+        for i in range(len(frame)):
+            empty = len(frame["history_track_ids"].iloc[i]) == 0
+            out.append(np.where(np.arange(1, N_CATALOG + 1) == 1, 1.0, 0.0) if empty else np.zeros(N_CATALOG))
+        return pd.DataFrame({"scores": out, "served": np.ones(len(frame), bool)})
+
+    got = evaluate(oracle_for_warm_only, NO_PAIRS, rows, N_CATALOG).metrics
+    assert got["next_users"] == 40 and got["next_users_scored"] == 30 and got["next_users_cold"] == 10
+    assert got["hr@10_pos"] == 0.0 and got["next_pos"] == 30
+    assert sum(seen) == 30  # cold users are not even scored
+
+
+def test_excluded_tracks_leave_the_ranking_and_the_next_best_moves_up():
+    rows = next_rows(users=1, cold=0)
+    rows["track_idx"] = [7]
+    by_idx = lambda _, c: -c.astype(float)  # noqa: E731 - track 1 best, then 2, 3, ...
+    assert evaluate(scorer_of(by_idx), NO_PAIRS, rows, N_CATALOG).next_ranks["rank"].tolist() == [7]
+    rows["exclude_track_ids"] = [np.array([1, 2, 3, 99])]  # 99: outside the catalog, ignored
+    assert evaluate(scorer_of(by_idx), NO_PAIRS, rows, N_CATALOG).next_ranks["rank"].tolist() == [4]
+    rows["exclude_track_ids"] = [np.array([7])]  # an excluded target ranks last
+    assert evaluate(scorer_of(by_idx), NO_PAIRS, rows, N_CATALOG).next_ranks["rank"].tolist() == [N_CATALOG]
+
+
+def test_seed_averaged_terms_give_the_mean_of_each_runs_figures_and_refuse_other_users():
+    runs = [user_terms(pair_terms(scored_pairs(seed, users=20, shift=seed))) for seed in (10, 11, 12)]
+    averaged = mean_terms(runs).point()
+    for name in ("paired_accuracy", "paired_accuracy_pooled"):
+        assert averaged[name] == pytest.approx(np.mean([r.point()[name] for r in runs]))
+    with pytest.raises(ValueError, match="different users"):
+        mean_terms([runs[0], user_terms(pair_terms(scored_pairs(1, users=21)))])
+
+
+def test_a_report_cell_marks_a_difference_smaller_than_its_spread_across_seeds():
+    from models.evaluation import Difference
+    from models.report import ChildResult, cell
+
+    def child(spread: float) -> ChildResult:
+        return ChildResult(
+            name="b",
+            model="sasrec",
+            run_id="r",
+            settings={},
+            metrics={"ndcg@10_pos": 0.2},
+            differences={"ndcg@10_pos": Difference(0.2, 0.18, 0.02, 0.01, 0.03)},
+            best_epoch=0,
+            epochs_run=1,
+            seeds=3,
+            spread={"ndcg@10_pos": 0.004},
+            diff_spread={"ndcg@10_pos": spread},
+        )
+
+    assert cell(child(0.01), "ndcg@10_pos") == "0.2000 ±0.0040 (+0.0200 [+0.0100, +0.0300]*)"
+    assert cell(child(0.05), "ndcg@10_pos").endswith("* (seed spread 0.0500))")

@@ -40,11 +40,11 @@ def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck"
     stream = TrainingStream(
         snapshot.files, batch_size=8, steps=3, max_length=32, seed=train_settings.seed, shuffle_buffer=16
     )
-    validation = validation_set(ROWS)
+    validation = validation_set(ROWS, N_TRACKS)
     state = fit(
         model,
         stream.epoch,
-        lambda m: validation.score(m, device=torch.device("cpu"), batch_size=16).pair,
+        lambda m: validation.score(m, device=torch.device("cpu"), batch_size=16),
         train_settings,
         device=torch.device("cpu"),
         checkpoint_dir=tmp_path / folder,
@@ -96,20 +96,45 @@ def test_validation_scores_the_mean_over_users_of_each_users_share_of_pairs_won(
     model_settings, train_settings = settings()
     seed_everything(3)
     model = build_model("hybrid", N_TRACKS, 3, model_settings, train_settings, (1,))
-    validation = validation_set(ROWS)
-    score = validation.score(model, device=torch.device("cpu"), batch_size=7)
+    validation = validation_set(ROWS, N_TRACKS)
+    score = validation.score(model, device=torch.device("cpu"), batch_size=7)["paired_accuracy"]
     scored = pair_predictions(lambda f: score_frame(model, f), validation.pairs, validation.histories)
     users, up, down = (scored[c].to_numpy() for c in ("user_id", "up_score", "down_score"))
     assert score.users == len(np.unique(users)) > 2
-    assert score.accuracy == pytest.approx(paired_accuracy(users, up, down))
+    assert score.value == pytest.approx(paired_accuracy(users, up, down))
     # users weigh alike: the pooled share differs once users have different numbers of pairs
     assert len(set(np.unique(users, return_counts=True)[1])) > 1
-    assert score.accuracy != pytest.approx(paired_accuracy_pooled(up, down))
+    assert score.value != pytest.approx(paired_accuracy_pooled(up, down))
     per_user = [
         np.mean((up[users == u] > down[users == u]) + 0.5 * (up[users == u] == down[users == u]))
         for u in np.unique(users)
     ]
     assert score.standard_error == pytest.approx(np.std(per_user, ddof=1) / math.sqrt(len(per_user)))
+
+
+def test_validation_ndcg_ranks_each_users_next_positive_among_the_catalog_less_the_excluded():
+    model_settings, train_settings = settings()
+    seed_everything(3)
+    model = build_model("sasrec", N_TRACKS, 3, model_settings, train_settings, (1,))
+    validation = validation_set(ROWS, N_TRACKS)
+    rows = validation.histories
+    scores = np.stack(
+        score_frame(
+            model,
+            rows.assign(candidate_track_ids=[np.arange(1, N_TRACKS + 1)] * len(rows)),
+        )["scores"].to_list()
+    )
+    targets = rows["track_idx"].to_numpy() - 1
+    mine = scores[np.arange(len(rows)), targets]
+    ranks = (scores >= mine[:, None]).sum(axis=1)  # ties against the target
+    gains = np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0)
+    got = validation.score(model, device=torch.device("cpu"), batch_size=5)["ndcg@10_pos"]
+    assert got.users == len(rows) and got.value == pytest.approx(gains.mean())
+    assert got.standard_error == pytest.approx(np.std(gains, ddof=1) / math.sqrt(len(gains)))
+    # excluding every track but the target puts each target first
+    everything_else = [np.setdiff1d(np.arange(1, N_TRACKS + 1), [t + 1]) for t in targets]
+    excluded = ValidationSet(validation.pairs, rows.assign(exclude_track_ids=everything_else), N_TRACKS)
+    assert excluded.score(model, device=torch.device("cpu"))["ndcg@10_pos"].value == 1.0
 
 
 def planted_batches(seed: int, *, shuffled: bool, rows: int = 32, length: int = 16):
@@ -137,11 +162,11 @@ def test_a_model_trained_on_planted_feedback_beats_the_same_model_trained_on_shu
         fit(
             model,
             lambda epoch, s=shuffled: [planted_batches(epoch * 100 + i, shuffled=s) for i in range(25)],
-            lambda m: validation.score(m, device=torch.device("cpu"), batch_size=64).pair,
+            lambda m: validation.score(m, device=torch.device("cpu"), batch_size=64),
             train_settings,
             device=torch.device("cpu"),
         )
-        scores[shuffled] = validation.score(model, device=torch.device("cpu")).accuracy
+        scores[shuffled] = validation.score(model, device=torch.device("cpu"))["paired_accuracy"].value
     assert scores[False] > 0.8 and scores[False] - scores[True] > 0.25, scores
 
 
@@ -158,6 +183,10 @@ def planted_validation() -> ValidationSet:
                 "history_track_ids": tracks,
                 "history_station_ids": np.ones(12, np.int64),
                 "history_feedback_ids": np.where(tracks % 2 == 0, PLAY, SKIP),
+                "history_length": 12,
+                "track_idx": 2 * g.integers(1, N_TRACKS // 2 + 1),  # the next play: a liked (even) track
+                "station_idx": 1,
+                "is_positive": True,
             }
         )
         for _ in range(5):
@@ -173,4 +202,4 @@ def planted_validation() -> ValidationSet:
                     "down_track_idx": down,
                 }
             )
-    return ValidationSet(pd.DataFrame(pairs), pd.DataFrame(histories))
+    return ValidationSet(pd.DataFrame(pairs), pd.DataFrame(histories), N_TRACKS)

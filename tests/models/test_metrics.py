@@ -58,7 +58,8 @@ def test_ranks_hit_rate_ndcg_and_mrr_match_brute_force():
     targets = rng.integers(0, 12, 30)
     ranks = M.target_ranks(scores, targets)
     for i in range(30):
-        assert ranks[i] == 1 + sum(scores[i, j] > scores[i, targets[i]] for j in range(12))
+        others = [j for j in range(12) if j != targets[i]]
+        assert ranks[i] == 1 + sum(scores[i, j] >= scores[i, targets[i]] for j in others)
     for k in (1, 5, 10):
         assert M.hit_rate(ranks, k) == np.mean([r <= k for r in ranks])
         assert math.isclose(M.ndcg(ranks, k), np.mean([1 / math.log2(r + 1) if r <= k else 0 for r in ranks]))
@@ -76,3 +77,20 @@ def test_bootstrap_weights_draw_each_resample_as_many_users_as_there_are_and_rep
 def test_per_user_sums_and_counts_cover_the_universe_in_order():
     sums, counts = M.per_user(np.array(["b", "a", "b"]), np.array([1.0, 2.0, 4.0]), np.array(["a", "b", "c"]))
     assert sums.tolist() == [2.0, 5.0, 0.0] and counts.tolist() == [1.0, 2.0, 0.0]
+
+
+def test_a_tie_never_favours_the_target_so_a_constant_scorer_ranks_every_target_last():
+    scores = np.full((5, 8), 0.25)
+    ranks = M.target_ranks(scores, np.arange(5))
+    assert ranks.tolist() == [8] * 5
+    assert M.hit_rate(ranks, 5) == 0.0 and M.ndcg(ranks, 5) == 0.0
+    tied = np.array([[3.0, 1.0, 3.0, 2.0]])  # the target shares first place with column 0
+    assert M.target_ranks(tied, np.array([2])).tolist() == [2]
+
+
+def test_a_nan_score_ranks_last_in_ranks_and_loses_its_pairs():
+    scores = np.array([[np.nan, 1.0, 2.0], [0.5, np.nan, -3.0]])
+    assert M.target_ranks(scores, np.array([0, 0])).tolist() == [3, 1]
+    assert M.target_ranks(np.full((1, 4), np.nan), np.array([1])).tolist() == [4]
+    outcomes = M.pair_outcomes(np.array([np.nan, 1.0, np.nan]), np.array([0.0, np.nan, np.nan]))
+    assert outcomes.tolist() == [0.0, 1.0, 0.5]

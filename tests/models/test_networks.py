@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -241,3 +242,68 @@ def test_a_causal_loss_and_its_gradients_do_not_depend_on_the_side_padding_sits(
         grads.append(model.network.track.weight.grad.clone())
     assert torch.allclose(losses[0], losses[1], atol=1e-5)
     assert torch.isfinite(grads[1]).all() and torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gsasrec", "gru4rec", "pnfrec"])
+def test_the_slot_scoring_reads_gets_a_gradient_in_training(name):
+    """Scoring reads the state after a user's most recent play (position id 0); training must train
+    that slot: each row's most recent input predicts the row's last positive."""
+    model = make(name)
+    network = model.network
+    forward, captured = network.hidden, []
+
+    def spy(tracks, stations, feedback):
+        states = forward(tracks, stations, feedback)
+        states.retain_grad()
+        captured.append((tracks, states))
+        return states
+
+    network.hidden = spy  # type: ignore[method-assign]
+    loss, _ = model(random_batch(seed=4), torch.Generator().manual_seed(0))
+    loss.backward()
+    tracks, states = captured[0]  # the (positive) encoder scoring reads
+    slot = (positions_from_end(tracks) == 0) & (tracks != PAD)
+    assert slot.sum() >= 3
+    assert (states.grad[slot].abs().sum(dim=-1) > 0).all()
+    if hasattr(network, "position"):
+        assert network.position.weight.grad[0].abs().sum() > 0
+
+
+def test_weight_decay_spares_embeddings_norms_and_biases():
+    from models.train import parameter_groups
+
+    model = make("pnfrec")  # two encoders sharing one track embedding
+    decayed, kept = parameter_groups(model, 0.5)
+    assert decayed["weight_decay"] == 0.5 and kept["weight_decay"] == 0.0
+    ids = {id(p) for p in decayed["params"]}
+    never = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding | torch.nn.LayerNorm)]
+    never += [p for n, p in model.named_parameters() if "bias" in n]
+    assert never and not any(id(p) in ids for p in never)
+    assert all(p.ndim == 2 for p in decayed["params"]) and decayed["params"]
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(model.parameters()))  # each once
+    # a track no batch holds keeps its embedding through a step with a large decay
+    optimizer = torch.optim.AdamW(parameter_groups(model, 10.0), lr=0.1)
+    before = model.network.track.weight[N_TRACKS].detach().clone()
+    loss, _ = model(random_batch(seed=1), torch.Generator().manual_seed(0))  # tracks 1..N_TRACKS
+    optimizer.zero_grad()
+    loss.backward()
+    model.network.track.weight.grad[N_TRACKS] = 0.0
+    optimizer.step()
+    assert torch.equal(model.network.track.weight[N_TRACKS], before)
+
+
+def test_popularity_scores_each_track_by_its_count_of_positive_training_plays_for_every_user():
+    model_settings, train_settings = settings()
+    model = build_model("popularity", N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,))
+    tracks = np.array([[0, 3, 5, 3], [7, 3, 5, 5]])
+    targets = np.array([[0, 1, 0, 1], [1, 1, 1, 0]])  # positives: 3, 3, 7, 3, 5
+    model.count(tracks, targets)
+    batch = random_batch(seed=2)
+    h = history(batch)
+    scores = model.score(h, torch.tensor([[3, 5, 7, 1]] * batch.rows))
+    assert scores.tolist() == [[3.0, 1.0, 1.0, 0.0]] * batch.rows
+    full = model.score_all(h)
+    assert full.shape == (batch.rows, N_TRACKS + 1) and full[0, 0] == float("-inf") and full[0, 3] == 3.0
+    assert model.can_serve(h).all()
+    with pytest.raises(RuntimeError, match="counting"):
+        model(batch, torch.Generator())

@@ -73,23 +73,25 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
     sampled = torch.randint(1, N_TRACKS + 1, (20,), generator=torch.Generator().manual_seed(11))
     beta = gbce_beta(20, N_TRACKS, 0.5)
     with torch.no_grad():
-        hidden = model.network.hidden(batch.tracks, batch.stations, batch.feedback)
         items = model.network.item_embeddings()
         positive_terms, rejected_terms = [], []
         for b in range(batch.rows):
             positions = real(batch.tracks[b])
-            for k, i in enumerate(positions):
+            # the row alone, without padding and without its last item (a target, never an input)
+            row = [t[b, positions[:-1]].unsqueeze(0) for t in (batch.tracks, batch.stations, batch.feedback)]
+            hidden = model.network.hidden(*row)[0]
+            for k in range(len(positions) - 1):
                 later = [j for j in positions[k + 1 :] if batch.targets[b, j]]
                 if later:
                     target = int(batch.tracks[b, later[0]])
-                    h = hidden[b, i]
+                    h = hidden[k]
                     term = -beta * math.log(torch.sigmoid(h @ items[target]).item())
                     for s in sampled.tolist():
                         if s != target:
                             term += -math.log(1 - torch.sigmoid(h @ items[s]).item())
                     positive_terms.append(term / 21)
-                if k + 1 < len(positions) and int(batch.feedback[b, positions[k + 1]]) == DOWN:
-                    score = hidden[b, i] @ items[int(batch.tracks[b, positions[k + 1]])]
+                if int(batch.feedback[b, positions[k + 1]]) == DOWN:
+                    score = hidden[k] @ items[int(batch.tracks[b, positions[k + 1]])]
                     rejected_terms.append(-math.log(1 - torch.sigmoid(score).item()))
     assert rejected_terms  # the batch has downs after some position
     expected = sum(positive_terms) / len(positive_terms) + 0.7 * sum(rejected_terms) / len(rejected_terms)
@@ -108,10 +110,10 @@ def test_gru4rec_full_softmax_predicts_each_next_positive_from_the_state_after_e
         terms = []
         for b in range(batch.rows):
             positions = real(batch.tracks[b])
-            # the GRU run on this row alone, without any padding
-            row = [t[b, positions].unsqueeze(0) for t in (batch.tracks, batch.stations, batch.feedback)]
+            # the GRU run on this row alone, without any padding and without its last item
+            row = [t[b, positions[:-1]].unsqueeze(0) for t in (batch.tracks, batch.stations, batch.feedback)]
             hidden = model.network.hidden(*row)[0]
-            for k in range(len(positions)):
+            for k in range(len(positions) - 1):
                 later = [j for j in positions[k + 1 :] if batch.targets[b, j]]
                 if later:
                     logits = hidden[k] @ items[1:].T
@@ -172,9 +174,11 @@ def test_pnfrec_loss_is_both_encoders_next_item_losses_and_the_contrast_with_the
                 (pos, model.network, pos_terms),
                 (neg, model.negative_network, neg_terms),
             ):
-                if not positions:
-                    continue
-                row = [t[b, positions].unsqueeze(0) for t in (batch.tracks, batch.stations, batch.feedback)]
+                if len(positions) < 2:
+                    continue  # nothing follows the only item
+                # the encoder's sub-sequence but its last item (a target, never an input)
+                inputs = positions[:-1]
+                row = [t[b, inputs].unsqueeze(0) for t in (batch.tracks, batch.stations, batch.feedback)]
                 hidden = network.hidden(*row)[0]
                 for k in range(len(positions) - 1):
                     target = int(batch.tracks[b, positions[k + 1]])
