@@ -15,7 +15,7 @@ import json
 import sys
 
 from jobs.common import config_from, job_main, snapshots
-from jobs.evaluate import EVAL_TABLES, SHOWN, eval_frames, load_pyfunc
+from jobs.evaluate import EVAL_TABLES, MAY_BE_EMPTY, SHOWN, eval_frames, load_pyfunc
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 
@@ -39,7 +39,7 @@ def command(args: argparse.Namespace) -> int:
         raise InputError(f"--model-uri must be given exactly twice (A and B), got {len(args.model_uri)}")
     if args.bootstrap < 1:
         raise InputError(f"--bootstrap must be at least 1, got {args.bootstrap}")
-    tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES)
+    tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES, MAY_BE_EMPTY)
     models = [
         load_pyfunc(uri, cfg.mlflow.tracking_uri, tables["gold/tracks"], cfg.lakehouse.root)
         for uri in args.model_uri

@@ -20,6 +20,7 @@ from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 
 EVAL_TABLES = ("gold/eval_pairs", "gold/eval_next", "gold/tracks")
+MAY_BE_EMPTY = ("gold/eval_pairs",)  # leave-one-out has one target per user: no pairs
 
 log = logging.getLogger("downbeat.evaluate")
 SHOWN = (
@@ -67,7 +68,7 @@ def command(args: argparse.Namespace) -> int:
         raise InputError(f"--predictions-out {out}: folder {out.parent} does not exist")
     if out is not None and out.is_dir():
         raise InputError(f"--predictions-out {out} is a folder: name a Parquet file")
-    tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES)
+    tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES, MAY_BE_EMPTY)
     model = load_pyfunc(args.model_uri, cfg.mlflow.tracking_uri, tables["gold/tracks"], cfg.lakehouse.root)
     pairs, next_rows = eval_frames(tables)
     result = evaluate(

@@ -60,6 +60,9 @@ def pair_predictions(
     One request per (user, station) scores every track of that user's pairs on that station at
     once: a score depends only on the history, the station and the track, and users have tens of
     pairs, so this is one model pass where one per pair would repeat the same history."""
+    if not len(pairs):  # none (leave-one-out has one target per user), maybe not even columns
+        columns = (USER_ID, STATION_ID, UP_TRACK_ID, DOWN_TRACK_ID, "up_score", "down_score")
+        return pd.DataFrame({c: np.zeros(0, np.float64 if c.endswith("score") else object) for c in columns})
     histories = next_rows[[USER_ID, HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK]]
     joined = pairs.reset_index(drop=True).merge(histories, on=USER_ID, how="left")
     empty = np.zeros(0, np.int64)

@@ -38,8 +38,9 @@ INPUT_TABLES = (
     TRACKS,
     STATIONS,
 )
-# Sources without stations have none; a tiny log can have no validation pairs (no early stopping then).
-MAY_BE_EMPTY = (STATIONS, VALIDATION_PAIRS, VALIDATION_NEXT)
+# Sources without stations have none; a tiny log can have no validation pairs (no early stopping
+# then); leave-one-out has one target per user, so no pairs at all.
+MAY_BE_EMPTY = (STATIONS, VALIDATION_PAIRS, VALIDATION_NEXT, EVAL_PAIRS)
 
 Launcher = Callable[[WorkerSpec, int], dict[str, Any]]
 CHILD_TAG = "downbeat.child"  # an experiment child's name under its parent run

@@ -338,10 +338,11 @@ def test_the_demo_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
 
 
 def test_an_empty_eval_table_is_refused_before_training_starts(lakehouse, tmp_path, capsys):
+    # (gold/eval_pairs may be empty: leave-one-out has one target per user, so no pairs)
     copy = tmp_path / "lh"
     shutil.copytree(lakehouse / "lh", copy)
-    empty = DeltaTable(str(copy / "gold" / "eval_pairs")).to_pyarrow_table().slice(0, 0)
-    write_deltalake(str(copy / "gold" / "eval_pairs"), empty, mode="overwrite")
+    empty = DeltaTable(str(copy / "gold" / "eval_next")).to_pyarrow_table().slice(0, 0)
+    write_deltalake(str(copy / "gold" / "eval_next"), empty, mode="overwrite")
     code = main(
         [
             "--set",
@@ -355,7 +356,7 @@ def test_an_empty_eval_table_is_refused_before_training_starts(lakehouse, tmp_pa
     )
     assert code == 2
     assert (
-        "table gold/eval_pairs version 1 is empty: nothing to train or evaluate on" in capsys.readouterr().err
+        "table gold/eval_next version 1 is empty: nothing to train or evaluate on" in capsys.readouterr().err
     )
     assert not (tmp_path / "m.db").exists()
 
