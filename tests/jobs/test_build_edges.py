@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import time
@@ -209,3 +210,46 @@ def test_a_session_gap_of_a_day_or_more_rebuilds_silver_in_full(spark, tmp_path)
     lakehouse = Lakehouse(spark, str(tmp_path / "lh"))
     # a day of context cannot see a session that may reach across one: the whole table again
     assert lakehouse.history("silver/plays", limit=1)[0]["downbeat.operation"] == "overwrite"
+
+
+def test_a_movielens_log_under_leave_one_out_trains_and_ranks_its_films_without_the_rated_ones(
+    spark, tmp_path, capsys
+):
+    # 4 users rate 5 films each, one per minute; film 1 is everyone's first; the last rating of each
+    # user is the test target, the one before it the validation target
+    lines = [
+        f"{u}::{(u + i) % 7 + 1}::5::{1_000_000 + 60 * (10 * u + i)}" for u in range(4) for i in range(5)
+    ]
+    (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n9::1::5::1\n9::2::4::2\n")  # user 9: 2 only
+    values = [
+        f"lakehouse.root={tmp_path / 'lh'}",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
+        f"mlflow.artifact_root={tmp_path / 'art'}",
+        f"train.checkpoint_dir={tmp_path / 'ck'}",
+        "spark.log_level=ERROR",
+        "split.protocol=leave_one_out",
+    ]
+    common = [x for v in values for x in ("--set", v)]
+    assert main([*common, "ingest", "--format", "movielens", "--input", str(tmp_path / "ratings.dat")]) == 0
+    capsys.readouterr()
+    assert main([*common, "build", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "each user's last play is the test target (leave-one-out)" in out[0]
+    assert json.loads(out[-1])["cutoff"] is None
+    lakehouse = Lakehouse(spark, str(tmp_path / "lh"))
+    targets = {r[S.USER_ID]: r for r in lakehouse.read("gold/eval_next").collect()}
+    assert set(targets) == {f"movielens:{u}" for u in range(4)}  # user 9 has fewer than 3 ratings
+    for u in range(4):
+        row = targets[f"movielens:{u}"]
+        assert row[S.TRACK_ID] == f"movielens:{(u + 4) % 7 + 1}" and row[S.HISTORY_LENGTH] == 4
+        # films are rated once: every film the user rated before is out of the ranking
+        assert len(row[S.EXCLUDE_TRACK_IDS]) == 4 and len(set(row[S.HISTORY_TRACK_IDS])) == 4
+    assert lakehouse.read("gold/eval_pairs").count() == 0  # one target each: no pairs
+    assert main([*common, "train", "--model", "popularity", "--json"]) == 0
+    assert main([*common, "evaluate", "--model-uri", "models:/downbeat@champion", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["next_users_scored"] == 4 and metrics["next_users_cold"] == 0
+    assert metrics["paired_accuracy"] is None and metrics["pairs"] == 0
+    # training counts (each user's first 3 films): f1 1, f2 2, f3 3, f4 3, f5 2, f6 1, f7 0; of the 3
+    # films a user has not rated, the targets rank 1 (f5), 2 (f6, tied with f1), 3 (f7) and 3 (f1)
+    assert metrics["hr@1_pos"] == 0.25 and metrics["hr@5_pos"] == metrics["hr@10_pos"] == 1.0
