@@ -127,7 +127,8 @@ def command(args: argparse.Namespace) -> int:
     table = comparison(compared, references)
     (root / "comparison.json").write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
     print(render(table, validation))
-    print(f"champion (validation paired accuracy): models:/{cfg.mlflow.registered_model}@champion = {winner}")
+    alias = f"models:/{cfg.mlflow.registered_model}@champion"
+    print(f"champion (the registry gate, on validation figures): {alias} = {winner}")
     where = f"{root} and {args.store}" if args.store else str(root)
     print(f"demo finished in {time.monotonic() - started:.0f} s; everything is under {where}")
     return 0
