@@ -149,6 +149,7 @@ def train_models(work: Path, args: argparse.Namespace, result: dict[str, Any]) -
         }
         result["downbeat"][name] = entry
         print(f"{line(name, entry)}  {seconds:.0f} s", flush=True)
+        save(args, result)  # after every model: an interrupted run keeps what it measured
     if args.rectools:
         export_for_peer(lakehouse, snapshot, work / "peer")
     spark.stop()
@@ -204,6 +205,12 @@ def run_peer(work: Path, args: argparse.Namespace, result: dict[str, Any]) -> No
         entry["seconds"] = time.perf_counter() - started
         result["rectools"][name] = entry
         print(line(name, entry), flush=True)
+        save(args, result)
+
+
+def save(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True))
 
 
 def line(name: str, entry: dict[str, Any]) -> str:
@@ -253,8 +260,7 @@ def main() -> None:
         train_models(work, args, result)
         if args.rectools:
             run_peer(work, args, result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True))
+    save(args, result)
 
 
 if __name__ == "__main__":
