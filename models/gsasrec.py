@@ -37,13 +37,17 @@ class GSASRec(SASRec):
         t = self.train_settings
         step = self.next_positive(batch)
         items = self.network.item_embeddings()
-        h = step.hidden[step.valid]  # (N, D)
-        positives = step.positives[step.valid]  # (N,)
-        sampled = self.sampled_tracks(generator, batch.tracks.device)  # (S,)
-        positive_scores = (h * items[positives]).sum(-1)  # (N,)
-        negative_scores = h @ items[sampled].T  # (N, S)
-        collide = sampled.unsqueeze(0) == positives.unsqueeze(1)
-        beta = gbce_beta(len(sampled), self.n_tracks, t.gbce_t)
+        rows, count = batch.tracks.shape[0], t.sampled_negatives
+        # Each row draws its own uniform negatives (the reference draws per position; one set for
+        # the whole batch left most tracks without a gradient in most steps): gBCE's first phase,
+        # every score pushed toward the calibrated floor, ends in half the epochs (ML-1M part).
+        device = batch.tracks.device
+        sampled = torch.randint(1, self.n_tracks + 1, (rows, count), generator=generator, device=device)
+        positives = step.positives  # (B, L)
+        positive_scores = (step.hidden * items[positives]).sum(-1)[step.valid]  # (N,)
+        negative_scores = torch.einsum("bld,bsd->bls", step.hidden, items[sampled])[step.valid]  # (N, S)
+        collide = (sampled.unsqueeze(1) == positives.unsqueeze(2))[step.valid]  # (N, S)
+        beta = gbce_beta(count, self.n_tracks, t.gbce_t)
         gbce = gbce_loss(positive_scores, negative_scores, beta, collide)
         figures = {"gbce": float(gbce.detach()), "gbce_beta": beta}
         if t.not_to_recommend <= 0:

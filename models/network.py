@@ -130,8 +130,9 @@ def causal_mask(padding: Tensor, heads: int) -> Tensor:
 class InputNetwork(nn.Module):
     """The inputs every network reads: track + station + feedback embeddings, summed.
 
-    Track ids: 0 padding, 1..n_tracks the catalog, n_tracks + 1 the mask token. Output embeddings
-    are the input track embeddings (tied), so a score is a dot product with a track's embedding.
+    Track ids: 0 padding, 1..n_tracks the catalog, n_tracks + 1 the mask token. A score is a dot
+    product with a track's output embedding: its input embedding (`output_embeddings: tied`) or a
+    row of a table of its own (`separate`).
     """
 
     def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings) -> None:
@@ -144,14 +145,20 @@ class InputNetwork(nn.Module):
         self.feedback = nn.Embedding(N_FEEDBACK, d, padding_idx=PAD)
         self.dropout = nn.Dropout(settings.dropout)
         self.norm = nn.LayerNorm(d)
+        # drawn in initialise, last (an empty weight consumes no random numbers here)
+        empty = torch.empty(n_tracks + 1, d)
+        separate = settings.output_embeddings == "separate"
+        self.output = nn.Embedding(n_tracks + 1, d, PAD, _weight=empty) if separate else None
 
     def initialise(self, *more: nn.Embedding) -> None:
-        """Every embedding table at one scale, N(0, 0.02), padding rows at 0. A subclass calls it
-        once its own layers exist, so a seed draws the weights in one fixed order."""
-        for embedding in (self.track, self.station, self.feedback, *more):
-            nn.init.normal_(embedding.weight, std=0.02)
+        """Every embedding table at one scale, N(0, init_std), padding rows at 0. A subclass calls it
+        once its own layers exist, so a seed draws the weights in one fixed order (a separate
+        output table last, so tied networks draw what they always drew)."""
+        output = () if self.output is None else (self.output,)
+        for embedding in (self.track, self.station, self.feedback, *more, *output):
+            nn.init.normal_(embedding.weight, std=self.settings.init_std)
         with torch.no_grad():
-            for embedding in (self.track, self.station, self.feedback):
+            for embedding in (self.track, self.station, self.feedback, *output):
                 embedding.weight[PAD].zero_()
 
     def embedded(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
@@ -164,6 +171,8 @@ class InputNetwork(nn.Module):
 
     def item_embeddings(self) -> Tensor:
         """(n_tracks + 1, D): row i scores track i (row 0, padding, is never a candidate)."""
+        if self.output is not None:
+            return self.output.weight
         return self.track.weight[: self.n_tracks + 1]
 
 

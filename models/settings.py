@@ -31,6 +31,12 @@ class ModelSettings:
     # The summed input embeddings times sqrt(dim) before positions are added (kang205's SASRec); an
     # option to choose on validation figures. A default so that older checkpoints still load.
     scale_embeddings: bool = False
+    # Scores against the input track embeddings (tied: kang205's SASRec, BERT4Rec) or against an
+    # output table of their own (separate: gSASRec's ML-1M setting, reuse_item_embeddings=False).
+    output_embeddings: Literal["tied", "separate"] = "tied"
+    # The standard deviation every embedding table starts at: 0.02 (BERT's) or 1.0 (torch's
+    # nn.Embedding default, gSASRec's reference code).
+    init_std: float = 0.02
 
 
 @dataclass(frozen=True)

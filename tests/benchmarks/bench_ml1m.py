@@ -110,11 +110,14 @@ def train_models(work: Path, args: argparse.Namespace, result: dict[str, Any]) -
     base = settings(work, args)
     cfg = load_config(None, base)
     spark = spark_session(cfg.spark, cfg.delta)
-    started = time.perf_counter()
-    ingest.run(spark, cfg, "movielens", [args.ratings])
-    build.run(spark, cfg)
-    result["build_seconds"] = time.perf_counter() - started
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
+    started = time.perf_counter()
+    if args.reuse_build and lakehouse.exists("gold/eval_next"):
+        print(f"reusing the lakehouse built in {work / 'lh'}", flush=True)
+    else:
+        ingest.run(spark, cfg, "movielens", [args.ratings])
+        build.run(spark, cfg)
+    result["build_seconds"] = time.perf_counter() - started
 
     def snapshot(table: str) -> TableSnapshot:
         version, files, rows = lakehouse.snapshot(table)
@@ -180,6 +183,8 @@ def export_for_peer(lakehouse: Any, snapshot: Any, folder: Path) -> None:
 def run_peer(work: Path, args: argparse.Namespace, result: dict[str, Any]) -> None:
     """RecTools' SASRec (softmax, then gBCE with 256 negatives and t 0.75) in its own environment."""
     for name, loss in (("rectools_sasrec_softmax", "softmax"), ("rectools_sasrec_gbce", "gBCE")):
+        if loss not in args.peer_losses:
+            continue
         out = work / f"{name}.json"
         command = [
             args.rectools,
@@ -234,13 +239,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rectools", metavar="PYTHON", help="the RecTools environment's python")
     parser.add_argument(
+        "--peer-losses", default="softmax,gBCE", help="RecTools' SASRec losses to train (softmax, gBCE)"
+    )
+    parser.add_argument(
         "--work", metavar="DIR", help="keep the lakehouse and runs here (default: a temp folder)"
+    )
+    parser.add_argument(
+        "--reuse-build",
+        action="store_true",
+        help="skip ingest and build when --work already holds a built lakehouse (the same --ratings)",
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="more config for every model"
     )
     args = parser.parse_args()
     args.models = [m for m in args.models.split(",") if m]
+    args.peer_losses = [m for m in args.peer_losses.split(",") if m]
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}")

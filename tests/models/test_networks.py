@@ -292,6 +292,45 @@ def test_weight_decay_spares_embeddings_norms_and_biases():
     assert torch.equal(model.network.track.weight[N_TRACKS], before)
 
 
+@pytest.mark.parametrize("name", ["sasrec", "gsasrec", "bert4rec", "gru4rec"])
+def test_separate_output_embeddings_score_from_their_own_table_and_leave_the_inputs_as_drawn(name):
+    import dataclasses
+
+    model_settings, train_settings = settings()
+    built = {}
+    for output in ("tied", "separate"):
+        torch.manual_seed(3)
+        ms = dataclasses.replace(model_settings, output_embeddings=output)
+        built[output] = build_model(name, N_TRACKS, N_STATIONS, ms, train_settings, (UP,)).eval()
+    tied, separate = built["tied"].network, built["separate"].network
+    assert tied.output is None and separate.output is not None
+    # the input tables are drawn first, so a seed gives both networks the same inputs
+    assert torch.equal(tied.track.weight, separate.track.weight)
+    assert torch.equal(tied.item_embeddings(), tied.track.weight[: N_TRACKS + 1])
+    assert torch.equal(separate.item_embeddings(), separate.output.weight)
+    assert not torch.equal(separate.item_embeddings(), tied.item_embeddings())
+    assert float(separate.output.weight[PAD].abs().sum()) == 0.0
+    # scores move with the output table only: zeroing a track's output row zeroes its score
+    h = history(random_batch())
+    with torch.no_grad():
+        separate.output.weight[5] = 0.0
+    assert torch.all(built["separate"].score_all(h)[:, 5] == 0.0)
+    assert torch.all(built["tied"].score_all(h)[:, 5] != 0.0)
+
+
+def test_init_std_sets_the_scale_every_embedding_table_starts_at():
+    import dataclasses
+
+    model_settings, train_settings = settings()
+    for std in (0.02, 1.0):
+        torch.manual_seed(0)
+        ms = dataclasses.replace(model_settings, dim=64, init_std=std)
+        network = build_model("sasrec", 500, N_STATIONS, ms, train_settings, (UP,)).network
+        drawn = network.track.weight[1:]
+        assert abs(float(drawn.std()) - std) < 0.05 * std
+        assert float(network.track.weight[PAD].abs().sum()) == 0.0
+
+
 def test_popularity_scores_each_track_by_its_count_of_positive_training_plays_for_every_user():
     model_settings, train_settings = settings()
     model = build_model("popularity", N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,))

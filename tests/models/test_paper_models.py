@@ -70,7 +70,8 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
     model = make("gsasrec", not_to_recommend=0.7, gbce_t=0.5)
     batch = random_batch(seed=3)
     loss, figures = model(batch, torch.Generator().manual_seed(11))
-    sampled = torch.randint(1, N_TRACKS + 1, (20,), generator=torch.Generator().manual_seed(11))
+    # each row its own 20 uniform draws, in row order
+    sampled = torch.randint(1, N_TRACKS + 1, (batch.rows, 20), generator=torch.Generator().manual_seed(11))
     beta = gbce_beta(20, N_TRACKS, 0.5)
     with torch.no_grad():
         items = model.network.item_embeddings()
@@ -86,7 +87,7 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
                     target = int(batch.tracks[b, later[0]])
                     h = hidden[k]
                     term = -beta * math.log(torch.sigmoid(h @ items[target]).item())
-                    for s in sampled.tolist():
+                    for s in sampled[b].tolist():
                         if s != target:
                             term += -math.log(1 - torch.sigmoid(h @ items[s]).item())
                     positive_terms.append(term / 21)
