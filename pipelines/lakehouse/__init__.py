@@ -345,7 +345,7 @@ class Lakehouse:
         the block commits every staged write in staging order. An exception in the block aborts
         them all (their files are deleted, every table stays as it was). A failure in the commit
         phase leaves the tables committed before it at their new versions and every later table at
-        its previous version, and raises PartialCommitError naming both (see the README).
+        its previous version, and raises PartialCommitError naming both (docs/lakehouse.md).
         """
         tx = Transaction(self)
         try:
