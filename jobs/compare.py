@@ -15,7 +15,7 @@ import json
 import sys
 
 from jobs.common import config_from, job_main, snapshots
-from jobs.evaluate import EVAL_TABLES, MAY_BE_EMPTY, SHOWN, eval_frames, load_pyfunc
+from models.registry import load_pyfunc
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 
@@ -32,7 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from models.evaluation import compare, evaluate
+    from models.evaluation import (  # torch: not at start-up
+        EVAL_TABLES,
+        MAY_BE_EMPTY,
+        SHOWN,
+        compare,
+        eval_frames,
+        evaluate,
+    )
 
     cfg = config_from(args)
     if len(args.model_uri) != 2:

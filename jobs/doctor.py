@@ -22,9 +22,9 @@ from pyspark.sql import functions as F
 
 from jobs.common import config_from, job_main
 from jobs.config import Config
-from pipelines.errors import InputError
+from pipelines.errors import InputError, first_line
 from pipelines.lakehouse import Lakehouse, connector_available
-from pipelines.lakehouse._core import file_url, first_line
+from pipelines.lakehouse._core import file_url
 from pipelines.spark import spark_session
 
 

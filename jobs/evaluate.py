@@ -13,30 +13,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from jobs.common import config_from, job_main, snapshots
+from models.registry import load_pyfunc
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
 
-EVAL_TABLES = ("gold/eval_pairs", "gold/eval_next", "gold/tracks")
-MAY_BE_EMPTY = ("gold/eval_pairs",)  # leave-one-out has one target per user: no pairs
-
 log = logging.getLogger("downbeat.evaluate")
-SHOWN = (
-    "paired_accuracy",
-    "paired_accuracy_pooled",
-    "auc",
-    "hr@10_pos",
-    "hr@10_neg",
-    "hr@10_diff",
-    "ndcg@10_pos",
-    "ndcg@10_neg",
-    "ndcg@10_diff",
-    "map@10",
-    "skip_mrr@10",
-    "coverage",
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +41,13 @@ def command(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from models.evaluation import evaluate
+    from models.evaluation import (  # torch: not at start-up
+        EVAL_TABLES,
+        MAY_BE_EMPTY,
+        SHOWN,
+        eval_frames,
+        evaluate,
+    )
 
     cfg = config_from(args)
     if args.bootstrap < 0:
@@ -100,53 +89,6 @@ def command(args: argparse.Namespace) -> int:
             interval = f"  [{metrics[name + '_ci_low']:.4f}, {metrics[name + '_ci_high']:.4f}]"
         print(f"  {name:<16} {value:.4f}{interval}")
     return 0
-
-
-def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
-    """The MLflow model at `uri`; bad input (exit 2) when it cannot load or was trained on another
-    catalog than `tracks` (the gold/tracks snapshot): another size, or (for models that record it)
-    other ids for the same tracks, as a rebuild after new plays can give."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"--model-uri {uri}: {first}") from None
-    check_catalog(uri, model.metadata.metadata or {}, tracks, root)
-    return model
-
-
-def check_catalog(uri: str, metadata: dict[str, Any], tracks: Any, root: str) -> None:
-    """Bad input (exit 2) unless the model's recorded catalog is the gold/tracks snapshot's."""
-    from models.serving import tracks_fingerprint
-
-    trained_on = metadata.get("n_tracks")
-    if trained_on is not None and int(trained_on) != tracks.rows:
-        raise InputError(
-            f"--model-uri {uri} was trained on {trained_on} tracks but gold/tracks version "
-            f"{tracks.version} under {root} has {tracks.rows}: not the same catalog"
-        )
-    recorded = metadata.get("catalog")
-    if recorded is None:
-        return
-    found = tracks_fingerprint(tracks)
-    if found != recorded:
-        raise InputError(
-            f"--model-uri {uri} was trained on catalog {recorded} (gold/tracks version "
-            f"{metadata.get('tracks_version', '?')}) but gold/tracks version {tracks.version} under {root} "
-            f"gives its {tracks.rows} tracks other ids (catalog {found}): not the same "
-            "catalog; retrain on it"
-        )
-
-
-def eval_frames(tables: dict[str, Any]) -> tuple[Any, Any]:
-    """gold/eval_pairs and gold/eval_next rows of these snapshots, as pandas frames."""
-    from models.data import read_frame
-
-    return read_frame(tables["gold/eval_pairs"]), read_frame(tables["gold/eval_next"])
 
 
 def main(argv: list[str] | None = None) -> int:

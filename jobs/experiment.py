@@ -260,10 +260,10 @@ def command(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from jobs import train
-    from jobs.evaluate import EVAL_TABLES, eval_frames, load_pyfunc
-    from models.evaluation import compare, evaluate, mean_terms
+    from models.evaluation import EVAL_TABLES, compare, eval_frames, evaluate, mean_terms
     from models.lifecycle import CHILD_TAG, INPUT_TABLES, MAY_BE_EMPTY
     from models.plots import plot_validation_curves
+    from models.registry import load_pyfunc
     from models.report import ChildResult, plot_against_settings, render_report, report_json
     from models.tracking import experiment_id
 

@@ -29,11 +29,11 @@ import pandas as pd
 from pyspark import StorageLevel
 
 from jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
-from jobs.evaluate import check_catalog
+from models.registry import check_catalog, download_model, load_metadata, registered_version
 from pipelines import schemas as S
 from pipelines.errors import InputError
 from pipelines.lakehouse import Lakehouse
-from pipelines.lakehouse._core import TABLE_NAME, first_line
+from pipelines.lakehouse._core import TABLE_NAME
 from pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
 from pipelines.spark import spark_session
 from pipelines.split import seen_excluded
@@ -221,71 +221,6 @@ def _last_run(lakehouse: Lakehouse) -> dict[str, Any] | None:
         return json.loads(tag) if isinstance(tag, str) else None
     except ValueError:
         return None
-
-
-def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
-    """(name, version, run id) of a models:/NAME@ALIAS or models:/NAME/VERSION URI; bad input
-    (exit 2) for any other URI or one the registry does not know."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from models.tracking import restore_logging
-
-    mlflow.set_tracking_uri(tracking_uri)  # the registry, and where models:/ URIs download from
-    rest = uri.removeprefix("models:/") if uri.startswith("models:/") else None
-    alias = version = None
-    if rest and "@" in rest and "/" not in rest:
-        name, alias = rest.split("@", 1)
-    elif rest and rest.count("/") == 1:
-        name, version = rest.split("/")
-    else:
-        raise InputError(
-            f"--model-uri {uri}: name a registered model (models:/NAME@ALIAS or models:/NAME/VERSION); "
-            "gold/recommendations rows are keyed by model version"
-        )
-    client = MlflowClient(tracking_uri)
-    try:
-        found = (
-            client.get_model_version_by_alias(name, alias)
-            if alias is not None
-            else client.get_model_version(name, str(version))
-        )
-    except MlflowException as exc:
-        raise InputError(f"--model-uri {uri}: {first_line(exc)}") from None
-    finally:
-        restore_logging()  # opening a sqlite store runs alembic, which hides INFO lines
-    return str(found.name), str(found.version), str(found.run_id)
-
-
-def download_model(uri: str, into: Path) -> Path:
-    """The model's files in the local folder `into` (to ship to the executors)."""
-    import mlflow
-
-    into.mkdir(parents=True)
-    try:
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into))
-        return into
-    except Exception as exc:
-        raise InputError(f"--model-uri {uri}: its files could not be downloaded: {first_line(exc)}") from None
-
-
-def load_metadata(uri: str, local: Path) -> dict[str, Any]:
-    """The logged model's metadata; bad input (exit 2) unless it was logged with batch recommendation
-    (its code carries recommend_frame)."""
-    from mlflow.models import Model
-
-    try:
-        model = Model.load(str(local))
-    except Exception as exc:
-        raise InputError(f"--model-uri {uri}: {first_line(exc)}") from None
-    metadata = dict(model.metadata or {})
-    if "catalog" not in metadata:
-        raise InputError(
-            f"--model-uri {uri} was logged before batch recommendation existed (its metadata names no "
-            "catalog): retrain it"
-        )
-    return metadata
 
 
 _LOADED: dict[str, Any] = {}  # per Python worker: the model each shipped folder holds

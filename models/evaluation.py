@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,27 @@ from models.serving import (
     SCORES,
     SERVED,
     STATION,
+)
+
+# The tables evaluate, compare and experiment score on; leave-one-out has one target per user,
+# so it has no pairs.
+EVAL_TABLES = ("gold/eval_pairs", "gold/eval_next", "gold/tracks")
+MAY_BE_EMPTY = ("gold/eval_pairs",)
+
+# the figures evaluate and compare print, in order
+SHOWN = (
+    "paired_accuracy",
+    "paired_accuracy_pooled",
+    "auc",
+    "hr@10_pos",
+    "hr@10_neg",
+    "hr@10_diff",
+    "ndcg@10_pos",
+    "ndcg@10_neg",
+    "ndcg@10_diff",
+    "map@10",
+    "skip_mrr@10",
+    "coverage",
 )
 
 Scorer = Callable[[pd.DataFrame], pd.DataFrame]
@@ -365,3 +387,10 @@ def _score(scorer: Scorer, request: pd.DataFrame, chunk: int) -> pd.DataFrame:
         scorer(request.iloc[i : i + chunk].reset_index(drop=True)) for i in range(0, len(request), chunk)
     ]
     return pd.concat(parts, ignore_index=True)
+
+
+def eval_frames(tables: dict[str, Any]) -> tuple[Any, Any]:
+    """gold/eval_pairs and gold/eval_next rows of these snapshots, as pandas frames."""
+    from models.data import read_frame
+
+    return read_frame(tables["gold/eval_pairs"]), read_frame(tables["gold/eval_next"])

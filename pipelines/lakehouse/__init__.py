@@ -42,7 +42,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from pipelines.errors import ConfigError, InputError
+from pipelines.errors import ConfigError, InputError, first_line
 from pipelines.lakehouse import _delta_rs, _spark_engine
 from pipelines.lakehouse._core import (
     CODECS,
@@ -68,7 +68,6 @@ from pipelines.lakehouse._core import (
     commit_tags,
     conform,
     file_url,
-    first_line,
     jvm_loads,
     snapshot_files,
     spark_schema,

@@ -358,24 +358,3 @@ def jvm_loads(jvm: Any, name: str) -> bool:
     except Exception:
         return False
     return True
-
-
-def first_line(exc: BaseException) -> str:
-    """One line that says what went wrong: for a JVM error, its root cause's message; for a failed
-    Python task, its exception's own line."""
-    java = getattr(exc, "java_exception", None)
-    if java is not None:
-        try:
-            while java.getCause() is not None:
-                java = java.getCause()
-            text = str(java.getMessage() or java.getClass().getName())
-        except Exception:
-            text = str(exc)
-    else:
-        text = str(exc)
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    if any(line.startswith("Traceback") for line in lines):
-        return lines[-1][:300]
-    return lines[0][:300]

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from pipelines.errors import first_line
 from pipelines.lakehouse._core import (
     FILE_NAME_COLUMN,
     TXN_KEY,
@@ -24,7 +25,6 @@ from pipelines.lakehouse._core import (
     aligned,
     check_read_version,
     committed_version,
-    first_line,
     job_group,
     snapshot_files,
     spark_schema,

@@ -24,6 +24,7 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame
 
+from pipelines.errors import first_line
 from pipelines.lakehouse._core import (
     TXN_KEY,
     Commit,
@@ -34,7 +35,6 @@ from pipelines.lakehouse._core import (
     check_read_version,
     commit_tags,
     committed_version,
-    first_line,
     job_group,
 )
 from pipelines.lakehouse._files import delete_files
