@@ -85,6 +85,37 @@ def device_of(setting: str) -> str:
     return setting
 
 
+def run_device(cfg: Config, world: int) -> str:
+    """The device `world` training processes run on; bad input (exit 2) when there are not enough."""
+    import torch
+
+    if world < 1:
+        raise InputError(f"--processes must be at least 1, got {world}")
+    if cfg.train.launch == "cluster":
+        return cluster_device(cfg)
+    device = device_of(cfg.train.device)
+    if device == "cuda" and world > torch.cuda.device_count():
+        raise InputError(f"--processes {world} needs {world} GPUs; torch sees {torch.cuda.device_count()}")
+    return device
+
+
+def resumed(resume: str, model_name: str) -> tuple[Path, str | None]:
+    """The checkpoint `--resume` names (a file, or the newest in a folder) and the run it belongs to;
+    bad input (exit 2) when there is none or it holds another architecture."""
+    import torch
+
+    from models.train import latest_checkpoint
+
+    try:
+        path = latest_checkpoint(Path(resume))
+    except FileNotFoundError as exc:
+        raise InputError(f"--resume {resume}: {exc}") from None
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved.get("model_name") != model_name:
+        raise InputError(f"--resume {path} holds a {saved.get('model_name')} model, not {model_name}")
+    return path, saved.get("run_id")
+
+
 def run(
     cfg: Config,
     model_name: str,
@@ -99,10 +130,7 @@ def run(
     the run is an experiment's child named `child_name` (logged, never registered). `tables`: the
     input snapshots to train on (an experiment pins one set for all its children); default, the
     tables' current versions."""
-    import torch
-
     from models.lifecycle import INPUT_TABLES, MAY_BE_EMPTY, TrainRequest, train_and_register
-    from models.train import latest_checkpoint
 
     world = processes if processes is not None else cfg.train.processes
     if "://" in cfg.train.checkpoint_dir:
@@ -111,30 +139,8 @@ def run(
             "or a shared mount for train.launch: cluster); the registered model goes to "
             "mlflow.artifact_root, which may be a URI"
         )
-    if world < 1:
-        raise InputError(f"--processes must be at least 1, got {world}")
-    if cfg.train.launch == "cluster":
-        device = cluster_device(cfg)
-    else:
-        device = device_of(cfg.train.device)
-        if device == "cuda" and world > torch.cuda.device_count():
-            raise InputError(
-                f"--processes {world} needs {world} GPUs; torch sees {torch.cuda.device_count()}"
-            )
-    resume_path: Path | None = None
-    resume_run: str | None = None
-    if resume is not None:
-        try:
-            resume_path = latest_checkpoint(Path(resume))
-        except FileNotFoundError as exc:
-            raise InputError(f"--resume {resume}: {exc}") from None
-        saved = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if saved.get("model_name") != model_name:
-            raise InputError(
-                f"--resume {resume_path} holds a {saved.get('model_name')} model, not {model_name}"
-            )
-        resume_run = saved.get("run_id")
-
+    device = run_device(cfg, world)
+    resume_path, resume_run = resumed(resume, model_name) if resume is not None else (None, None)
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
     if tables is None:
         tables = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)

@@ -229,6 +229,29 @@ def pair_metrics(predictions: pd.DataFrame) -> dict[str, float]:
     return {name: float(values[name][0]) for name in ("paired_accuracy", "paired_accuracy_pooled", "auc")}
 
 
+def next_item_terms(
+    users: np.ndarray,
+    feedback: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    ranks: np.ndarray,
+    served: np.ndarray,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each next-item figure's (user, value) terms, from the rank of every scored row's target."""
+    hits, gains, reciprocal = (ranks <= K).astype(float), _gain(ranks), np.where(ranks <= K, 1.0 / ranks, 0.0)
+    skipped = feedback == SKIP_ID
+    return {
+        f"hr@{K}_pos": (users[positive], hits[positive]),
+        f"hr@{K}_neg": (users[negative], hits[negative]),
+        f"ndcg@{K}_pos": (users[positive], gains[positive]),
+        f"ndcg@{K}_neg": (users[negative], gains[negative]),
+        **{f"hr@{k}_pos": (users[positive], (ranks <= k).astype(float)[positive]) for k in EXTRA_CUTOFFS},
+        f"map@{K}": (users[positive], reciprocal[positive]),
+        f"skip_mrr@{K}": (users[skipped], reciprocal[skipped]),
+        "coverage": (users, served.astype(float)),
+    }
+
+
 def evaluate(
     scorer: Scorer,
     pairs: pd.DataFrame,
@@ -254,26 +277,12 @@ def evaluate(
     warm = has_history(next_rows)
     scored_rows = next_rows[warm].reset_index(drop=True)
     ranks, served = next_item_ranks(scorer, scored_rows, n_tracks, chunk=max(1, min(chunk, 64)))
+    next_users = scored_rows[USER_ID].to_numpy()
     feedback = scored_rows[FEEDBACK_ID].to_numpy()
+    next_ranks = pd.DataFrame({USER_ID: next_users, FEEDBACK_ID: feedback, "rank": ranks, "served": served})
     positive = scored_rows[IS_POSITIVE].to_numpy(dtype=bool)  # roles stored by the build, not re-derived
     negative = scored_rows[IS_NEGATIVE].to_numpy(dtype=bool)
-    skipped = feedback == SKIP_ID
-    next_users = scored_rows[USER_ID].to_numpy()
-    next_ranks = pd.DataFrame({USER_ID: next_users, FEEDBACK_ID: feedback, "rank": ranks, "served": served})
-
-    hits, gains, reciprocal = (ranks <= K).astype(float), _gain(ranks), np.where(ranks <= K, 1.0 / ranks, 0.0)
-    rows = pair_terms(predictions) | {
-        f"hr@{K}_pos": (next_users[positive], hits[positive]),
-        f"hr@{K}_neg": (next_users[negative], hits[negative]),
-        f"ndcg@{K}_pos": (next_users[positive], gains[positive]),
-        f"ndcg@{K}_neg": (next_users[negative], gains[negative]),
-        **{
-            f"hr@{k}_pos": (next_users[positive], (ranks <= k).astype(float)[positive]) for k in EXTRA_CUTOFFS
-        },
-        f"map@{K}": (next_users[positive], reciprocal[positive]),
-        f"skip_mrr@{K}": (next_users[skipped], reciprocal[skipped]),
-        "coverage": (next_users, served.astype(float)),
-    }
+    rows = pair_terms(predictions) | next_item_terms(next_users, feedback, positive, negative, ranks, served)
     terms = user_terms(rows)
     metrics = {name: float(v[0]) for name, v in terms.values().items()}
     pair_users = predictions[USER_ID].to_numpy()
