@@ -122,13 +122,17 @@ def main() -> None:
             flush=True,
         )
         if value > best_value:
-            best, best_value, best_epoch, stale = copy.deepcopy(model), value, epoch + 1, 0
+            # the network's weights only: a deep copy of the RecTools model goes through its
+            # checkpoint, which leaves the copied trainer unable to fit another epoch
+            best = copy.deepcopy(model.lightning_model.state_dict())
+            best_value, best_epoch, stale = value, epoch + 1, 0
         else:
             stale += 1
             if stale >= args.patience:
                 break
     assert best is not None
-    test_ranks = ranks(best, Dataset.construct(interactions(with_validation)), test, n_items)
+    model.lightning_model.load_state_dict(best)
+    test_ranks = ranks(model, Dataset.construct(interactions(with_validation)), test, n_items)
     args.out.write_text(
         json.dumps(
             {
