@@ -41,8 +41,7 @@ class GSASRec(SASRec):
         # Each row draws its own uniform negatives (the reference draws per position; one set for
         # the whole batch left most tracks without a gradient in most steps): gBCE's first phase,
         # every score pushed toward the calibrated floor, ends in half the epochs (ML-1M part).
-        device = batch.tracks.device
-        sampled = torch.randint(1, self.n_tracks + 1, (rows, count), generator=generator, device=device)
+        sampled = self.sampled_tracks(generator, batch.tracks.device, rows)  # (B, S)
         positives = step.positives  # (B, L)
         positive_scores = (step.hidden * items[positives]).sum(-1)[step.valid]  # (N,)
         negative_scores = torch.einsum("bld,bsd->bls", step.hidden, items[sampled])[step.valid]  # (N, S)

@@ -267,10 +267,14 @@ class Recommender(nn.Module):
     def n_tracks(self) -> int:
         return self.network.n_tracks
 
-    def sampled_tracks(self, generator: torch.Generator, device: torch.device) -> Tensor:
-        """One set of `sampled_negatives` uniform track ids for the whole batch."""
+    def sampled_tracks(
+        self, generator: torch.Generator, device: torch.device, rows: int | None = None
+    ) -> Tensor:
+        """`sampled_negatives` uniform track ids: (S,), one set for the whole batch, or (rows, S),
+        a set of each row's own."""
         count = self.train_settings.sampled_negatives
-        return torch.randint(1, self.n_tracks + 1, (count,), generator=generator, device=device)
+        shape = (count,) if rows is None else (rows, count)
+        return torch.randint(1, self.n_tracks + 1, shape, generator=generator, device=device)
 
     def softmax_negatives(self, generator: torch.Generator, device: torch.device) -> Tensor | None:
         """The negatives of a next-item softmax (`train.softmax`): sampled tracks, or None for the
