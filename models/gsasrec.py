@@ -37,15 +37,16 @@ class GSASRec(SASRec):
         t = self.train_settings
         step = self.next_positive(batch)
         items = self.network.item_embeddings()
-        rows, count = batch.tracks.shape[0], t.sampled_negatives
-        # Each row draws its own uniform negatives (the reference draws per position; one set for
-        # the whole batch left most tracks without a gradient in most steps): gBCE's first phase,
-        # every score pushed toward the calibrated floor, ends in half the epochs (ML-1M part).
-        sampled = self.sampled_tracks(generator, batch.tracks.device, rows)  # (B, S)
-        positives = step.positives  # (B, L)
-        positive_scores = (step.hidden * items[positives]).sum(-1)[step.valid]  # (N,)
-        negative_scores = torch.einsum("bld,bsd->bls", step.hidden, items[sampled])[step.valid]  # (N, S)
-        collide = (sampled.unsqueeze(1) == positives.unsqueeze(2))[step.valid]  # (N, S)
+        count = t.sampled_negatives
+        hidden = step.hidden[step.valid]  # (N, D): the positions that have a next positive
+        positives = step.positives[step.valid]  # (N,)
+        # Each position draws its own uniform negatives, as the reference does: one set for the
+        # whole batch left most tracks without a gradient in most steps, and one set a row still
+        # held gBCE in its first phase (every score at the calibrated floor) on the ML-1M part.
+        sampled = self.sampled_tracks(generator, batch.tracks.device, positives.shape[0])  # (N, S)
+        positive_scores = (hidden * items[positives]).sum(-1)  # (N,)
+        negative_scores = torch.einsum("nd,nsd->ns", hidden, items[sampled])  # (N, S)
+        collide = sampled == positives.unsqueeze(1)  # (N, S)
         beta = gbce_beta(count, self.n_tracks, t.gbce_t)
         gbce = gbce_loss(positive_scores, negative_scores, beta, collide)
         figures = {"gbce": float(gbce.detach()), "gbce_beta": beta}

@@ -271,7 +271,7 @@ class Recommender(nn.Module):
         self, generator: torch.Generator, device: torch.device, rows: int | None = None
     ) -> Tensor:
         """`sampled_negatives` uniform track ids: (S,), one set for the whole batch, or (rows, S),
-        a set of each row's own."""
+        a set for each of `rows` (training rows, or positions) of its own."""
         count = self.train_settings.sampled_negatives
         shape = (count,) if rows is None else (rows, count)
         return torch.randint(1, self.n_tracks + 1, shape, generator=generator, device=device)

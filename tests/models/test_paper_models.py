@@ -70,8 +70,16 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
     model = make("gsasrec", not_to_recommend=0.7, gbce_t=0.5)
     batch = random_batch(seed=3)
     loss, figures = model(batch, torch.Generator().manual_seed(11))
-    # each row its own 20 uniform draws, in row order
-    sampled = torch.randint(1, N_TRACKS + 1, (batch.rows, 20), generator=torch.Generator().manual_seed(11))
+    # each position that has a next positive its own 20 uniform draws, rows in order, positions
+    # left to right within a row
+    n_positions = sum(
+        any(batch.targets[b, j] for j in real(batch.tracks[b])[k + 1 :])
+        for b in range(batch.rows)
+        for k in range(len(real(batch.tracks[b])) - 1)
+    )
+    sampled = iter(
+        torch.randint(1, N_TRACKS + 1, (n_positions, 20), generator=torch.Generator().manual_seed(11)).tolist()
+    )
     beta = gbce_beta(20, N_TRACKS, 0.5)
     with torch.no_grad():
         items = model.network.item_embeddings()
@@ -87,7 +95,7 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
                     target = int(batch.tracks[b, later[0]])
                     h = hidden[k]
                     term = -beta * math.log(torch.sigmoid(h @ items[target]).item())
-                    for s in sampled[b].tolist():
+                    for s in next(sampled):
                         if s != target:
                             term += -math.log(1 - torch.sigmoid(h @ items[s]).item())
                     positive_terms.append(term / 21)
@@ -95,6 +103,7 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
                     score = hidden[k] @ items[int(batch.tracks[b, positions[k + 1]])]
                     rejected_terms.append(-math.log(1 - torch.sigmoid(score).item()))
     assert rejected_terms  # the batch has downs after some position
+    assert next(sampled, None) is None  # every draw belongs to one position
     expected = sum(positive_terms) / len(positive_terms) + 0.7 * sum(rejected_terms) / len(rejected_terms)
     assert math.isclose(loss.item(), expected, rel_tol=1e-4)
     assert math.isclose(figures["gbce_beta"], beta)
