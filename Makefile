@@ -10,9 +10,9 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 RECTOOLS_VENV := .venv-rectools
 RECTOOLS_STAMP := $(RECTOOLS_VENV)/.installed
 
-.PHONY: test test-integration test-deploy demo lint prereqs lock clean rectools-venv
+.PHONY: test test-integration test-deploy demo lint typecheck-links prereqs lock clean rectools-venv
 
-test: $(STAMP)
+test: $(STAMP) typecheck-links
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -23,7 +23,7 @@ test: $(STAMP)
 # hadoop-aws (for s3:// roots; with the AWS SDK bundle, 560 MB) is resolved into the jar cache once.
 HADOOP_AWS := org.apache.hadoop:hadoop-aws:3.4.1
 test-integration: $(STAMP)
-	$(BIN)/python -m pipelines.connector --packages $(HADOOP_AWS)
+	$(BIN)/python -m downbeat.pipelines.connector --packages $(HADOOP_AWS)
 	$(BIN)/pytest -m integration
 
 # deploy/airflow's DAG as Airflow's DagBag loads it, in a venv of its own (Airflow's dependencies
@@ -54,9 +54,15 @@ demo: $(STAMP)
 	rm -rf $(DEMO_ROOT)
 	$(BIN)/downbeat --conf conf/demo.yaml demo --root $(DEMO_ROOT)
 
-lint: $(STAMP)
+lint: $(STAMP) typecheck-links
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# mypy reads the code under the names it is imported by (downbeat.pipelines, ...): links to the
+# folders, as the installed package maps them (pyproject.toml's package-dir).
+typecheck-links:
+	mkdir -p .typecheck/downbeat
+	for p in pipelines models jobs; do ln -sfn ../../$$p .typecheck/downbeat/$$p; done
 
 # One line per missing prerequisite, naming what to install.
 prereqs:
@@ -74,7 +80,7 @@ $(STAMP): requirements.lock pyproject.toml | prereqs
 	set -o pipefail; $(BIN)/pip install --quiet --no-warn-script-location -r requirements.lock 2>&1 \
 	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python -m pipelines.connector
+	$(BIN)/python -m downbeat.pipelines.connector
 	@touch $@
 
 # Re-resolve the pinned direct dependencies into requirements.lock (needs the package registry).
@@ -86,4 +92,4 @@ lock: prereqs
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) $(RECTOOLS_VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(RECTOOLS_VENV) .pytest_cache .ruff_cache .mypy_cache .typecheck

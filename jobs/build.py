@@ -23,15 +23,15 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
-from jobs.config import Config
-from pipelines import schemas as S
-from pipelines.errors import InputError
-from pipelines.gold import GOLD, compression_of, gold_frames, user_partitions
-from pipelines.lakehouse import Commit, Lakehouse
-from pipelines.sequences import UNIT_TAG
-from pipelines.settings import FeatureSettings
-from pipelines.silver import (
+from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
+from downbeat.jobs.config import Config
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.gold import GOLD, compression_of, gold_frames, user_partitions
+from downbeat.pipelines.lakehouse import Commit, Lakehouse
+from downbeat.pipelines.sequences import UNIT_TAG
+from downbeat.pipelines.settings import FeatureSettings
+from downbeat.pipelines.silver import (
     NEIGHBOUR,
     day_of_context_suffices,
     in_range,
@@ -39,9 +39,9 @@ from pipelines.silver import (
     range_context,
     silver_plays,
 )
-from pipelines.spark import spark_session
-from pipelines.split import check_sequences, check_split, cutoff
-from pipelines.times import from_micros
+from downbeat.pipelines.spark import spark_session
+from downbeat.pipelines.split import check_sequences, check_split, cutoff
+from downbeat.pipelines.times import from_micros
 
 log = logging.getLogger("downbeat.build")
 EVENTS, PLAYS = "bronze/events", "silver/plays"

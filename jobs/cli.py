@@ -5,9 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import build, compare, demo, doctor, evaluate, experiment, ingest, maintain, recommend, synth, train
-from jobs.common import Parser, add_global_options, config_from, guarded
-from jobs.config import to_yaml
+from downbeat.jobs import (
+    build,
+    compare,
+    demo,
+    doctor,
+    evaluate,
+    experiment,
+    ingest,
+    maintain,
+    recommend,
+    synth,
+    train,
+)
+from downbeat.jobs.common import Parser, add_global_options, config_from, guarded
+from downbeat.jobs.config import to_yaml
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,12 +11,12 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from jobs.config import Config, load_config
-from pipelines.errors import ConflictError, InputError
+from downbeat.jobs.config import Config, load_config
+from downbeat.pipelines.errors import ConflictError, InputError
 
 if TYPE_CHECKING:
-    from models.data import TableSnapshot
-    from pipelines.lakehouse import Lakehouse
+    from downbeat.models.data import TableSnapshot
+    from downbeat.pipelines.lakehouse import Lakehouse
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -134,7 +134,7 @@ def snapshots(
 ) -> dict[str, TableSnapshot]:
     """The current snapshot of each table from its Delta log; a missing table, or an empty one not
     in `may_be_empty`, is bad input (exit 2) naming the table and its version."""
-    from models.data import TableSnapshot
+    from downbeat.models.data import TableSnapshot
 
     out = {}
     for table in tables:

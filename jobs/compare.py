@@ -14,10 +14,10 @@ import dataclasses
 import json
 import sys
 
-from jobs.common import config_from, job_main, snapshots
-from models.registry import load_pyfunc
-from pipelines.errors import InputError
-from pipelines.lakehouse import Lakehouse
+from downbeat.jobs.common import config_from, job_main, snapshots
+from downbeat.models.registry import load_pyfunc
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.lakehouse import Lakehouse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from models.evaluation import (  # torch: not at start-up
+    from downbeat.models.evaluation import (  # torch: not at start-up
         EVAL_TABLES,
         MAY_BE_EMPTY,
         SHOWN,

@@ -21,11 +21,11 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from models.settings import ModelSettings, TrainSettings
-from models.tracking import MlflowSettings, RegistrySettings
-from pipelines.errors import ConfigError
-from pipelines.lakehouse import DeltaSettings, LakehouseSettings
-from pipelines.settings import (
+from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.tracking import MlflowSettings, RegistrySettings
+from downbeat.pipelines.errors import ConfigError
+from downbeat.pipelines.lakehouse import DeltaSettings, LakehouseSettings
+from downbeat.pipelines.settings import (
     EvalSettings,
     FeatureSettings,
     SequenceSettings,
@@ -33,8 +33,8 @@ from pipelines.settings import (
     SkipSettings,
     SplitSettings,
 )
-from pipelines.sources import SourceSettings
-from pipelines.spark import SparkSettings
+from downbeat.pipelines.sources import SourceSettings
+from downbeat.pipelines.spark import SparkSettings
 
 DEFAULT_CONF = Path("conf") / "local.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

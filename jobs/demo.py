@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.common import job_main
-from jobs.config import load_config
-from pipelines.errors import InputError
+from downbeat.jobs.common import job_main
+from downbeat.jobs.config import load_config
+from downbeat.pipelines.errors import InputError
 
 MODELS = ("baseline", "hybrid")
 REFERENCES = ("oracle", "popularity")
@@ -82,8 +82,8 @@ def check_store_empty(store: str) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from jobs import train
-    from jobs.cli import main as cli
+    from downbeat.jobs import training
+    from downbeat.jobs.cli import main as cli
 
     root = Path(args.root).resolve()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -112,7 +112,7 @@ def command(args: argparse.Namespace) -> int:
     winner = "?"
     for name in MODELS:
         print(f"\n== downbeat train --model {name}", flush=True)
-        result = train.run(cfg, name)
+        result = training.run(cfg, name)
         print(f"champion: {result.champion_reason}\n{result.run_id}", flush=True)
         runs[name], validation[name] = result.run_id, (result.validation, result.validation_se)
         if result.champion_moved:  # the root starts empty: the last model to take the alias holds it
@@ -180,14 +180,14 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
     import pandas as pd
     from pyspark.sql import functions as F
 
-    from jobs.common import snapshots
-    from models.data import read_frame
-    from models.evaluation import pair_metrics
-    from pipelines import schemas as S
-    from pipelines.lakehouse import Lakehouse
-    from pipelines.spark import spark_session
-    from pipelines.synthetic import SynthSettings, appeal, number_of
-    from pipelines.times import ts_literal
+    from downbeat.jobs.common import snapshots
+    from downbeat.models.data import read_frame
+    from downbeat.models.evaluation import pair_metrics
+    from downbeat.pipelines import schemas as S
+    from downbeat.pipelines.lakehouse import Lakehouse
+    from downbeat.pipelines.spark import spark_session
+    from downbeat.pipelines.synthetic import SynthSettings, appeal, number_of
+    from downbeat.pipelines.times import ts_literal
 
     spark = spark_session(cfg.spark, cfg.delta)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
@@ -230,7 +230,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _compare(common: list[str], uris: list[str]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "jobs.cli", *common, "compare", "--json"]
+    command = [sys.executable, "-m", "downbeat.jobs.cli", *common, "compare", "--json"]
     command += [x for uri in uris for x in ("--model-uri", uri)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:

@@ -20,12 +20,12 @@ import pyarrow.fs as pafs
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import config_from, job_main
-from jobs.config import Config
-from pipelines.errors import InputError, first_line
-from pipelines.lakehouse import Lakehouse, connector_available
-from pipelines.lakehouse._core import file_url
-from pipelines.spark import spark_session
+from downbeat.jobs.common import config_from, job_main
+from downbeat.jobs.config import Config
+from downbeat.pipelines.errors import InputError, first_line
+from downbeat.pipelines.lakehouse import Lakehouse, connector_available
+from downbeat.pipelines.lakehouse._core import file_url
+from downbeat.pipelines.spark import spark_session
 
 
 def run(spark: SparkSession, cfg: Config) -> list[tuple[str, str]]:

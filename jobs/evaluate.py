@@ -14,10 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
-from jobs.common import config_from, job_main, snapshots
-from models.registry import load_pyfunc
-from pipelines.errors import InputError
-from pipelines.lakehouse import Lakehouse
+from downbeat.jobs.common import config_from, job_main, snapshots
+from downbeat.models.registry import load_pyfunc
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.lakehouse import Lakehouse
 
 log = logging.getLogger("downbeat.evaluate")
 
@@ -41,7 +41,7 @@ def command(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from models.evaluation import (  # torch: not at start-up
+    from downbeat.models.evaluation import (  # torch: not at start-up
         EVAL_TABLES,
         MAY_BE_EMPTY,
         SHOWN,

@@ -40,10 +40,10 @@ from typing import Any
 
 import yaml
 
-from jobs.common import config_from, job_main, snapshots
-from jobs.config import Config, load_config
-from pipelines.errors import ConfigError, InputError
-from pipelines.lakehouse import Lakehouse
+from downbeat.jobs.common import config_from, job_main, snapshots
+from downbeat.jobs.config import Config, load_config
+from downbeat.pipelines.errors import ConfigError, InputError
+from downbeat.pipelines.lakehouse import Lakehouse
 
 log = logging.getLogger("downbeat.experiment")
 SPEC_KEYS = ("name", "description", "reference", "metrics", "run_metrics", "seeds", "set", "grid", "children")
@@ -112,8 +112,8 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 def load_spec(path: str) -> Spec:
     """The spec at `path`, every key and name checked; bad input names the file and the key."""
-    from models.evaluation import METRICS
-    from models.settings import MODEL_NAMES
+    from downbeat.models.evaluation import METRICS
+    from downbeat.models.settings import MODEL_NAMES
 
     file = Path(path)
     if not file.is_file():
@@ -259,13 +259,13 @@ def child_configs(spec: Spec, args: argparse.Namespace) -> dict[str, Config]:
 def command(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
-    from jobs import train
-    from models.evaluation import EVAL_TABLES, compare, eval_frames, evaluate, mean_terms
-    from models.lifecycle import CHILD_TAG, INPUT_TABLES, MAY_BE_EMPTY
-    from models.plots import plot_validation_curves
-    from models.registry import load_pyfunc
-    from models.report import ChildResult, plot_against_settings, render_report, report_json
-    from models.tracking import experiment_id
+    from downbeat.jobs import training
+    from downbeat.models.evaluation import EVAL_TABLES, compare, eval_frames, evaluate, mean_terms
+    from downbeat.models.lifecycle import CHILD_TAG, INPUT_TABLES, MAY_BE_EMPTY
+    from downbeat.models.plots import plot_validation_curves
+    from downbeat.models.registry import load_pyfunc
+    from downbeat.models.report import ChildResult, plot_against_settings, render_report, report_json
+    from downbeat.models.tracking import experiment_id
 
     cfg = config_from(args)
     if args.bootstrap < 1:
@@ -276,7 +276,7 @@ def command(args: argparse.Namespace) -> int:
     inputs = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
     for child in spec.children:  # before anything is tracked: tables no child can train on are bad input
         try:
-            train.check_inputs(lakehouse, inputs, configs[child.name])
+            training.check_inputs(lakehouse, inputs, configs[child.name])
         except InputError as exc:
             raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
     seeds = spec.seeds if args.seeds is None else args.seeds
@@ -339,7 +339,7 @@ def command(args: argparse.Namespace) -> int:
                 runs[name] = finished[name]
                 continue
             log.info("run %s: training %s (%s)", name, child.model, ", ".join(child.overrides) or "defaults")
-            result = train.run(run_cfg, child.model, parent_run=parent, child_name=name, tables=inputs)
+            result = training.run(run_cfg, child.model, parent_run=parent, child_name=name, tables=inputs)
             runs[name] = result.run_id
 
         tables = {t: inputs[t] for t in EVAL_TABLES}  # the versions the digest names, whatever came since
@@ -424,8 +424,8 @@ def command(args: argparse.Namespace) -> int:
 
 def validation_curve(client: Any, run_id: str) -> list[tuple[int, float]]:
     """(epoch, value) of the validation figure a run selected on (its `downbeat.selected_on` tag)."""
-    from models.lifecycle import SELECTED_TAG
-    from models.tracking import metric_name
+    from downbeat.models.lifecycle import SELECTED_TAG
+    from downbeat.models.tracking import metric_name
 
     selected = client.get_run(run_id).data.tags.get(SELECTED_TAG, "paired_accuracy")
     return [(m.step, m.value) for m in client.get_metric_history(run_id, f"val_{metric_name(selected)}")]

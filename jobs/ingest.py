@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
-from jobs.config import Config
-from pipelines import schemas as S
-from pipelines.errors import InputError
-from pipelines.lakehouse import Lakehouse
-from pipelines.sources import (
+from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
+from downbeat.jobs.config import Config
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.lakehouse import Lakehouse
+from downbeat.pipelines.sources import (
     ADAPTERS,
     FORMATS,
     GLOBAL_IDS,
@@ -31,8 +31,8 @@ from pipelines.sources import (
     input_files,
     rejects,
 )
-from pipelines.sources._common import FILE, LINE, REASON
-from pipelines.spark import spark_session
+from downbeat.pipelines.sources._common import FILE, LINE, REASON
+from downbeat.pipelines.spark import spark_session
 
 EVENTS_TABLE, QUARANTINE_TABLE = "bronze/events", "bronze/quarantine"
 NAMED_FILES = 10  # files an error names at most (the rest are counted)

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from jobs.common import config_from, job_main
-from jobs.config import Config
-from pipelines.errors import InputError
-from pipelines.lakehouse import Lakehouse, Maintenance
-from pipelines.schemas import STREAMED_TABLES
-from pipelines.spark import spark_session
+from downbeat.jobs.common import config_from, job_main
+from downbeat.jobs.config import Config
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.lakehouse import Lakehouse, Maintenance
+from downbeat.pipelines.schemas import STREAMED_TABLES
+from downbeat.pipelines.spark import spark_session
 
 
 def run(

@@ -28,15 +28,15 @@ from typing import Any
 import pandas as pd
 from pyspark import StorageLevel
 
-from jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
-from models.registry import check_catalog, download_model, load_metadata, registered_version
-from pipelines import schemas as S
-from pipelines.errors import InputError
-from pipelines.lakehouse import Lakehouse
-from pipelines.lakehouse._core import TABLE_NAME
-from pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
-from pipelines.spark import spark_session
-from pipelines.split import seen_excluded
+from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
+from downbeat.models.registry import check_catalog, download_model, load_metadata, registered_version
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.lakehouse import Lakehouse
+from downbeat.pipelines.lakehouse._core import TABLE_NAME
+from downbeat.pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
+from downbeat.pipelines.spark import spark_session
+from downbeat.pipelines.split import seen_excluded
 
 log = logging.getLogger("downbeat.recommend")
 TABLE = "gold/recommendations"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.common import config_from, job_main
-from pipelines.errors import InputError
-from pipelines.spark import spark_session
-from pipelines.synthetic import SynthSettings, synthetic_events
+from downbeat.jobs.common import config_from, job_main
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.spark import spark_session
+from downbeat.pipelines.synthetic import SynthSettings, synthetic_events
 
 
 def run(spark: SparkSession, settings: SynthSettings, out: str) -> int:

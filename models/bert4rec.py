@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.hybrid import Hybrid
-from models.losses import next_item_loss
-from models.negatives import cloze_mask
-from models.network import Batch
-from models.settings import ModelSettings, TrainSettings
+from downbeat.models.hybrid import Hybrid
+from downbeat.models.losses import next_item_loss
+from downbeat.models.negatives import cloze_mask
+from downbeat.models.network import Batch
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 
 class BERT4Rec(Hybrid):

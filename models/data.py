@@ -15,8 +15,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs
 import torch
 
-from contract import SPLIT, TRAIN
-from models.network import History
+from downbeat.models.contract import SPLIT, TRAIN
+from downbeat.models.network import History
 
 
 @dataclass(frozen=True)

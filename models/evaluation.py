@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contract import (
+from downbeat.models import metrics as M
+from downbeat.models.contract import (
     DOWN_TRACK_ID,
     DOWN_TRACK_IDX,
     EXCLUDE_TRACK_IDS,
@@ -29,8 +30,7 @@ from contract import (
     UP_TRACK_IDX,
     USER_ID,
 )
-from models import metrics as M
-from models.serving import (
+from downbeat.models.serving import (
     CANDIDATES,
     HISTORY_FEEDBACK,
     HISTORY_STATIONS,
@@ -400,6 +400,6 @@ def _score(scorer: Scorer, request: pd.DataFrame, chunk: int) -> pd.DataFrame:
 
 def eval_frames(tables: dict[str, Any]) -> tuple[Any, Any]:
     """gold/eval_pairs and gold/eval_next rows of these snapshots, as pandas frames."""
-    from models.data import read_frame
+    from downbeat.models.data import read_frame
 
     return read_frame(tables["gold/eval_pairs"]), read_frame(tables["gold/eval_next"])

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.losses import next_item_loss
-from models.network import Batch, GRUNetwork
-from models.sasrec import SASRec
-from models.settings import ModelSettings, TrainSettings
+from downbeat.models.losses import next_item_loss
+from downbeat.models.network import Batch, GRUNetwork
+from downbeat.models.sasrec import SASRec
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 
 class GRU4Rec(SASRec):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.losses import gbce_beta, gbce_loss, not_to_recommend_loss
-from models.network import DOWN, PAD, Batch
-from models.sasrec import SASRec
+from downbeat.models.losses import gbce_beta, gbce_loss, not_to_recommend_loss
+from downbeat.models.network import DOWN, PAD, Batch
+from downbeat.models.sasrec import SASRec
 
 
 def next_is_down(tracks: Tensor, feedback: Tensor) -> tuple[Tensor, Tensor]:

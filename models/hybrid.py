@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from models.losses import bce_pair_loss
-from models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
-from models.network import PAD, Batch, History, Recommender, SequenceNetwork, compact, query_feedback
-from models.settings import ModelSettings, TrainSettings
+from downbeat.models.losses import bce_pair_loss
+from downbeat.models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
+from downbeat.models.network import PAD, Batch, History, Recommender, SequenceNetwork, compact, query_feedback
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 
 @dataclass

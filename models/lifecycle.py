@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.data import SequenceFacts, TableSnapshot, read_frame
-from models.settings import ModelSettings, TrainSettings
-from models.tracking import MlflowSettings, RegistrySettings, metric_name
-from models.worker import WorkerSpec, count_worker
-from models.zoo import learns_by_gradient
+from downbeat.models.data import SequenceFacts, TableSnapshot, read_frame
+from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.tracking import MlflowSettings, RegistrySettings, metric_name
+from downbeat.models.worker import WorkerSpec, count_worker
+from downbeat.models.zoo import learns_by_gradient
 
 log = logging.getLogger("downbeat.train")
 SEQUENCES, TRACKS, STATIONS = "gold/sequences", "gold/tracks", "gold/stations"
@@ -121,17 +121,17 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
 
     versions = {t: s.version for t, s in request.tables.items()}
 
-    from models.evaluation import evaluate
-    from models.network import feedback_cosines
-    from models.plots import plot_learning_curves
-    from models.serving import load_model, score_frame
-    from models.tracking import (
+    from downbeat.models.evaluation import evaluate
+    from downbeat.models.network import feedback_cosines
+    from downbeat.models.plots import plot_learning_curves
+    from downbeat.models.serving import load_model, score_frame
+    from downbeat.models.tracking import (
         CANDIDATE,
         absolute_tracking_uri,
         decide_champion,
         experiment_id,
     )
-    from models.validation import ValidationSet
+    from downbeat.models.validation import ValidationSet
 
     started = time.perf_counter()
     tables, settings = request.tables, request.mlflow
@@ -301,8 +301,8 @@ def _log_inputs(
     """Parameters, tags, the resolved config and the input tables of a new run."""
     import mlflow
 
-    from models.plots import plot_tier_shares, tier_shares_by_position
-    from models.tracking import flatten, git_commit
+    from downbeat.models.plots import plot_tier_shares, tier_shares_by_position
+    from downbeat.models.tracking import flatten, git_commit
 
     params = dict(flatten(request.config))
     params.pop("source_files", None)
@@ -354,38 +354,39 @@ def log_scoring_model(
     registered_model_name: str | None,
 ) -> Any:
     """Log the weights at `model_path` as the run's pyfunc `model` (registering it when a name is
-    given): the model's own code travels with it (`code_paths`: models/ and contract.py), it pins
+    given): the model's own code travels with it (`code_paths`: downbeat/models), it pins
     public packages only, and its metadata names the catalog it scores (gold/tracks' version, size
     and fingerprint), which evaluate and recommend check before they score."""
     import mlflow
 
-    from models.serving import (
-        CODE_PATHS,
+    from downbeat.models.serving import (
         PIP_REQUIREMENTS,
         DownbeatPyfunc,
+        carried_code,
         input_example,
         signature,
         tracks_fingerprint,
     )
 
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=DownbeatPyfunc(),
-        artifacts={"checkpoint": str(model_path)},
-        code_paths=list(CODE_PATHS),
-        signature=signature(),
-        input_example=input_example(tracks.rows),
-        pip_requirements=PIP_REQUIREMENTS,
-        metadata={
-            "n_tracks": tracks.rows,
-            "n_stations": n_stations,
-            "model": model.name,
-            "max_length": model.network.settings.max_length,
-            "catalog": tracks_fingerprint(tracks),
-            "tracks_version": tracks.version,
-        },
-        registered_model_name=registered_model_name,
-    )
+    with tempfile.TemporaryDirectory() as code:
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=DownbeatPyfunc(),
+            artifacts={"checkpoint": str(model_path)},
+            code_paths=carried_code(Path(code)),
+            signature=signature(),
+            input_example=input_example(tracks.rows),
+            pip_requirements=PIP_REQUIREMENTS,
+            metadata={
+                "n_tracks": tracks.rows,
+                "n_stations": n_stations,
+                "model": model.name,
+                "max_length": model.network.settings.max_length,
+                "catalog": tracks_fingerprint(tracks),
+                "tracks_version": tracks.version,
+            },
+            registered_model_name=registered_model_name,
+        )
 
 
 def describe_version(

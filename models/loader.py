@@ -33,8 +33,8 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 import torch
 
-from contract import LENGTH, TARGET_MASK, TRAINING_ARRAYS, TRAINING_DTYPES, USER_ID
-from models.network import Batch
+from downbeat.models.contract import LENGTH, TARGET_MASK, TRAINING_ARRAYS, TRAINING_DTYPES, USER_ID
+from downbeat.models.network import Batch
 
 log = logging.getLogger("downbeat.loader")
 logging.getLogger("petastorm").setLevel(logging.WARNING)  # it logs every reader's set-up at INFO

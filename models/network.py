@@ -14,12 +14,12 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from contract import DOWN_ID as DOWN
-from contract import N_FEEDBACK, PAD
-from contract import PLAY_ID as PLAY
-from contract import SKIP_ID as SKIP
-from contract import UP_ID as UP
-from models.settings import ModelSettings, TrainSettings
+from downbeat.models.contract import DOWN_ID as DOWN
+from downbeat.models.contract import N_FEEDBACK, PAD
+from downbeat.models.contract import PLAY_ID as PLAY
+from downbeat.models.contract import SKIP_ID as SKIP
+from downbeat.models.contract import UP_ID as UP
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 __all__ = ["DOWN", "N_FEEDBACK", "PAD", "PLAY", "SKIP", "UP"]
 

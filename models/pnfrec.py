@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.losses import info_nce_loss, next_item_loss
-from models.network import DOWN, PAD, SKIP, Batch, History, SequenceNetwork, compact, without_last
-from models.sasrec import SASRec
-from models.settings import ModelSettings, TrainSettings
+from downbeat.models.losses import info_nce_loss, next_item_loss
+from downbeat.models.network import DOWN, PAD, SKIP, Batch, History, SequenceNetwork, compact, without_last
+from downbeat.models.sasrec import SASRec
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 
 def next_in_row(tracks: Tensor) -> tuple[Tensor, Tensor]:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.network import PAD, Batch, History, InputNetwork, Recommender
-from models.settings import ModelSettings, TrainSettings
+from downbeat.models.network import PAD, Batch, History, InputNetwork, Recommender
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 
 class Popularity(Recommender):

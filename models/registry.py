@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import InputError, first_line
+from downbeat.pipelines.errors import InputError, first_line
 
 
 def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
@@ -28,7 +28,7 @@ def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
 
 def check_catalog(uri: str, metadata: dict[str, Any], tracks: Any, root: str) -> None:
     """Bad input (exit 2) unless the model's recorded catalog is the gold/tracks snapshot's."""
-    from models.serving import tracks_fingerprint
+    from downbeat.models.serving import tracks_fingerprint
 
     trained_on = metadata.get("n_tracks")
     if trained_on is not None and int(trained_on) != tracks.rows:
@@ -56,7 +56,7 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from models.tracking import restore_logging
+    from downbeat.models.tracking import restore_logging
 
     mlflow.set_tracking_uri(tracking_uri)  # the registry, and where models:/ URIs download from
     rest = uri.removeprefix("models:/") if uri.startswith("models:/") else None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.evaluation import Difference
+from downbeat.models.evaluation import Difference
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def plot_against_settings(
 ) -> list[Path]:
     """Each metric against each numeric setting that at least two children set to different values:
     `<metric>_vs_<setting>.png` in `folder`, bars the reference's value plus the paired interval."""
-    from models.plots import plot_metric_against
+    from downbeat.models.plots import plot_metric_against
 
     numeric = {
         key

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.losses import info_nce_loss, next_item_loss
-from models.network import (
+from downbeat.models.losses import info_nce_loss, next_item_loss
+from downbeat.models.network import (
     PAD,
     SKIP,
     Batch,
@@ -23,7 +23,7 @@ from models.network import (
     compact,
     without_last,
 )
-from models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 
 def next_target(targets: Tensor) -> Tensor:

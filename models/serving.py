@@ -5,14 +5,16 @@ the query station and the candidate tracks. Output: one score per candidate, and
 model had any input for the user (`served`; e.g. the baseline cannot serve skip-only users).
 `recommend_frame` ranks the whole catalog instead (the batch recommendation job).
 
-The logged pyfunc carries this package and contract.py as its code (`CODE_PATHS`), so it loads
-where downbeat is not installed: nothing here may import pyspark, petastorm or deltalake.
+The logged pyfunc carries this package as its code, under its own name `downbeat.models`
+(`carried_code`), so it loads where downbeat is not installed and cannot be mistaken for another
+package called `models`: nothing here may import pyspark, petastorm or deltalake.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from contract import (
+from downbeat.models.contract import (
     CANDIDATE_TRACK_IDS,
     EXCLUDE_TRACK_IDS,
     HISTORY_FEEDBACK_IDS,
@@ -34,10 +36,10 @@ from contract import (
     TRACK_ID,
     TRACK_IDX,
 )
-from models.data import TableSnapshot, history_tensors, pad_right, read_table
-from models.network import History, Recommender
-from models.settings import ModelSettings, TrainSettings
-from models.zoo import build_model
+from downbeat.models.data import TableSnapshot, history_tensors, pad_right, read_table
+from downbeat.models.network import History, Recommender
+from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.zoo import build_model
 
 HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK = (
     HISTORY_TRACK_IDS,
@@ -50,10 +52,16 @@ INPUT_COLUMNS = (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK, STATION, CA
 # the top tracks (track idx, best first) and their scores, out.
 EXCLUDE, TOP_TRACKS = EXCLUDE_TRACK_IDS, TOP_TRACK_IDS
 HISTORY_INPUT = (HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK, STATION)
-# The code a logged model carries (mlflow `code_paths`): this package and the gold tables' contract.
-CODE_PATHS = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "contract.py"))
 # What the pyfunc needs installed: public packages only (its own code travels with it).
 PIP_REQUIREMENTS = ["torch==2.13.0", "numpy==1.26.4", "pandas==2.2.3", "pyarrow==14.0.2", "mlflow==3.6.0"]
+
+
+def carried_code(into: Path) -> list[str]:
+    """The code a logged model carries (mlflow `code_paths`): this package, copied under `into` as
+    downbeat/models (a namespace package `downbeat`), so the model imports it as downbeat.models."""
+    package = into / "downbeat" / "models"
+    shutil.copytree(Path(__file__).resolve().parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    return [str(into / "downbeat")]
 
 
 def score_frame(

@@ -19,11 +19,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from models.network import Batch, Recommender
-from models.settings import TrainSettings
+from downbeat.models.network import Batch, Recommender
+from downbeat.models.settings import TrainSettings
 
 if TYPE_CHECKING:
-    from models.validation import Score
+    from downbeat.models.validation import Score
 
 log = logging.getLogger("downbeat.train")
 

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from contract import IS_POSITIVE, USER_ID
-from models.data import TableSnapshot, read_frame
-from models.evaluation import K, Scorer, has_history, next_item_ranks, pair_predictions
-from models.metrics import pair_outcomes, user_means
-from models.network import Recommender
-from models.serving import score_frame
-from models.train import NDCG, PAIRED_ACCURACY, Ranks
+from downbeat.models.contract import IS_POSITIVE, USER_ID
+from downbeat.models.data import TableSnapshot, read_frame
+from downbeat.models.evaluation import K, Scorer, has_history, next_item_ranks, pair_predictions
+from downbeat.models.metrics import pair_outcomes, user_means
+from downbeat.models.network import Recommender
+from downbeat.models.serving import score_frame
+from downbeat.models.train import NDCG, PAIRED_ACCURACY, Ranks
 
 FIGURES = (PAIRED_ACCURACY, NDCG)
 

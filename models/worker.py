@@ -22,13 +22,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from models.data import TableSnapshot
-from models.loader import TrainingStream
-from models.serving import checkpoint_payload
-from models.settings import ModelSettings, TrainSettings
-from models.train import FitState, Ranks, fit, seed_everything, selection_metric
-from models.validation import ValidationSet
-from models.zoo import build_model
+from downbeat.models.data import TableSnapshot
+from downbeat.models.loader import TrainingStream
+from downbeat.models.serving import checkpoint_payload
+from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.train import FitState, Ranks, fit, seed_everything, selection_metric
+from downbeat.models.validation import ValidationSet
+from downbeat.models.zoo import build_model
 
 log = logging.getLogger("downbeat.worker")
 
@@ -166,10 +166,10 @@ def count_worker(spec: WorkerSpec) -> dict[str, Any]:
     """Fit a counting model (popularity) in one pass over the training table, in this process, and
     return what train_worker's rank 0 returns: one 'epoch' whose validation figures chose it."""
 
-    from contract import TARGET_MASK, TRACK_IDS
-    from models.data import parquet_dataset
-    from models.loader import decode_binary
-    from models.popularity import Popularity
+    from downbeat.models.contract import TARGET_MASK, TRACK_IDS
+    from downbeat.models.data import parquet_dataset
+    from downbeat.models.loader import decode_binary
+    from downbeat.models.popularity import Popularity
 
     started = time.perf_counter()
     model = build_model(
@@ -238,7 +238,7 @@ def _mlflow_logger(spec: WorkerSpec) -> Any:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    from models.tracking import metric_name
+    from downbeat.models.tracking import metric_name
 
     client = MlflowClient(spec.tracking_uri)
     run_id = spec.run_id

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from models.bert4rec import BERT4Rec
-from models.gru4rec import GRU4Rec
-from models.gsasrec import GSASRec
-from models.hybrid import Hybrid
-from models.network import Recommender
-from models.pnfrec import PNFRec
-from models.popularity import Popularity
-from models.sasrec import SASRec
-from models.settings import MODEL_NAMES, ModelSettings, TrainSettings
+from downbeat.models.bert4rec import BERT4Rec
+from downbeat.models.gru4rec import GRU4Rec
+from downbeat.models.gsasrec import GSASRec
+from downbeat.models.hybrid import Hybrid
+from downbeat.models.network import Recommender
+from downbeat.models.pnfrec import PNFRec
+from downbeat.models.popularity import Popularity
+from downbeat.models.sasrec import SASRec
+from downbeat.models.settings import MODEL_NAMES, ModelSettings, TrainSettings
 
 # Each takes (n_tracks, n_stations, model settings, train settings, positive feedback codes).
 Architecture = Callable[[int, int, ModelSettings, TrainSettings, tuple[int, ...]], Recommender]

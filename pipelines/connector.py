@@ -1,6 +1,6 @@
 """The Delta Spark connector's jars: resolved from Maven Central once, then used from a local cache.
 
-`make test` (and the docker image) run `python -m pipelines.connector` at set-up: Spark's own
+`make test` (and the docker image) run `python -m downbeat.pipelines.connector` at set-up: Spark's own
 resolver (Ivy, the same one `--packages` uses) fetches the connector that pairs with the installed
 `delta-spark` pip package, with its dependencies, into `jar_cache()`. Every later session puts
 those files on `spark.jars` and needs no network.
@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import ConfigError
+from downbeat.pipelines.errors import ConfigError
 
 SCALA = "2.13"
 MARKER = "RESOLVED"
@@ -93,7 +93,7 @@ def locate(packages: str | None, jars_dir: str | None, *, allow_network: bool = 
         return Connector(
             (),
             f"{pinned} in {where}",
-            f"{pinned} is not resolved in {where} (run `python -m pipelines.connector` once, with "
+            f"{pinned} is not resolved in {where} (run `python -m downbeat.pipelines.connector` once, with "
             "access to Maven Central; `make test` does)",
         )
     jars = cached_jars(packages)
@@ -195,7 +195,7 @@ def _cause(done: subprocess.CompletedProcess[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.connector",
+        prog="python -m downbeat.pipelines.connector",
         description="Resolve the Delta Spark connector's jars from Maven Central into downbeat's cache.",
     )
     parser.add_argument("--packages", help="Maven coordinates (default: the installed delta-spark's)")

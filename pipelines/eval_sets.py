@@ -7,10 +7,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines import schemas as S
-from pipelines.sequences import feedback_id
-from pipelines.split import IS_NEGATIVE, IS_POSITIVE, SEEN_EXCLUDED, USER_POSITION, Cut, cut_column
-from pipelines.vocabulary import with_station_index, with_track_index
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.sequences import feedback_id
+from downbeat.pipelines.split import IS_NEGATIVE, IS_POSITIVE, SEEN_EXCLUDED, USER_POSITION, Cut, cut_column
+from downbeat.pipelines.vocabulary import with_station_index, with_track_index
 
 
 def eval_pairs(

@@ -14,14 +14,14 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.eval_sets import eval_next, eval_pairs
-from pipelines.hard_negatives import hard_negatives, with_hard_negative
-from pipelines.sequences import sequences, training_sequences
-from pipelines.settings import FeatureSettings
-from pipelines.split import leave_one_out, temporal, with_roles
-from pipelines.stats import stats
-from pipelines.vocabulary import stations, tracks
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.eval_sets import eval_next, eval_pairs
+from downbeat.pipelines.hard_negatives import hard_negatives, with_hard_negative
+from downbeat.pipelines.sequences import sequences, training_sequences
+from downbeat.pipelines.settings import FeatureSettings
+from downbeat.pipelines.split import leave_one_out, temporal, with_roles
+from downbeat.pipelines.stats import stats
+from downbeat.pipelines.vocabulary import stations, tracks
 
 GOLD = (
     "gold/tracks",

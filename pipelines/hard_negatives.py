@@ -24,9 +24,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines import schemas as S
-from pipelines.by_user import group_start, starts, whole_users
-from pipelines.split import IS_POSITIVE, USER_POSITION
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.by_user import group_start, starts, whole_users
+from downbeat.pipelines.split import IS_POSITIVE, USER_POSITION
 
 NONE = -1
 

@@ -13,8 +13,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.window import WindowSpec
 
-from pipelines import schemas as S
-from pipelines.by_user import group_start, starts, whole_users
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.by_user import group_start, starts, whole_users
 
 MICROS = 1_000_000
 

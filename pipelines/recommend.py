@@ -12,9 +12,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines import schemas as S
-from pipelines.sequences import feedback_id
-from pipelines.vocabulary import with_station_index, with_track_index
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.sequences import feedback_id
+from downbeat.pipelines.vocabulary import with_station_index, with_track_index
 
 # The scoring input's columns (models/serving.py recommend_frame reads them by these names) and
 # the ranked output's.

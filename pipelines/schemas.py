@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from contract import (  # noqa: F401  (re-exported: pipeline code reads every name from here)
+from downbeat.models.contract import (  # noqa: F401  (re-exported: pipeline code reads every name from here)
     CUTOFF_TS,
     DOWN,
     DOWN_EVENT_ID,

@@ -11,9 +11,9 @@ import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.split import IS_POSITIVE, USER_POSITION, Cut, cut_column, split_of
-from pipelines.vocabulary import with_station_index, with_track_index
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.split import IS_POSITIVE, USER_POSITION, Cut, cut_column, split_of
+from downbeat.pipelines.vocabulary import with_station_index, with_track_index
 
 NEGATIVE_IDX = "_negative_idx"
 # The commit tag of gold/sequences and gold/training_sequences naming their row (sequences.unit), so

@@ -12,10 +12,10 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.plays import plays
-from pipelines.settings import FeatureSettings
-from pipelines.times import day_start, ts_literal
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.plays import plays
+from downbeat.pipelines.settings import FeatureSettings
+from downbeat.pipelines.times import day_start, ts_literal
 
 # A change on a date can move the session or the skip of a play on the next or previous date.
 NEIGHBOUR = dt.timedelta(days=1)

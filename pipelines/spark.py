@@ -11,10 +11,10 @@ from typing import Literal
 
 from pyspark.sql import SparkSession
 
-from pipelines.connector import locate
-from pipelines.errors import ConfigError
-from pipelines.lakehouse import CONNECTOR_PROBLEM, CONNECTOR_SOURCE, S3A_CLASS, DeltaSettings
-from pipelines.lakehouse._core import jvm_loads
+from downbeat.pipelines.connector import locate
+from downbeat.pipelines.errors import ConfigError
+from downbeat.pipelines.lakehouse import CONNECTOR_PROBLEM, CONNECTOR_SOURCE, S3A_CLASS, DeltaSettings
+from downbeat.pipelines.lakehouse._core import jvm_loads
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"

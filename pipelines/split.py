@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.errors import InputError
-from pipelines.plays import by_user
-from pipelines.settings import EvalSettings, SequenceSettings, SplitSettings, When
-from pipelines.times import day_start, ts_literal, utc
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.plays import by_user
+from downbeat.pipelines.settings import EvalSettings, SequenceSettings, SplitSettings, When
+from downbeat.pipelines.times import day_start, ts_literal, utc
 
 IS_POSITIVE = "_is_positive"
 IS_NEGATIVE = "_is_negative"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
+from downbeat.pipelines import schemas as S
 
 DAY_SECONDS = 86_400.0
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from pipelines import schemas as S
+from downbeat.pipelines import schemas as S
 
 LATENT = 2  # the taste a history must reveal: two dimensions per user and per track
 LATENT_WEIGHT = 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
+from downbeat.pipelines import schemas as S
 
 
 def _vocabulary(plays: DataFrame, key: str, index: str) -> DataFrame:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from pyspark.sql import SparkSession
 
-from pipelines.lakehouse import DeltaSettings
-from pipelines.spark import SparkSettings, spark_session
+from downbeat.pipelines.lakehouse import DeltaSettings
+from downbeat.pipelines.spark import SparkSettings, spark_session
 
 settings.register_profile(
     "fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

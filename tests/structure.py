@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipelines", "models", "jobs")
-HELPERS = {"jobs.common", "jobs.config", "jobs.cli"}
+HELPERS = {"downbeat.jobs.common", "downbeat.jobs.config", "downbeat.jobs.cli", "downbeat.jobs.training"}
 LIMIT = 60
 
 
@@ -38,12 +38,12 @@ def _functions(tree: ast.AST, prefix: str = ""):
             yield from _functions(node, prefix + node.name + ".")
 
 
-def job_imports() -> list[tuple[str, str]]:
-    """(job module, job module it imports) for every import of one job by another."""
-    jobs = {f"jobs.{p.stem}" for p in (ROOT / "jobs").glob("*.py") if p.stem != "__init__"} - HELPERS
+def job_imports(folder: Path = ROOT / "jobs") -> list[tuple[str, str]]:
+    """(job module, job module it imports) for every import of one job by another, in `folder`."""
+    jobs = {f"downbeat.jobs.{p.stem}" for p in folder.glob("*.py") if p.stem != "__init__"} - HELPERS
     found = []
-    for path in sorted((ROOT / "jobs").glob("*.py")):
-        module = f"jobs.{path.stem}"
+    for path in sorted(folder.glob("*.py")):
+        module = f"downbeat.jobs.{path.stem}"
         if module not in jobs:
             continue
         for node in ast.walk(ast.parse(path.read_text())):

@@ -18,7 +18,8 @@ The first night needs silver/plays: run one full `build` (no dates) before enabl
 build rebuilds the day's range only (a late event of another day waits for a rebuild of its day).
 
 Settings (Airflow Variables, read when a task runs, with these defaults):
-    downbeat_home      /opt/downbeat               the checkout (jobs/, conf/) on the workers
+    downbeat_home      /opt/downbeat               the checkout (jobs/, conf/) on the workers, where
+                                                   downbeat is also installed (`pip install .`)
     downbeat_conf      /opt/downbeat/conf/cluster.yaml   the config file (an absolute path)
     downbeat_landing   /data/landing               the day's files arrive in {landing}/{ds}/
     downbeat_format    events                      ingest --format
@@ -71,7 +72,6 @@ def job(task_id: str, name: str, *args: str, retries: int = 2) -> SparkSubmitOpe
         name=f"downbeat-{task_id}-{DAY}",
         conn_id="spark_default",
         packages=PACKAGES,  # under spark-submit the driver JVM's classpath is spark-submit's
-        env_vars={"PYTHONPATH": HOME},  # `import jobs, pipelines, models` from the checkout
         retries=retries,
         retry_delay=dt.timedelta(minutes=10),
         retry_exponential_backoff=True,

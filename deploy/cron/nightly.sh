@@ -10,6 +10,7 @@
 #
 # Environment (defaults in brackets):
 #   DOWNBEAT_HOME     the checkout holding jobs/ and conf/          [this script's ../..]
+#                     (downbeat itself is installed in the Python spark-submit runs: `pip install .`)
 #   DOWNBEAT_CONF     config file                                   [$DOWNBEAT_HOME/conf/cluster.yaml]
 #   DOWNBEAT_LANDING  the day's files are in $DOWNBEAT_LANDING/DAY  [/data/landing]
 #   DOWNBEAT_FORMAT   ingest --format                               [events]
@@ -59,8 +60,7 @@ step() {  # step NAME JOB ARGS...: one job; stdout in $logs/DAY.NAME.out, stderr
     local out="$logs/$day.$name.out" err="$logs/$day.$name.err"
     echo "$(date -u +%FT%TZ) $name: started"
     local code=0
-    PYTHONPATH="$home${PYTHONPATH:+:$PYTHONPATH}" \
-        "${submit[@]}" "$home/jobs/$job.py" --conf "$conf" "$@" > "$out" 2> "$err" || code=$?
+    "${submit[@]}" "$home/jobs/$job.py" --conf "$conf" "$@" > "$out" 2> "$err" || code=$?
     if [[ $code -ne 0 ]]; then
         # the job's own one-line error, not the JVM's shutdown logging after it: spark-submit
         # merges a Python job's stderr into its stdout, so the line is in either file

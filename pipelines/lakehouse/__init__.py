@@ -42,9 +42,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from pipelines.errors import ConfigError, InputError, first_line
-from pipelines.lakehouse import _delta_rs, _spark_engine
-from pipelines.lakehouse._core import (
+from downbeat.pipelines.errors import ConfigError, InputError, first_line
+from downbeat.pipelines.lakehouse import _delta_rs, _spark_engine
+from downbeat.pipelines.lakehouse._core import (
     CODECS,
     CONNECTOR_PROBLEM,
     CONNECTOR_SOURCE,

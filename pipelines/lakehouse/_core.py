@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.errors import ConflictError, InputError
+from downbeat.pipelines.errors import ConflictError, InputError
 
 LAYERS = ("bronze", "silver", "gold")
 CODECS = ("snappy", "uncompressed")  # Parquet codecs a write may ask for

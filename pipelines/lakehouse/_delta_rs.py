@@ -13,8 +13,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.errors import first_line
-from pipelines.lakehouse._core import (
+from downbeat.pipelines.errors import first_line
+from downbeat.pipelines.lakehouse._core import (
     FILE_NAME_COLUMN,
     TXN_KEY,
     Commit,
@@ -29,7 +29,7 @@ from pipelines.lakehouse._core import (
     snapshot_files,
     spark_schema,
 )
-from pipelines.lakehouse._files import delete_files, delete_txn_files, partition_text, task_writer
+from downbeat.pipelines.lakehouse._files import delete_files, delete_txn_files, partition_text, task_writer
 
 
 def read_files(spark: SparkSession, delta_table: Any, *, with_file: bool) -> DataFrame:

@@ -24,8 +24,8 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame
 
-from pipelines.errors import first_line
-from pipelines.lakehouse._core import (
+from downbeat.pipelines.errors import first_line
+from downbeat.pipelines.lakehouse._core import (
     TXN_KEY,
     Commit,
     ConcurrentWriteError,
@@ -37,10 +37,10 @@ from pipelines.lakehouse._core import (
     committed_version,
     job_group,
 )
-from pipelines.lakehouse._files import delete_files
+from downbeat.pipelines.lakehouse._files import delete_files
 
 if TYPE_CHECKING:
-    from pipelines.lakehouse import Lakehouse
+    from downbeat.pipelines.lakehouse import Lakehouse
 
 CONFLICT_CLASS = "org.apache.spark.sql.delta.DeltaConcurrentModificationException"
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -112,7 +112,7 @@ class SparkWrite(PendingWrite):
 
 def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) -> SparkWrite:
     """Write the data files of a checked write through the connector; nothing is committed."""
-    from pipelines.lakehouse._delta_rs import merge_rewrite
+    from downbeat.pipelines.lakehouse._delta_rs import merge_rewrite
 
     spark = lakehouse.spark
     jvm = spark.sparkContext._jvm

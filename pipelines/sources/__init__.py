@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from pipelines.sources import events as events_format
-from pipelines.sources import lastfm1k, movielens, mssd, piki
-from pipelines.sources._common import (
+from downbeat.pipelines.sources import events as events_format
+from downbeat.pipelines.sources import lastfm1k, movielens, mssd, piki
+from downbeat.pipelines.sources._common import (
     MovielensSettings,
     MssdSettings,
     SourceSettings,

@@ -15,8 +15,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines import schemas as S
-from pipelines.errors import InputError
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
 
 FILE, LINE, RAW, REASON = "file", "line", "raw", "reason"
 # Columns every adapter's parse() returns: the canonical event without source/event_id/date, plus

@@ -21,8 +21,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines import schemas as S
-from pipelines.sources._common import (
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.sources._common import (
     LINE,
     RAW,
     SourceSettings,

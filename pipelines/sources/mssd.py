@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.errors import InputError
-from pipelines.sources._common import (
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.sources._common import (
     LINE,
     RAW,
     SourceSettings,

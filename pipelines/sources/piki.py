@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.sources._common import (
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.sources._common import (
     LINE,
     RAW,
     SourceSettings,

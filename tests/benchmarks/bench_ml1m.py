@@ -38,7 +38,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from models import metrics as M  # noqa: E402
+from downbeat.models import metrics as M  # noqa: E402
 
 MODELS = {  # name -> (architecture, its settings beyond the shared ones)
     "popularity": ("popularity", []),
@@ -100,12 +100,12 @@ def train_models(work: Path, args: argparse.Namespace, result: dict[str, Any]) -
     """Build the lakehouse and train every model; each is scored on gold/eval_next."""
     import mlflow
 
-    from jobs import build, ingest, train
-    from jobs.config import load_config
-    from models.data import TableSnapshot, read_frame
-    from models.evaluation import evaluate
-    from pipelines.lakehouse import Lakehouse
-    from pipelines.spark import spark_session
+    from downbeat.jobs import build, ingest, training
+    from downbeat.jobs.config import load_config
+    from downbeat.models.data import TableSnapshot, read_frame
+    from downbeat.models.evaluation import evaluate
+    from downbeat.pipelines.lakehouse import Lakehouse
+    from downbeat.pipelines.spark import spark_session
 
     base = settings(work, args)
     cfg = load_config(None, base)
@@ -134,7 +134,7 @@ def train_models(work: Path, args: argparse.Namespace, result: dict[str, Any]) -
     for name in args.models:
         architecture, more = MODELS[name]
         started = time.perf_counter()
-        outcome = train.run(load_config(None, [*base, *more]), architecture)
+        outcome = training.run(load_config(None, [*base, *more]), architecture)
         seconds = time.perf_counter() - started
         model = mlflow.pyfunc.load_model(f"runs:/{outcome.run_id}/model")
         scored = evaluate(model.predict, no_pairs, eval_next, tracks.rows)
@@ -162,7 +162,7 @@ def export_for_peer(lakehouse: Any, snapshot: Any, folder: Path) -> None:
     """What RecTools trains and is scored on, from the same gold tables: the training rows
     (gold/sequences, one item per row position, in order), and the validation and test targets
     with their histories and exclusions (gold/validation_next, gold/eval_next)."""
-    from models.data import read_frame
+    from downbeat.models.data import read_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     sequences = read_frame(snapshot("gold/sequences"))
@@ -178,6 +178,16 @@ def export_for_peer(lakehouse: Any, snapshot: Any, folder: Path) -> None:
         ]
         frame.to_parquet(folder / f"{name}.parquet")
     (folder / "items.json").write_text(json.dumps({"items": snapshot("gold/tracks").rows}))
+
+
+def peer_code(work: Path) -> Path:
+    """A folder whose downbeat/models is this checkout's models/ (numpy-only metrics is all the peer
+    imports), for PYTHONPATH in the RecTools environment, where downbeat is not installed."""
+    package = work / "peer_code" / "downbeat"
+    package.mkdir(parents=True, exist_ok=True)
+    if not (package / "models").exists():
+        (package / "models").symlink_to(ROOT / "models", target_is_directory=True)
+    return package.parent
 
 
 def run_peer(work: Path, args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -203,7 +213,7 @@ def run_peer(work: Path, args: argparse.Namespace, result: dict[str, Any]) -> No
             str(out),
         ]
         started = time.perf_counter()
-        subprocess.run(command, check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        subprocess.run(command, check=True, env={"PYTHONPATH": str(peer_code(work)), "PATH": "/usr/bin:/bin"})
         peer = json.loads(out.read_text())
         entry = figures(np.asarray(peer["users"]), np.asarray(peer["ranks"]))
         entry |= {k: peer[k] for k in ("epochs", "best_epoch", "curve", "settings")}

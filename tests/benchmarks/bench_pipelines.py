@@ -22,17 +22,17 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from jobs import build, ingest
-from jobs.config import load_config
-from pipelines import schemas as S
-from pipelines.gold import compression_of, gold_frames, user_partitions
-from pipelines.hard_negatives import with_hard_negative
-from pipelines.lakehouse import Lakehouse
-from pipelines.spark import spark_session
-from pipelines.split import cutoff, history, with_roles
-from pipelines.synthetic import SynthSettings, synthetic_events
-from pipelines.times import from_micros
-from pipelines.vocabulary import tracks
+from downbeat.jobs import build, ingest
+from downbeat.jobs.config import load_config
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.gold import compression_of, gold_frames, user_partitions
+from downbeat.pipelines.hard_negatives import with_hard_negative
+from downbeat.pipelines.lakehouse import Lakehouse
+from downbeat.pipelines.spark import spark_session
+from downbeat.pipelines.split import cutoff, history, with_roles
+from downbeat.pipelines.synthetic import SynthSettings, synthetic_events
+from downbeat.pipelines.times import from_micros
+from downbeat.pipelines.vocabulary import tracks
 
 
 def jvm_peak_mib(spark) -> float:

@@ -33,20 +33,20 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from models.data import TableSnapshot  # noqa: E402
-from models.settings import ModelSettings, TrainSettings  # noqa: E402
-from models.zoo import build_model  # noqa: E402
+from downbeat.models.data import TableSnapshot  # noqa: E402
+from downbeat.models.settings import ModelSettings, TrainSettings  # noqa: E402
+from downbeat.models.zoo import build_model  # noqa: E402
 
 
 def write_tables(root: Path, users: int, tracks: int, plays: int, stations: int) -> dict[str, TableSnapshot]:
     """silver/plays, gold/tracks and gold/stations under `root`; their snapshots."""
     from pyspark.sql import functions as F
 
-    from pipelines import schemas as S
-    from pipelines.lakehouse import DeltaSettings, Lakehouse
-    from pipelines.spark import SparkSettings, spark_session
-    from pipelines.vocabulary import stations as station_vocabulary
-    from pipelines.vocabulary import tracks as track_vocabulary
+    from downbeat.pipelines import schemas as S
+    from downbeat.pipelines.lakehouse import DeltaSettings, Lakehouse
+    from downbeat.pipelines.spark import SparkSettings, spark_session
+    from downbeat.pipelines.vocabulary import stations as station_vocabulary
+    from downbeat.pipelines.vocabulary import tracks as track_vocabulary
 
     spark = spark_session(
         SparkSettings("local[2]", "bench-recommend", "4g", 8, "ERROR", {"spark.ui.enabled": "false"}),
@@ -99,9 +99,9 @@ def register_model(root: Path, snapshots: dict[str, TableSnapshot]) -> tuple[str
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from models.lifecycle import log_scoring_model
-    from models.serving import checkpoint_payload
-    from models.tracking import CHAMPION, experiment_id
+    from downbeat.models.lifecycle import log_scoring_model
+    from downbeat.models.serving import checkpoint_payload
+    from downbeat.models.tracking import CHAMPION, experiment_id
 
     base = yaml.safe_load((ROOT / "conf" / "base.yaml").read_text())
     model_settings, train_settings = ModelSettings(**base["model"]), TrainSettings(**base["train"])
@@ -139,9 +139,9 @@ def rank_alone(model: Any, snapshots: dict[str, TableSnapshot], width: int, top_
     import pandas as pd
     import torch
 
-    from contract import FEEDBACK_IDS
-    from models.data import read_table
-    from models.serving import (
+    from downbeat.models.contract import FEEDBACK_IDS
+    from downbeat.models.data import read_table
+    from downbeat.models.serving import (
         EXCLUDE,
         HISTORY_FEEDBACK,
         HISTORY_STATIONS,

@@ -33,9 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from models.network import DOWN, PLAY, SKIP, UP, Batch  # noqa: E402
-from models.settings import ModelSettings, TrainSettings  # noqa: E402
-from models.zoo import build_model  # noqa: E402
+from downbeat.models.network import DOWN, PLAY, SKIP, UP, Batch  # noqa: E402
+from downbeat.models.settings import ModelSettings, TrainSettings  # noqa: E402
+from downbeat.models.zoo import build_model  # noqa: E402
 
 
 def default_settings() -> tuple[ModelSettings, TrainSettings]:
@@ -95,7 +95,7 @@ def stream_of(
     files: list[str], loader: str, batch: int, steps: int, rank: int = 0, world: int = 1, pin: bool = False
 ):
     """The training stream train would build over these files (conf/base.yaml's settings)."""
-    from models.loader import TrainingStream
+    from downbeat.models.loader import TrainingStream
 
     model_settings, train_settings = default_settings()
     return TrainingStream(
@@ -152,7 +152,7 @@ def fed_rate(
     epoch's sequences/s and the share of it the steps waited for their batch."""
     import dataclasses
 
-    from models.train import fit
+    from downbeat.models.train import fit
 
     model_settings, train_settings = default_settings()
     train_settings = dataclasses.replace(train_settings, batch_size=batch, max_epochs=2)
@@ -205,7 +205,7 @@ def main() -> None:
         batches = [random_batch(args.batch_size, args.length, n_tracks, n_stations, g) for _ in range(4)]
         figures["rows"] = f"random, length {args.length}, {n_tracks} tracks"
     else:
-        from pipelines.lakehouse import Lakehouse
+        from downbeat.pipelines.lakehouse import Lakehouse
 
         lakehouse = Lakehouse(None, args.lakehouse)
         _, files, rows = lakehouse.snapshot("gold/training_sequences")

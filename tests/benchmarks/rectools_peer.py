@@ -1,9 +1,9 @@
 """RecTools' SASRec on the training rows downbeat trained on, scored by downbeat's metric code.
 
 Run by tests/benchmarks/bench_ml1m.py with the RecTools environment's python (`make rectools-venv`;
-its dependencies are not downbeat's) and PYTHONPATH at the repository, so that `models.metrics`
-(numpy only) ranks RecTools' scores exactly as downbeat's own models are ranked. Nothing of RecTools
-is copied: it is used through its public API.
+its dependencies are not downbeat's) and PYTHONPATH at a folder holding downbeat/models, so that
+`downbeat.models.metrics` (numpy only) ranks RecTools' scores exactly as downbeat's own models
+are ranked. Nothing of RecTools is copied: it is used through its public API.
 
 Input folder (bench_ml1m.export_for_peer): train.parquet (user_id, item_id = downbeat's track idx,
 position), validation.parquet and test.parquet (user_id, track_idx = the target, history_track_ids,
@@ -30,7 +30,7 @@ from rectools.dataset import Dataset
 from rectools.models import SASRecModel
 from rectools.models.nn.item_net import IdEmbeddingsItemNet
 
-from models import metrics as M
+from downbeat.models import metrics as M
 
 K = 10
 

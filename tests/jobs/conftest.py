@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
+from downbeat.jobs.cli import main
 from tests.jobs.small import SHORT_SPLITS
 
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import build, ingest
-from jobs.cli import main
-from jobs.config import load_config
-from pipelines import schemas as S
-from pipelines.lakehouse import Lakehouse
+from downbeat.jobs import build, ingest
+from downbeat.jobs.cli import main
+from downbeat.jobs.config import load_config
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.lakehouse import Lakehouse
 
 GOLD_AND_SILVER = ("silver/plays", *build.GOLD)
 
@@ -179,7 +179,7 @@ def test_ingest_names_every_file_with_no_valid_row_exits_2_and_writes_nothing(sp
 def test_ingest_keeps_one_event_of_exact_duplicate_rows_and_the_hash_pass_tells_which_input_has_them(
     spark, tmp_path
 ):
-    from pipelines.sources import ADAPTERS, has_duplicates
+    from downbeat.pipelines.sources import ADAPTERS, has_duplicates
 
     line = "u1\t2009-05-04T10:00:00Z\ta\tArtist\tt1\tOne\n"
     other = "u1\t2009-05-04T10:05:00Z\ta\tArtist\tt2\tTwo\n"

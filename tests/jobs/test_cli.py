@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import doctor
-from jobs.cli import main
-from jobs.config import PROJECT_ROOT, load_config
+from downbeat.jobs import doctor
+from downbeat.jobs.cli import main
+from downbeat.jobs.config import PROJECT_ROOT, load_config
 from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -21,7 +21,7 @@ DOWNBEAT = Path(sys.executable).parent / "downbeat"
 def run_cli(
     *args: str, cwd: Path = PROJECT_ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
+    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "downbeat.jobs.cli"]
     environment = None if env is None else {**os.environ, **env}
     return run_command([*command, *args], cwd=cwd, timeout=120, env=environment)
 
@@ -110,7 +110,7 @@ def test_without_the_connectors_jars_auto_writes_with_delta_rs_and_says_so_once(
     assert spark.stderr.strip().splitlines() == [
         "downbeat: error: config key 'delta.engine' is 'spark' but io.delta:delta-spark_2.13:4.0.1 is not "
         f"resolved in {tmp_path / 'no-jars'}/io.delta_delta-spark_2.13_4.0.1-b38d0096 (run `python -m "
-        "pipelines.connector` once, with access to Maven Central; `make test` does)"
+        "downbeat.pipelines.connector` once, with access to Maven Central; `make test` does)"
     ]
 
 

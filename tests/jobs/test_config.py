@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.config import PROJECT_ROOT, load_config, to_yaml
-from pipelines.errors import ConfigError
+from downbeat.jobs.config import PROJECT_ROOT, load_config, to_yaml
+from downbeat.pipelines.errors import ConfigError
 
 BASE = PROJECT_ROOT / "conf" / "base.yaml"
 LOCAL = PROJECT_ROOT / "conf" / "local.yaml"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import PROJECT_ROOT
+from downbeat.jobs.config import PROJECT_ROOT
 from tests.processes import run_command
 
 SCRIPT = PROJECT_ROOT / "deploy" / "cron" / "nightly.sh"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame
 
-from jobs import build, ingest
-from jobs.config import load_config
-from pipelines.lakehouse import Lakehouse
-from pipelines.synthetic import SynthSettings, synthetic_events
+from downbeat.jobs import build, ingest
+from downbeat.jobs.config import load_config
+from downbeat.pipelines.lakehouse import Lakehouse
+from downbeat.pipelines.synthetic import SynthSettings, synthetic_events
 
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 TABLES = ("bronze/events", "bronze/quarantine", "silver/plays", *build.GOLD)

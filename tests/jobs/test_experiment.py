@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
-from jobs.config import PROJECT_ROOT
-from jobs.experiment import child_configs, load_spec
-from pipelines.errors import InputError
+from downbeat.jobs.cli import main
+from downbeat.jobs.config import PROJECT_ROOT
+from downbeat.jobs.experiment import child_configs, load_spec
+from downbeat.pipelines.errors import InputError
 
 SHIPPED = sorted((PROJECT_ROOT / "conf" / "experiments").glob("*.yaml"))
 NO_OPTIONS = argparse.Namespace(conf=None, overrides=[])

@@ -10,12 +10,12 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import build, ingest
-from jobs.cli import main
-from jobs.config import load_config
-from pipelines import schemas as S
-from pipelines.lakehouse import Lakehouse
-from pipelines.synthetic import SynthSettings, synthetic_events
+from downbeat.jobs import build, ingest
+from downbeat.jobs.cli import main
+from downbeat.jobs.config import load_config
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.lakehouse import Lakehouse
+from downbeat.pipelines.synthetic import SynthSettings, synthetic_events
 
 LASTFM = (
     "u1\t2009-05-04T10:00:00Z\ta\tArtist\tt1\tOne\n"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from jobs.cli import main
-from pipelines.lakehouse import Lakehouse
+from downbeat.jobs.cli import main
+from downbeat.pipelines.lakehouse import Lakehouse
 
 
 @pytest.mark.parametrize("engine", ["spark", "delta-rs"])

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from jobs.cli import main
-from pipelines.connector import locate
-from pipelines.lakehouse import Lakehouse
+from downbeat.jobs.cli import main
+from downbeat.pipelines.connector import locate
+from downbeat.pipelines.lakehouse import Lakehouse
 from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING
 from tests.processes import run_command
 
@@ -349,7 +349,7 @@ def test_the_driver_killed_during_builds_commit_phase_leaves_every_table_at_a_co
     in_process(undisturbed, "build")
     before, after = table_state(spark, killed), table_state(spark, undisturbed)
     process = subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", *sets(killed), "build"],
+        [sys.executable, "-m", "downbeat.jobs.cli", *sets(killed), "build"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -382,7 +382,7 @@ def test_two_concurrent_ingests_of_one_file_leave_bronze_as_one_ingest_does(spar
     command = [
         sys.executable,
         "-m",
-        "jobs.cli",
+        "downbeat.jobs.cli",
         *sets(tmp_path),
         "ingest",
         "--format",

@@ -25,9 +25,16 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from mlflow.tracking import MlflowClient
 
-from contract import FEEDBACK_IDS
-from jobs.cli import main
-from models.serving import CANDIDATES, HISTORY_FEEDBACK, HISTORY_STATIONS, HISTORY_TRACKS, SCORES, STATION
+from downbeat.jobs.cli import main
+from downbeat.models.contract import FEEDBACK_IDS
+from downbeat.models.serving import (
+    CANDIDATES,
+    HISTORY_FEEDBACK,
+    HISTORY_STATIONS,
+    HISTORY_TRACKS,
+    SCORES,
+    STATION,
+)
 from tests.jobs.small import TINY_TRAINING
 from tests.processes import free_port, run_command, stop_group
 
@@ -236,19 +243,22 @@ FRESH = textwrap.dedent(
     sys.path_hooks = [h for h in sys.path_hooks if not editable(h)]
     sys.path = [p for p in sys.path if p not in ("", ".", {repo!r}) and "__editable__" not in p]
     sys.path_importer_cache.clear()
-    hidden = {{m: importlib.util.find_spec(m) is None for m in ("jobs", "pipelines", "models", "contract")}}
+    hidden = {{m: importlib.util.find_spec(m) is None for m in ("downbeat", "jobs", "pipelines", "contract")}}
     assert all(hidden.values()), hidden
+    sys.path.insert(0, {decoy!r})
+    import models  # the consumer's own package that happens to be called `models`
+    assert models.DECOY
     import mlflow, pandas as pd
     mlflow.set_tracking_uri({tracking!r})
     model = mlflow.pyfunc.load_model("models:/downbeat@champion")
     out = model.predict(pd.read_parquet({request!r}))
     out.to_parquet({result!r})
-    print(json.dumps({{"models": sys.modules["models"].__file__}}))
+    print(json.dumps({{"models": sys.modules["downbeat.models"].__file__, "decoy": models.__file__}}))
     """
 )
 
 
-def test_the_champion_loads_and_scores_alike_in_a_process_where_downbeat_cannot_be_imported(
+def test_the_champion_scores_alike_where_downbeat_is_not_installed_and_models_is_another_package(
     consumer, tmp_path
 ):
     next_rows = table_frame(consumer.lh, "gold/eval_next").sort_values("user_id").head(12)
@@ -263,8 +273,11 @@ def test_the_champion_loads_and_scores_alike_in_a_process_where_downbeat_cannot_
         }
     )
     request.to_parquet(tmp_path / "request.parquet")
+    (tmp_path / "decoy" / "models").mkdir(parents=True)
+    (tmp_path / "decoy" / "models" / "__init__.py").write_text("DECOY = True\n")
     script = FRESH.format(
         repo=str(REPO),
+        decoy=str(tmp_path / "decoy"),
         tracking=consumer.tracking,
         request=str(tmp_path / "request.parquet"),
         result=str(tmp_path / "result.parquet"),
@@ -273,8 +286,9 @@ def test_the_champion_loads_and_scores_alike_in_a_process_where_downbeat_cannot_
     result = run_command([sys.executable, "-c", script], cwd=tmp_path, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
-    # the model's code came from the model's own files
-    assert "/code/models/" in seen["models"] and not seen["models"].startswith(str(REPO))
+    # the model's code came from the model's own files, beside a consumer's package named `models`
+    assert "/code/downbeat/models/" in seen["models"] and not seen["models"].startswith(str(REPO))
+    assert seen["decoy"] == str(tmp_path / "decoy" / "models" / "__init__.py")
     fresh = pd.read_parquet(tmp_path / "result.parquet")
     here = mlflow.pyfunc.load_model("models:/downbeat@champion").predict(request)
     assert len(fresh) == len(here) == 12
@@ -365,4 +379,5 @@ def test_a_registered_version_describes_itself_to_a_consumer(consumer):
     assert wanted and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^ ]*", line) for line in wanted)
     assert all(pinned.get(line.split("==")[0].lower()) == line.split("==")[1] for line in wanted), wanted
     assert not any(line.startswith("downbeat") for line in wanted)
-    assert {p.name for p in (local / "code").iterdir()} == {"models", "contract.py"}
+    assert [p.name for p in (local / "code").iterdir()] == ["downbeat"]  # one uniquely named package
+    assert [p.name for p in (local / "code" / "downbeat").iterdir()] == ["models"]

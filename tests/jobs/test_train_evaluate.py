@@ -22,17 +22,17 @@ import yaml
 from deltalake import DeltaTable, write_deltalake
 from mlflow.tracking import MlflowClient
 
-from jobs import train
-from jobs.cli import main
-from jobs.config import load_config
-from models.data import TableSnapshot, read_table
-from models.evaluation import pair_predictions
-from models.lifecycle import INPUT_TABLES
-from models.metrics import paired_accuracy
-from models.tracking import CANDIDATE, CHAMPION, RegistrySettings, decide_champion
-from pipelines.errors import InputError
-from pipelines.lakehouse import Lakehouse
-from pipelines.sequences import UNIT_TAG
+from downbeat.jobs import training
+from downbeat.jobs.cli import main
+from downbeat.jobs.config import load_config
+from downbeat.models.data import TableSnapshot, read_table
+from downbeat.models.evaluation import pair_predictions
+from downbeat.models.lifecycle import INPUT_TABLES
+from downbeat.models.metrics import paired_accuracy
+from downbeat.models.tracking import CANDIDATE, CHAMPION, RegistrySettings, decide_champion
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.lakehouse import Lakehouse
+from downbeat.pipelines.sequences import UNIT_TAG
 from tests.jobs.small import TINY_TRAINING
 from tests.processes import run_command
 
@@ -48,7 +48,7 @@ def lakehouse(built_lakehouse):
 
 def downbeat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The command in a fresh process (the console script when installed)."""
-    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "jobs.cli"]
+    command = [str(DOWNBEAT)] if DOWNBEAT.exists() else [sys.executable, "-m", "downbeat.jobs.cli"]
     return run_command([*command, *args], cwd=cwd, timeout=300)
 
 
@@ -173,7 +173,7 @@ def test_each_model_of_the_papers_trains_registers_and_scores_the_same_through_i
         f"mlflow.artifact_root={tmp_path / 'art'}",
     ]
     values += [f"train.checkpoint_dir={tmp_path / 'ck'}", "train.not_to_recommend=0.5"]
-    run_id = train.run(load_config(None, values), name).run_id
+    run_id = training.run(load_config(None, values), name).run_id
     run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(run_id)
     assert run.data.params["model"] == name
     capsys.readouterr()
@@ -247,7 +247,7 @@ def test_the_champion_gate_rescores_the_champion_and_guards_the_catalog_ranking(
 
 def test_two_ddp_processes_through_torch_distributor_train_and_register(lakehouse, spark):
     cfg = load_config(None, [a for a in settings(lakehouse, "train.max_epochs=1") if a != "--set"])
-    result = train.run(cfg, "hybrid", processes=2)
+    result = training.run(cfg, "hybrid", processes=2)
     client = MlflowClient(cfg.mlflow.tracking_uri)
     run = client.get_run(result.run_id)
     train_rows = int(run.data.params["train_rows"])
@@ -308,9 +308,9 @@ def test_the_sequence_unit_is_read_from_the_write_that_made_the_data_not_a_later
     assert optimized.version_after > optimized.version_before  # a commit without downbeat's tags
     inputs = {t: snapshot_of(tables, t) for t in INPUT_TABLES}
     session = load_config(None, [f"lakehouse.root={copy}", "sequences.unit=session", "model.max_length=20"])
-    assert train.check_inputs(tables, inputs, session).train_rows > 0
+    assert training.check_inputs(tables, inputs, session).train_rows > 0
     with pytest.raises(InputError, match=r"holds a row per session, but sequences\.unit is user"):
-        train.check_inputs(tables, inputs, load_config(None, [f"lakehouse.root={copy}"]))
+        training.check_inputs(tables, inputs, load_config(None, [f"lakehouse.root={copy}"]))
 
 
 def test_training_without_gold_tables_exits_2_naming_the_table(tmp_path, capsys):
@@ -396,7 +396,7 @@ def two_models(lakehouse):
     values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
     values += [f"mlflow.tracking_uri=sqlite:///{root / 'mlruns.db'}", f"mlflow.artifact_root={root / 'art'}"]
     cfg = load_config(None, values)
-    runs = {name: train.run(cfg, name).run_id for name in ("hybrid", "baseline")}
+    runs = {name: training.run(cfg, name).run_id for name in ("hybrid", "baseline")}
     return values, runs
 
 
@@ -447,7 +447,7 @@ def test_compare_needs_exactly_two_models(lakehouse, capsys):
 
 
 def test_the_demo_oracle_knows_the_generators_taste_and_popularity_does_not(lakehouse, spark):
-    from jobs.demo import reference_metrics
+    from downbeat.jobs.demo import reference_metrics
 
     cfg = load_config(None, [f"lakehouse.root={lakehouse / 'lh'}"])
     args = argparse.Namespace(users=60, days=40, tracks_per_station=150, seed=7)
@@ -461,7 +461,7 @@ def test_the_demo_oracle_knows_the_generators_taste_and_popularity_does_not(lake
 
 
 def test_the_comparison_document_holds_every_row_and_the_paired_differences():
-    from jobs.demo import comparison, render
+    from downbeat.jobs.demo import comparison, render
 
     compared = {"paired_accuracy": {"a": 0.6, "b": 0.55, "diff": 0.05, "diff_low": 0.01, "diff_high": 0.09}}
     references = {"oracle": {"paired_accuracy": 0.9}, "popularity": {"paired_accuracy": 0.5}}
@@ -546,8 +546,8 @@ def test_gpu_ranks_get_the_gpus_spark_discovers_for_the_driver(tmp_path):
     fake.chmod(0o755)
     script = (
         "import json, os\n"
-        "from jobs.config import load_config\n"
-        "from jobs.train import distributor\n"
+        "from downbeat.jobs.config import load_config\n"
+        "from downbeat.jobs.training import distributor\n"
         "def report():\n"
         "    import os\n"
         "    return {'rank': os.environ['RANK'], 'visible': os.environ.get('CUDA_VISIBLE_DEVICES')}\n"
@@ -566,24 +566,23 @@ def test_gpu_ranks_get_the_gpus_spark_discovers_for_the_driver(tmp_path):
 
 def test_gpu_ranks_in_a_session_started_without_gpus_are_refused_naming_the_settings(spark):
     with pytest.raises(InputError, match=re.escape("spark.driver.resource.gpu.amount=2")):
-        train.distributor(load_config(None), 2, cuda=True)
+        training.distributor(load_config(None), 2, cuda=True)
 
 
 def test_the_gpu_discovery_script_lists_what_nvidia_smi_lists_and_nothing_without_it(tmp_path):
     fake = tmp_path / "nvidia-smi"
     fake.write_text('#!/bin/sh\nprintf "0\\n 3\\nNo devices were found\\n"\n')
     fake.chmod(0o755)
-    listed = subprocess.run(
-        [str(train.GPU_DISCOVERY)], capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}
-    )
+    path = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    listed = subprocess.run([str(training.GPU_DISCOVERY)], capture_output=True, text=True, env=path)
     assert json.loads(listed.stdout) == {"name": "gpu", "addresses": ["0", "3"]}
     none = subprocess.run(
-        [str(train.GPU_DISCOVERY)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+        [str(training.GPU_DISCOVERY)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
     )
     assert json.loads(none.stdout) == {"name": "gpu", "addresses": []}
     # with CUDA_VISIBLE_DEVICES set, the indices torch sees (what TorchDistributor maps back through it)
     visible = subprocess.run(
-        [str(train.GPU_DISCOVERY)],
+        [str(training.GPU_DISCOVERY)],
         capture_output=True,
         text=True,
         env={"PATH": f"{tmp_path}:/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "2,3"},
@@ -676,7 +675,7 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     # a build commits new table versions while a child trains: that child, and every child's score,
     # stay on the versions the experiment started with
     client.set_terminated(second["children"]["sasrec beta=0.5"]["run_id"], status="FAILED")
-    real_run = train.run
+    real_run = training.run
     pinned = ("gold/sequences", "gold/eval_pairs")
     before = {t: Lakehouse(None, str(lakehouse / "lh")).version(t) for t in pinned}
 
@@ -686,7 +685,7 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
             table_now.alter.set_table_properties({"delta.appendOnly": "false"})  # a commit, same rows
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(train, "run", run_during_a_build)
+    monkeypatch.setattr(training, "run", run_during_a_build)
     assert main([*command, "--json", "--bootstrap", "200"]) == 0
     fourth = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {t: Lakehouse(None, str(lakehouse / "lh")).version(t) for t in before} == {

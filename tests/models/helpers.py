@@ -6,9 +6,9 @@ import dataclasses
 
 import torch
 
-from jobs.config import load_config
-from models.network import DOWN, PLAY, SKIP, UP, Batch
-from models.settings import ModelSettings, TrainSettings
+from downbeat.jobs.config import load_config
+from downbeat.models.network import DOWN, PLAY, SKIP, UP, Batch
+from downbeat.models.settings import ModelSettings, TrainSettings
 
 N_TRACKS, N_STATIONS = 40, 4
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from contract import (
+from downbeat.models.contract import (
     DOWN_TRACK_ID,
     DOWN_TRACK_IDX,
     HISTORY_FEEDBACK_IDS,
@@ -26,8 +26,8 @@ from contract import (
     UP_TRACK_IDX,
     USER_ID,
 )
-from models.data import TableSnapshot
-from models.validation import ValidationSet
+from downbeat.models.data import TableSnapshot
+from downbeat.models.validation import ValidationSet
 
 UP, DOWN, SKIP = 1, 2, 3
 

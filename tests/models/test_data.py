@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.data import pad_right, sequence_facts
-from models.plots import tier_shares_by_position
+from downbeat.models.data import pad_right, sequence_facts
+from downbeat.models.plots import tier_shares_by_position
 from tests.models.tables import sequence_rows, write_sequences
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from models import metrics as M
-from models.evaluation import (
+from downbeat.models import metrics as M
+from downbeat.models.evaluation import (
     compare,
     evaluate,
     mean_terms,
@@ -20,9 +20,9 @@ from models.evaluation import (
     pair_terms,
     user_terms,
 )
-from models.network import DOWN, PLAY, SKIP, UP
-from models.serving import score_frame
-from models.zoo import build_model
+from downbeat.models.network import DOWN, PLAY, SKIP, UP
+from downbeat.models.serving import score_frame
+from downbeat.models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, settings
 
 
@@ -242,8 +242,8 @@ def test_seed_averaged_terms_give_the_mean_of_each_runs_figures_and_refuse_other
 
 
 def test_a_report_cell_marks_a_difference_smaller_than_its_spread_across_seeds():
-    from models.evaluation import Difference
-    from models.report import ChildResult, cell
+    from downbeat.models.evaluation import Difference
+    from downbeat.models.report import ChildResult, cell
 
     def child(spread: float) -> ChildResult:
         return ChildResult(

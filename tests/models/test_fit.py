@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from models.evaluation import pair_predictions
-from models.loader import TrainingStream
-from models.metrics import paired_accuracy, paired_accuracy_pooled
-from models.network import PLAY, SKIP, Batch
-from models.serving import checkpoint_payload, score_frame
-from models.train import fit, latest_checkpoint, seed_everything
-from models.validation import ValidationSet
-from models.zoo import build_model
+from downbeat.models.evaluation import pair_predictions
+from downbeat.models.loader import TrainingStream
+from downbeat.models.metrics import paired_accuracy, paired_accuracy_pooled
+from downbeat.models.network import PLAY, SKIP, Batch
+from downbeat.models.serving import checkpoint_payload, score_frame
+from downbeat.models.train import fit, latest_checkpoint, seed_everything
+from downbeat.models.validation import ValidationSet
+from downbeat.models.zoo import build_model
 from tests.models.helpers import settings
 from tests.models.tables import sequence_rows, validation_set, write_training
 

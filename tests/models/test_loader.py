@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from contract import TRAINING_ARRAYS
-from models.loader import (
+from downbeat.models.contract import TRAINING_ARRAYS
+from downbeat.models.loader import (
     LOADERS,
     Prefetcher,
     ShuffledBatches,
@@ -21,7 +21,7 @@ from models.loader import (
     decode_binary,
     user_shard,
 )
-from models.network import UP
+from downbeat.models.network import UP
 from tests.models.helpers import random_batch
 from tests.models.tables import sequence_rows, training_rows, write_training
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from models.losses import bce_pair_loss, info_nce_loss, sampled_softmax_loss
+from downbeat.models.losses import bce_pair_loss, info_nce_loss, sampled_softmax_loss
 
 
 def test_bce_pair_loss_is_log2_twice_at_zero_and_falls_as_the_positive_wins():

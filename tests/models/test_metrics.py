@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from models import metrics as M
+from downbeat.models import metrics as M
 
 
 @given(

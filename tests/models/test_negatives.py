@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.hybrid import Hybrid
-from models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
-from models.network import PAD
+from downbeat.models.hybrid import Hybrid
+from downbeat.models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
+from downbeat.models.network import PAD
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
 

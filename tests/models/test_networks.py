@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.network import (
+from downbeat.models.network import (
     DOWN,
     PAD,
     PLAY,
@@ -18,8 +18,8 @@ from models.network import (
     positions_from_end,
     query_feedback,
 )
-from models.sasrec import next_target, skipped_between
-from models.zoo import build_model
+from downbeat.models.sasrec import next_target, skipped_between
+from downbeat.models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
 NAMES = ["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec"]
@@ -270,7 +270,7 @@ def test_the_slot_scoring_reads_gets_a_gradient_in_training(name):
 
 
 def test_weight_decay_spares_embeddings_norms_and_biases():
-    from models.train import parameter_groups
+    from downbeat.models.train import parameter_groups
 
     model = make("pnfrec")  # two encoders sharing one track embedding
     decayed, kept = parameter_groups(model, 0.5)

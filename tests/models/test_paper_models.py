@@ -8,10 +8,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from models.losses import full_softmax_loss, gbce_beta, gbce_loss, not_to_recommend_loss
-from models.negatives import cloze_mask
-from models.network import DOWN, PAD, SKIP, UP, History, feedback_cosines
-from models.zoo import build_model
+from downbeat.models.losses import full_softmax_loss, gbce_beta, gbce_loss, not_to_recommend_loss
+from downbeat.models.negatives import cloze_mask
+from downbeat.models.network import DOWN, PAD, SKIP, UP, History, feedback_cosines
+from downbeat.models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
 
@@ -77,9 +77,8 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
         for b in range(batch.rows)
         for k in range(len(real(batch.tracks[b])) - 1)
     )
-    sampled = iter(
-        torch.randint(1, N_TRACKS + 1, (n_positions, 20), generator=torch.Generator().manual_seed(11)).tolist()
-    )
+    generator = torch.Generator().manual_seed(11)
+    sampled = iter(torch.randint(1, N_TRACKS + 1, (n_positions, 20), generator=generator).tolist())
     beta = gbce_beta(20, N_TRACKS, 0.5)
     with torch.no_grad():
         items = model.network.item_embeddings()

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.network import DOWN, PLAY, SKIP, UP
-from models.serving import (
+from downbeat.models.network import DOWN, PLAY, SKIP, UP
+from downbeat.models.serving import (
     CANDIDATES,
     EXCLUDE,
     HISTORY_FEEDBACK,
@@ -21,8 +21,8 @@ from models.serving import (
     recommend_frame,
     score_frame,
 )
-from models.train import seed_everything
-from models.zoo import build_model
+from downbeat.models.train import seed_everything
+from downbeat.models.zoo import build_model
 from tests.models.helpers import settings
 
 N_TRACKS = 40
@@ -95,7 +95,7 @@ def test_the_catalog_fingerprint_follows_the_ids_in_index_order_only():
 def test_top_tracks_is_a_stable_descending_sort_cut_at_k_whatever_the_ties():
     import torch
 
-    from models.serving import top_tracks
+    from downbeat.models.serving import top_tracks
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 6, (50, 30), generator=g).float()  # many ties, some across the k-th place
@@ -110,7 +110,7 @@ def test_top_tracks_is_a_stable_descending_sort_cut_at_k_whatever_the_ties():
 def test_top_tracks_without_ties_across_the_kth_place_orders_ties_inside_by_column():
     import torch
 
-    from models.serving import top_tracks
+    from downbeat.models.serving import top_tracks
 
     g = torch.Generator().manual_seed(1)
     scores = torch.rand((40, 200), generator=g)  # distinct values: the top-k path, no full sort

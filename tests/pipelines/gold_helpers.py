@@ -6,8 +6,8 @@ import datetime as dt
 
 from pyspark.sql import DataFrame, SparkSession
 
-from pipelines import schemas as S
-from pipelines.settings import EvalSettings, SequenceSettings
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.settings import EvalSettings, SequenceSettings
 
 DAY0 = dt.datetime(2024, 5, 1)
 SEQ = SequenceSettings(max_length=200, validation_percent=10, play_is_positive="auto")

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.errors import InputError
-from pipelines.eval_sets import eval_next, eval_pairs
-from pipelines.gold import gold_frames
-from pipelines.hard_negatives import with_hard_negative
-from pipelines.sequences import sequences, training_sequences
-from pipelines.settings import FeatureSettings
-from pipelines.split import (
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.eval_sets import eval_next, eval_pairs
+from downbeat.pipelines.gold import gold_frames
+from downbeat.pipelines.hard_negatives import with_hard_negative
+from downbeat.pipelines.sequences import sequences, training_sequences
+from downbeat.pipelines.settings import FeatureSettings
+from downbeat.pipelines.split import (
     check_sequences,
     history,
     in_test_period,
@@ -29,8 +29,8 @@ from pipelines.split import (
     validation_users,
     with_roles,
 )
-from pipelines.stats import stats
-from pipelines.vocabulary import stations, tracks
+from downbeat.pipelines.stats import stats
+from downbeat.pipelines.vocabulary import stations, tracks
 from tests.pipelines.gold_helpers import EVAL, SEQ, at, plays_frame
 
 CUTOFF = at(10)
@@ -392,7 +392,7 @@ def test_sequence_settings_a_build_cannot_use_are_one_line_errors_naming_the_key
 
 
 def loo_features(**split: object) -> FeatureSettings:
-    from jobs.config import load_config
+    from downbeat.jobs.config import load_config
 
     cfg = load_config(None, [f"split.{k}={v}" for k, v in {"protocol": "leave_one_out", **split}.items()])
     return dataclasses.replace(cfg.features, sequences=SEQ, eval=EVAL)
@@ -480,8 +480,8 @@ def test_leave_one_out_never_shows_a_row_its_target_or_anything_after_it(spark, 
 
 
 def test_the_temporal_cutoff_comes_from_the_quantile_the_date_or_the_last_days():
-    from pipelines.settings import SplitSettings
-    from pipelines.split import cutoff
+    from downbeat.pipelines.settings import SplitSettings
+    from downbeat.pipelines.split import cutoff
 
     last = dt.datetime(2024, 5, 31, 18, 0)
     days = SplitSettings(test_days=3, cutoff_date=None, validation_days=1)
@@ -505,8 +505,8 @@ def test_the_temporal_cutoff_comes_from_the_quantile_the_date_or_the_last_days()
     ],
 )
 def test_split_settings_a_build_cannot_use_are_one_line_errors_naming_the_key(change, message):
-    from pipelines.settings import SplitSettings
-    from pipelines.split import check_split
+    from downbeat.pipelines.settings import SplitSettings
+    from downbeat.pipelines.split import check_split
 
     with pytest.raises(InputError) as caught:
         check_split(

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
-from pipelines import schemas as S
-from pipelines.hard_negatives import hard_negatives, with_hard_negative
-from pipelines.split import history, with_roles
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.hard_negatives import hard_negatives, with_hard_negative
+from downbeat.pipelines.split import history, with_roles
 from tests.pipelines.gold_helpers import EVAL, SEQ, at, plays_frame
 
 CUTOFF = at(10)

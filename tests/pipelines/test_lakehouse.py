@@ -18,8 +18,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.errors import InputError
-from pipelines.lakehouse import (
+from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.lakehouse import (
     ConcurrentWriteError,
     Lakehouse,
     PartialCommitError,
@@ -97,7 +97,7 @@ def lakehouse(request: pytest.FixtureRequest, spark: SparkSession, root: Path) -
     if request.param == "spark" and not connector_available(spark):
         pytest.fail(
             "the Delta Spark connector is not on the test session's classpath: run "
-            "`python -m pipelines.connector` once (make test does) to resolve its jars"
+            "`python -m downbeat.pipelines.connector` once (make test does) to resolve its jars"
         )
     return Lakehouse(spark, str(root), engine=request.param)
 

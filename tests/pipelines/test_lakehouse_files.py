@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.lakehouse._files import Stats, dir_value, partition_text, runs, ts_text
+from downbeat.pipelines.lakehouse._files import Stats, dir_value, partition_text, runs, ts_text
 
 
 def test_runs_split_a_sorted_batch_at_each_new_key_with_nulls_grouped():

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pipelines import schemas as S
-from pipelines.plays import plays
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.plays import plays
 
 T0 = dt.datetime(2024, 3, 9, 23, 50, 0)
 

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import schemas as S
-from pipelines.sources import (
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.sources import (
     ADAPTERS,
     GLOBAL_IDS,
     MovielensSettings,

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import PROJECT_ROOT, load_config
-from pipelines.connector import cached_dir, cached_jars, jar_cache, pinned_package
-from pipelines.errors import ConfigError
-from pipelines.lakehouse import (
+from downbeat.jobs.config import PROJECT_ROOT, load_config
+from downbeat.pipelines.connector import cached_dir, cached_jars, jar_cache, pinned_package
+from downbeat.pipelines.errors import ConfigError
+from downbeat.pipelines.lakehouse import (
     CONNECTOR_PROBLEM,
     DeltaSettings,
     Lakehouse,
     LakehouseSettings,
     object_store_defaults,
 )
-from pipelines.spark import DELTA_EXTENSION, SparkSettings, object_store_conf, session_conf
+from downbeat.pipelines.spark import DELTA_EXTENSION, SparkSettings, object_store_conf, session_conf
 
 SETTINGS = SparkSettings(
     master="local[2]", app_name="t", driver_memory="1g", shuffle_partitions=3, log_level="WARN", conf={}
@@ -65,7 +65,9 @@ def test_delta_rs_engine_adds_no_connector_settings():
 
 def test_connector_comes_from_the_set_up_cache_without_network():
     pinned = pinned_package()
-    assert cached_jars(pinned), f"run `python -m pipelines.connector` first: no {pinned} in {jar_cache()}"
+    assert cached_jars(pinned), (
+        f"run `python -m downbeat.pipelines.connector` first: no {pinned} in {jar_cache()}"
+    )
 
     conf = session_conf(SETTINGS, DeltaSettings(engine="spark", packages=None, jars_dir=None))
     explicit = session_conf(SETTINGS, DeltaSettings(engine="spark", packages=pinned, jars_dir=None))

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from contract import TRAINING_ARRAYS
-from pipelines import schemas as S
-from pipelines.sequences import left_padded, training_sequences
+from downbeat.models.contract import TRAINING_ARRAYS
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.sequences import left_padded, training_sequences
 from tests.models.tables import sequence_rows, training_rows
 
 

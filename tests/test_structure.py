@@ -1,0 +1,44 @@
+"""The structure rules that hold today: one `downbeat` namespace, and jobs that import no other job."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.structure import job_imports
+
+NAMES = ("downbeat.pipelines", "downbeat.models", "downbeat.jobs", "pipelines", "models", "jobs", "contract")
+
+
+def test_no_job_imports_another_job():
+    assert job_imports() == []
+
+
+def test_the_job_import_check_finds_a_job_importing_another(tmp_path):
+    (tmp_path / "common.py").write_text("import json\n")  # a shared helper may be imported by any job
+    (tmp_path / "ingest.py").write_text("from downbeat.jobs.common import x\n")
+    (tmp_path / "build.py").write_text("import os\n\ndef f():\n    from downbeat.jobs import ingest\n")
+    (tmp_path / "train.py").write_text("import downbeat.jobs.build\n")
+    assert job_imports(tmp_path) == [
+        ("downbeat.jobs.build", "downbeat.jobs.ingest"),
+        ("downbeat.jobs.train", "downbeat.jobs.build"),
+    ]
+
+
+def test_the_installed_package_is_one_downbeat_namespace(tmp_path):
+    """Outside the checkout, the venv imports downbeat.* and no generic top-level name."""
+    probe = (
+        "import importlib.util as u, json\n"
+        f"print(json.dumps({{n: u.find_spec(n) is not None for n in {NAMES!r}}}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(result.stdout)
+    assert found == {n: n.startswith("downbeat.") for n in NAMES}
