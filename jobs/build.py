@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
 from downbeat.jobs.config import Config
+from downbeat.models.contract import Tables
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.gold import GOLD, compression_of, gold_frames, user_partitions
@@ -44,7 +45,7 @@ from downbeat.pipelines.split import check_sequences, check_split, cutoff
 from downbeat.pipelines.times import from_micros
 
 log = logging.getLogger("downbeat.build")
-EVENTS, PLAYS = "bronze/events", "silver/plays"
+EVENTS, PLAYS = Tables.EVENTS, Tables.PLAYS
 __all__ = ["GOLD", "BuildResult", "run", "silver_plays"]
 
 
@@ -107,7 +108,7 @@ def run(
         unit = {UNIT_TAG: features.sequences.unit}
         with lakehouse.transaction() as tx:
             for table in GOLD:
-                tags = unit if table in ("gold/sequences", "gold/training_sequences") else None
+                tags = unit if table in (Tables.SEQUENCES, Tables.TRAINING_SEQUENCES) else None
                 tx.stage(gold.tables[table], table, compression=compression_of(table), tags=tags)
     finally:
         gold.unpersist()  # only now: the staged writes above are what read the cache
@@ -181,7 +182,7 @@ def command(args: argparse.Namespace) -> int:
     for table, version in result.versions.items():
         print(f"{table:<25}{version:>8}{lakehouse.rows(table):>12}")
     print("\ngold/stats")
-    for row in lakehouse.read("gold/stats").collect():
+    for row in lakehouse.read(Tables.STATS).collect():
         value = "null" if row[S.VALUE] is None else f"{row[S.VALUE]:.4g}"
         print(f"  {row[S.METRIC]:<26}{value:>12}")
     print(f"\nbuild finished in {time.monotonic() - started:.1f} s")

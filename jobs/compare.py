@@ -15,6 +15,7 @@ import json
 import sys
 
 from downbeat.jobs.common import config_from, job_main, snapshots
+from downbeat.models.contract import Tables
 from downbeat.models.registry import load_pyfunc
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
@@ -48,13 +49,13 @@ def command(args: argparse.Namespace) -> int:
         raise InputError(f"--bootstrap must be at least 1, got {args.bootstrap}")
     tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES, MAY_BE_EMPTY)
     models = [
-        load_pyfunc(uri, cfg.mlflow.tracking_uri, tables["gold/tracks"], cfg.lakehouse.root)
+        load_pyfunc(uri, cfg.mlflow.tracking_uri, tables[Tables.TRACKS], cfg.lakehouse.root)
         for uri in args.model_uri
     ]
     pairs, next_rows = eval_frames(tables)
     terms = [
         evaluate(
-            m.predict, pairs, next_rows, tables["gold/tracks"].rows, chunk=cfg.train.eval_batch_size
+            m.predict, pairs, next_rows, tables[Tables.TRACKS].rows, chunk=cfg.train.eval_batch_size
         ).terms
         for m in models
     ]

@@ -21,6 +21,7 @@ from typing import Any
 
 from downbeat.jobs.common import job_main
 from downbeat.jobs.config import load_config
+from downbeat.models.contract import Tables
 from downbeat.pipelines.errors import InputError
 
 MODELS = ("baseline", "hybrid")
@@ -191,7 +192,7 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
 
     spark = spark_session(cfg.spark, cfg.delta)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
-    pairs = read_frame(snapshots(lakehouse, ("gold/eval_pairs",))["gold/eval_pairs"])
+    pairs = read_frame(snapshots(lakehouse, (Tables.EVAL_PAIRS,))[Tables.EVAL_PAIRS])
     settings = SynthSettings(
         users=args.users, days=args.days, tracks_per_station=args.tracks_per_station, seed=args.seed
     )
@@ -205,7 +206,7 @@ def reference_metrics(cfg: Any, args: argparse.Namespace) -> dict[str, dict[str,
         oracle_down[mine] = appeal(int(user), down[mine], settings)
     cutoff = pairs[S.CUTOFF_TS].iloc[0]
     counts = (
-        lakehouse.read("silver/plays")
+        lakehouse.read(Tables.PLAYS)
         .where(F.col(S.TS) < ts_literal(cutoff.to_pydatetime()))
         .groupBy(S.TRACK_ID)
         .count()

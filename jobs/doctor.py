@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from downbeat.jobs.common import config_from, job_main
 from downbeat.jobs.config import Config
+from downbeat.models.contract import Tables
 from downbeat.pipelines.errors import InputError, first_line
 from downbeat.pipelines.lakehouse import Lakehouse, connector_available
 from downbeat.pipelines.lakehouse._core import file_url
@@ -53,9 +54,9 @@ def _lakehouse_round_trip(spark: SparkSession, lakehouse: Lakehouse) -> str:
         fs, base = pafs.FileSystem.from_uri(file_url(scratch))
         probe = Lakehouse(spark, scratch, lakehouse.engine)
         rows = spark.range(5).select(F.col("id"), (F.col("id") % 2 == 0).alias("even"))
-        probe.write(rows, "bronze/doctor", mode="overwrite")
-        commit = probe.write(rows.where("even"), "bronze/doctor", mode="append")
-        read_back = probe.read("bronze/doctor").count()
+        probe.write(rows, Tables.DOCTOR, mode="overwrite")
+        commit = probe.write(rows.where("even"), Tables.DOCTOR, mode="append")
+        read_back = probe.read(Tables.DOCTOR).count()
     except Exception as exc:
         raise InputError(
             f"lakehouse root {lakehouse.root}: a scratch table failed: {first_line(exc)}"

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from downbeat.jobs.common import config_from, job_main, snapshots
+from downbeat.models.contract import Tables
 from downbeat.models.registry import load_pyfunc
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
@@ -58,13 +59,13 @@ def command(args: argparse.Namespace) -> int:
     if out is not None and out.is_dir():
         raise InputError(f"--predictions-out {out} is a folder: name a Parquet file")
     tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES, MAY_BE_EMPTY)
-    model = load_pyfunc(args.model_uri, cfg.mlflow.tracking_uri, tables["gold/tracks"], cfg.lakehouse.root)
+    model = load_pyfunc(args.model_uri, cfg.mlflow.tracking_uri, tables[Tables.TRACKS], cfg.lakehouse.root)
     pairs, next_rows = eval_frames(tables)
     result = evaluate(
         model.predict,
         pairs,
         next_rows,
-        tables["gold/tracks"].rows,
+        tables[Tables.TRACKS].rows,
         chunk=cfg.train.eval_batch_size,
         bootstrap=args.bootstrap,
     )
@@ -72,8 +73,8 @@ def command(args: argparse.Namespace) -> int:
         pq.write_table(pa.Table.from_pandas(result.predictions, preserve_index=False), out)
         log.info("wrote %d pair predictions to %s", len(result.predictions), out)
     metrics = dict(result.metrics)
-    metrics["eval_pairs_version"] = float(tables["gold/eval_pairs"].version)
-    metrics["eval_next_version"] = float(tables["gold/eval_next"].version)
+    metrics["eval_pairs_version"] = float(tables[Tables.EVAL_PAIRS].version)
+    metrics["eval_next_version"] = float(tables[Tables.EVAL_NEXT].version)
     if args.json:
         print(json.dumps({k: (None if v != v else v) for k, v in metrics.items()}, sort_keys=True))
         return 0

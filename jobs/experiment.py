@@ -42,6 +42,7 @@ import yaml
 
 from downbeat.jobs.common import config_from, job_main, snapshots
 from downbeat.jobs.config import Config, load_config
+from downbeat.models.contract import Tables
 from downbeat.pipelines.errors import ConfigError, InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 
@@ -349,11 +350,11 @@ def command(args: argparse.Namespace) -> int:
             model = load_pyfunc(
                 f"runs:/{runs[name]}/model",
                 cfg.mlflow.tracking_uri,
-                tables["gold/tracks"],
+                tables[Tables.TRACKS],
                 cfg.lakehouse.root,
             )
             evaluation = evaluate(
-                model.predict, pairs, next_rows, tables["gold/tracks"].rows, chunk=cfg.train.eval_batch_size
+                model.predict, pairs, next_rows, tables[Tables.TRACKS].rows, chunk=cfg.train.eval_batch_size
             )
             evaluations.setdefault(child.name, []).append(evaluation)
         reference = evaluations[spec.reference]

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, table_versions
 from downbeat.jobs.config import Config
+from downbeat.models.contract import Tables
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
@@ -34,7 +35,7 @@ from downbeat.pipelines.sources import (
 from downbeat.pipelines.sources._common import FILE, LINE, REASON
 from downbeat.pipelines.spark import spark_session
 
-EVENTS_TABLE, QUARANTINE_TABLE = "bronze/events", "bronze/quarantine"
+EVENTS_TABLE, QUARANTINE_TABLE = Tables.EVENTS, Tables.QUARANTINE
 NAMED_FILES = 10  # files an error names at most (the rest are counted)
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from pyspark import StorageLevel
 
 from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
+from downbeat.models.contract import Tables
 from downbeat.models.registry import check_catalog, download_model, load_metadata, registered_version
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
@@ -39,8 +40,8 @@ from downbeat.pipelines.spark import spark_session
 from downbeat.pipelines.split import seen_excluded
 
 log = logging.getLogger("downbeat.recommend")
-TABLE = "gold/recommendations"
-PLAYS, TRACKS, STATIONS = "silver/plays", "gold/tracks", "gold/stations"
+TABLE = Tables.RECOMMENDATIONS
+PLAYS, TRACKS, STATIONS = Tables.PLAYS, Tables.TRACKS, Tables.STATIONS
 RUN_TAG = "downbeat.recommend"  # the commit's inputs: a rerun with the same ones writes nothing
 ALL = "ALL"
 
@@ -123,7 +124,7 @@ def command(args: argparse.Namespace) -> int:
                 time.monotonic() - step,
             )
             if n_users == 0:
-                where = "silver/plays" if users is None else f"{args.users} version {users_version}"
+                where = Tables.PLAYS if users is None else f"{args.users} version {users_version}"
                 raise InputError(
                     f"no user to recommend for: {where} has no user with plays in silver/plays "
                     f"version {tables[PLAYS].version}"

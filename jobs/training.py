@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from downbeat.jobs.common import snapshots
 from downbeat.jobs.config import PROJECT_ROOT, Config, to_yaml
+from downbeat.models.contract import Tables
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
@@ -120,7 +121,7 @@ def check_inputs(lakehouse: Lakehouse, tables: dict[str, TableSnapshot], cfg: Co
     of gold/sequences."""
     from downbeat.models.data import sequence_facts
 
-    sequences = tables["gold/sequences"]
+    sequences = tables[Tables.SEQUENCES]
     facts = sequence_facts(sequences)
     if facts.train_rows == 0:
         raise InputError(
@@ -128,7 +129,7 @@ def check_inputs(lakehouse: Lakehouse, tables: dict[str, TableSnapshot], cfg: Co
             "(users with a positive before the cut-off): nothing to train on"
         )
     check_training_table(lakehouse, tables, facts.train_rows, cfg)
-    if tables["gold/tracks"].rows < 2:
+    if tables[Tables.TRACKS].rows < 2:
         raise InputError(
             f"table gold/tracks version {tables['gold/tracks'].version} has "
             f"{tables['gold/tracks'].rows} track(s): need 2"
@@ -141,7 +142,7 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
     configuration asks for (it is fixed when the table is built)."""
     from downbeat.models.loader import table_width
 
-    training, sequences = tables["gold/training_sequences"], tables["gold/sequences"]
+    training, sequences = tables[Tables.TRAINING_SEQUENCES], tables[Tables.SEQUENCES]
     written = _commit(lakehouse, sequences)  # the build's write of gold/sequences
     batches = {training.table: _commit(lakehouse, training).get("downbeat.batch")}
     batches[sequences.table] = written.get("downbeat.batch")

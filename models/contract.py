@@ -1,7 +1,7 @@
 """The gold tables' contract between pipelines/ (which write them) and models/ (which read them).
 
-Column names, feedback codes, hard-negative tiers and split names, in one place that imports
-nothing but the standard library, so models/ (which never imports pyspark) and
+Table names (`Tables`), column names, feedback codes, hard-negative tiers and split names, in one
+place that imports nothing but the standard library, so models/ (which never imports pyspark) and
 pipelines/schemas.py (which builds the Spark schemas from these names) cannot drift apart.
 Which plays are positives and which are negatives is decided once, by the pipelines
 (`pipelines/split.py`), and stored in the gold tables as columns (`is_target`, `is_positive`,
@@ -9,6 +9,27 @@ Which plays are positives and which are negatives is decided once, by the pipeli
 """
 
 from __future__ import annotations
+
+
+class Tables:
+    """Every table's name: its path under the lakehouse root."""
+
+    EVENTS = "bronze/events"
+    QUARANTINE = "bronze/quarantine"
+    DOCTOR = "bronze/doctor"  # `downbeat doctor`'s probe table, removed after the probe
+    PLAYS = "silver/plays"
+    TRACKS = "gold/tracks"
+    STATIONS = "gold/stations"
+    SEQUENCES = "gold/sequences"
+    TRAINING_SEQUENCES = "gold/training_sequences"
+    HARD_NEGATIVES = "gold/hard_negatives"
+    EVAL_PAIRS = "gold/eval_pairs"
+    EVAL_NEXT = "gold/eval_next"
+    VALIDATION_PAIRS = "gold/validation_pairs"
+    VALIDATION_NEXT = "gold/validation_next"
+    STATS = "gold/stats"
+    RECOMMENDATIONS = "gold/recommendations"
+
 
 # ---- feedback ----------------------------------------------------------------------------------
 UP, DOWN, SKIP, PLAY = "up", "down", "skip", "play"

@@ -29,6 +29,7 @@ from downbeat.models.contract import (
     UP_TRACK_ID,
     UP_TRACK_IDX,
     USER_ID,
+    Tables,
 )
 from downbeat.models.serving import (
     CANDIDATES,
@@ -42,8 +43,8 @@ from downbeat.models.serving import (
 
 # The tables evaluate, compare and experiment score on; leave-one-out has one target per user,
 # so it has no pairs.
-EVAL_TABLES = ("gold/eval_pairs", "gold/eval_next", "gold/tracks")
-MAY_BE_EMPTY = ("gold/eval_pairs",)
+EVAL_TABLES = (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)
+MAY_BE_EMPTY = (Tables.EVAL_PAIRS,)
 
 # the figures evaluate and compare print, in order
 SHOWN = (
@@ -402,4 +403,4 @@ def eval_frames(tables: dict[str, Any]) -> tuple[Any, Any]:
     """gold/eval_pairs and gold/eval_next rows of these snapshots, as pandas frames."""
     from downbeat.models.data import read_frame
 
-    return read_frame(tables["gold/eval_pairs"]), read_frame(tables["gold/eval_next"])
+    return read_frame(tables[Tables.EVAL_PAIRS]), read_frame(tables[Tables.EVAL_NEXT])

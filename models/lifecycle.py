@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from downbeat.models.contract import Tables
 from downbeat.models.data import SequenceFacts, TableSnapshot, read_frame
 from downbeat.models.settings import ModelSettings, TrainSettings
 from downbeat.models.tracking import MlflowSettings, RegistrySettings, metric_name
@@ -24,10 +25,10 @@ from downbeat.models.worker import WorkerSpec, count_worker
 from downbeat.models.zoo import learns_by_gradient
 
 log = logging.getLogger("downbeat.train")
-SEQUENCES, TRACKS, STATIONS = "gold/sequences", "gold/tracks", "gold/stations"
-TRAINING = "gold/training_sequences"
-EVAL_PAIRS, EVAL_NEXT = "gold/eval_pairs", "gold/eval_next"
-VALIDATION_PAIRS, VALIDATION_NEXT = "gold/validation_pairs", "gold/validation_next"
+SEQUENCES, TRACKS, STATIONS = Tables.SEQUENCES, Tables.TRACKS, Tables.STATIONS
+TRAINING = Tables.TRAINING_SEQUENCES
+EVAL_PAIRS, EVAL_NEXT = Tables.EVAL_PAIRS, Tables.EVAL_NEXT
+VALIDATION_PAIRS, VALIDATION_NEXT = Tables.VALIDATION_PAIRS, Tables.VALIDATION_NEXT
 INPUT_TABLES = (
     SEQUENCES,
     TRAINING,
@@ -69,7 +70,7 @@ class TrainRequest:
 
     model_name: str
     tables: dict[str, TableSnapshot]
-    facts: SequenceFacts  # of tables["gold/sequences"]
+    facts: SequenceFacts  # of tables[Tables.SEQUENCES]
     model: ModelSettings
     train: TrainSettings
     mlflow: MlflowSettings

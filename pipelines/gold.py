@@ -14,6 +14,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from downbeat.models.contract import Tables
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.eval_sets import eval_next, eval_pairs
 from downbeat.pipelines.hard_negatives import hard_negatives, with_hard_negative
@@ -24,16 +25,16 @@ from downbeat.pipelines.stats import stats
 from downbeat.pipelines.vocabulary import stations, tracks
 
 GOLD = (
-    "gold/tracks",
-    "gold/stations",
-    "gold/sequences",
-    "gold/training_sequences",
-    "gold/hard_negatives",
-    "gold/eval_pairs",
-    "gold/eval_next",
-    "gold/validation_pairs",
-    "gold/validation_next",
-    "gold/stats",
+    Tables.TRACKS,
+    Tables.STATIONS,
+    Tables.SEQUENCES,
+    Tables.TRAINING_SEQUENCES,
+    Tables.HARD_NEGATIVES,
+    Tables.EVAL_PAIRS,
+    Tables.EVAL_NEXT,
+    Tables.VALIDATION_PAIRS,
+    Tables.VALIDATION_NEXT,
+    Tables.STATS,
 )
 # Rows per partition of the user-partitioned plays that every gold table reads from the cache: a
 # cached partition is read back whole, so it must stay far below the executor heap.
@@ -101,21 +102,21 @@ def gold_frames(
     train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
     pairs_per_user = features.eval.max_pairs_per_user
     tables = {
-        "gold/tracks": vocabulary,
-        "gold/stations": station_ids,
-        "gold/sequences": seqs,
-        "gold/training_sequences": training_sequences(
+        Tables.TRACKS: vocabulary,
+        Tables.STATIONS: station_ids,
+        Tables.SEQUENCES: seqs,
+        Tables.TRAINING_SEQUENCES: training_sequences(
             seqs, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
         ),
-        "gold/hard_negatives": hard_negatives(annotated),
-        "gold/eval_pairs": eval_pairs(
+        Tables.HARD_NEGATIVES: hard_negatives(annotated),
+        Tables.EVAL_PAIRS: eval_pairs(
             periods.test_targets,
             vocabulary,
             station_ids,
             cutoff=periods.test_cutoff,
             max_pairs_per_user=pairs_per_user,
         ),
-        "gold/eval_next": eval_next(
+        Tables.EVAL_NEXT: eval_next(
             test_history,
             periods.test_targets,
             vocabulary,
@@ -123,14 +124,14 @@ def gold_frames(
             cutoff=periods.test_cutoff,
             max_length=features.sequences.max_length,
         ),
-        "gold/validation_pairs": eval_pairs(
+        Tables.VALIDATION_PAIRS: eval_pairs(
             periods.validation_targets,
             vocabulary,
             station_ids,
             cutoff=periods.validation_cutoff,
             max_pairs_per_user=pairs_per_user,
         ),
-        "gold/validation_next": eval_next(
+        Tables.VALIDATION_NEXT: eval_next(
             validation_history,
             periods.validation_targets,
             vocabulary,
@@ -139,6 +140,6 @@ def gold_frames(
             max_length=features.sequences.max_length,
         ),
         # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again
-        "gold/stats": stats(roles, seqs, vocabulary, station_ids),
+        Tables.STATS: stats(roles, seqs, vocabulary, station_ids),
     }
     return GoldFrames(tables, (roles, vocabulary, station_ids, annotated, seqs))

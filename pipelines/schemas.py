@@ -60,6 +60,7 @@ from downbeat.models.contract import (  # noqa: F401  (re-exported: pipeline cod
     UP_TRACK_IDX,
     USER_ID,
     VALIDATION,
+    Tables,
 )
 
 # ---- column names ----------------------------------------------------------------------------
@@ -253,21 +254,21 @@ RECOMMENDATIONS = _struct(
 
 # Tables laid out for the training loader: uncompressed files of one row group each. `build` writes
 # them so; `maintain --optimize` leaves them alone (compaction would undo the layout).
-STREAMED_TABLES = ("gold/training_sequences",)
+STREAMED_TABLES = (Tables.TRAINING_SEQUENCES,)
 
 TABLES = {
-    "bronze/events": EVENTS,
-    "bronze/quarantine": QUARANTINE,
-    "silver/plays": PLAYS,
-    "gold/tracks": TRACKS,
-    "gold/stations": STATIONS,
-    "gold/sequences": SEQUENCES,
-    "gold/training_sequences": TRAINING_SEQUENCES,
-    "gold/hard_negatives": HARD_NEGATIVES,
-    "gold/eval_pairs": EVAL_PAIRS,
-    "gold/eval_next": EVAL_NEXT,
-    "gold/validation_pairs": EVAL_PAIRS,
-    "gold/validation_next": EVAL_NEXT,
-    "gold/stats": STATS,
-    "gold/recommendations": RECOMMENDATIONS,
+    Tables.EVENTS: EVENTS,
+    Tables.QUARANTINE: QUARANTINE,
+    Tables.PLAYS: PLAYS,
+    Tables.TRACKS: TRACKS,
+    Tables.STATIONS: STATIONS,
+    Tables.SEQUENCES: SEQUENCES,
+    Tables.TRAINING_SEQUENCES: TRAINING_SEQUENCES,
+    Tables.HARD_NEGATIVES: HARD_NEGATIVES,
+    Tables.EVAL_PAIRS: EVAL_PAIRS,
+    Tables.EVAL_NEXT: EVAL_NEXT,
+    Tables.VALIDATION_PAIRS: EVAL_PAIRS,
+    Tables.VALIDATION_NEXT: EVAL_NEXT,
+    Tables.STATS: STATS,
+    Tables.RECOMMENDATIONS: RECOMMENDATIONS,
 }

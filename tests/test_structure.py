@@ -42,3 +42,11 @@ def test_the_installed_package_is_one_downbeat_namespace(tmp_path):
     )
     found = json.loads(result.stdout)
     assert found == {n: n.startswith("downbeat.") for n in NAMES}
+
+
+def test_every_table_the_contract_names_has_a_schema_and_no_schema_is_unnamed():
+    from downbeat.models.contract import Tables
+    from downbeat.pipelines.schemas import TABLES
+
+    named = {v for k, v in vars(Tables).items() if k.isupper()}
+    assert set(TABLES) == named - {Tables.DOCTOR}  # doctor's probe table is written and dropped
