@@ -90,3 +90,6 @@ class TrainSettings:
     # The validation figure that stops a run and picks its best epoch: auto = the model's own task's
     # (next-item models NDCG@10 of the next positive, pair models paired accuracy).
     select_on: Literal["auto", "paired_accuracy", "ndcg@10"] = "auto"
+    # Adam's second-moment decay: torch's 0.999 by default; kang205's SASRec and RecTools use 0.98,
+    # which follows the gradients' scale down within an epoch once an early loss drop has passed.
+    adam_beta2: float = 0.999

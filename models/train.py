@@ -125,7 +125,11 @@ def fit(
     `loader_rows_per_s`); `data_wait_share` is the share of the epoch the steps waited for batches.
     """
     net = trainable if trainable is not None else model
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.learning_rate)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, settings.weight_decay),
+        lr=settings.learning_rate,
+        betas=(0.9, settings.adam_beta2),
+    )
     warmup = max(settings.warmup_steps, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     state = FitState()

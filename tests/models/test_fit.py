@@ -85,6 +85,13 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(snapsho
     ]
 
 
+@pytest.mark.parametrize("beta2", [0.999, 0.98])
+def test_adam_keeps_its_second_moments_at_the_configured_decay(snapshot, tmp_path, beta2):
+    train(snapshot, tmp_path, epochs=1, adam_beta2=beta2)
+    saved = torch.load(latest_checkpoint(tmp_path / "ck"), weights_only=False)["optimizer"]
+    assert {tuple(group["betas"]) for group in saved["param_groups"]} == {(0.9, beta2)}
+
+
 def test_early_stopping_ends_after_patience_epochs_without_improvement_and_keeps_the_best(snapshot, tmp_path):
     # learning rate 0: validation never improves after the first epoch
     _, state = train(snapshot, tmp_path, epochs=10, learning_rate=0.0, patience=2)
