@@ -118,182 +118,212 @@ def effective_settings(model_name: str, train: TrainSettings, steps: int) -> Tra
 def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     """Train, evaluate, log, register; `launch(spec, world)` runs the worker on `world` ranks."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    versions = {t: s.version for t, s in request.tables.items()}
-
-    from downbeat.models.evaluation import evaluate
-    from downbeat.models.network import feedback_cosines
     from downbeat.models.plots import plot_learning_curves
-    from downbeat.models.serving import load_model, score_frame
-    from downbeat.models.tracking import (
-        CANDIDATE,
-        absolute_tracking_uri,
-        decide_champion,
-        experiment_id,
-    )
-    from downbeat.models.validation import ValidationSet
 
     started = time.perf_counter()
-    tables, settings = request.tables, request.mlflow
-    n_tracks, n_stations = tables[TRACKS].rows, tables[STATIONS].rows
-    world = request.processes
-    steps = steps_per_epoch(request.facts.train_rows, request.train.batch_size, world)
+    versions = {t: s.version for t, s in request.tables.items()}
+    steps = steps_per_epoch(request.facts.train_rows, request.train.batch_size, request.processes)
     train_cfg = effective_settings(request.model_name, request.train, steps)
+    with _started_run(request) as active:
+        run_id = active.info.run_id
+        if request.resume_run is None:
+            n_tracks, n_stations = request.tables[TRACKS].rows, request.tables[STATIONS].rows
+            _log_inputs(request, n_tracks, n_stations, steps, train_cfg)
+        model_path, model, outcome = _train(request, launch, run_id, steps, train_cfg)
+        selected_on, validation, validation_se = _log_validation(model, outcome)
+        # Test figures: computed once, for the record; nothing below chooses by them.
+        metrics = _log_test_figures(model, request.tables, train_cfg)
+        with tempfile.TemporaryDirectory() as tmp:
+            curves = Path(tmp) / "learning_curves.png"
+            mlflow.log_artifact(str(plot_learning_curves(outcome["history"], curves, selected_on)))
+        child = request.parent_run is not None
+        info = log_scoring_model(
+            model_path,
+            model,
+            request.tables[TRACKS],
+            request.tables[STATIONS].rows,
+            registered_model_name=None if child else request.mlflow.registered_model,
+        )
+        if child:
+            version, moved, reason = "", False, "experiment child"
+        else:
+            version = str(info.registered_model_version)
+            moved, reason = _register_and_choose(request, version, model, train_cfg, outcome, metrics)
+        mlflow.log_metric("wall_seconds", time.perf_counter() - started)
+    return TrainResult(
+        run_id, version, metrics, validation, validation_se, moved, reason, versions, selected_on
+    )
 
+
+def _started_run(request: TrainRequest) -> Any:
+    """The run's MLflow context: a new run (an experiment's child under its parent), or the run
+    a resumed checkpoint belongs to."""
+    import mlflow
+
+    from downbeat.models.tracking import experiment_id
+
+    settings = request.mlflow
     experiment = experiment_id(settings.tracking_uri, settings.experiment, settings.artifact_root)
-    client = MlflowClient(settings.tracking_uri)
     child = request.parent_run is not None
     tags = (
         {"mlflow.parentRunId": str(request.parent_run), CHILD_TAG: str(request.child_name)} if child else None
     )
-    with mlflow.start_run(
+    return mlflow.start_run(
         run_id=request.resume_run,
         experiment_id=None if request.resume_run else experiment,
         run_name=None if request.resume_run else (request.child_name if child else request.model_name),
         tags=None if request.resume_run else tags,
-    ) as active:
-        run_id = active.info.run_id
-        if request.resume_run is None:
-            _log_inputs(request, n_tracks, n_stations, steps, train_cfg)
-        checkpoint_dir = Path(request.train.checkpoint_dir).resolve() / run_id
-        spec = WorkerSpec(
-            model_name=request.model_name,
-            n_tracks=n_tracks,
-            n_stations=n_stations,
-            positive_feedback=request.facts.positive_feedback,
-            model=request.model,
-            train=train_cfg,
-            training_files=tables[TRAINING].files,
-            validation_pairs=tables[VALIDATION_PAIRS],
-            validation_next=tables[VALIDATION_NEXT],
-            steps_per_epoch=steps,
-            checkpoint_dir=str(checkpoint_dir),
-            device=request.device,
-            resume=str(request.resume.resolve()) if request.resume else None,  # ranks may run elsewhere
-            tracking_uri=absolute_tracking_uri(settings.tracking_uri),
-            run_id=run_id,
-            config=request.config,
-        )
-        log.info(
-            "training %s: %d train rows, %d steps per epoch, %d process(es) on %s",
-            request.model_name,
-            request.facts.train_rows,
-            steps,
-            world,
-            request.device,
-        )
-        # a counting model (popularity) is fit in one pass here; the others by gradient steps on `world` ranks
-        outcome = launch(spec, world) if learns_by_gradient(request.model_name) else count_worker(spec)
-        model_path = checkpoint_dir / FINAL_MODEL  # rank 0's final model, wherever it ran
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        model_path.write_bytes(outcome["model"])
-        model = load_model(str(model_path))
-        if model.learns_feedback_embeddings:
-            mlflow.log_metrics({f"feedback_cos_{k}": v for k, v in feedback_cosines(model.network).items()})
-        validation, validation_se = float(outcome["best"]), float(outcome["best_standard_error"])
-        selected_on = str(outcome["selected_on"])
-        figure = f"validation_{metric_name(selected_on)}"
-        mlflow.log_metrics(
-            {
-                "best_epoch": float(outcome["best_epoch"]),
-                "epochs_run": float(outcome["epochs"]),
-                **({figure: validation} if validation == validation else {}),
-                **({f"{figure}_se": validation_se} if validation_se == validation_se else {}),
-                "validation_users": float(outcome["validation_users"]),
-            }
-        )
-        mlflow.set_tags({"downbeat.stopped_early": str(outcome["stopped_early"]), SELECTED_TAG: selected_on})
-
-        # Test figures: computed once, for the record; nothing below chooses by them.
-        result = evaluate(
-            lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
-            read_frame(tables[EVAL_PAIRS]),
-            read_frame(tables[EVAL_NEXT]),
-            n_tracks,
-            chunk=train_cfg.eval_batch_size,
-            bootstrap=TEST_BOOTSTRAP,
-        )
-        # the point figures as metrics; with their intervals in test_metrics.json (more metric keys
-        # would push a resumed run past mlflow 3.6's 100-key batch in its duplicate-metric handling)
-        mlflow.log_metrics(
-            {f"test_{metric_name(k)}": v for k, v in result.metrics.items() if v == v and not _interval(k)}
-        )
-        mlflow.log_dict({k: (None if v != v else v) for k, v in result.metrics.items()}, "test_metrics.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            mlflow.log_artifact(
-                str(plot_learning_curves(outcome["history"], Path(tmp) / "learning_curves.png", selected_on))
-            )
-        info = log_scoring_model(
-            model_path,
-            model,
-            tables[TRACKS],
-            n_stations,
-            registered_model_name=None if child else settings.registered_model,
-        )
-        if child:
-            mlflow.log_metric("wall_seconds", time.perf_counter() - started)
-            return TrainResult(
-                run_id,
-                "",
-                result.metrics,
-                validation,
-                validation_se,
-                False,
-                "experiment child",
-                versions,
-                selected_on,
-            )
-        version = str(info.registered_model_version)
-        name = settings.registered_model
-        client.set_registered_model_alias(name, CANDIDATE, version)
-        validation_table = " and ".join(
-            f"{tables[t].uri}@{tables[t].version}" for t in (VALIDATION_PAIRS, VALIDATION_NEXT)
-        )
-        validation_set = ValidationSet.of(tables[VALIDATION_PAIRS], tables[VALIDATION_NEXT], n_tracks)
-
-        def score_champion(uri: str) -> dict[str, Any]:
-            champion = mlflow.pyfunc.load_model(uri)  # scored on exactly the candidate's rows
-            return validation_set.per_user(champion.predict, chunk=train_cfg.eval_batch_size)
-
-        mine = validation_set.per_user(
-            lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
-            chunk=train_cfg.eval_batch_size,
-        )
-        decision = decide_champion(
-            client, name, version, validation_table, request.registry, selected_on, mine, score_champion
-        )
-        mlflow.set_tags(
-            {
-                "downbeat.champion": str(decision.moved),
-                "downbeat.champion_reason": decision.reason,
-                "downbeat.model_version": version,
-            }
-        )
-        log.info("champion: %s", decision.reason)
-        describe_version(
-            client,
-            name,
-            version,
-            model_name=request.model_name,
-            train=train_cfg,
-            tables=request.tables,
-            validation=(selected_on, validation, validation_se, validation_table),
-            test=result.metrics,
-            decision=(decision.moved, decision.reason),
-        )
-        mlflow.log_metric("wall_seconds", time.perf_counter() - started)
-    return TrainResult(
-        run_id,
-        version,
-        result.metrics,
-        validation,
-        validation_se,
-        decision.moved,
-        decision.reason,
-        versions,
-        selected_on,
     )
+
+
+def _train(
+    request: TrainRequest, launch: Launcher, run_id: str, steps: int, train_cfg: TrainSettings
+) -> tuple[Path, Any, dict[str, Any]]:
+    """The worker on `request.processes` ranks (a counting model in one pass here): the final
+    model's file, the model loaded from it, and the worker's outcome (best epoch, history, ...)."""
+    from downbeat.models.serving import load_model
+    from downbeat.models.tracking import absolute_tracking_uri
+
+    tables, world = request.tables, request.processes
+    checkpoint_dir = Path(request.train.checkpoint_dir).resolve() / run_id
+    spec = WorkerSpec(
+        model_name=request.model_name,
+        n_tracks=tables[TRACKS].rows,
+        n_stations=tables[STATIONS].rows,
+        positive_feedback=request.facts.positive_feedback,
+        model=request.model,
+        train=train_cfg,
+        training_files=tables[TRAINING].files,
+        validation_pairs=tables[VALIDATION_PAIRS],
+        validation_next=tables[VALIDATION_NEXT],
+        steps_per_epoch=steps,
+        checkpoint_dir=str(checkpoint_dir),
+        device=request.device,
+        resume=str(request.resume.resolve()) if request.resume else None,  # ranks may run elsewhere
+        tracking_uri=absolute_tracking_uri(request.mlflow.tracking_uri),
+        run_id=run_id,
+        config=request.config,
+    )
+    log.info(
+        "training %s: %d train rows, %d steps per epoch, %d process(es) on %s",
+        request.model_name,
+        request.facts.train_rows,
+        steps,
+        world,
+        request.device,
+    )
+    # a counting model (popularity) is fit in one pass here; the others by gradient steps on `world` ranks
+    outcome = launch(spec, world) if learns_by_gradient(request.model_name) else count_worker(spec)
+    model_path = checkpoint_dir / FINAL_MODEL  # rank 0's final model, wherever it ran
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path.write_bytes(outcome["model"])
+    return model_path, load_model(str(model_path)), outcome
+
+
+def _log_validation(model: Any, outcome: dict[str, Any]) -> tuple[str, float, float]:
+    """The run's validation figures and how it stopped, logged: (selected_on, figure, its SE)."""
+    import mlflow
+
+    from downbeat.models.network import feedback_cosines
+
+    if model.learns_feedback_embeddings:
+        mlflow.log_metrics({f"feedback_cos_{k}": v for k, v in feedback_cosines(model.network).items()})
+    validation, validation_se = float(outcome["best"]), float(outcome["best_standard_error"])
+    selected_on = str(outcome["selected_on"])
+    figure = f"validation_{metric_name(selected_on)}"
+    mlflow.log_metrics(
+        {
+            "best_epoch": float(outcome["best_epoch"]),
+            "epochs_run": float(outcome["epochs"]),
+            **({figure: validation} if validation == validation else {}),
+            **({f"{figure}_se": validation_se} if validation_se == validation_se else {}),
+            "validation_users": float(outcome["validation_users"]),
+        }
+    )
+    mlflow.set_tags({"downbeat.stopped_early": str(outcome["stopped_early"]), SELECTED_TAG: selected_on})
+    return selected_on, validation, validation_se
+
+
+def _log_test_figures(
+    model: Any, tables: dict[str, TableSnapshot], train_cfg: TrainSettings
+) -> dict[str, float]:
+    """The test tables' figures with their intervals (test_metrics.json; the point figures also as
+    metrics: more metric keys would push a resumed run past mlflow 3.6's 100-key batch in its
+    duplicate-metric handling)."""
+    import mlflow
+
+    from downbeat.models.evaluation import evaluate
+    from downbeat.models.serving import score_frame
+
+    result = evaluate(
+        lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
+        read_frame(tables[EVAL_PAIRS]),
+        read_frame(tables[EVAL_NEXT]),
+        tables[TRACKS].rows,
+        chunk=train_cfg.eval_batch_size,
+        bootstrap=TEST_BOOTSTRAP,
+    )
+    mlflow.log_metrics(
+        {f"test_{metric_name(k)}": v for k, v in result.metrics.items() if v == v and not _interval(k)}
+    )
+    mlflow.log_dict({k: (None if v != v else v) for k, v in result.metrics.items()}, "test_metrics.json")
+    return result.metrics
+
+
+def _register_and_choose(
+    request: TrainRequest,
+    version: str,
+    model: Any,
+    train_cfg: TrainSettings,
+    outcome: dict[str, Any],
+    metrics: dict[str, float],
+) -> tuple[bool, str]:
+    """The new version takes `candidate`, and `champion` when the gate lets it (the current
+    champion re-scored on the same validation rows); its description says which figure decided."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from downbeat.models.serving import score_frame
+    from downbeat.models.tracking import CANDIDATE, decide_champion
+    from downbeat.models.validation import ValidationSet
+
+    tables, name = request.tables, request.mlflow.registered_model
+    client = MlflowClient(request.mlflow.tracking_uri)
+    client.set_registered_model_alias(name, CANDIDATE, version)
+    validation_table = " and ".join(
+        f"{tables[t].uri}@{tables[t].version}" for t in (VALIDATION_PAIRS, VALIDATION_NEXT)
+    )
+    validation_set = ValidationSet.of(tables[VALIDATION_PAIRS], tables[VALIDATION_NEXT], tables[TRACKS].rows)
+
+    def score_champion(uri: str) -> dict[str, Any]:
+        champion = mlflow.pyfunc.load_model(uri)  # scored on exactly the candidate's rows
+        return validation_set.per_user(champion.predict, chunk=train_cfg.eval_batch_size)
+
+    mine = validation_set.per_user(
+        lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
+        chunk=train_cfg.eval_batch_size,
+    )
+    selected_on = str(outcome["selected_on"])
+    decision = decide_champion(
+        client, name, version, validation_table, request.registry, selected_on, mine, score_champion
+    )
+    tags = {"downbeat.champion": str(decision.moved), "downbeat.champion_reason": decision.reason}
+    mlflow.set_tags({**tags, "downbeat.model_version": version})
+    log.info("champion: %s", decision.reason)
+    figure, figure_se = float(outcome["best"]), float(outcome["best_standard_error"])
+    describe_version(
+        client,
+        name,
+        version,
+        model_name=request.model_name,
+        train=train_cfg,
+        tables=request.tables,
+        validation=(selected_on, figure, figure_se, validation_table),
+        test=metrics,
+        decision=(decision.moved, decision.reason),
+    )
+    return decision.moved, decision.reason
 
 
 def _log_inputs(
