@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import itertools
 import json
-import logging
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,35 +40,12 @@ import yaml
 from downbeat.jobs.common import config_from, job_main, snapshots
 from downbeat.jobs.config import Config, load_config
 from downbeat.models.contract import Tables
+from downbeat.models.experiment import Child, PlannedRun, Spec
 from downbeat.pipelines.errors import ConfigError, InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 
-log = logging.getLogger("downbeat.experiment")
 SPEC_KEYS = ("name", "description", "reference", "metrics", "run_metrics", "seeds", "set", "grid", "children")
 CHILD_KEYS = ("name", "model", "set")
-DIGEST_TAG = "downbeat.experiment_digest"
-EXPERIMENT_TAG = "downbeat.experiment"
-
-
-@dataclasses.dataclass(frozen=True)
-class Child:
-    name: str
-    model: str
-    overrides: tuple[str, ...]  # KEY=VALUE, as --set takes them
-    settings: dict[str, Any]  # the grid's values (for the plots)
-
-
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    path: str
-    name: str
-    description: str
-    reference: str
-    metrics: tuple[str, ...]
-    run_metrics: tuple[str, ...]
-    children: tuple[Child, ...]
-    raw: dict[str, Any]
-    seeds: int = 1  # runs per child, under train.seed, train.seed + 1, ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,8 +193,8 @@ def load_spec(path: str) -> Spec:
     )
 
 
-def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[tuple[Child, int, str, Config]]:
-    """Every run of the experiment: (child, seed index, run name, its configuration), the child's
+def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRun]:
+    """Every run of the experiment (child, seed index, run name, its configuration), the child's
     `train.seed` then the next ones. Under one seed a run is named as its child (an experiment
     started before seeds existed resumes); under several, `name seed=S`."""
     runs = []
@@ -231,17 +205,8 @@ def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[tuple[Chi
                 base, train=dataclasses.replace(base.train, seed=base.train.seed + index)
             )
             name = child.name if seeds == 1 else f"{child.name} seed={run_cfg.train.seed}"
-            runs.append((child, index, name, run_cfg))
+            runs.append(PlannedRun(child, index, name, run_cfg))
     return runs
-
-
-def seed_spread(values: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure's standard deviation across seeds (n - 1 in the denominator; NaN under one seed)."""
-    import numpy as np
-
-    if len(values) < 2:
-        return {}
-    return {k: float(np.std([v[k] for v in values], ddof=1)) for k in values[0]}
 
 
 def child_configs(spec: Spec, args: argparse.Namespace) -> dict[str, Config]:
@@ -258,15 +223,10 @@ def child_configs(spec: Spec, args: argparse.Namespace) -> dict[str, Config]:
 
 
 def command(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
     from downbeat.jobs import training
-    from downbeat.models.evaluation import EVAL_TABLES, compare, eval_frames, evaluate, mean_terms
-    from downbeat.models.lifecycle import CHILD_TAG, INPUT_TABLES, MAY_BE_EMPTY
-    from downbeat.models.plots import plot_validation_curves
+    from downbeat.models.experiment import Scoring, run_experiment
+    from downbeat.models.lifecycle import INPUT_TABLES, MAY_BE_EMPTY
     from downbeat.models.registry import load_pyfunc
-    from downbeat.models.report import ChildResult, plot_against_settings, render_report, report_json
-    from downbeat.models.tracking import experiment_id
 
     cfg = config_from(args)
     if args.bootstrap < 1:
@@ -283,153 +243,26 @@ def command(args: argparse.Namespace) -> int:
     seeds = spec.seeds if args.seeds is None else args.seeds
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {seeds}")
-    plan = seeded(spec, seeds, configs)
-    versions = {t: s.version for t, s in inputs.items()}
-    digest = hashlib.sha256(
-        json.dumps(
-            {  # what the children are trained on and with; not the report's description or metrics
-                "children": {name: [c.model, dataclasses.asdict(run_cfg)] for c, _, name, run_cfg in plan},
-                "tables": versions,
-            },
-            sort_keys=True,
-            default=str,
-        ).encode()
-    ).hexdigest()[:16]
 
-    experiment = experiment_id(cfg.mlflow.tracking_uri, cfg.mlflow.experiment, cfg.mlflow.artifact_root)
-    client = MlflowClient(cfg.mlflow.tracking_uri)
-    found = client.search_runs(
-        [experiment],
-        filter_string=f"tags.`{DIGEST_TAG}` = '{digest}'",
-        order_by=["attributes.start_time DESC"],
-    )
-    if found:
-        parent = found[0].info.run_id
-        client.update_run(parent, status="RUNNING")
-    else:
-        parent = client.create_run(
-            experiment, run_name=spec.name, tags={DIGEST_TAG: digest, EXPERIMENT_TAG: spec.name}
-        ).info.run_id
-        client.log_dict(parent, spec.raw, "spec.yaml")
-        client.log_param(parent, "reference", spec.reference)
-        client.log_param(parent, "seeds", str(seeds))
-        for name, version in sorted(versions.items()):
-            client.log_param(parent, f"table.{name}", str(version))
-    finished = {
-        r.data.tags[CHILD_TAG]: r.info.run_id
-        for r in client.search_runs(
-            [experiment],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'FINISHED'",
+    def train(run: PlannedRun, parent: str) -> str:
+        # every run on the snapshots taken above, whatever a build commits meanwhile
+        outcome = training.run(
+            run.settings, run.child.model, parent_run=parent, child_name=run.name, tables=inputs
         )
-        if CHILD_TAG in r.data.tags
-    }
-    log.info(
-        "experiment %s: parent run %s, %d of %d runs already finished (%d children, %d seed(s) each)",
-        spec.name,
-        parent,
-        sum(name in finished for _, _, name, _ in plan),
-        len(plan),
-        len(spec.children),
-        seeds,
-    )
-    try:
-        runs = {}
-        for child, _, name, run_cfg in plan:
-            if name in finished:
-                log.info("run %s: finished in run %s, skipped", name, finished[name])
-                runs[name] = finished[name]
-                continue
-            log.info("run %s: training %s (%s)", name, child.model, ", ".join(child.overrides) or "defaults")
-            result = training.run(run_cfg, child.model, parent_run=parent, child_name=name, tables=inputs)
-            runs[name] = result.run_id
+        return outcome.run_id
 
-        tables = {t: inputs[t] for t in EVAL_TABLES}  # the versions the digest names, whatever came since
-        pairs, next_rows = eval_frames(tables)
-        evaluations: dict[str, list[Any]] = {}
-        for child, _, name, _ in plan:
-            model = load_pyfunc(
-                f"runs:/{runs[name]}/model",
-                cfg.mlflow.tracking_uri,
-                tables[Tables.TRACKS],
-                cfg.lakehouse.root,
-            )
-            evaluation = evaluate(
-                model.predict, pairs, next_rows, tables[Tables.TRACKS].rows, chunk=cfg.train.eval_batch_size
-            )
-            evaluations.setdefault(child.name, []).append(evaluation)
-        reference = evaluations[spec.reference]
-        reference_terms = mean_terms([e.terms for e in reference])
-        results = []
-        for child in spec.children:
-            own = evaluations[child.name]
-            first_run = client.get_run(runs[next(n for c, _, n, _ in plan if c.name == child.name)])
-            differences, diff_spread = {}, {}
-            if child.name != spec.reference:
-                differences = compare(
-                    mean_terms([e.terms for e in own]),
-                    reference_terms,
-                    samples=args.bootstrap,
-                    seed=args.seed,
-                )
-                diff_spread = seed_spread(
-                    [
-                        {k: e.metrics[k] - r.metrics[k] for k in e.metrics}
-                        for e, r in zip(own, reference, strict=True)
-                    ]
-                )
-            names = [n for c, _, n, _ in plan if c.name == child.name]
-            epochs = [client.get_run(runs[n]).data.metrics for n in names]
-            results.append(
-                ChildResult(
-                    name=child.name,
-                    model=child.model,
-                    run_id=runs[names[0]],
-                    settings=child.settings,
-                    metrics=mean_terms([e.terms for e in own]).point(),
-                    differences=differences,
-                    best_epoch=int(first_run.data.metrics.get("best_epoch", 0)),
-                    logged={m: first_run.data.metrics.get(m, float("nan")) for m in spec.run_metrics},
-                    epochs_run=int(max(e.get("epochs_run", 0) for e in epochs)),
-                    seeds=seeds,
-                    spread=seed_spread([e.metrics for e in own]),
-                    diff_spread=diff_spread,
-                )
-            )
-        facts = [
-            f"Parent run {parent}; spec {spec.path} (digest {digest}).",
-            f"Test tables: gold/eval_pairs v{tables['gold/eval_pairs'].version}, "
-            f"gold/eval_next v{tables['gold/eval_next'].version}; "
-            f"{args.bootstrap} bootstrap resamples, seed {args.seed}; {seeds} training seed(s) per child.",
-        ]
-        report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
-        summary = report_json(spec.reference, spec.metrics, results)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            (folder / "report.md").write_text(report)
-            (folder / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-            curves = {name: validation_curve(client, runs[name]) for _, _, name, _ in plan}
-            plot_validation_curves(curves, folder / "validation_curves.png", "figure each child selected on")
-            plot_against_settings(results, spec.reference, spec.metrics, folder)
-            client.log_artifacts(parent, str(folder))
-    except BaseException:
-        client.set_terminated(parent, status="FAILED")
-        raise
-    client.set_terminated(parent, status="FINISHED")
+    def load(run_id: str) -> Any:
+        tracks = inputs[Tables.TRACKS]
+        return load_pyfunc(f"runs:/{run_id}/model", cfg.mlflow.tracking_uri, tracks, cfg.lakehouse.root)
+
+    scoring = Scoring(args.bootstrap, args.seed, cfg.train.eval_batch_size)
+    result = run_experiment(spec, seeded(spec, seeds, configs), inputs, cfg.mlflow, train, load, scoring)
     if args.json:
-        print(json.dumps({**summary, "parent_run": parent}, sort_keys=True))
+        print(json.dumps({**result.summary, "parent_run": result.parent}, sort_keys=True))
     else:
-        print(report, end="")
-        print(parent)
+        print(result.report, end="")
+        print(result.parent)
     return 0
-
-
-def validation_curve(client: Any, run_id: str) -> list[tuple[int, float]]:
-    """(epoch, value) of the validation figure a run selected on (its `downbeat.selected_on` tag)."""
-    from downbeat.models.lifecycle import SELECTED_TAG
-    from downbeat.models.tracking import metric_name
-
-    selected = client.get_run(run_id).data.tags.get(SELECTED_TAG, "paired_accuracy")
-    return [(m.step, m.value) for m in client.get_metric_history(run_id, f"val_{metric_name(selected)}")]
 
 
 def main(argv: list[str] | None = None) -> int:

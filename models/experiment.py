@@ -1,0 +1,291 @@
+"""An experiment's runs under one MLflow parent run: train each planned run (skipping those a
+previous attempt finished), score every run on the same test table versions, compare each child
+with the reference child (paired bootstrap over users, spread across seeds) and log the report.
+
+Plain data in: the spec (parsed by jobs/experiment.py), the plan of runs, the input snapshots and
+two callables, `train` (one run, through the job's training path) and `load` (a run's logged
+model, checked against the catalog). Never imports pyspark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from downbeat.models.contract import Tables
+from downbeat.models.data import TableSnapshot
+from downbeat.models.tracking import MlflowSettings
+
+log = logging.getLogger("downbeat.experiment")
+DIGEST_TAG = "downbeat.experiment_digest"
+EXPERIMENT_TAG = "downbeat.experiment"
+
+
+@dataclasses.dataclass(frozen=True)
+class Child:
+    name: str
+    model: str
+    overrides: tuple[str, ...]  # KEY=VALUE, as --set takes them
+    settings: dict[str, Any]  # the grid's values (for the plots)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    path: str
+    name: str
+    description: str
+    reference: str
+    metrics: tuple[str, ...]
+    run_metrics: tuple[str, ...]
+    children: tuple[Child, ...]
+    raw: dict[str, Any]
+    seeds: int = 1  # runs per child, under train.seed, train.seed + 1, ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One training run: a child under one seed. `settings` is the job's whole configuration for
+    it (a dataclass: it enters the experiment's digest)."""
+
+    child: Child
+    seed_index: int
+    name: str
+    settings: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentResult:
+    parent: str  # the parent run's id
+    report: str  # report.md
+    summary: dict[str, Any]  # report.json
+
+
+Trainer = Callable[[PlannedRun, str], str]  # (the run, the parent run id) -> the run's id
+Loader = Callable[[str], Any]  # a run id -> its logged pyfunc
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """How the runs are scored: the test bootstrap and the scoring batch."""
+
+    bootstrap: int
+    seed: int
+    eval_batch_size: int
+
+
+def run_experiment(
+    spec: Spec,
+    plan: list[PlannedRun],
+    inputs: dict[str, TableSnapshot],
+    settings: MlflowSettings,
+    train: Trainer,
+    load: Loader,
+    scoring: Scoring,
+) -> ExperimentResult:
+    """Every planned run trained (or found finished) under one parent, scored and reported; the
+    parent ends FINISHED, or FAILED with whatever stopped it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri)
+    versions = {t: s.version for t, s in inputs.items()}
+    digest = plan_digest(plan, versions)
+    parent, finished = _parent_run(client, settings, spec, digest, versions, len(plan) // len(spec.children))
+    log.info(
+        "experiment %s: parent run %s, %d of %d runs already finished (%d children)",
+        spec.name,
+        parent,
+        sum(run.name in finished for run in plan),
+        len(plan),
+        len(spec.children),
+    )
+    try:
+        runs = {}
+        for run in plan:
+            if run.name in finished:
+                log.info("run %s: finished in run %s, skipped", run.name, finished[run.name])
+                runs[run.name] = finished[run.name]
+                continue
+            overrides = ", ".join(run.child.overrides) or "defaults"
+            log.info("run %s: training %s (%s)", run.name, run.child.model, overrides)
+            runs[run.name] = train(run, parent)
+        tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
+        evaluations = _score_runs(plan, runs, tables, load, scoring)
+        results = _child_results(client, spec, plan, runs, evaluations, scoring)
+        facts = [
+            f"Parent run {parent}; spec {spec.path} (digest {digest}).",
+            f"Test tables: gold/eval_pairs v{tables[Tables.EVAL_PAIRS].version}, "
+            f"gold/eval_next v{tables[Tables.EVAL_NEXT].version}; {scoring.bootstrap} bootstrap "
+            f"resamples, seed {scoring.seed}; {len(plan) // len(spec.children)} training seed(s) per child.",
+        ]
+        result = _log_report(client, parent, spec, plan, runs, results, facts)
+    except BaseException:
+        client.set_terminated(parent, status="FAILED")
+        raise
+    client.set_terminated(parent, status="FINISHED")
+    return result
+
+
+def plan_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:
+    """What the runs are trained on and with (not the report's description or metrics): a rerun
+    with the same digest resumes the same parent run."""
+    what = {
+        "children": {run.name: [run.child.model, dataclasses.asdict(run.settings)] for run in plan},
+        "tables": versions,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _parent_run(
+    client: Any, settings: MlflowSettings, spec: Spec, digest: str, versions: dict[str, int], seeds: int
+) -> tuple[str, dict[str, str]]:
+    """The parent run of this digest (reopened) or a new one, and its finished runs by name."""
+    from downbeat.models.lifecycle import CHILD_TAG
+    from downbeat.models.tracking import experiment_id
+
+    experiment = experiment_id(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    found = client.search_runs(
+        [experiment],
+        filter_string=f"tags.`{DIGEST_TAG}` = '{digest}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    if found:
+        parent = found[0].info.run_id
+        client.update_run(parent, status="RUNNING")
+    else:
+        parent = client.create_run(
+            experiment, run_name=spec.name, tags={DIGEST_TAG: digest, EXPERIMENT_TAG: spec.name}
+        ).info.run_id
+        client.log_dict(parent, spec.raw, "spec.yaml")
+        client.log_param(parent, "reference", spec.reference)
+        client.log_param(parent, "seeds", str(seeds))
+        for name, version in sorted(versions.items()):
+            client.log_param(parent, f"table.{name}", str(version))
+    finished = {
+        r.data.tags[CHILD_TAG]: r.info.run_id
+        for r in client.search_runs(
+            [experiment],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'FINISHED'",
+        )
+        if CHILD_TAG in r.data.tags
+    }
+    return parent, finished
+
+
+def _score_runs(
+    plan: list[PlannedRun],
+    runs: dict[str, str],
+    tables: dict[str, TableSnapshot],
+    load: Loader,
+    scoring: Scoring,
+) -> dict[str, list[Any]]:
+    """Each child's evaluations on the test tables the digest names (one per seed, in seed order)."""
+    from downbeat.models.evaluation import eval_frames, evaluate
+
+    pairs, next_rows = eval_frames(tables)
+    evaluations: dict[str, list[Any]] = {}
+    for run in plan:
+        model = load(runs[run.name])
+        n_tracks = tables[Tables.TRACKS].rows
+        evaluation = evaluate(model.predict, pairs, next_rows, n_tracks, chunk=scoring.eval_batch_size)
+        evaluations.setdefault(run.child.name, []).append(evaluation)
+    return evaluations
+
+
+def _child_results(
+    client: Any,
+    spec: Spec,
+    plan: list[PlannedRun],
+    runs: dict[str, str],
+    evaluations: dict[str, list[Any]],
+    scoring: Scoring,
+) -> list[Any]:
+    """One ChildResult per child: mean figures over seeds, the paired difference from the
+    reference with its interval, and the spreads across seeds."""
+    from downbeat.models.evaluation import compare, mean_terms
+    from downbeat.models.report import ChildResult
+
+    reference = evaluations[spec.reference]
+    reference_terms = mean_terms([e.terms for e in reference])
+    results = []
+    for child in spec.children:
+        own = evaluations[child.name]
+        names = [run.name for run in plan if run.child.name == child.name]
+        first_run = client.get_run(runs[names[0]])
+        differences, diff_spread = {}, {}
+        if child.name != spec.reference:
+            mine = mean_terms([e.terms for e in own])
+            differences = compare(mine, reference_terms, samples=scoring.bootstrap, seed=scoring.seed)
+            diff_spread = seed_spread(
+                [
+                    {k: e.metrics[k] - r.metrics[k] for k in e.metrics}
+                    for e, r in zip(own, reference, strict=True)
+                ]
+            )
+        epochs = [client.get_run(runs[n]).data.metrics for n in names]
+        results.append(
+            ChildResult(
+                name=child.name,
+                model=child.model,
+                run_id=runs[names[0]],
+                settings=child.settings,
+                metrics=mean_terms([e.terms for e in own]).point(),
+                differences=differences,
+                best_epoch=int(first_run.data.metrics.get("best_epoch", 0)),
+                logged={m: first_run.data.metrics.get(m, float("nan")) for m in spec.run_metrics},
+                epochs_run=int(max(e.get("epochs_run", 0) for e in epochs)),
+                seeds=len(names),
+                spread=seed_spread([e.metrics for e in own]),
+                diff_spread=diff_spread,
+            )
+        )
+    return results
+
+
+def _log_report(
+    client: Any,
+    parent: str,
+    spec: Spec,
+    plan: list[PlannedRun],
+    runs: dict[str, str],
+    results: list[Any],
+    facts: list[str],
+) -> ExperimentResult:
+    """report.md, report.json, the validation curves and the plots against settings, on the parent."""
+    from downbeat.models.plots import plot_validation_curves
+    from downbeat.models.report import plot_against_settings, render_report, report_json
+
+    report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
+    summary = report_json(spec.reference, spec.metrics, results)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "report.md").write_text(report)
+        (folder / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        curves = {run.name: validation_curve(client, runs[run.name]) for run in plan}
+        plot_validation_curves(curves, folder / "validation_curves.png", "figure each child selected on")
+        plot_against_settings(results, spec.reference, spec.metrics, folder)
+        client.log_artifacts(parent, str(folder))
+    return ExperimentResult(parent, report, summary)
+
+
+def seed_spread(values: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's standard deviation across seeds (n - 1 in the denominator; NaN under one seed)."""
+    import numpy as np
+
+    if len(values) < 2:
+        return {}
+    return {k: float(np.std([v[k] for v in values], ddof=1)) for k in values[0]}
+
+
+def validation_curve(client: Any, run_id: str) -> list[tuple[int, float]]:
+    """(epoch, value) of the validation figure a run selected on (its `downbeat.selected_on` tag)."""
+    from downbeat.models.lifecycle import SELECTED_TAG
+    from downbeat.models.tracking import metric_name
+
+    selected = client.get_run(run_id).data.tags.get(SELECTED_TAG, "paired_accuracy")
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, f"val_{metric_name(selected)}")]
