@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
+import yaml
 
-from downbeat.jobs.config import load_config
 from downbeat.models.network import DOWN, PLAY, SKIP, UP, Batch
 from downbeat.models.settings import ModelSettings, TrainSettings
 
 N_TRACKS, N_STATIONS = 40, 4
+# The shipped defaults, read as the models' own settings (model tests never import jobs/).
+BASE = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "base.yaml").read_text())
 
 
 def settings(**train: object) -> tuple[ModelSettings, TrainSettings]:
-    cfg = load_config(None)
-    model = dataclasses.replace(cfg.model, dim=16, layers=1, heads=2, dropout=0.0, max_length=32)
-    return model, dataclasses.replace(cfg.train, sampled_negatives=20, k=8, **train)  # type: ignore[arg-type]
+    model = dataclasses.replace(
+        ModelSettings(**BASE["model"]), dim=16, layers=1, heads=2, dropout=0.0, max_length=32
+    )
+    defaults = TrainSettings(**BASE["train"])
+    return model, dataclasses.replace(defaults, sampled_negatives=20, k=8, **train)  # type: ignore[arg-type]
 
 
 def random_batch(seed: int = 0, rows: int = 6, length: int = 12) -> Batch:
