@@ -125,32 +125,12 @@ def fit(
     `loader_rows_per_s`); `data_wait_share` is the share of the epoch the steps waited for batches.
     """
     net = trainable if trainable is not None else model
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, settings.weight_decay),
-        lr=settings.learning_rate,
-        betas=(0.9, settings.adam_beta2),
-    )
-    warmup = max(settings.warmup_steps, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-    state = FitState()
-    best_weights = copy.deepcopy(model.state_dict())
-    if resume is not None:
-        model.load_state_dict(resume["state_dict"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        state = FitState(**resume["fit_state"])
-        best_weights = resume["best_state_dict"]
-        log.info(
-            "resuming after epoch %d (step %d, best %.4f at epoch %d)",
-            state.epoch,
-            state.step,
-            state.best,
-            state.best_epoch,
-        )
+    optimizer, scheduler = _optimiser(model, settings)
     if resume is None:
-        state.selected_on = selection_metric(model, settings)
-    autocast = device.type == "cuda"
-    generator_device = device if device.type == "cuda" else torch.device("cpu")
+        state = FitState(selected_on=selection_metric(model, settings))
+        best_weights = copy.deepcopy(model.state_dict())
+    else:
+        state, best_weights = _resumed(resume, model, optimizer, scheduler)
 
     for epoch in range(state.epoch, settings.max_epochs):
         if state.stopped_early:
@@ -158,59 +138,28 @@ def fit(
         started = time.perf_counter()
         seed = epoch_seed(settings.seed, epoch, ranks.rank)
         torch.manual_seed(seed)
-        generator = torch.Generator(device=generator_device).manual_seed(seed)
+        generator = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
         net.train()
-        loss_sum, loss_count, rows = 0.0, 0, 0
-        waited = 0.0  # time the step spent waiting for its batch
-        stream = iter(batches(epoch))
-        try:
-            while True:
-                asked = time.perf_counter()
-                batch = next(stream, None)
-                waited += time.perf_counter() - asked
-                if batch is None:
-                    break
-                batch = batch.to(device)
-                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-                    loss, _ = net(batch, generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
-                optimizer.step()
-                scheduler.step()
-                state.step += 1
-                loss_sum += float(loss.detach())
-                loss_count += 1
-                rows += batch.rows
-        finally:
-            close = getattr(stream, "close", None)  # a failed step stops the loader's thread now
-            if close is not None:
-                close()
+        sums = _train_epoch(
+            net, model, batches(epoch), (optimizer, scheduler), settings, state, generator, device
+        )
         train_seconds = time.perf_counter() - started
-        loss_sum, loss_count_f, rows_f, wait_share = ranks.all_sum(
-            [loss_sum, float(loss_count), float(rows), waited / train_seconds if train_seconds > 0 else 0.0]
+        loss_sum, loss_count, rows, waited = ranks.all_sum(
+            [sums[0], sums[1], sums[2], sums[3] / train_seconds if train_seconds > 0 else 0.0]
         )
         score = validate(model)
         selected = score[state.selected_on]
-        if math.isnan(selected.value) or selected.value > state.best:
-            # Without validation data (nan) the latest epoch counts as the best: no early stop.
-            state.best = selected.value if not math.isnan(selected.value) else state.best
-            state.best_standard_error = selected.standard_error
-            state.best_epoch = epoch
-            state.stale = 0
-            best_weights = copy.deepcopy(model.state_dict())
-        else:
-            state.stale += 1
+        best_weights = _update_best(state, selected, model, best_weights, epoch)
         state.epoch = epoch + 1
         row = {
             "epoch": float(epoch),
-            "train_loss": loss_sum / max(loss_count_f, 1.0),
+            "train_loss": loss_sum / max(loss_count, 1.0),
             **{f"val_{name}": figure.value for name, figure in score.figures.items()},
             **{f"val_{name}_se": figure.standard_error for name, figure in score.figures.items()},
             "learning_rate": float(scheduler.get_last_lr()[0]),
             "train_seconds": train_seconds,
-            "train_sequences_per_s": rows_f / train_seconds if train_seconds > 0 else 0.0,
-            "data_wait_share": wait_share / ranks.world,  # of the epoch's training time, mean over ranks
+            "train_sequences_per_s": rows / train_seconds if train_seconds > 0 else 0.0,
+            "data_wait_share": waited / ranks.world,  # of the epoch's training time, mean over ranks
         }
         if loader_rate is not None:
             row["loader_rows_per_s"] = ranks.all_sum([loader_rate()])[0]
@@ -220,11 +169,7 @@ def fit(
         if ranks.rank == 0:
             log.info(
                 "epoch %d: loss %.4f, validation %s %.4f, %.0f sequences/s",
-                epoch,
-                row["train_loss"],
-                state.selected_on,
-                selected.value,
-                row["train_sequences_per_s"],
+                *(epoch, row["train_loss"], state.selected_on, selected.value, row["train_sequences_per_s"]),
             )
             if checkpoint_dir is not None:
                 _save(checkpoint_dir, epoch, model, optimizer, scheduler, state, best_weights, payload)
@@ -232,6 +177,89 @@ def fit(
                 on_epoch(row)
     model.load_state_dict(best_weights)
     return state
+
+
+def _resumed(
+    resume: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[FitState, dict[str, Any]]:
+    """The model, optimiser and schedule as a checkpoint left them: its FitState and best weights."""
+    model.load_state_dict(resume["state_dict"])
+    optimizer.load_state_dict(resume["optimizer"])
+    scheduler.load_state_dict(resume["scheduler"])
+    state = FitState(**resume["fit_state"])
+    log.info(
+        "resuming after epoch %d (step %d, best %.4f at epoch %d)",
+        *(state.epoch, state.step, state.best, state.best_epoch),
+    )
+    return state, resume["best_state_dict"]
+
+
+def _optimiser(model: nn.Module, settings: TrainSettings) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW over `parameter_groups`, and linear warm-up over `warmup_steps` then constant."""
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, settings.weight_decay),
+        lr=settings.learning_rate,
+        betas=(0.9, settings.adam_beta2),
+    )
+    warmup = max(settings.warmup_steps, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    return optimizer, scheduler
+
+
+def _train_epoch(
+    net: nn.Module,
+    model: nn.Module,
+    batches: Iterable[Batch],
+    optimiser: tuple[torch.optim.Optimizer, Any],
+    settings: TrainSettings,
+    state: FitState,
+    generator: torch.Generator,
+    device: torch.device,
+) -> tuple[float, float, float, float]:
+    """One pass over `batches`, a step each: (loss sum, steps, rows, seconds spent waiting for
+    batches) on this rank."""
+    optimizer, scheduler = optimiser
+    loss_sum, steps, rows, waited = 0.0, 0, 0, 0.0
+    stream = iter(batches)
+    try:
+        while True:
+            asked = time.perf_counter()
+            batch = next(stream, None)
+            waited += time.perf_counter() - asked
+            if batch is None:
+                break
+            batch = batch.to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss, _ = net(batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            loss_sum += float(loss.detach())
+            steps += 1
+            rows += batch.rows
+    finally:
+        close = getattr(stream, "close", None)  # a failed step stops the loader's thread now
+        if close is not None:
+            close()
+    return loss_sum, float(steps), float(rows), waited
+
+
+def _update_best(
+    state: FitState, selected: Any, model: nn.Module, best_weights: dict[str, Any], epoch: int
+) -> dict[str, Any]:
+    """The best epoch's weights after `epoch`: this epoch's when its selected figure is better (or
+    there is no validation data, NaN: the latest epoch counts as the best and nothing stops early)."""
+    if math.isnan(selected.value) or selected.value > state.best:
+        state.best = selected.value if not math.isnan(selected.value) else state.best
+        state.best_standard_error = selected.standard_error
+        state.best_epoch = epoch
+        state.stale = 0
+        return copy.deepcopy(model.state_dict())
+    state.stale += 1
+    return best_weights
 
 
 def _save(
