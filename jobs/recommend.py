@@ -21,12 +21,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from pyspark import StorageLevel
+from pyspark.sql import DataFrame
 
 from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
 from downbeat.models.contract import Tables
@@ -35,7 +34,13 @@ from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.lakehouse._core import TABLE_NAME
-from downbeat.pipelines.recommend import RANKED, recommendation_rows, replacing, user_histories
+from downbeat.pipelines.recommend import (
+    RANKED,
+    rank_partition,
+    recommendation_rows,
+    replacing,
+    user_histories,
+)
 from downbeat.pipelines.spark import spark_session
 from downbeat.pipelines.split import seen_excluded
 
@@ -73,14 +78,7 @@ def command(args: argparse.Namespace) -> int:
     name, version, run_id = registered_version(args.model_uri, cfg.mlflow.tracking_uri)
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
     tables = snapshots(lakehouse, (PLAYS, TRACKS, STATIONS), may_be_empty=(STATIONS,))
-    users_version = None
-    if args.users != ALL:
-        if not lakehouse.exists(args.users):
-            raise InputError(f"--users {args.users}: no such table under {lakehouse.root}")
-        users_version = lakehouse.version(args.users)
-        if S.USER_ID not in lakehouse.schema(args.users).fieldNames():
-            raise InputError(f"--users {args.users} version {users_version} has no {S.USER_ID} column")
-
+    users_version = None if args.users == ALL else _users_version(lakehouse, args.users)
     inputs = {
         "model_name": name,
         "model_version": version,
@@ -98,30 +96,23 @@ def command(args: argparse.Namespace) -> int:
         return _report(args, started, inputs, before, written=False, users=None, rows=None, unserved=None)
 
     with tempfile.TemporaryDirectory(prefix="downbeat-recommend-") as tmp:
-        shipped = f"downbeat-model-{version}-{uuid.uuid4().hex[:8]}"
-        local = download_model(f"models:/{name}/{version}", Path(tmp) / shipped)
+        shipped = Path(tmp) / f"downbeat-model-{version}-{uuid.uuid4().hex[:8]}"
+        local = download_model(f"models:/{name}/{version}", shipped)
         metadata = load_metadata(args.model_uri, local)
         check_catalog(args.model_uri, metadata, tables[TRACKS], cfg.lakehouse.root)
         spark = spark_session(cfg.spark, cfg.delta)
         lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
-        plays = lakehouse.read(PLAYS, tables[PLAYS].version)
-        tracks = lakehouse.read(TRACKS, tables[TRACKS].version)
-        stations = lakehouse.read(STATIONS, tables[STATIONS].version)
+        read = {t: lakehouse.read(t, tables[t].version) for t in (PLAYS, TRACKS, STATIONS)}
         users = None if users_version is None else lakehouse.read(args.users, users_version)
         width = max(1, int(metadata.get("max_length") or cfg.training_width) - 1)
         histories = user_histories(
-            plays, tracks, stations, width=width, users=users, seen=seen_excluded(cfg.eval)
+            read[PLAYS], read[TRACKS], read[STATIONS], width=width, users=users, seen=seen_excluded(cfg.eval)
         ).persist(StorageLevel.MEMORY_AND_DISK)
         ranked = None
         try:
-            step = time.monotonic()
             n_users = histories.count()
             log.info(
-                "%d users' last %d plays from silver/plays version %d (%.1f s)",
-                n_users,
-                width,
-                tables[PLAYS].version,
-                time.monotonic() - step,
+                "%d users' last %d plays from silver/plays version %d", n_users, width, tables[PLAYS].version
             )
             if n_users == 0:
                 where = Tables.PLAYS if users is None else f"{args.users} version {users_version}"
@@ -129,28 +120,17 @@ def command(args: argparse.Namespace) -> int:
                     f"no user to recommend for: {where} has no user with plays in silver/plays "
                     f"version {tables[PLAYS].version}"
                 )
-            # A zip, unpacked once per executor (addFile takes a folder on local masters only).
-            archive = shutil.make_archive(str(Path(tmp) / shipped), "zip", root_dir=local)
-            spark.sparkContext.addArchive(archive)
-            top_k, batch, packed = args.top_k, cfg.train.eval_batch_size, Path(archive).name
-            ranked = histories.mapInPandas(
-                lambda frames: rank_partition(frames, shipped=packed, top_k=top_k, batch_size=batch),
-                RANKED,
-            ).persist(StorageLevel.MEMORY_AND_DISK)
+            ranked = _ranked(spark, histories, local, shipped, args.top_k, cfg.train.eval_batch_size)
             step = time.monotonic()
             unserved = ranked.where(~ranked[S.SERVED]).count()
             log.info(
                 "ranked %d tracks for %d users with %s version %s: %.0f users/s (%d cannot be served)",
-                tables[TRACKS].rows,
-                n_users,
-                name,
-                version,
-                n_users / max(time.monotonic() - step, 1e-9),
+                *(tables[TRACKS].rows, n_users, name, version, n_users / max(time.monotonic() - step, 1e-9)),
                 unserved,
             )
             rows = recommendation_rows(
                 ranked,
-                tracks,
+                read[TRACKS],
                 model_name=name,
                 model_version=version,
                 run_id=run_id,
@@ -168,17 +148,36 @@ def command(args: argparse.Namespace) -> int:
                 ranked.unpersist()
     committed = tx.commits[TABLE].version
     table = lakehouse.read(TABLE, committed)
-    new_rows = table.where((table[S.MODEL_NAME] == name) & (table[S.MODEL_VERSION] == version))
+    new_rows = table.where((table[S.MODEL_NAME] == name) & (table[S.MODEL_VERSION] == version)).count()
+    served = n_users - unserved
     return _report(
-        args,
-        started,
-        inputs,
-        committed,
-        written=True,
-        users=n_users - unserved,
-        rows=new_rows.count(),
-        unserved=unserved,
+        args, started, inputs, committed, written=True, users=served, rows=new_rows, unserved=unserved
     )
+
+
+def _users_version(lakehouse: Lakehouse, users: str) -> int:
+    """The version of the `--users` table to read (bad input unless it exists with a user_id)."""
+    if not lakehouse.exists(users):
+        raise InputError(f"--users {users}: no such table under {lakehouse.root}")
+    version = lakehouse.version(users)
+    if S.USER_ID not in lakehouse.schema(users).fieldNames():
+        raise InputError(f"--users {users} version {version} has no {S.USER_ID} column")
+    return version
+
+
+def _ranked(
+    spark: Any, histories: DataFrame, model: Path, archive: Path, top_k: int, batch_size: int
+) -> DataFrame:
+    """Each user's top tracks, ranked on the executors by the model in folder `model`, shipped to
+    them as one zip, `archive`.zip (unpacked once per executor; addFile takes a folder on local
+    masters only)."""
+    packed = shutil.make_archive(str(archive), "zip", root_dir=model)
+    spark.sparkContext.addArchive(packed)
+    name = Path(packed).name
+    return histories.mapInPandas(
+        lambda frames: rank_partition(frames, shipped=name, top_k=top_k, batch_size=batch_size),
+        RANKED,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def _report(
@@ -222,40 +221,6 @@ def _last_run(lakehouse: Lakehouse) -> dict[str, Any] | None:
         return json.loads(tag) if isinstance(tag, str) else None
     except ValueError:
         return None
-
-
-_LOADED: dict[str, Any] = {}  # per Python worker: the model each shipped folder holds
-
-
-def rank_partition(
-    frames: Iterable[pd.DataFrame], *, shipped: str, top_k: int, batch_size: int
-) -> Iterator[pd.DataFrame]:
-    """mapInPandas: each user's top `top_k` tracks, by the model in the shipped folder, loaded once
-    per Python worker with the code it was logged with, on as many threads as the task has cores."""
-    import torch
-    from pyspark import SparkFiles, TaskContext
-
-    path = SparkFiles.get(shipped)  # the unpacked archive
-    model = _LOADED.get(path)
-    if model is None:
-        import mlflow
-
-        _LOADED.clear()  # one model per worker: a reused worker drops an earlier run's
-        model = _LOADED[path] = mlflow.pyfunc.load_model(path).unwrap_python_model()
-    context = TaskContext.get()
-    torch.set_num_threads(max(1, context.cpus() if context is not None else 1))
-    for frame in frames:
-        if frame.empty:
-            continue
-        out = model.recommend(frame, top_k, batch_size)
-        yield pd.DataFrame(
-            {
-                S.USER_ID: frame[S.USER_ID].to_numpy(),
-                S.TOP_TRACK_IDS: out[S.TOP_TRACK_IDS].to_numpy(),
-                S.SCORES: out[S.SCORES].to_numpy(),
-                S.SERVED: out[S.SERVED].to_numpy(dtype=bool),
-            }
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

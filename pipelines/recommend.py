@@ -8,6 +8,10 @@ ranked lists into table rows, and `replacing` keeps the rows the run does not re
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -135,3 +139,37 @@ def replacing(
         kept = current.where(~same).unionByName(theirs)
     columns = S.RECOMMENDATIONS.fieldNames()
     return kept.select(*columns).unionByName(new.select(*columns))
+
+
+_LOADED: dict[str, Any] = {}  # per Python worker: the model each shipped folder holds
+
+
+def rank_partition(
+    frames: Iterable[pd.DataFrame], *, shipped: str, top_k: int, batch_size: int
+) -> Iterator[pd.DataFrame]:
+    """mapInPandas: each user's top `top_k` tracks, by the model in the shipped folder, loaded once
+    per Python worker with the code it was logged with, on as many threads as the task has cores."""
+    import torch
+    from pyspark import SparkFiles, TaskContext
+
+    path = SparkFiles.get(shipped)  # the unpacked archive
+    model = _LOADED.get(path)
+    if model is None:
+        import mlflow
+
+        _LOADED.clear()  # one model per worker: a reused worker drops an earlier run's
+        model = _LOADED[path] = mlflow.pyfunc.load_model(path).unwrap_python_model()
+    context = TaskContext.get()
+    torch.set_num_threads(max(1, context.cpus() if context is not None else 1))
+    for frame in frames:
+        if frame.empty:
+            continue
+        out = model.recommend(frame, top_k, batch_size)
+        yield pd.DataFrame(
+            {
+                S.USER_ID: frame[S.USER_ID].to_numpy(),
+                S.TOP_TRACK_IDS: out[S.TOP_TRACK_IDS].to_numpy(),
+                S.SCORES: out[S.SCORES].to_numpy(),
+                S.SERVED: out[S.SERVED].to_numpy(dtype=bool),
+            }
+        )
