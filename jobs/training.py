@@ -52,15 +52,13 @@ def run_device(cfg: Config, world: int) -> str:
 def resumed(resume: str, model_name: str) -> tuple[Path, str | None]:
     """The checkpoint `--resume` names (a file, or the newest in a folder) and the run it belongs to;
     bad input (exit 2) when there is none or it holds another architecture."""
-    import torch
-
-    from downbeat.models.train import latest_checkpoint
+    from downbeat.models import checkpoint
 
     try:
-        path = latest_checkpoint(Path(resume))
-    except FileNotFoundError as exc:
+        path = checkpoint.latest(Path(resume))
+        saved = checkpoint.read(path)
+    except (FileNotFoundError, checkpoint.NotACheckpoint) as exc:
         raise InputError(f"--resume {resume}: {exc}") from None
-    saved = torch.load(path, map_location="cpu", weights_only=False)
     if saved.get("model_name") != model_name:
         raise InputError(f"--resume {path} holds a {saved.get('model_name')} model, not {model_name}")
     return path, saved.get("run_id")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from downbeat.models import checkpoint
 from downbeat.models.contract import (
     CANDIDATE_TRACK_IDS,
     EXCLUDE_TRACK_IDS,
@@ -211,7 +212,7 @@ def model_from_payload(payload: dict[str, Any]) -> Recommender:
 
 
 def load_model(path: str | Path) -> Recommender:
-    return model_from_payload(torch.load(path, map_location="cpu", weights_only=False))
+    return model_from_payload(checkpoint.read(path))
 
 
 def signature() -> Any:

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from downbeat.models import checkpoint
 from downbeat.models.network import Batch, Recommender
 from downbeat.models.settings import TrainSettings
 
@@ -272,7 +273,6 @@ def _save(
     best_weights: dict[str, Any],
     payload: Callable[[], dict[str, Any]] | None,
 ) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
     content = dict(payload() if payload is not None else {})
     content.update(
         state_dict=model.state_dict(),
@@ -281,18 +281,4 @@ def _save(
         fit_state=state.__dict__ | {"history": list(state.history)},
         best_state_dict=best_weights,
     )
-    path = directory / f"epoch-{epoch + 1:03d}.pt"
-    partial = path.with_suffix(".pt.partial")
-    torch.save(content, partial)
-    partial.replace(path)  # a crash mid-write never leaves a truncated checkpoint under the real name
-    return path
-
-
-def latest_checkpoint(path: Path) -> Path:
-    """`path` itself when it is a file, else the newest epoch-NNN.pt inside it."""
-    if path.is_file():
-        return path
-    found = sorted(path.glob("epoch-*.pt"))
-    if not found:
-        raise FileNotFoundError(f"no checkpoint epoch-NNN.pt in {path}")
-    return found[-1]
+    return checkpoint.write(checkpoint.epoch_path(directory, epoch), content)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from downbeat.models import checkpoint
 from downbeat.models.data import TableSnapshot
 from downbeat.models.loader import TrainingStream
 from downbeat.models.serving import checkpoint_payload
@@ -115,7 +116,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
                 validation.users,
             )
         on_epoch = _mlflow_logger(spec) if rank == 0 else None
-        resume = torch.load(spec.resume, map_location=device, weights_only=False) if spec.resume else None
+        resume = checkpoint.read(spec.resume, map_location=device) if spec.resume else None
         checkpoints = Path(spec.checkpoint_dir)
         state: FitState = fit(
             model,

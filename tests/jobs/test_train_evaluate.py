@@ -277,6 +277,10 @@ def test_two_ddp_processes_through_torch_distributor_train_and_register(lakehous
             ["train", "--model", "hybrid", "--resume", "{tmp}/none.pt"],
             "--resume {tmp}/none.pt: no checkpoint",
         ),
+        (  # a file that is not a checkpoint (here: this test module) is read as data, never run
+            ["train", "--model", "hybrid", "--resume", __file__],
+            f"--resume {__file__}: {__file__} is not a downbeat checkpoint",
+        ),
         (["evaluate", "--model-uri", "models:/downbeat@nobody"], "--model-uri models:/downbeat@nobody:"),
         (  # the tables were built a row per user
             ["--set", "sequences.unit=session", "train", "--model", "sasrec"],

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
+from downbeat.models import checkpoint
 from downbeat.models.evaluation import pair_predictions
 from downbeat.models.loader import TrainingStream
 from downbeat.models.metrics import paired_accuracy, paired_accuracy_pooled
 from downbeat.models.network import PLAY, SKIP, Batch
 from downbeat.models.serving import checkpoint_payload, score_frame
-from downbeat.models.train import fit, latest_checkpoint, seed_everything
+from downbeat.models.train import fit, seed_everything
 from downbeat.models.validation import ValidationSet
 from downbeat.models.zoo import build_model
 from tests.models.helpers import settings
@@ -48,7 +49,7 @@ def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck"
         train_settings,
         device=torch.device("cpu"),
         checkpoint_dir=tmp_path / folder,
-        resume=torch.load(resume, weights_only=False) if resume else None,
+        resume=checkpoint.read(resume) if resume else None,
         payload=lambda: checkpoint_payload(model),
     )
     return model, state
@@ -74,9 +75,9 @@ def test_the_same_seed_and_data_give_the_same_weights_and_history(snapshot, tmp_
 def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(snapshot, tmp_path):
     whole, whole_state = train(snapshot, tmp_path, epochs=4, folder="whole")
     _, first = train(snapshot, tmp_path, epochs=2, folder="part")
-    checkpoint = latest_checkpoint(tmp_path / "part")
-    assert checkpoint.name == "epoch-002.pt" and first.epoch == 2
-    resumed, resumed_state = train(snapshot, tmp_path, epochs=4, folder="part", resume=checkpoint)
+    saved = checkpoint.latest(tmp_path / "part")
+    assert saved.name == "epoch-002.pt" and first.epoch == 2
+    resumed, resumed_state = train(snapshot, tmp_path, epochs=4, folder="part", resume=saved)
     assert same_weights(whole, resumed)
     assert resumed_state.epoch == whole_state.epoch == 4
     assert [h["train_loss"] for h in resumed_state.history] == [h["train_loss"] for h in whole_state.history]
@@ -88,7 +89,7 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(snapsho
 @pytest.mark.parametrize("beta2", [0.999, 0.98])
 def test_adam_keeps_its_second_moments_at_the_configured_decay(snapshot, tmp_path, beta2):
     train(snapshot, tmp_path, epochs=1, adam_beta2=beta2)
-    saved = torch.load(latest_checkpoint(tmp_path / "ck"), weights_only=False)["optimizer"]
+    saved = checkpoint.read(checkpoint.latest(tmp_path / "ck"))["optimizer"]
     assert {tuple(group["betas"]) for group in saved["param_groups"]} == {(0.9, beta2)}
 
 
