@@ -13,12 +13,19 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from downbeat.jobs.common import config_from, job_main, snapshots
+from downbeat.jobs.config import Config
 from downbeat.models.contract import Tables
 from downbeat.models.registry import load_pyfunc
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
+
+if TYPE_CHECKING:
+    from downbeat.models.data import TableSnapshot
+    from downbeat.models.evaluation import Difference
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,25 +39,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def command(args: argparse.Namespace) -> int:
-    from downbeat.models.evaluation import (  # torch: not at start-up
-        EVAL_TABLES,
-        MAY_BE_EMPTY,
-        SHOWN,
-        compare,
-        eval_frames,
-        evaluate,
-    )
+def run(
+    cfg: Config, model_uris: Sequence[str], *, bootstrap: int = 1000, seed: int = 0
+) -> tuple[dict[str, Difference], dict[str, TableSnapshot]]:
+    """Both models' figures on the same evaluation rows and their paired differences A - B (keyed by
+    metric), with the table snapshots they were scored on."""
+    from downbeat.models.evaluation import EVAL_TABLES, MAY_BE_EMPTY, compare, eval_frames, evaluate  # torch
 
-    cfg = config_from(args)
-    if len(args.model_uri) != 2:
-        raise InputError(f"--model-uri must be given exactly twice (A and B), got {len(args.model_uri)}")
-    if args.bootstrap < 1:
-        raise InputError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    if len(model_uris) != 2:
+        raise InputError(f"--model-uri must be given exactly twice (A and B), got {len(model_uris)}")
+    if bootstrap < 1:
+        raise InputError(f"--bootstrap must be at least 1, got {bootstrap}")
     tables = snapshots(Lakehouse(None, cfg.lakehouse.root), EVAL_TABLES, MAY_BE_EMPTY)
     models = [
         load_pyfunc(uri, cfg.mlflow.tracking_uri, tables[Tables.TRACKS], cfg.lakehouse.root)
-        for uri in args.model_uri
+        for uri in model_uris
     ]
     pairs, next_rows = eval_frames(tables)
     terms = [
@@ -59,7 +62,13 @@ def command(args: argparse.Namespace) -> int:
         ).terms
         for m in models
     ]
-    result = compare(terms[0], terms[1], samples=args.bootstrap, seed=args.seed)
+    return compare(terms[0], terms[1], samples=bootstrap, seed=seed), tables
+
+
+def command(args: argparse.Namespace) -> int:
+    from downbeat.models.evaluation import SHOWN
+
+    result, tables = run(config_from(args), args.model_uri, bootstrap=args.bootstrap, seed=args.seed)
     if args.json:
         print(
             json.dumps(
@@ -73,8 +82,9 @@ def command(args: argparse.Namespace) -> int:
         return 0
     a, b = args.model_uri
     print(
-        f"A = {a}\nB = {b}\non gold/eval_pairs v{tables['gold/eval_pairs'].version} and gold/eval_next "
-        f"v{tables['gold/eval_next'].version}; 95% paired bootstrap over users ({args.bootstrap} resamples)"
+        f"A = {a}\nB = {b}\non {Tables.EVAL_PAIRS} v{tables[Tables.EVAL_PAIRS].version} and "
+        f"{Tables.EVAL_NEXT} v{tables[Tables.EVAL_NEXT].version}; "
+        f"95% paired bootstrap over users ({args.bootstrap} resamples)"
     )
     print(f"  {'metric':<24}{'A':>9}{'B':>9}{'A - B':>9}  interval")
     for name in SHOWN:

@@ -22,7 +22,7 @@ import yaml
 from deltalake import DeltaTable, write_deltalake
 from mlflow.tracking import MlflowClient
 
-from downbeat.jobs import training
+from downbeat.jobs import compare, evaluate, training
 from downbeat.jobs.cli import main
 from downbeat.jobs.config import load_config
 from downbeat.models.data import TableSnapshot, read_table
@@ -161,6 +161,16 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
     assert {"up_score", "down_score", "user_id", "up_track_id", "down_track_id"} <= set(
         predictions.column_names
     )
+    # the job's run(), in this process, gives the command's figures
+    cfg = load_config(None, [v for v in settings(lakehouse) if v != "--set"])
+    direct = evaluate.run(cfg, "models:/downbeat@champion")
+    assert direct.metrics.keys() == metrics.keys()
+    assert all(
+        (metrics[k] is None and direct.metrics[k] != direct.metrics[k])  # NaN prints as null
+        or math.isclose(direct.metrics[k], metrics[k], abs_tol=1e-12)
+        for k in metrics
+    )
+    assert len(direct.predictions) == pairs
 
 
 @pytest.mark.parametrize("name", ["gsasrec", "gru4rec", "bert4rec", "pnfrec", "popularity"])
@@ -436,10 +446,12 @@ def test_compare_gives_both_models_metrics_as_evaluate_does_and_a_paired_interva
     # the baseline serves only users with positive history; the hybrid serves everyone
     assert result["coverage"]["a"] == 1.0 and result["coverage"]["diff"] > 0
 
-    same = run_cli(values, "compare", "--model-uri", b, "--model-uri", b, "--json", "--bootstrap", "50")
-    for row in printed_json(same).values():
-        if row["a"] is not None:
-            assert row["diff"] == row["diff_low"] == row["diff_high"] == 0.0
+    # the job's run(): a model against itself differs by exactly 0 in every resample
+    same, tables = compare.run(load_config(None, values), [b, b], bootstrap=50)
+    assert same.keys() == result.keys() and tables["gold/eval_pairs"].rows > 0
+    for d in same.values():
+        if not math.isnan(d.a):
+            assert d.diff == d.diff_low == d.diff_high == 0.0
 
 
 def test_compare_needs_exactly_two_models(lakehouse, capsys):
