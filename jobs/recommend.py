@@ -21,13 +21,15 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
+from downbeat.jobs.config import Config
 from downbeat.models.contract import Tables
 from downbeat.models.registry import check_catalog, download_model, load_metadata, registered_version
 from downbeat.pipelines import schemas as S
@@ -43,6 +45,9 @@ from downbeat.pipelines.recommend import (
 )
 from downbeat.pipelines.spark import spark_session
 from downbeat.pipelines.split import seen_excluded
+
+if TYPE_CHECKING:
+    from downbeat.models.data import TableSnapshot
 
 log = logging.getLogger("downbeat.recommend")
 TABLE = Tables.RECOMMENDATIONS
@@ -68,59 +73,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json_option(parser)
 
 
-def command(args: argparse.Namespace) -> int:
-    cfg = config_from(args)
-    started = time.monotonic()
-    if args.top_k < 1:
-        raise InputError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.users != ALL and not TABLE_NAME.match(args.users):
-        raise InputError(f"--users {args.users}: name a lakehouse table (layer/name, e.g. gold/users) or ALL")
-    name, version, run_id = registered_version(args.model_uri, cfg.mlflow.tracking_uri)
+@dataclass(frozen=True)
+class Recommended:
+    """What a run did: gold/recommendations' `version` after it, whether it wrote (a rerun on the
+    same inputs does not), and for a write the users served, the model's rows and the users the
+    model cannot serve. `inputs`: the run's inputs, as its commit records them."""
+
+    inputs: dict[str, Any]
+    version: int
+    written: bool
+    served_users: int | None = None
+    model_rows: int | None = None
+    unserved_users: int | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    model_uri: str
+    name: str
+    version: str
+    run_id: str
+    tables: dict[str, TableSnapshot]
+    users: str
+    users_version: int | None
+    top_k: int
+    inputs: dict[str, Any]
+    before: int | None
+
+
+def run(cfg: Config, model_uri: str, *, top_k: int = 20, users: str = ALL) -> Recommended:
+    """Rank the catalog with the registered model `model_uri` for every user with plays (or the
+    users of table `users`) and commit the top `top_k` per user to gold/recommendations."""
+    if top_k < 1:
+        raise InputError(f"--top-k must be at least 1, got {top_k}")
+    if users != ALL and not TABLE_NAME.match(users):
+        raise InputError(f"--users {users}: name a lakehouse table (layer/name, e.g. gold/users) or ALL")
+    name, version, run_id = registered_version(model_uri, cfg.mlflow.tracking_uri)
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
     tables = snapshots(lakehouse, (PLAYS, TRACKS, STATIONS), may_be_empty=(STATIONS,))
-    users_version = None if args.users == ALL else _users_version(lakehouse, args.users)
+    users_version = None if users == ALL else _users_version(lakehouse, users)
     inputs = {
         "model_name": name,
         "model_version": version,
         "history_version": tables[PLAYS].version,
         "tracks_version": tables[TRACKS].version,
         "stations_version": tables[STATIONS].version,
-        "top_k": args.top_k,
-        "users": args.users if users_version is None else f"{args.users}@{users_version}",
+        "top_k": top_k,
+        "users": users if users_version is None else f"{users}@{users_version}",
         # which seen tracks are left out (another rule gives other rows)
         "exclude_seen": [cfg.eval.exclude_seen, *cfg.eval.seen_once_sources],
     }
     before = lakehouse.version(TABLE) if lakehouse.exists(TABLE) else None
     if before is not None and _last_run(lakehouse) == inputs:
         log.info("%s version %d already holds this run's rows: nothing to write", TABLE, before)
-        return _report(args, started, inputs, before, written=False, users=None, rows=None, unserved=None)
+        return Recommended(inputs, before, written=False)
+    request = _Request(model_uri, name, version, run_id, tables, users, users_version, top_k, inputs, before)
+    return _write(cfg, request)
 
+
+def _write(cfg: Config, request: _Request) -> Recommended:
+    """Download the model, rank on the executors, and commit the rows in one transaction."""
+    name, version, tables = request.name, request.version, request.tables
     with tempfile.TemporaryDirectory(prefix="downbeat-recommend-") as tmp:
         shipped = Path(tmp) / f"downbeat-model-{version}-{uuid.uuid4().hex[:8]}"
         local = download_model(f"models:/{name}/{version}", shipped)
-        metadata = load_metadata(args.model_uri, local)
-        check_catalog(args.model_uri, metadata, tables[TRACKS], cfg.lakehouse.root)
+        metadata = load_metadata(request.model_uri, local)
+        check_catalog(request.model_uri, metadata, tables[TRACKS], cfg.lakehouse.root)
         spark = spark_session(cfg.spark, cfg.delta)
         lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
         read = {t: lakehouse.read(t, tables[t].version) for t in (PLAYS, TRACKS, STATIONS)}
-        users = None if users_version is None else lakehouse.read(args.users, users_version)
+        users = (
+            None if request.users_version is None else lakehouse.read(request.users, request.users_version)
+        )
         width = max(1, int(metadata.get("max_length") or cfg.training_width) - 1)
         histories = user_histories(
             read[PLAYS], read[TRACKS], read[STATIONS], width=width, users=users, seen=seen_excluded(cfg.eval)
         ).persist(StorageLevel.MEMORY_AND_DISK)
         ranked = None
         try:
-            n_users = histories.count()
-            log.info(
-                "%d users' last %d plays from silver/plays version %d", n_users, width, tables[PLAYS].version
-            )
-            if n_users == 0:
-                where = Tables.PLAYS if users is None else f"{args.users} version {users_version}"
-                raise InputError(
-                    f"no user to recommend for: {where} has no user with plays in silver/plays "
-                    f"version {tables[PLAYS].version}"
-                )
-            ranked = _ranked(spark, histories, local, shipped, args.top_k, cfg.train.eval_batch_size)
+            n_users = _users_with_history(histories, request, width)
+            ranked = _ranked(spark, histories, local, shipped, request.top_k, cfg.train.eval_batch_size)
             step = time.monotonic()
             unserved = ranked.where(~ranked[S.SERVED]).count()
             log.info(
@@ -133,15 +165,16 @@ def command(args: argparse.Namespace) -> int:
                 read[TRACKS],
                 model_name=name,
                 model_version=version,
-                run_id=run_id,
+                run_id=request.run_id,
                 history_version=tables[PLAYS].version,
             )
-            if before is not None:
-                current = lakehouse.read(TABLE, before)
+            if request.before is not None:
+                current = lakehouse.read(TABLE, request.before)
                 rows = replacing(current, rows, model_name=name, model_version=version, users=users)
             with lakehouse.transaction() as tx:
                 # computed from version `before` (or no table): a commit since is a conflict, exit 2
-                tx.stage(rows, TABLE, tags={RUN_TAG: json.dumps(inputs, sort_keys=True)}, read_version=before)
+                tag = {RUN_TAG: json.dumps(request.inputs, sort_keys=True)}
+                tx.stage(rows, TABLE, tags=tag, read_version=request.before)
         finally:
             histories.unpersist()
             if ranked is not None:
@@ -149,10 +182,46 @@ def command(args: argparse.Namespace) -> int:
     committed = tx.commits[TABLE].version
     table = lakehouse.read(TABLE, committed)
     new_rows = table.where((table[S.MODEL_NAME] == name) & (table[S.MODEL_VERSION] == version)).count()
-    served = n_users - unserved
-    return _report(
-        args, started, inputs, committed, written=True, users=served, rows=new_rows, unserved=unserved
-    )
+    return Recommended(request.inputs, committed, True, n_users - unserved, new_rows, unserved)
+
+
+def _users_with_history(histories: DataFrame, request: _Request, width: int) -> int:
+    """How many users the run ranks for; bad input when there is none."""
+    n_users = histories.count()
+    plays = request.tables[PLAYS].version
+    log.info("%d users' last %d plays from silver/plays version %d", n_users, width, plays)
+    if n_users == 0:
+        where = PLAYS if request.users_version is None else f"{request.users} version {request.users_version}"
+        raise InputError(
+            f"no user to recommend for: {where} has no user with plays in silver/plays version {plays}"
+        )
+    return n_users
+
+
+def command(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    done = run(config_from(args), args.model_uri, top_k=args.top_k, users=args.users)
+    what = f"{done.inputs['model_name']} version {done.inputs['model_version']}"
+    if done.written:
+        print(
+            f"recommend: {TABLE} version {done.version}: top {args.top_k} of {what} for "
+            f"{done.served_users} users ({done.unserved_users} the model cannot serve), "
+            f"from silver/plays version {done.inputs['history_version']}"
+        )
+    else:
+        print(f"recommend: {TABLE} version {done.version} already holds {what}'s rows for these inputs")
+    if args.json:
+        print_summary(
+            "recommend",
+            started,
+            written=done.written,
+            tables={TABLE: {"version": done.version}},
+            served_users=done.served_users,
+            unserved_users=done.unserved_users,
+            model_rows=done.model_rows,
+            **done.inputs,
+        )
+    return 0
 
 
 def _users_version(lakehouse: Lakehouse, users: str) -> int:
@@ -178,39 +247,6 @@ def _ranked(
         lambda frames: rank_partition(frames, shipped=name, top_k=top_k, batch_size=batch_size),
         RANKED,
     ).persist(StorageLevel.MEMORY_AND_DISK)
-
-
-def _report(
-    args: argparse.Namespace,
-    started: float,
-    inputs: dict[str, Any],
-    version: int,
-    *,
-    written: bool,
-    users: int | None,
-    rows: int | None,
-    unserved: int | None,
-) -> int:
-    what = f"{inputs['model_name']} version {inputs['model_version']}"
-    if written:
-        print(
-            f"recommend: {TABLE} version {version}: top {inputs['top_k']} of {what} for {users} users "
-            f"({unserved} the model cannot serve), from silver/plays version {inputs['history_version']}"
-        )
-    else:
-        print(f"recommend: {TABLE} version {version} already holds {what}'s rows for these inputs")
-    if args.json:
-        print_summary(
-            "recommend",
-            started,
-            written=written,
-            tables={TABLE: {"version": version}},
-            served_users=users,
-            unserved_users=unserved,
-            model_rows=rows,
-            **inputs,
-        )
-    return 0
 
 
 def _last_run(lakehouse: Lakehouse) -> dict[str, Any] | None:

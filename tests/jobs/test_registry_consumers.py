@@ -25,7 +25,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from mlflow.tracking import MlflowClient
 
+from downbeat.jobs import recommend as recommend_job
 from downbeat.jobs.cli import main
+from downbeat.jobs.config import load_config
 from downbeat.models.contract import FEEDBACK_IDS
 from downbeat.models.serving import (
     CANDIDATES,
@@ -156,10 +158,11 @@ def test_recommend_is_idempotent_per_model_version_and_replaces_only_its_own_row
     users = first["served_users"]
     assert users > 0 and first["model_rows"] == 4 * users
 
-    # the same inputs again: nothing is written, no new version
-    code, out, _ = recommend(consumer, capsys, "--model-uri", uri, "--top-k", "4", "--json")
-    again = json.loads(out[-1])
-    assert code == 0 and again["written"] is False and again["tables"][TABLE]["version"] == version
+    # the same inputs again, through the job's run(): nothing is written, no new version
+    cfg = load_config(None, [v for v in consumer.options if v != "--set"])
+    again = recommend_job.run(cfg, uri, top_k=4)
+    assert again.written is False and again.version == version and again.served_users is None
+    assert again.inputs == {k: first[k] for k in again.inputs}
     assert version_of(consumer.lh, TABLE) == version
 
     # another version of the model: its rows are added, version 1's kept as they were
