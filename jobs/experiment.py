@@ -31,16 +31,16 @@ import dataclasses
 import itertools
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from downbeat.jobs.common import config_from, job_main, snapshots
+from downbeat.jobs.common import job_main, snapshots
 from downbeat.jobs.config import Config, load_config
 from downbeat.models.contract import Tables
-from downbeat.models.experiment import Child, PlannedRun, Spec
+from downbeat.models.experiment import Child, ExperimentResult, PlannedRun, Spec
 from downbeat.pipelines.errors import ConfigError, InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 
@@ -209,30 +209,39 @@ def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRu
     return runs
 
 
-def child_configs(spec: Spec, args: argparse.Namespace) -> dict[str, Config]:
-    """Each child's configuration: --conf, then --set, then the spec's settings for it."""
-    conf = getattr(args, "conf_after", None) or args.conf
-    base = [*args.overrides, *getattr(args, "overrides_after", [])]
+def child_configs(spec: Spec, conf: str | None, overrides: Sequence[str]) -> dict[str, Config]:
+    """Each child's configuration: `conf`, then `overrides` (--set), then the spec's settings for it."""
     out = {}
     for child in spec.children:
         try:
-            out[child.name] = load_config(conf, [*base, *child.overrides])
+            out[child.name] = load_config(conf, [*overrides, *child.overrides])
         except ConfigError as exc:
             raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
     return out
 
 
-def command(args: argparse.Namespace) -> int:
+def run(
+    spec_path: str,
+    conf: str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    seeds: int | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> ExperimentResult:
+    """Train every child of the spec at `spec_path` (under `seeds` seeds, else the spec's) on one
+    snapshot of the gold tables, each configured by `conf`, `overrides` and its own settings, under
+    one MLflow parent run; score them on the same evaluation rows and report them paired."""
     from downbeat.jobs import training
     from downbeat.models.experiment import Scoring, run_experiment
     from downbeat.models.lifecycle import INPUT_TABLES, MAY_BE_EMPTY
     from downbeat.models.registry import load_pyfunc
 
-    cfg = config_from(args)
-    if args.bootstrap < 1:
-        raise InputError(f"--bootstrap must be at least 1, got {args.bootstrap}")
-    spec = load_spec(args.spec)
-    configs = child_configs(spec, args)
+    cfg = load_config(conf, overrides)
+    if bootstrap < 1:
+        raise InputError(f"--bootstrap must be at least 1, got {bootstrap}")
+    spec = load_spec(spec_path)
+    configs = child_configs(spec, conf, overrides)
     lakehouse = Lakehouse(None, cfg.lakehouse.root)
     inputs = snapshots(lakehouse, INPUT_TABLES, MAY_BE_EMPTY)
     for child in spec.children:  # before anything is tracked: tables no child can train on are bad input
@@ -240,7 +249,7 @@ def command(args: argparse.Namespace) -> int:
             training.check_inputs(lakehouse, inputs, configs[child.name])
         except InputError as exc:
             raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
-    seeds = spec.seeds if args.seeds is None else args.seeds
+    seeds = spec.seeds if seeds is None else seeds
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {seeds}")
 
@@ -255,8 +264,14 @@ def command(args: argparse.Namespace) -> int:
         tracks = inputs[Tables.TRACKS]
         return load_pyfunc(f"runs:/{run_id}/model", cfg.mlflow.tracking_uri, tracks, cfg.lakehouse.root)
 
-    scoring = Scoring(args.bootstrap, args.seed, cfg.train.eval_batch_size)
-    result = run_experiment(spec, seeded(spec, seeds, configs), inputs, cfg.mlflow, train, load, scoring)
+    scoring = Scoring(bootstrap, seed, cfg.train.eval_batch_size)
+    return run_experiment(spec, seeded(spec, seeds, configs), inputs, cfg.mlflow, train, load, scoring)
+
+
+def command(args: argparse.Namespace) -> int:
+    conf = getattr(args, "conf_after", None) or args.conf
+    overrides = [*args.overrides, *getattr(args, "overrides_after", [])]
+    result = run(args.spec, conf, overrides, seeds=args.seeds, bootstrap=args.bootstrap, seed=args.seed)
     if args.json:
         print(json.dumps({**result.summary, "parent_run": result.parent}, sort_keys=True))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -14,13 +13,12 @@ from downbeat.jobs.experiment import child_configs, load_spec
 from downbeat.pipelines.errors import InputError
 
 SHIPPED = sorted((PROJECT_ROOT / "conf" / "experiments").glob("*.yaml"))
-NO_OPTIONS = argparse.Namespace(conf=None, overrides=[])
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_each_shipped_spec_loads_and_every_childs_configuration_resolves(path):
     spec = load_spec(str(path))
-    configs = child_configs(spec, NO_OPTIONS)
+    configs = child_configs(spec, None, [])
     assert spec.reference in configs and len(configs) >= 2
 
 
@@ -37,9 +35,7 @@ def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
         "baseline p_hard=0.0",
         "baseline p_hard=1.0",
     ]
-    configs = child_configs(
-        spec, argparse.Namespace(conf=None, overrides=["train.max_epochs=9", "train.k=5"])
-    )
+    configs = child_configs(spec, None, ["train.max_epochs=9", "train.k=5"])
     chosen = configs["baseline p_hard=1.0"].train
     # the spec's own settings win over --set; the grid's over the spec's `set`
     assert chosen.p_hard == 1.0 and chosen.k == 7 and chosen.max_epochs == 3
@@ -101,7 +97,7 @@ def test_a_spec_value_reaches_the_config_as_the_same_value_and_type(tmp_path):
         "children: [{name: a, model: hybrid,\n"
         "            set: {train.learning_rate: 0.00001, train.weight_decay: 1.0e-3}}]\n"
     )
-    cfg = child_configs(load_spec(str(path)), NO_OPTIONS)["a"]
+    cfg = child_configs(load_spec(str(path)), None, [])["a"]
     assert cfg.train.learning_rate == 0.00001 and cfg.train.weight_decay == 0.001
     assert cfg.spark.app_name == "on" and cfg.train.seed == 3
 
