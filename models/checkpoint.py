@@ -46,6 +46,8 @@ def read(source: Path | str | Any, map_location: str | torch.device = "cpu") -> 
     try:
         content = torch.load(source, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        # not pipelines.errors.first_line: the logged model carries downbeat/models alone, and
+        # serving reads its weights through this module
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise NotACheckpoint(f"{name} is not a downbeat checkpoint ({reason})") from None
     if not isinstance(content, dict) or "state_dict" not in content:
