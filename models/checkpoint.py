@@ -45,7 +45,12 @@ def read(source: Path | str | Any, map_location: str | torch.device = "cpu") -> 
     name = source if isinstance(source, str | Path) else "the checkpoint"
     try:
         content = torch.load(source, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which is what must not be done here
+        raise NotACheckpoint(
+            f"{name} is not a downbeat checkpoint (not a torch file of tensors and plain values)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
         # not pipelines.errors.first_line: the logged model carries downbeat/models alone, and
         # serving reads its weights through this module
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
