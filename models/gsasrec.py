@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from downbeat.models.losses import gbce_beta, gbce_loss, not_to_recommend_loss
+from downbeat.models.losses import gbce_beta, gbce_loss, not_to_recommend_loss, per_row_scores
 from downbeat.models.network import DOWN, PAD, Batch
 from downbeat.models.sasrec import SASRec
 
@@ -45,7 +45,7 @@ class GSASRec(SASRec):
         # held gBCE in its first phase (every score at the calibrated floor) on the ML-1M part.
         sampled = self.sampled_tracks(generator, batch.tracks.device, positives.shape[0])  # (N, S)
         positive_scores = (hidden * items[positives]).sum(-1)  # (N,)
-        negative_scores = torch.einsum("nd,nsd->ns", hidden, items[sampled])  # (N, S)
+        negative_scores = per_row_scores(hidden, items, sampled)  # (N, S)
         collide = sampled == positives.unsqueeze(1)  # (N, S)
         beta = gbce_beta(count, self.n_tracks, t.gbce_t)
         gbce = gbce_loss(positive_scores, negative_scores, beta, collide)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from downbeat.models.losses import bce_pair_loss, info_nce_loss, sampled_softmax_loss
+from downbeat.models.losses import bce_pair_loss, info_nce_loss, per_row_scores, sampled_softmax_loss
 
 
 def test_bce_pair_loss_is_log2_twice_at_zero_and_falls_as_the_positive_wins():
@@ -31,3 +31,25 @@ def test_info_nce_counts_only_rows_with_skipped_tracks():
     expected = -math.log(math.exp(1) / (math.exp(1) + math.exp(0)))
     assert math.isclose(float(loss), expected, rel_tol=1e-6)
     assert float(info_nce_loss(positive, negatives, torch.zeros_like(valid))) == 0.0
+
+
+def test_per_row_scores_match_row_by_row_products_on_either_path():
+    # 6 catalog rows, dim 2: 3 negatives a row score the catalog (6 <= 3 * 2), 2 a row gather
+    # (6 > 2 * 2). Both must equal the plain loop, values and gradients.
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(4, 2, generator=g)
+    items = torch.randn(6, 2, generator=g)
+    for count in (3, 2):
+        sampled = torch.randint(1, 6, (4, count), generator=g)
+        expected = torch.tensor([[float(hidden[n] @ items[i]) for i in sampled[n]] for n in range(4)])
+        h, e = hidden.clone().requires_grad_(), items.clone().requires_grad_()
+        scores = per_row_scores(h, e, sampled)
+        assert torch.allclose(scores, expected, atol=1e-6)
+        scores.sum().backward()
+        assert e.grad is not None
+        # a catalog row gets the sum of the hidden states of the rows that drew it, once per draw
+        drawn = torch.zeros(6, 2)
+        for n in range(4):
+            for i in sampled[n]:
+                drawn[i] += hidden[n]
+        assert torch.allclose(e.grad, drawn, atol=1e-6)
