@@ -1,9 +1,7 @@
-"""A lakehouse the job tests share: synth (60 users, 40 days) -> ingest -> build, once per session.
+"""A lakehouse built once per session: synth (60 users, 40 days) -> ingest -> build.
 
-Modules that train keep their own MLflow store (under a folder of their own in the same root).
-They may add tables and versions (test_registry_consumers writes gold/recommendations, and
-test_train_evaluate's experiment commits new versions of two gold tables), so a test reads the
-versions it needs when it runs rather than assuming version 0."""
+No test writes to it: a module or test that writes takes its own copy (`own_copy`), so tests
+pass alone and in any order."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Settings the job tests share: a tiny network trained for two epochs, and splits short enough
-for a few weeks of synthetic listening (`--set` values)."""
+"""What the job tests share: a tiny network trained for two epochs, splits short enough for a few
+weeks of synthetic listening (`--set` values), and a test's own copy of a built lakehouse."""
+
+import shutil
+from pathlib import Path
 
 TINY_TRAINING = (
     "model.dim=16",
@@ -9,3 +12,10 @@ TINY_TRAINING = (
     "train.eval_batch_size=64",
 )
 SHORT_SPLITS = ("split.test_days=14", "split.validation_days=14", "sequences.validation_percent=30")
+
+
+def own_copy(built: Path, root: Path) -> Path:
+    """A copy of the built lakehouse `built/lh` as `root/lh` (Delta tables name their files
+    relatively, so the copied folder holds the same tables); returns `root`."""
+    shutil.copytree(built / "lh", root / "lh")
+    return root

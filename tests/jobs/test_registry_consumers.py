@@ -37,7 +37,7 @@ from downbeat.models.serving import (
     SCORES,
     STATION,
 )
-from tests.jobs.small import TINY_TRAINING
+from tests.jobs.small import TINY_TRAINING, own_copy
 from tests.processes import free_port, run_command, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,9 +56,12 @@ def version_of(lh: Path, table: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def consumer(built_lakehouse):
-    """The shared lakehouse and a registry of this module's own, whose champion is a tiny hybrid."""
-    root = built_lakehouse
+def consumer(built_lakehouse, tmp_path_factory):
+    """This module's copy of the session's lakehouse, with a table of users none of whom played
+    (gold/ghosts), and a registry of its own whose champion is a tiny hybrid. Tests that write
+    recommendations take a copy of their own (`writable`)."""
+    root = own_copy(built_lakehouse, tmp_path_factory.mktemp("consumers"))
+    write_deltalake(str(root / "lh" / "gold/ghosts"), pa.table({"user_id": ["nobody", "no-one"]}))
     store = root / "consumers"
     values = [
         f"lakehouse.root={root / 'lh'}",
@@ -76,6 +79,23 @@ def consumer(built_lakehouse):
     return SimpleNamespace(
         root=root, lh=root / "lh", store=store, options=options, tracking=tracking, champion=champion
     )
+
+
+@pytest.fixture(autouse=True)
+def consumers_registry(consumer):
+    """mlflow's process-wide tracking URI is this module's registry in each of its tests, whatever
+    a test of another module set before."""
+    mlflow.set_tracking_uri(consumer.tracking)
+
+
+@pytest.fixture
+def writable(consumer, tmp_path):
+    """The consumer with a lakehouse of this test's own (a copy of the module's, which no test
+    writes), so a test's recommendations never meet another's."""
+    lh = tmp_path / "lh"
+    shutil.copytree(consumer.lh, lh)
+    options = [*consumer.options, "--set", f"lakehouse.root={lh}"]
+    return SimpleNamespace(**{**vars(consumer), "lh": lh, "options": options})
 
 
 def recommend(consumer, capsys, *args: str) -> tuple[int, list[str], str]:
@@ -121,8 +141,9 @@ def expected_top(consumer, k: int) -> pd.DataFrame:
 
 
 def test_recommend_ranks_the_whole_catalog_as_the_logged_model_scores_it_never_a_down_rated_track(
-    consumer, capsys
+    writable, capsys
 ):
+    consumer = writable
     code, out, err = recommend(consumer, capsys, "--model-uri", "models:/downbeat@champion", "--top-k", "7")
     assert code == 0, err[-2000:]
     summary = json.loads(out[-1]) if out[-1].startswith("{") else None
@@ -148,7 +169,8 @@ def test_recommend_ranks_the_whole_catalog_as_the_logged_model_scores_it_never_a
     assert len(downs) > 0 and rows.merge(downs, on=["user_id", "track_id"]).empty
 
 
-def test_recommend_is_idempotent_per_model_version_and_replaces_only_its_own_rows(consumer, capsys):
+def test_recommend_is_idempotent_per_model_version_and_replaces_only_its_own_rows(writable, capsys):
+    consumer = writable
     uri = "models:/downbeat@champion"
     code, out, err = recommend(consumer, capsys, "--model-uri", uri, "--top-k", "4", "--json")
     assert code == 0, err[-2000:]
@@ -206,9 +228,6 @@ def test_recommend_is_idempotent_per_model_version_and_replaces_only_its_own_row
     ],
 )
 def test_bad_recommend_input_exits_2_with_one_line_and_leaves_the_table(consumer, capsys, args, message):
-    ghosts = consumer.lh / "gold/ghosts"
-    if not ghosts.exists():
-        write_deltalake(str(ghosts), pa.table({"user_id": ["nobody", "no-one"]}))
     before = version_of(consumer.lh, TABLE) if (consumer.lh / TABLE).exists() else None
     code, _, err = recommend(consumer, capsys, *args)
     lines = err.strip().splitlines()

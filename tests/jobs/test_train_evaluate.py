@@ -33,17 +33,26 @@ from downbeat.models.tracking import CANDIDATE, CHAMPION, RegistrySettings, deci
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
-from tests.jobs.small import TINY_TRAINING
+from tests.jobs.small import TINY_TRAINING, own_copy
 from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
 
 
 @pytest.fixture(scope="module")
-def lakehouse(built_lakehouse):
-    """The shared synthetic lakehouse (tests/jobs/conftest.py); this module's MLflow store,
-    checkpoints and artifacts live beside it."""
-    return built_lakehouse
+def lakehouse(built_lakehouse, tmp_path_factory):
+    """This module's copy of the session's synthetic lakehouse (tests/jobs/conftest.py); tests that
+    need a registry in a known state keep their MLflow store in a folder of their own."""
+    return own_copy(built_lakehouse, tmp_path_factory.mktemp("train_evaluate"))
+
+
+@pytest.fixture(scope="module")
+def champion(lakehouse):
+    """A registry of its own whose champion is a tiny two-epoch hybrid: (store root, run id)."""
+    store = lakehouse / "champion"
+    store.mkdir()
+    cfg = load_config(None, [v for v in settings(lakehouse, store=store) if v != "--set"])
+    return store, training.run(cfg, "hybrid").run_id
 
 
 def downbeat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -63,28 +72,35 @@ def snapshot_of(lakehouse: Lakehouse, table: str) -> TableSnapshot:
     return TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows or 0)
 
 
-def settings(root: Path, *more: str) -> list[str]:
+def settings(root: Path, *more: str, store: Path | None = None) -> list[str]:
+    """`--set` options for the lakehouse under `root`, with the MLflow store, artifacts and
+    checkpoints under `store` (default `root`)."""
+    store = store or root
     values = [
         f"lakehouse.root={root / 'lh'}",
-        f"mlflow.tracking_uri=sqlite:///{root / 'mlruns.db'}",
-        f"mlflow.artifact_root={root / 'artifacts'}",
-        f"train.checkpoint_dir={root / 'checkpoints'}",
+        f"mlflow.tracking_uri=sqlite:///{store / 'mlruns.db'}",
+        f"mlflow.artifact_root={store / 'artifacts'}",
+        f"train.checkpoint_dir={store / 'checkpoints'}",
         *TINY_TRAINING,
         *more,
     ]
     return [x for v in values for x in ("--set", v)]
 
 
-def train_cli(root: Path, capsys, *args: str, more: tuple[str, ...] = ()) -> tuple[int, list[str]]:
-    code = main([*settings(root, *more), "train", *args])
+def train_cli(
+    root: Path, capsys, *args: str, more: tuple[str, ...] = (), store: Path | None = None
+) -> tuple[int, list[str]]:
+    code = main([*settings(root, *more, store=store), "train", *args])
     return code, capsys.readouterr().out.strip().splitlines()
 
 
-def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_champion(lakehouse, capsys):
-    code, out = train_cli(lakehouse, capsys, "--model", "hybrid")
+def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_champion(
+    lakehouse, capsys, tmp_path
+):
+    code, out = train_cli(lakehouse, capsys, "--model", "hybrid", store=tmp_path)
     assert code == 0
     run_id = out[-1]
-    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
     run = client.get_run(run_id)
     tables = Lakehouse(None, str(lakehouse / "lh"))
     for table in INPUT_TABLES:
@@ -117,20 +133,28 @@ def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_
     assert out[-2] == f"champion: no champion yet: version {version.version} becomes champion"
 
     # --resume continues the same run from a checkpoint to the new max_epochs
-    checkpoint = lakehouse / "checkpoints" / run_id / "epoch-001.pt"
+    checkpoint = tmp_path / "checkpoints" / run_id / "epoch-001.pt"
     code, out = train_cli(
-        lakehouse, capsys, "--model", "hybrid", "--resume", str(checkpoint), more=("train.max_epochs=3",)
+        lakehouse,
+        capsys,
+        "--model",
+        "hybrid",
+        "--resume",
+        str(checkpoint),
+        more=("train.max_epochs=3",),
+        store=tmp_path,
     )
     assert code == 0 and out[-1] == run_id
     assert sorted(m.step for m in client.get_metric_history(run_id, "val_paired_accuracy")) == [0, 1, 1, 2]
 
 
-def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
-    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
-    champion = client.get_model_version_by_alias("downbeat", CHAMPION)
+def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, champion, tmp_path):
+    store, run_id = champion
+    client = MlflowClient(f"sqlite:///{store / 'mlruns.db'}")
+    assert client.get_model_version_by_alias("downbeat", CHAMPION).run_id == run_id
     out = tmp_path / "pairs.parquet"
     result = downbeat(
-        *settings(lakehouse),
+        *settings(lakehouse, store=store),
         "evaluate",
         "--model-uri",
         "models:/downbeat@champion",
@@ -153,7 +177,7 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
     ):
         assert key in metrics
     assert metrics["hr@1_pos"] <= metrics["hr@5_pos"] <= metrics["hr@10_pos"] <= metrics["hr@20_pos"]
-    run = client.get_run(champion.run_id)
+    run = client.get_run(run_id)
     assert math.isclose(metrics["paired_accuracy"], run.data.metrics["test_paired_accuracy"], abs_tol=1e-9)
     predictions = pq.read_table(out)
     pairs = Lakehouse(None, str(lakehouse / "lh")).rows("gold/eval_pairs")
@@ -162,7 +186,7 @@ def test_the_champion_loads_and_scores_in_a_fresh_process(lakehouse, tmp_path):
         predictions.column_names
     )
     # the job's run(), in this process, gives the command's figures
-    cfg = load_config(None, [v for v in settings(lakehouse) if v != "--set"])
+    cfg = load_config(None, [v for v in settings(lakehouse, store=store) if v != "--set"])
     direct = evaluate.run(cfg, "models:/downbeat@champion")
     assert direct.metrics.keys() == metrics.keys()
     assert all(
@@ -197,10 +221,12 @@ def test_each_model_of_the_papers_trains_registers_and_scores_the_same_through_i
     assert metrics["next_pos"] > 0 and 0.0 <= metrics["ndcg@10_pos"] <= 1.0
 
 
-def test_the_champion_gate_rescores_the_champion_and_guards_the_catalog_ranking(lakehouse, capsys):
-    code, out = train_cli(lakehouse, capsys, "--model", "baseline")
+def test_the_champion_gate_rescores_the_champion_and_guards_the_catalog_ranking(lakehouse, capsys, tmp_path):
+    # a registry of this test's own: a hybrid champion, then a baseline through the gate
+    assert train_cli(lakehouse, capsys, "--model", "hybrid", store=tmp_path)[0] == 0
+    code, out = train_cli(lakehouse, capsys, "--model", "baseline", store=tmp_path)
     assert code == 0
-    client = MlflowClient(f"sqlite:///{lakehouse / 'mlruns.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
     new = client.get_model_version_by_alias("downbeat", CANDIDATE)
     assert out[-2].startswith("champion: validation paired_accuracy ")
     assert "champion re-scored on the same rows" in out[-2]
