@@ -21,6 +21,33 @@ from downbeat.jobs import (
 from downbeat.jobs.common import Parser, add_global_options, config_from, guarded
 from downbeat.jobs.config import to_yaml
 
+# The commands in the order `downbeat --help` lists them: (name, job module, help).
+JOBS = (
+    ("doctor", doctor, "check Java, Spark, the Delta engine and the lakehouse root"),
+    ("synth", synth, "write a synthetic raw log with planted tastes (events format)"),
+    ("ingest", ingest, "raw logs -> bronze/events (rejected rows -> bronze/quarantine)"),
+    ("build", build, "bronze/events -> silver/plays and every gold table"),
+    ("maintain", maintain, "compact small files and vacuum old ones, table by table"),
+    ("train", train, "train a model on the gold tables, track it in MLflow, register it"),
+    ("evaluate", evaluate, "score an MLflow model URI on gold/eval_pairs and gold/eval_next"),
+    (
+        "compare",
+        compare,
+        "score two MLflow models on the same eval tables: paired differences with bootstrap intervals",
+    ),
+    (
+        "recommend",
+        recommend,
+        "rank the catalog for every user with a registered model -> gold/recommendations",
+    ),
+    (
+        "experiment",
+        experiment,
+        "train a spec's grid as MLflow child runs and report each against the reference, paired",
+    ),
+    ("demo", demo, "synth -> ingest -> build -> train baseline and hybrid -> compare"),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
@@ -38,76 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", parents=[common], help="print the resolved config as YAML")
     show.set_defaults(handler=_config_show)
 
-    check = commands.add_parser(
-        "doctor", parents=[common], help="check Java, Spark, the Delta engine and the lakehouse root"
-    )
-    check.set_defaults(handler=doctor.command)
-
-    generate = commands.add_parser(
-        "synth", parents=[common], help="write a synthetic raw log with planted tastes (events format)"
-    )
-    synth.add_arguments(generate)
-    generate.set_defaults(handler=synth.command)
-
-    load = commands.add_parser(
-        "ingest", parents=[common], help="raw logs -> bronze/events (rejected rows -> bronze/quarantine)"
-    )
-    ingest.add_arguments(load)
-    load.set_defaults(handler=ingest.command)
-
-    make = commands.add_parser(
-        "build", parents=[common], help="bronze/events -> silver/plays and every gold table"
-    )
-    build.add_arguments(make)
-    make.set_defaults(handler=build.command)
-
-    tidy = commands.add_parser(
-        "maintain", parents=[common], help="compact small files and vacuum old ones, table by table"
-    )
-    maintain.add_arguments(tidy)
-    tidy.set_defaults(handler=maintain.command)
-
-    fit = commands.add_parser(
-        "train", parents=[common], help="train a model on the gold tables, track it in MLflow, register it"
-    )
-    train.add_arguments(fit)
-    fit.set_defaults(handler=train.command)
-
-    score = commands.add_parser(
-        "evaluate", parents=[common], help="score an MLflow model URI on gold/eval_pairs and gold/eval_next"
-    )
-    evaluate.add_arguments(score)
-    score.set_defaults(handler=evaluate.command)
-
-    pair = commands.add_parser(
-        "compare",
-        parents=[common],
-        help="score two MLflow models on the same eval tables: paired differences with bootstrap intervals",
-    )
-    compare.add_arguments(pair)
-    pair.set_defaults(handler=compare.command)
-
-    rank = commands.add_parser(
-        "recommend",
-        parents=[common],
-        help="rank the catalog for every user with a registered model -> gold/recommendations",
-    )
-    recommend.add_arguments(rank)
-    rank.set_defaults(handler=recommend.command)
-
-    grid = commands.add_parser(
-        "experiment",
-        parents=[common],
-        help="train a spec's grid as MLflow child runs and report each against the reference, paired",
-    )
-    experiment.add_arguments(grid)
-    grid.set_defaults(handler=experiment.command)
-
-    run_demo = commands.add_parser(
-        "demo", parents=[common], help="synth -> ingest -> build -> train baseline and hybrid -> compare"
-    )
-    demo.add_arguments(run_demo)
-    run_demo.set_defaults(handler=demo.command)
+    for name, job, help_text in JOBS:
+        sub = commands.add_parser(name, parents=[common], help=help_text)
+        if hasattr(job, "add_arguments"):
+            job.add_arguments(sub)
+        sub.set_defaults(handler=job.command)
     return parser
 
 

@@ -87,9 +87,31 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 def load_spec(path: str) -> Spec:
     """The spec at `path`, every key and name checked; bad input names the file and the key."""
-    from downbeat.models.evaluation import METRICS
-    from downbeat.models.settings import MODEL_NAMES
+    where = f"experiment spec {path}"
+    raw = _read_spec(path)
+    metrics = _metric_names(where, raw, "metrics")
+    run_metrics = _metric_names(where, raw, "run_metrics")
+    common = tuple(f"{k}={_text(v)}" for k, v in _mapping(raw.get("set"), f"{where}: 'set'").items())
+    children = _grid_children(where, raw, common) if "grid" in raw else _listed_children(where, raw, common)
+    _check_children(where, children, raw["reference"])
+    seeds = raw.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InputError(f"{where}: 'seeds' must be a whole number of at least 1, got {seeds!r}")
+    return Spec(
+        path,
+        str(raw["name"]),
+        str(raw.get("description") or ""),
+        str(raw["reference"]),
+        metrics,
+        run_metrics,
+        tuple(children),
+        raw,
+        seeds,
+    )
 
+
+def _read_spec(path: str) -> dict[str, Any]:
+    """The spec file as a mapping with only known keys, the required ones, and grid or children."""
     file = Path(path)
     if not file.is_file():
         raise InputError(f"experiment spec {path} not found")
@@ -109,88 +131,83 @@ def load_spec(path: str) -> Spec:
             raise InputError(f"experiment spec {path}: key '{key}' is required")
     if ("grid" in raw) == ("children" in raw):
         raise InputError(f"experiment spec {path}: give exactly one of 'grid' and 'children'")
-    metrics = raw["metrics"]
-    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
-        raise InputError(f"experiment spec {path}: 'metrics' must be a list of metric names")
-    for metric in metrics:
+    return raw
+
+
+def _metric_names(where: str, raw: dict[str, Any], key: str) -> tuple[str, ...]:
+    """`metrics` (each one evaluate reports) or `run_metrics` (any names a run logs)."""
+    from downbeat.models.evaluation import METRICS
+
+    names = raw.get(key) or []
+    if not isinstance(names, list) or not all(isinstance(m, str) for m in names):
+        raise InputError(f"{where}: '{key}' must be a list of metric names")
+    for metric in names if key == "metrics" else ():
         if metric not in METRICS:
-            raise InputError(
-                f"experiment spec {path}: unknown metric '{metric}' (one of {', '.join(METRICS)})"
-            )
-    run_metrics = raw.get("run_metrics") or []
-    if not isinstance(run_metrics, list) or not all(isinstance(m, str) for m in run_metrics):
-        raise InputError(f"experiment spec {path}: 'run_metrics' must be a list of metric names")
-    common = tuple(
-        f"{k}={_text(v)}" for k, v in _mapping(raw.get("set"), f"experiment spec {path}: 'set'").items()
-    )
+            raise InputError(f"{where}: unknown metric '{metric}' (one of {', '.join(METRICS)})")
+    return tuple(names)
+
+
+def _grid_children(where: str, raw: dict[str, Any], common: tuple[str, ...]) -> list[Child]:
+    """A child per combination of the grid's values, named by the model and the varied keys."""
+    grid = _mapping(raw["grid"], f"{where}: 'grid'")
+    if "model" not in grid:
+        raise InputError(f"{where}: 'grid' must list 'model'")
+    axes = {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
+    varied = [k for k, v in axes.items() if len(v) > 1]
+    keys = list(axes)
     children = []
-    if "grid" in raw:
-        grid = _mapping(raw["grid"], f"experiment spec {path}: 'grid'")
-        if "model" not in grid:
-            raise InputError(f"experiment spec {path}: 'grid' must list 'model'")
-        axes = {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
-        varied = [k for k, v in axes.items() if len(v) > 1]
-        keys = list(axes)
-        for combination in itertools.product(*(axes[k] for k in keys)):
-            chosen = dict(zip(keys, combination, strict=True))
-            model = str(chosen.pop("model"))
-            label = [f"{k.rsplit('.', 1)[-1]}={chosen[k]}" for k in varied if k != "model"]
-            name = " ".join([model, *label])
-            overrides = common + tuple(f"{k}={_text(v)}" for k, v in chosen.items())
-            children.append(Child(name, model, overrides, chosen))
-    else:
-        if not isinstance(raw["children"], list) or not raw["children"]:
-            raise InputError(f"experiment spec {path}: 'children' must be a non-empty list")
-        for i, entry in enumerate(raw["children"]):
-            where = f"experiment spec {path}: children[{i}]"
-            if not isinstance(entry, dict):
-                raise InputError(f"{where} must be a mapping with name, model and set")
-            extra = sorted(set(entry) - set(CHILD_KEYS))
-            if extra:
-                raise InputError(f"{where}: unknown key '{extra[0]}' (one of {', '.join(CHILD_KEYS)})")
-            if not entry.get("name") or not entry.get("model"):
-                raise InputError(f"{where}: 'name' and 'model' are required")
-            own = _mapping(entry.get("set"), f"{where}: 'set'")
-            overrides = common + tuple(f"{k}={_text(v)}" for k, v in own.items())
-            children.append(Child(str(entry["name"]), str(entry["model"]), overrides, own))
+    for combination in itertools.product(*(axes[k] for k in keys)):
+        chosen = dict(zip(keys, combination, strict=True))
+        model = str(chosen.pop("model"))
+        label = [f"{k.rsplit('.', 1)[-1]}={chosen[k]}" for k in varied if k != "model"]
+        overrides = common + tuple(f"{k}={_text(v)}" for k, v in chosen.items())
+        children.append(Child(" ".join([model, *label]), model, overrides, chosen))
+    return children
+
+
+def _listed_children(where: str, raw: dict[str, Any], common: tuple[str, ...]) -> list[Child]:
+    """The spec's `children`, each with a name, a model and its own settings."""
+    if not isinstance(raw["children"], list) or not raw["children"]:
+        raise InputError(f"{where}: 'children' must be a non-empty list")
+    children = []
+    for i, entry in enumerate(raw["children"]):
+        at = f"{where}: children[{i}]"
+        if not isinstance(entry, dict):
+            raise InputError(f"{at} must be a mapping with name, model and set")
+        extra = sorted(set(entry) - set(CHILD_KEYS))
+        if extra:
+            raise InputError(f"{at}: unknown key '{extra[0]}' (one of {', '.join(CHILD_KEYS)})")
+        if not entry.get("name") or not entry.get("model"):
+            raise InputError(f"{at}: 'name' and 'model' are required")
+        own = _mapping(entry.get("set"), f"{at}: 'set'")
+        overrides = common + tuple(f"{k}={_text(v)}" for k, v in own.items())
+        children.append(Child(str(entry["name"]), str(entry["model"]), overrides, own))
+    return children
+
+
+def _check_children(where: str, children: list[Child], reference: object) -> None:
+    """Known models, unique names, no per-child store or lakehouse, and the reference among them."""
+    from downbeat.models.settings import MODEL_NAMES
+
+    names = [c.name for c in children]
     for child in children:
         for override in child.overrides:
             if override.startswith(("mlflow.", "lakehouse.")):
                 raise InputError(
-                    f"experiment spec {path}: child '{child.name}' sets '{override.split('=', 1)[0]}': "
+                    f"{where}: child '{child.name}' sets '{override.split('=', 1)[0]}': "
                     "an experiment's runs share one tracking store and one lakehouse "
                     "(give mlflow.* and lakehouse.* with --set)"
                 )
-    names = [c.name for c in children]
     for child in children:
         if child.model not in MODEL_NAMES:
             raise InputError(
-                f"experiment spec {path}: child '{child.name}' has unknown model '{child.model}' "
+                f"{where}: child '{child.name}' has unknown model '{child.model}' "
                 f"(one of {', '.join(MODEL_NAMES)})"
             )
         if names.count(child.name) > 1:
-            raise InputError(f"experiment spec {path}: two children are named '{child.name}'")
-    if raw["reference"] not in names:
-        raise InputError(
-            f"experiment spec {path}: reference '{raw['reference']}' is not a child "
-            f"(children: {', '.join(names)})"
-        )
-    seeds = raw.get("seeds", 1)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise InputError(
-            f"experiment spec {path}: 'seeds' must be a whole number of at least 1, got {seeds!r}"
-        )
-    return Spec(
-        path,
-        str(raw["name"]),
-        str(raw.get("description") or ""),
-        str(raw["reference"]),
-        tuple(metrics),
-        tuple(run_metrics),
-        tuple(children),
-        raw,
-        seeds,
-    )
+            raise InputError(f"{where}: two children are named '{child.name}'")
+    if reference not in names:
+        raise InputError(f"{where}: reference '{reference}' is not a child (children: {', '.join(names)})")
 
 
 def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRun]:
