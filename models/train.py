@@ -98,6 +98,23 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % 2**63
 
 
+@dataclass(frozen=True)
+class FitHooks:
+    """What a run does around fit()'s epochs, each optional.
+
+    checkpoint_dir: rank 0 writes epoch-NNN.pt there after every epoch. payload: extra entries for
+    each checkpoint (what a loader needs to rebuild the model). on_epoch: rank 0 hands it each
+    epoch's figures (MLflow logging). loader_rate: the training stream's rows/s over the epoch just
+    read (summed over ranks, logged as `loader_rows_per_s`; `data_wait_share` is the share of the
+    epoch the steps waited for batches).
+    """
+
+    checkpoint_dir: Path | None = None
+    payload: Callable[[], dict[str, Any]] | None = None
+    on_epoch: Callable[[dict[str, float]], None] | None = None
+    loader_rate: Callable[[], float] | None = None
+
+
 def fit(
     model: Recommender,
     batches: Callable[[int], Iterable[Batch]],
@@ -107,11 +124,8 @@ def fit(
     device: torch.device,
     ranks: Ranks = Ranks(),
     trainable: nn.Module | None = None,
-    checkpoint_dir: Path | None = None,
     resume: dict[str, Any] | None = None,
-    payload: Callable[[], dict[str, Any]] | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-    loader_rate: Callable[[], float] | None = None,
+    hooks: FitHooks = FitHooks(),
 ) -> FitState:
     """Train `model` until `max_epochs` or early stopping; on return it holds the best epoch's weights.
 
@@ -120,18 +134,11 @@ def fit(
     latest epoch counts as the best and nothing stops early). Every figure is logged each epoch.
 
     trainable: what forward() is called on (the DDP wrapper in distributed runs; default `model`).
-    checkpoint_dir: rank 0 writes epoch-NNN.pt there after every epoch. resume: such a checkpoint.
-    payload: extra entries for each checkpoint (what a loader needs to rebuild the model).
-    loader_rate: the training stream's rows/s over the epoch just read (summed over ranks, logged as
-    `loader_rows_per_s`); `data_wait_share` is the share of the epoch the steps waited for batches.
+    resume: a checkpoint `hooks.checkpoint_dir` held (models/checkpoint.py).
     """
     net = trainable if trainable is not None else model
     optimizer, scheduler = _optimiser(model, settings)
-    if resume is None:
-        state = FitState(selected_on=selection_metric(model, settings))
-        best_weights = copy.deepcopy(model.state_dict())
-    else:
-        state, best_weights = _resumed(resume, model, optimizer, scheduler)
+    state, best_weights = _start_state(resume, model, optimizer, scheduler, settings)
 
     for epoch in range(state.epoch, settings.max_epochs):
         if state.stopped_early:
@@ -145,45 +152,64 @@ def fit(
             net, model, batches(epoch), (optimizer, scheduler), settings, state, generator, device
         )
         train_seconds = time.perf_counter() - started
-        loss_sum, loss_count, rows, waited = ranks.all_sum(
-            [sums[0], sums[1], sums[2], sums[3] / train_seconds if train_seconds > 0 else 0.0]
-        )
         score = validate(model)
         selected = score[state.selected_on]
         best_weights = _update_best(state, selected, model, best_weights, epoch)
         state.epoch = epoch + 1
-        row = {
-            "epoch": float(epoch),
-            "train_loss": loss_sum / max(loss_count, 1.0),
-            **{f"val_{name}": figure.value for name, figure in score.figures.items()},
-            **{f"val_{name}_se": figure.standard_error for name, figure in score.figures.items()},
-            "learning_rate": float(scheduler.get_last_lr()[0]),
-            "train_seconds": train_seconds,
-            "train_sequences_per_s": rows / train_seconds if train_seconds > 0 else 0.0,
-            "data_wait_share": waited / ranks.world,  # of the epoch's training time, mean over ranks
-        }
-        if loader_rate is not None:
-            row["loader_rows_per_s"] = ranks.all_sum([loader_rate()])[0]
+        row = _epoch_row(epoch, sums, train_seconds, score, float(scheduler.get_last_lr()[0]), ranks)
+        if hooks.loader_rate is not None:  # summed over ranks, as the epoch's sums are
+            row["loader_rows_per_s"] = ranks.all_sum([hooks.loader_rate()])[0]
         state.history.append(row)
-        if state.stale >= settings.patience:
-            state.stopped_early = True
+        state.stopped_early = state.stale >= settings.patience
         if ranks.rank == 0:
             log.info(
                 "epoch %d: loss %.4f, validation %s %.4f, %.0f sequences/s",
                 *(epoch, row["train_loss"], state.selected_on, selected.value, row["train_sequences_per_s"]),
             )
-            if checkpoint_dir is not None:
-                _save(checkpoint_dir, epoch, model, optimizer, scheduler, state, best_weights, payload)
-            if on_epoch is not None:
-                on_epoch(row)
+            if hooks.checkpoint_dir is not None:
+                _save(hooks, epoch, model, (optimizer, scheduler), state, best_weights)
+            if hooks.on_epoch is not None:
+                hooks.on_epoch(row)
     model.load_state_dict(best_weights)
     return state
 
 
-def _resumed(
-    resume: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+def _epoch_row(
+    epoch: int,
+    sums: tuple[float, float, float, float],
+    train_seconds: float,
+    score: Score,
+    learning_rate: float,
+    ranks: Ranks,
+) -> dict[str, float]:
+    """The epoch's logged figures: `sums` (loss sum, loss count, rows, seconds waited for data) are
+    this rank's, summed over ranks here; every validation figure with its standard error."""
+    loss_sum, loss_count, rows, waited = ranks.all_sum(
+        [sums[0], sums[1], sums[2], sums[3] / train_seconds if train_seconds > 0 else 0.0]
+    )
+    return {
+        "epoch": float(epoch),
+        "train_loss": loss_sum / max(loss_count, 1.0),
+        **{f"val_{name}": figure.value for name, figure in score.figures.items()},
+        **{f"val_{name}_se": figure.standard_error for name, figure in score.figures.items()},
+        "learning_rate": learning_rate,
+        "train_seconds": train_seconds,
+        "train_sequences_per_s": rows / train_seconds if train_seconds > 0 else 0.0,
+        "data_wait_share": waited / ranks.world,  # of the epoch's training time, mean over ranks
+    }
+
+
+def _start_state(
+    resume: dict[str, Any] | None,
+    model: Recommender,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    settings: TrainSettings,
 ) -> tuple[FitState, dict[str, Any]]:
-    """The model, optimiser and schedule as a checkpoint left them: its FitState and best weights."""
+    """A fresh FitState and the initial weights as the best so far; or, from a checkpoint, the
+    model, optimiser and schedule as it left them, with its FitState and best weights."""
+    if resume is None:
+        return FitState(selected_on=selection_metric(model, settings)), copy.deepcopy(model.state_dict())
     model.load_state_dict(resume["state_dict"])
     optimizer.load_state_dict(resume["optimizer"])
     scheduler.load_state_dict(resume["scheduler"])
@@ -264,15 +290,17 @@ def _update_best(
 
 
 def _save(
-    directory: Path,
+    hooks: FitHooks,
     epoch: int,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    optimiser: tuple[torch.optim.Optimizer, Any],
     state: FitState,
     best_weights: dict[str, Any],
-    payload: Callable[[], dict[str, Any]] | None,
 ) -> Path:
+    """epoch-NNN.pt in `hooks.checkpoint_dir`: all a resumed run needs, with `hooks.payload`'s entries."""
+    assert hooks.checkpoint_dir is not None
+    optimizer, scheduler = optimiser
+    payload = hooks.payload
     content = dict(payload() if payload is not None else {})
     content.update(
         state_dict=model.state_dict(),
@@ -281,4 +309,4 @@ def _save(
         fit_state=state.__dict__ | {"history": list(state.history)},
         best_state_dict=best_weights,
     )
-    return checkpoint.write(checkpoint.epoch_path(directory, epoch), content)
+    return checkpoint.write(checkpoint.epoch_path(hooks.checkpoint_dir, epoch), content)

@@ -27,7 +27,7 @@ from downbeat.models.data import TableSnapshot
 from downbeat.models.loader import TrainingStream
 from downbeat.models.serving import checkpoint_payload
 from downbeat.models.settings import ModelSettings, TrainSettings
-from downbeat.models.train import FitState, Ranks, fit, seed_everything, selection_metric
+from downbeat.models.train import FitHooks, FitState, Ranks, fit, seed_everything, selection_metric
 from downbeat.models.validation import ValidationSet
 from downbeat.models.zoo import build_model
 
@@ -65,16 +65,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = spec.device == "cuda"
-    # Same seed and tables, same weights: without this, CPU training on MovieLens-100K drifted apart
-    # in the 7th digit of the loss by the 4th epoch and ended on other test figures. On CUDA an op
-    # without a deterministic kernel warns instead of failing (cuBLAS also needs its workspace set).
-    deterministic = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    if cuda:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=cuda)
+    deterministic = _deterministic(cuda)
     if world > 1:
         wait = datetime.timedelta(seconds=spec.train.collective_timeout_s)
         dist.init_process_group("nccl" if cuda else "gloo", timeout=wait)
@@ -92,19 +83,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             trainable = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[local_rank] if cuda else None
             )
-        stream = TrainingStream(
-            spec.training_files,
-            batch_size=spec.train.batch_size,
-            steps=spec.steps_per_epoch,
-            max_length=spec.model.max_length,
-            seed=spec.train.seed,
-            shuffle_buffer=spec.train.shuffle_buffer,
-            rank=rank,
-            world=world,
-            loader=spec.train.loader,
-            prefetch=spec.train.prefetch,
-            pin_memory=cuda,
-        )
+        stream = _stream(spec, rank, world, cuda)
         validation = ValidationSet.of(spec.validation_pairs, spec.validation_next, spec.n_tracks)
         if rank == 0:
             log.info(
@@ -115,9 +94,6 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
                 len(validation),
                 validation.users,
             )
-        on_epoch = _mlflow_logger(spec) if rank == 0 else None
-        resume = checkpoint.read(spec.resume, map_location=device) if spec.resume else None
-        checkpoints = Path(spec.checkpoint_dir)
         state: FitState = fit(
             model,
             stream.epoch,
@@ -126,34 +102,15 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             device=device,
             ranks=ranks,
             trainable=trainable,
-            checkpoint_dir=checkpoints,
-            resume=resume,
-            payload=lambda: checkpoint_payload(model, spec.config) | {"run_id": spec.run_id},
-            on_epoch=on_epoch,
-            loader_rate=lambda: stream.rows_per_second,
+            resume=checkpoint.read(spec.resume, map_location=device) if spec.resume else None,
+            hooks=FitHooks(
+                checkpoint_dir=Path(spec.checkpoint_dir),
+                payload=lambda: checkpoint_payload(model, spec.config) | {"run_id": spec.run_id},
+                on_epoch=_mlflow_logger(spec) if rank == 0 else None,
+                loader_rate=lambda: stream.rows_per_second,
+            ),
         )
-        result: dict[str, Any] = {"rank": rank}
-        if rank == 0:
-            model.to("cpu")
-            final = io.BytesIO()
-            torch.save(checkpoint_payload(model, spec.config) | {"run_id": spec.run_id}, final)
-            result.update(
-                model=final.getvalue(),
-                history=state.history,
-                best=state.best if math.isfinite(state.best) else float("nan"),  # no validation data
-                best_standard_error=state.best_standard_error,
-                selected_on=state.selected_on,
-                best_epoch=state.best_epoch,
-                epochs=state.epoch,
-                stopped_early=state.stopped_early,
-                validation_pairs=len(validation),
-                validation_users=validation.users,
-            )
-            if spec.result_path:
-                partial = f"{spec.result_path}.partial"
-                with open(partial, "wb") as handle:
-                    pickle.dump(result, handle)
-                os.replace(partial, spec.result_path)
+        result = _rank_0_result(spec, model, state, validation) if rank == 0 else {"rank": rank}
         if world > 1:
             settle_collectives()
         return result
@@ -161,6 +118,69 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         if world > 1:
             dist.destroy_process_group()
+
+
+def _deterministic(cuda: bool) -> tuple[bool, bool]:
+    """Turn on torch's deterministic algorithms; returns the settings to restore.
+
+    Same seed and tables, same weights: without this, CPU training on MovieLens-100K drifted apart
+    in the 7th digit of the loss by the 4th epoch and ended on other test figures. On CUDA an op
+    without a deterministic kernel warns instead of failing (cuBLAS also needs its workspace set).
+    """
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=cuda)
+    return before
+
+
+def _stream(spec: WorkerSpec, rank: int, world: int, cuda: bool) -> TrainingStream:
+    """This rank's share of gold/training_sequences, batch by batch."""
+    return TrainingStream(
+        spec.training_files,
+        batch_size=spec.train.batch_size,
+        steps=spec.steps_per_epoch,
+        max_length=spec.model.max_length,
+        seed=spec.train.seed,
+        shuffle_buffer=spec.train.shuffle_buffer,
+        rank=rank,
+        world=world,
+        loader=spec.train.loader,
+        prefetch=spec.train.prefetch,
+        pin_memory=cuda,
+    )
+
+
+def _rank_0_result(
+    spec: WorkerSpec, model: Any, state: FitState, validation: ValidationSet
+) -> dict[str, Any]:
+    """The trained model's bytes and the run's figures; also written to `spec.result_path` (whole,
+    or not at all) when a launcher reads it from there."""
+    model.to("cpu")
+    final = io.BytesIO()
+    torch.save(checkpoint_payload(model, spec.config) | {"run_id": spec.run_id}, final)
+    result: dict[str, Any] = {
+        "rank": 0,
+        "model": final.getvalue(),
+        "history": state.history,
+        "best": state.best if math.isfinite(state.best) else float("nan"),  # no validation data
+        "best_standard_error": state.best_standard_error,
+        "selected_on": state.selected_on,
+        "best_epoch": state.best_epoch,
+        "epochs": state.epoch,
+        "stopped_early": state.stopped_early,
+        "validation_pairs": len(validation),
+        "validation_users": validation.users,
+    }
+    if spec.result_path:
+        partial = f"{spec.result_path}.partial"
+        with open(partial, "wb") as handle:
+            pickle.dump(result, handle)
+        os.replace(partial, spec.result_path)
+    return result
 
 
 def count_worker(spec: WorkerSpec) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from downbeat.models.loader import TrainingStream
 from downbeat.models.metrics import paired_accuracy, paired_accuracy_pooled
 from downbeat.models.network import PLAY, SKIP, Batch
 from downbeat.models.serving import checkpoint_payload, score_frame
-from downbeat.models.train import fit, seed_everything
+from downbeat.models.train import FitHooks, fit, seed_everything
 from downbeat.models.validation import ValidationSet
 from downbeat.models.zoo import build_model
 from tests.models.helpers import settings
@@ -48,9 +48,8 @@ def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck"
         lambda m: validation.score(m, device=torch.device("cpu"), batch_size=16),
         train_settings,
         device=torch.device("cpu"),
-        checkpoint_dir=tmp_path / folder,
         resume=checkpoint.read(resume) if resume else None,
-        payload=lambda: checkpoint_payload(model),
+        hooks=FitHooks(checkpoint_dir=tmp_path / folder, payload=lambda: checkpoint_payload(model)),
     )
     return model, state
 
