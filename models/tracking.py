@@ -161,6 +161,34 @@ def paired_difference(
     )
 
 
+def _current_champion(client: Any, name: str) -> Any:
+    """The version the `champion` alias names, or None when no version holds it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _guards(
+    gate: RegistrySettings, primary: str, candidate: PerUser, theirs: PerUser
+) -> tuple[str, list[str]]:
+    """The first guard figure whose paired interval lies wholly below the champion's ("guard NAME
+    difference", or "" when none), and those that held. Figures either side lacks are passed over."""
+    held: list[str] = []
+    for guard in gate.guards():
+        if guard == primary or guard not in candidate or guard not in theirs:
+            continue
+        difference = paired_difference(candidate[guard], theirs[guard])
+        if difference is None:
+            continue
+        if difference.high < 0:
+            return f"guard {guard} {difference}", held
+        held.append(f"guard {guard} {difference} held")
+    return "", held
+
+
 def decide_champion(
     client: Any,
     name: str,
@@ -176,12 +204,7 @@ def decide_champion(
     figure is at least the champion's, and no guard figure is below the champion's by more than its
     paired 95% interval. Sets the alias when it moves; the reason names what decided. Test tables
     play no part."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        current = None
+    current = _current_champion(client, name)
     if current is None:
         client.set_registered_model_alias(name, CHAMPION, version)
         return ChampionDecision(True, f"no champion yet: version {version} becomes champion")
@@ -210,20 +233,13 @@ def decide_champion(
         return ChampionDecision(
             False, f"validation {primary} {decided} {where}: below the champion's; {stays}"
         )
-    held = []
-    for guard in gate.guards():
-        if guard == primary or guard not in candidate or guard not in theirs:
-            continue
-        difference = paired_difference(candidate[guard], theirs[guard])
-        if difference is None:
-            continue
-        if difference.high < 0:
-            return ChampionDecision(
-                False,
-                f"validation {primary} {decided} is at least the champion's, but guard {guard} {difference} "
-                f"falls below it by more than its interval {where}: {stays}",
-            )
-        held.append(f"guard {guard} {difference} held")
+    fallen, held = _guards(gate, primary, candidate, theirs)
+    if fallen:
+        return ChampionDecision(
+            False,
+            f"validation {primary} {decided} is at least the champion's, but {fallen} "
+            f"falls below it by more than its interval {where}: {stays}",
+        )
     client.set_registered_model_alias(name, CHAMPION, version)
     guards = "; " + "; ".join(held) if held else ""
     return ChampionDecision(
