@@ -20,7 +20,7 @@ from downbeat.pipelines.eval_sets import eval_next, eval_pairs
 from downbeat.pipelines.hard_negatives import hard_negatives, with_hard_negative
 from downbeat.pipelines.sequences import sequences, training_sequences
 from downbeat.pipelines.settings import FeatureSettings
-from downbeat.pipelines.split import leave_one_out, temporal, with_roles
+from downbeat.pipelines.split import Periods, leave_one_out, temporal, with_roles
 from downbeat.pipelines.stats import stats
 from downbeat.pipelines.vocabulary import stations, tracks
 
@@ -80,15 +80,8 @@ def gold_frames(
     roles = roles.repartition(partitions, S.USER_ID).persist(level)
     vocabulary = tracks(played).persist(level)
     station_ids = stations(played).persist(level)
-    if features.split.protocol == "leave_one_out":
-        periods = leave_one_out(roles)
-    else:
-        if cutoff_ts is None:
-            raise ValueError("the temporal split needs its cut-off")
-        periods = temporal(roles, cutoff_ts, features.split, features.sequences.validation_percent)
+    periods = _periods(roles, features, cutoff_ts)
     annotated = with_hard_negative(periods.training).persist(level)
-    test_history = annotated if periods.test_history is None else periods.test_history
-    validation_history = annotated if periods.validation_history is None else periods.validation_history
     seqs = sequences(
         annotated,
         vocabulary,
@@ -100,7 +93,6 @@ def gold_frames(
         min_events=features.sequences.session_min_events if features.sequences.unit == "session" else 1,
     ).persist(level)  # written, and summarised in gold/stats
     train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
-    pairs_per_user = features.eval.max_pairs_per_user
     tables = {
         Tables.TRACKS: vocabulary,
         Tables.STATIONS: station_ids,
@@ -109,6 +101,35 @@ def gold_frames(
             seqs, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
         ),
         Tables.HARD_NEGATIVES: hard_negatives(annotated),
+        **_evaluation_frames(periods, annotated, vocabulary, station_ids, features),
+        # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again
+        Tables.STATS: stats(roles, seqs, vocabulary, station_ids),
+    }
+    return GoldFrames(tables, (roles, vocabulary, station_ids, annotated, seqs))
+
+
+def _periods(roles: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime | None) -> Periods:
+    """The split's frames under `split.protocol`: leave-one-out, or the temporal cut-off."""
+    if features.split.protocol == "leave_one_out":
+        return leave_one_out(roles)
+    if cutoff_ts is None:
+        raise ValueError("the temporal split needs its cut-off")
+    return temporal(roles, cutoff_ts, features.split, features.sequences.validation_percent)
+
+
+def _evaluation_frames(
+    periods: Periods,
+    annotated: DataFrame,
+    vocabulary: DataFrame,
+    station_ids: DataFrame,
+    features: FeatureSettings,
+) -> dict[str, DataFrame]:
+    """gold/eval_pairs, eval_next, validation_pairs and validation_next: each period's targets, and
+    the histories before its cut-off (the training plays, unless the protocol gives its own)."""
+    test_history = annotated if periods.test_history is None else periods.test_history
+    validation_history = annotated if periods.validation_history is None else periods.validation_history
+    pairs_per_user = features.eval.max_pairs_per_user
+    return {
         Tables.EVAL_PAIRS: eval_pairs(
             periods.test_targets,
             vocabulary,
@@ -139,7 +160,4 @@ def gold_frames(
             cutoff=periods.validation_cutoff,
             max_length=features.sequences.max_length,
         ),
-        # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again
-        Tables.STATS: stats(roles, seqs, vocabulary, station_ids),
     }
-    return GoldFrames(tables, (roles, vocabulary, station_ids, annotated, seqs))

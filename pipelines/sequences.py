@@ -27,6 +27,24 @@ def feedback_id(feedback: Column) -> Column:
     return codes[feedback].cast("int")
 
 
+def _window_to_last_positive(
+    annotated: DataFrame, unit: list[str], by_session: bool, max_length: int, min_events: int
+) -> DataFrame:
+    """Each unit's (user's or session's) last `max_length` plays up to and including its last
+    positive; units with fewer than `min_events` plays left out."""
+    rows = annotated
+    position = F.col(USER_POSITION)
+    if by_session:  # positions within the session (a source's sessions may interleave in time)
+        rows = rows.withColumn("_position", F.row_number().over(Window.partitionBy(*unit).orderBy(position)))
+        position = F.col("_position")
+    last_positive = F.max(F.when(F.col(IS_POSITIVE), position)).over(Window.partitionBy(*unit))
+    with_last = rows.withColumn("_last", last_positive)
+    if min_events > 1:
+        events = F.count(F.lit(1)).over(Window.partitionBy(*unit))
+        with_last = with_last.withColumn("_events", events).where(F.col("_events") >= min_events)
+    return with_last.where((position <= F.col("_last")) & (position > F.col("_last") - max_length))
+
+
 def sequences(
     annotated: DataFrame,
     tracks: DataFrame,
@@ -48,18 +66,8 @@ def sequences(
     and tier. Hard negatives stay the user's: a session row's may come from another session.
     """
     unit = [S.USER_ID, S.SESSION_ID] if by_session else [S.USER_ID]
-    rows = annotated
-    position = F.col(USER_POSITION)
-    if by_session:  # positions within the session (a source's sessions may interleave in time)
-        rows = rows.withColumn("_position", F.row_number().over(Window.partitionBy(*unit).orderBy(position)))
-        position = F.col("_position")
-    last_positive = F.max(F.when(F.col(IS_POSITIVE), position)).over(Window.partitionBy(*unit))
-    with_last = rows.withColumn("_last", last_positive)
-    if min_events > 1:
-        events = F.count(F.lit(1)).over(Window.partitionBy(*unit))
-        with_last = with_last.withColumn("_events", events).where(F.col("_events") >= min_events)
     kept = (
-        with_last.where((position <= F.col("_last")) & (position > F.col("_last") - max_length))
+        _window_to_last_positive(annotated, unit, by_session, max_length, min_events)
         .transform(lambda df: with_track_index(df, tracks, column=S.TRACK_ID, as_=S.TRACK_IDX))
         .transform(lambda df: with_track_index(df, tracks, column=S.NEGATIVE_TRACK_ID, as_=NEGATIVE_IDX))
         .transform(lambda df: with_station_index(df, stations))

@@ -1,4 +1,5 @@
-"""The structure rules that hold today: one `downbeat` namespace, and jobs that import no other job."""
+"""The structure rules: one `downbeat` namespace, jobs that import no other job, and no function
+over 60 lines outside tests."""
 
 from __future__ import annotations
 
@@ -6,13 +7,26 @@ import json
 import subprocess
 import sys
 
-from tests.structure import job_imports
+from tests.structure import job_imports, long_functions
 
 NAMES = ("downbeat.pipelines", "downbeat.models", "downbeat.jobs", "pipelines", "models", "jobs", "contract")
 
 
 def test_no_job_imports_another_job():
     assert job_imports() == []
+
+
+def test_no_function_outside_tests_is_over_60_lines():
+    assert long_functions() == []
+
+
+def test_the_length_check_counts_every_line_of_a_function_or_method_docstring_included(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(58))
+    source = f'def short():\n    """Doc."""\n{body}\n\nclass C:\n    def long(self):\n        """Doc."""\n'
+    source += "".join(f"        y{i} = {i}\n" for i in range(59))
+    (tmp_path / "pkg" / "m.py").write_text(source)
+    assert long_functions(root=tmp_path, packages=("pkg",)) == [("pkg/m.py", "C.long", 61)]
 
 
 def test_the_job_import_check_finds_a_job_importing_another(tmp_path):

@@ -89,49 +89,13 @@ class DeltaRsWrite(PendingWrite):
             self.done = True
 
     def commit(self, batch: str | None = None) -> Commit:
-        from deltalake import DeltaTable, Field, Schema
         from deltalake.exceptions import CommitFailedError
-        from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
         spec = self.spec
         if self.done:
             raise RuntimeError(f"write to {spec.table} was already committed or aborted")
-        schema = Schema.from_json(spec.schema.json())
-        metadata = {TXN_KEY: self.txn, "downbeat.operation": spec.operation, "downbeat.rows": str(self.rows)}
-        if batch is not None:
-            metadata["downbeat.batch"] = batch
-        metadata.update(spec.tags)
-        blind_append = spec.operation == "append" and not spec.new_columns
-        # Anything but a blind append was computed from base_version: it lands right on top of it or
-        # not at all. Blind appends commute with other commits, so delta-rs may retry them.
-        properties = CommitProperties(
-            custom_metadata=metadata, max_commit_retries=None if blind_append else 0
-        )
-        partition_by = list(spec.partition_by) or None
         try:
-            if self.base_version is None:
-                create_table_with_add_actions(
-                    spec.uri,
-                    schema,
-                    self.adds,
-                    mode="error",
-                    partition_by=partition_by,
-                    commit_properties=properties,
-                )
-            else:
-                table = DeltaTable(spec.uri)
-                if not blind_append and table.version() != self.base_version:
-                    raise CommitFailedError(f"the table is at version {table.version()}")
-                if spec.new_columns:  # a metadata-only commit first: adds nullable columns
-                    table.alter.add_columns([Field.from_json(f.json()) for f in spec.new_columns])
-                table.create_write_transaction(
-                    [*self.adds, *self.removes],
-                    mode=self.mode,
-                    schema=schema,
-                    partition_by=partition_by,
-                    partition_filters=self.partition_filters,
-                    commit_properties=properties,
-                )
+            self._transact(batch)
         except Exception as exc:
             conflict = isinstance(exc, CommitFailedError) or "already exists" in str(exc)
             landed = None if conflict else committed_version(spec.uri, self.txn)
@@ -156,6 +120,50 @@ class DeltaRsWrite(PendingWrite):
             self.rows,
             len(self.adds),
             len(self.removes),
+        )
+
+    def _transact(self, batch: str | None) -> None:
+        """One Delta commit of the staged files (creating the table when there was none), tagged
+        with this write's transaction id, row count, batch and the spec's tags."""
+        from deltalake import DeltaTable, Field, Schema
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+
+        spec = self.spec
+        schema = Schema.from_json(spec.schema.json())
+        metadata = {TXN_KEY: self.txn, "downbeat.operation": spec.operation, "downbeat.rows": str(self.rows)}
+        if batch is not None:
+            metadata["downbeat.batch"] = batch
+        metadata.update(spec.tags)
+        blind_append = spec.operation == "append" and not spec.new_columns
+        # Anything but a blind append was computed from base_version: it lands right on top of it or
+        # not at all. Blind appends commute with other commits, so delta-rs may retry them.
+        properties = CommitProperties(
+            custom_metadata=metadata, max_commit_retries=None if blind_append else 0
+        )
+        partition_by = list(spec.partition_by) or None
+        if self.base_version is None:
+            create_table_with_add_actions(
+                spec.uri,
+                schema,
+                self.adds,
+                mode="error",
+                partition_by=partition_by,
+                commit_properties=properties,
+            )
+            return
+        table = DeltaTable(spec.uri)
+        if not blind_append and table.version() != self.base_version:
+            raise CommitFailedError(f"the table is at version {table.version()}")
+        if spec.new_columns:  # a metadata-only commit first: adds nullable columns
+            table.alter.add_columns([Field.from_json(f.json()) for f in spec.new_columns])
+        table.create_write_transaction(
+            [*self.adds, *self.removes],
+            mode=self.mode,
+            schema=schema,
+            partition_by=partition_by,
+            partition_filters=self.partition_filters,
+            commit_properties=properties,
         )
 
 

@@ -122,23 +122,8 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
     txn = delta_log.startTransaction()
     read = int(txn.readVersion())
     check_read_version(spec, None if read < 0 else read)
-    # Only when asked for: otherwise the session's spark.sql.parquet.compression.codec (snappy) holds.
-    options: dict[str, str] = {} if spec.compression == "snappy" else {"compression": spec.compression}
-    predicate = None
-    save_mode = "Overwrite"
+    save_mode, options, predicate = _write_options(spec)
     touched: set[str] | None = None  # a merge into a table: the log paths of the files it rewrites
-    if spec.operation == "append":
-        save_mode = "Append"
-    else:
-        # Whatever spark.sql.sources.partitionOverwriteMode says: an overwrite replaces the table
-        # (or the replaceWhere range), as on delta-rs, never only the partitions the data has.
-        options["partitionOverwriteMode"] = "static"
-    if spec.schema_evolution:
-        options["overwriteSchema" if spec.operation == "overwrite" else "mergeSchema"] = "true"
-    if spec.replace_range is not None and not spec.creates:
-        column, start, end = spec.replace_range
-        predicate = f"`{column}` >= '{start}' AND `{column}` <= '{end}'"
-        options["replaceWhere"] = predicate
     if spec.operation == "merge" and not spec.creates:
         from deltalake import DeltaTable
 
@@ -178,6 +163,27 @@ def stage(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame, current: Any) ->
     except BaseException:
         delete_files(spec.uri, [unquote(a.path()) for a in _iterate(written) if _kind(a) == "AddFile"])
         raise
+
+
+def _write_options(spec: WriteSpec) -> tuple[str, dict[str, str], str | None]:
+    """The connector's save mode, its write options, and the replaceWhere predicate (if any)."""
+    # Only when asked for: otherwise the session's spark.sql.parquet.compression.codec (snappy) holds.
+    options: dict[str, str] = {} if spec.compression == "snappy" else {"compression": spec.compression}
+    predicate = None
+    save_mode = "Overwrite"
+    if spec.operation == "append":
+        save_mode = "Append"
+    else:
+        # Whatever spark.sql.sources.partitionOverwriteMode says: an overwrite replaces the table
+        # (or the replaceWhere range), as on delta-rs, never only the partitions the data has.
+        options["partitionOverwriteMode"] = "static"
+    if spec.schema_evolution:
+        options["overwriteSchema" if spec.operation == "overwrite" else "mergeSchema"] = "true"
+    if spec.replace_range is not None and not spec.creates:
+        column, start, end = spec.replace_range
+        predicate = f"`{column}` >= '{start}' AND `{column}` <= '{end}'"
+        options["replaceWhere"] = predicate
+    return save_mode, options, predicate
 
 
 def _pending(
