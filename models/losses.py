@@ -94,11 +94,12 @@ def not_to_recommend_loss(negative: Tensor) -> Tensor:
 def per_row_scores(hidden: Tensor, items: Tensor, sampled: Tensor) -> Tensor:
     """(N, S) logits of each row's own sampled tracks: row n against `items[sampled[n]]`.
 
-    hidden: (N, D); items: (n_tracks + 1, D); sampled: (N, S) ids. Two exact ways, the cheaper
-    chosen by size: gathering (N, S, D) embeddings costs S * D per row, scoring the whole catalog
-    and picking S columns costs n_tracks + 1 per row. On the ML-1M part (3,603 rows, 256
-    negatives, dim 64) the catalog product is ~10x faster on the CPU, backward included; a
-    catalog of millions of tracks keeps the gather.
+    hidden: (N, D); items: (n_tracks + 1, D); sampled: (N, S) ids. The same values two ways (up
+    to float summation order), chosen by the memory each holds per row: gathering the sampled
+    embeddings, S * D floats (and a scatter-add backward), or scoring the whole catalog and picking
+    S columns, n_tracks + 1 floats (more multiply-adds, but one dense product each way). On the
+    ML-1M part (3,603 rows, 256 negatives, dim 64) the catalog product is ~10x faster on the CPU,
+    backward included; a catalog of millions of tracks keeps the gather.
     """
     if items.shape[0] <= sampled.shape[1] * items.shape[1]:
         return (hidden @ items.T).gather(1, sampled)

@@ -94,8 +94,9 @@ class DeltaRsWrite(PendingWrite):
         spec = self.spec
         if self.done:
             raise RuntimeError(f"write to {spec.table} was already committed or aborted")
+        schema, properties, blind_append = self._commit_properties(batch)
         try:
-            self._transact(batch)
+            self._transact(schema, properties, blind_append)
         except Exception as exc:
             conflict = isinstance(exc, CommitFailedError) or "already exists" in str(exc)
             landed = None if conflict else committed_version(spec.uri, self.txn)
@@ -122,12 +123,11 @@ class DeltaRsWrite(PendingWrite):
             len(self.removes),
         )
 
-    def _transact(self, batch: str | None) -> None:
-        """One Delta commit of the staged files (creating the table when there was none), tagged
-        with this write's transaction id, row count, batch and the spec's tags."""
-        from deltalake import DeltaTable, Field, Schema
-        from deltalake.exceptions import CommitFailedError
-        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+    def _commit_properties(self, batch: str | None) -> tuple[Any, Any, bool]:
+        """The table's delta-rs schema, the commit's properties (tagged with this write's
+        transaction id, row count, batch and the spec's tags), and whether it is a blind append."""
+        from deltalake import Schema
+        from deltalake.transaction import CommitProperties
 
         spec = self.spec
         schema = Schema.from_json(spec.schema.json())
@@ -141,6 +141,15 @@ class DeltaRsWrite(PendingWrite):
         properties = CommitProperties(
             custom_metadata=metadata, max_commit_retries=None if blind_append else 0
         )
+        return schema, properties, blind_append
+
+    def _transact(self, schema: Any, properties: Any, blind_append: bool) -> None:
+        """One Delta commit of the staged files, creating the table when there was none."""
+        from deltalake import DeltaTable, Field
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import create_table_with_add_actions
+
+        spec = self.spec
         partition_by = list(spec.partition_by) or None
         if self.base_version is None:
             create_table_with_add_actions(

@@ -1,7 +1,9 @@
 """A lakehouse built once per session: synth (60 users, 40 days) -> ingest -> build.
 
-No test writes to it: a module or test that writes takes its own copy (`own_copy`), so tests
-pass alone and in any order."""
+No test writes to it: each module that trains or writes takes its own copy (`small.own_copy`),
+and tests that need a table or registry in a known state make their own, so tests pass alone and
+in any order. (test_train_evaluate's experiment commits new versions into its module's copy;
+the module's other tests read the versions they need when they run.)"""
 
 from __future__ import annotations
 

@@ -46,7 +46,9 @@ def test_per_row_scores_match_row_by_row_products_on_either_path():
         scores = per_row_scores(h, e, sampled)
         assert torch.allclose(scores, expected, atol=1e-6)
         scores.sum().backward()
-        assert e.grad is not None
+        assert e.grad is not None and h.grad is not None
+        # a row's hidden state gets the sum of the embeddings it drew
+        assert torch.allclose(h.grad, items[sampled].sum(dim=1), atol=1e-6)
         # a catalog row gets the sum of the hidden states of the rows that drew it, once per draw
         drawn = torch.zeros(6, 2)
         for n in range(4):
