@@ -1,5 +1,6 @@
 """What the job tests share: a tiny network trained for two epochs, splits short enough for a few
-weeks of synthetic listening (`--set` values), and a test's own copy of a built lakehouse."""
+weeks of synthetic listening, where a test keeps its tables and its MLflow store (`--set`
+values), and a test's own copy of a built lakehouse."""
 
 import shutil
 from pathlib import Path
@@ -19,3 +20,14 @@ def own_copy(built: Path, root: Path) -> Path:
     relatively, so the copied folder holds the same tables); returns `root`."""
     shutil.copytree(built / "lh", root / "lh")
     return root
+
+
+def store_settings(lakehouse: Path, store: Path) -> list[str]:
+    """`--set` values: the lakehouse at `lakehouse`; the MLflow store, its artifacts and the
+    checkpoints under `store`."""
+    return [
+        f"lakehouse.root={lakehouse}",
+        f"mlflow.tracking_uri=sqlite:///{store / 'mlruns.db'}",
+        f"mlflow.artifact_root={store / 'artifacts'}",
+        f"train.checkpoint_dir={store / 'checkpoints'}",
+    ]

@@ -16,7 +16,7 @@ import pytest
 
 from downbeat.jobs import training
 from downbeat.jobs.config import load_config
-from tests.jobs.small import TINY_TRAINING
+from tests.jobs.small import TINY_TRAINING, store_settings
 from tests.processes import run_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,14 +67,7 @@ def tour(built_lakehouse, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("readme")
     demo = root / "demo"
     shutil.copytree(built_lakehouse / "lh", demo / "lakehouse")
-    values = [
-        f"lakehouse.root={demo / 'lakehouse'}",
-        f"mlflow.tracking_uri=sqlite:///{demo / 'mlruns.db'}",
-        f"mlflow.artifact_root={demo / 'mlartifacts'}",
-        f"train.checkpoint_dir={demo / 'checkpoints'}",
-        *TINY_TRAINING,
-    ]
-    training.run(load_config(None, values), "hybrid")
+    training.run(load_config(None, [*store_settings(demo / "lakehouse", demo), *TINY_TRAINING]), "hybrid")
     (root / ".venv").symlink_to(VENV)
     return root
 

@@ -37,7 +37,7 @@ from downbeat.models.serving import (
     SCORES,
     STATION,
 )
-from tests.jobs.small import TINY_TRAINING, own_copy
+from tests.jobs.small import TINY_TRAINING, own_copy, store_settings
 from tests.processes import free_port, run_command, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,13 +64,7 @@ def consumer(built_lakehouse, tmp_path_factory):
     root = own_copy(built_lakehouse, tmp_path_factory.mktemp("consumers"))
     write_deltalake(str(root / "lh" / "gold/ghosts"), pa.table({"user_id": ["nobody", "no-one"]}))
     store = root / "consumers"
-    values = [
-        f"lakehouse.root={root / 'lh'}",
-        f"mlflow.tracking_uri=sqlite:///{store / 'mlruns.db'}",
-        f"mlflow.artifact_root={store / 'artifacts'}",
-        f"train.checkpoint_dir={store / 'checkpoints'}",
-        *TINY_TRAINING,
-    ]
+    values = [*store_settings(root / "lh", store), *TINY_TRAINING]
     options = [x for v in values for x in ("--set", v)]
     store.mkdir()
     assert main([*options, "train", "--model", "hybrid"]) == 0

@@ -32,7 +32,7 @@ from downbeat.models.tracking import CANDIDATE, CHAMPION
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
-from tests.jobs.small import TINY_TRAINING, own_copy
+from tests.jobs.small import TINY_TRAINING, own_copy, store_settings
 from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -74,15 +74,7 @@ def snapshot_of(lakehouse: Lakehouse, table: str) -> TableSnapshot:
 def settings(root: Path, *more: str, store: Path | None = None) -> list[str]:
     """`--set` options for the lakehouse under `root`, with the MLflow store, artifacts and
     checkpoints under `store` (default `root`)."""
-    store = store or root
-    values = [
-        f"lakehouse.root={root / 'lh'}",
-        f"mlflow.tracking_uri=sqlite:///{store / 'mlruns.db'}",
-        f"mlflow.artifact_root={store / 'artifacts'}",
-        f"train.checkpoint_dir={store / 'checkpoints'}",
-        *TINY_TRAINING,
-        *more,
-    ]
+    values = [*store_settings(root / "lh", store or root), *TINY_TRAINING, *more]
     return [x for v in values for x in ("--set", v)]
 
 
