@@ -4,7 +4,7 @@ A config file is a YAML mapping. It may start with `extends: <file>` (relative t
 layer small overrides on a base file; later layers win key by key. `--set a.b=value` overrides
 come last; values are parsed as YAML scalars (`--set spark.shuffle_partitions=8`). Every key must
 name a dataclass field: unknown keys, wrong types and missing files raise ConfigError naming the
-key and the file it came from.
+key and the file it came from; a key of the old flat `train` section names the key it moved to.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import OptimSettings, RunSettings, moved_key_message
 from downbeat.models.tracking import MlflowSettings, RegistrySettings
+from downbeat.models.zoo import ModelSettings
 from downbeat.pipelines.errors import ConfigError
 from downbeat.pipelines.lakehouse import DeltaSettings, LakehouseSettings
 from downbeat.pipelines.settings import (
@@ -57,7 +58,8 @@ class Config:
     sequences: SequenceSettings
     eval: EvalSettings
     model: ModelSettings
-    train: TrainSettings
+    optim: OptimSettings
+    train: RunSettings
     source_files: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     @property
@@ -163,12 +165,12 @@ def _set_dotted(values: dict[str, Any], origins: dict[str, str], key: str, value
     for i, part in enumerate(parts):
         hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
         if part not in hints or part == "source_files":
-            raise ConfigError(f"unknown config key '{key}' (from {origin})")
+            raise ConfigError(_unknown(key, f"from {origin}"))
         field_type = _strip_optional(hints[part])
         last = i == len(parts) - 1
         nested = dataclasses.is_dataclass(field_type) or typing.get_origin(field_type) is dict
         if not last and not nested:
-            raise ConfigError(f"unknown config key '{key}' (from {origin})")
+            raise ConfigError(_unknown(key, f"from {origin}"))
         if last:
             node[part] = value
             break
@@ -186,6 +188,12 @@ def _set_dotted(values: dict[str, Any], origins: dict[str, str], key: str, value
             raise ConfigError(f"config key '{'.'.join(parts[: i + 1])}' is not a section (from {origin})")
         node, cls = child, field_type
     origins[key] = origin
+
+
+def _unknown(key: str, where: str) -> str:
+    """The line for a key no field holds: where an old key moved to, else that it is unknown."""
+    moved = moved_key_message(key)
+    return f"{moved} ({where})" if moved else f"unknown config key '{key}' ({where})"
 
 
 def _strip_optional(tp: Any) -> Any:
@@ -221,7 +229,7 @@ def _build(
     for key in data:
         if key not in fields:
             dotted = f"{prefix}{key}"
-            raise ConfigError(f"unknown config key '{dotted}' (in {_origin_of(origins, dotted)})")
+            raise ConfigError(_unknown(dotted, f"in {_origin_of(origins, dotted)}"))
     kwargs: dict[str, Any] = {}
     for name, _field in fields.items():
         dotted = f"{prefix}{name}"

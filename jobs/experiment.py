@@ -17,10 +17,10 @@ A spec (every key but `description` and `set` required, and one of `grid` or `ch
     metrics: [ndcg@10_pos, ndcg@10_neg, ndcg@10_diff]
     run_metrics: [feedback_cos_skip_down]   # optional: figures each child run logged, shown as they are
     seeds: 3                        # optional (default 1, or --seeds): each child under 3 seeds
-    set: {train.softmax: full}      # config for every child, on top of --conf/--set
+    set: {model.sasrec.softmax: full}  # config for every child, on top of --conf/--set
     grid: {model: [sasrec, pnfrec]} # every combination; names like `hybrid p_hard=0.5`
     children:                       # or each child by hand
-      - {name: sasrec, model: sasrec, set: {train.beta: 0.0}}
+      - {name: sasrec, model: sasrec, set: {model.sasrec.beta: 0.0}}
 Also runnable as `spark-submit jobs/experiment.py --spec FILE`.
 """
 

@@ -99,6 +99,7 @@ def run(
         facts=facts,
         model=cfg.model,
         train=cfg.train,
+        optim=cfg.optim,
         mlflow=cfg.mlflow,
         registry=cfg.registry,
         config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),

@@ -4,17 +4,29 @@ teaches; optionally with the not-to-recommend loss of Wang et al. (RecSys'23) on
 negatives: where the track right after a position was rated down, that position's score of it is
 pushed toward probability 0.
 
-Scoring is SASRec's: the hidden state of the user's last play against every track.
+Scoring is SASRec's: the hidden state of the user's last play against every track. Its settings
+are config `model.gsasrec` (GSASRecSettings).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from downbeat.models.losses import gbce_beta, gbce_loss, not_to_recommend_loss, per_row_scores
 from downbeat.models.network import DOWN, PAD, Batch
-from downbeat.models.sasrec import SASRec
+from downbeat.models.sasrec import CausalRecommender
+
+
+@dataclass(frozen=True)
+class GSASRecSettings:
+    """Config `model.gsasrec`: gBCE over `sampled_negatives` uniform tracks per position."""
+
+    sampled_negatives: int = 1000
+    gbce_t: float = 0.75  # gBCE calibration (0 plain BCE, 1 calibrated to the sampling rate)
+    not_to_recommend: float = 0.0  # weight of -log(1 - sigmoid(score)) on downs (0 = off)
 
 
 def next_is_down(tracks: Tensor, feedback: Tensor) -> tuple[Tensor, Tensor]:
@@ -28,13 +40,14 @@ def next_is_down(tracks: Tensor, feedback: Tensor) -> tuple[Tensor, Tensor]:
     return rejected, following_tracks
 
 
-class GSASRec(SASRec):
+class GSASRec(CausalRecommender[GSASRecSettings]):
     """SASRec with gBCE (and, with `not_to_recommend` > 0, the not-to-recommend loss on downs)."""
 
     name = "gsasrec"
+    objective = "causal, gBCE over sampled negatives, optionally not-to-recommend on downs"
 
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        t = self.train_settings
+        t = self.settings
         step = self.next_positive(batch)
         items = self.network.item_embeddings()
         count = t.sampled_negatives
@@ -43,7 +56,7 @@ class GSASRec(SASRec):
         # Each position draws its own uniform negatives, as the reference does: one set for the
         # whole batch left most tracks without a gradient in most steps, and one set a row still
         # held gBCE in its first phase (every score at the calibrated floor) on the ML-1M part.
-        sampled = self.sampled_tracks(generator, batch.tracks.device, positives.shape[0])  # (N, S)
+        sampled = self.sampled_tracks(count, generator, batch.tracks.device, positives.shape[0])  # (N, S)
         positive_scores = (hidden * items[positives]).sum(-1)  # (N,)
         negative_scores = per_row_scores(hidden, items, sampled)  # (N, S)
         collide = sampled == positives.unsqueeze(1)  # (N, S)

@@ -1,18 +1,43 @@
 """The UMAP'24 hybrid: a bidirectional transformer trained by cloze masking against one negative
 per masked position (a stored hard negative with probability p_hard, else random). With
-`positives_only` and p_hard = 0 the same network is the paper's baseline."""
+`positives_only` and p_hard = 0 the same network is the paper's baseline. The settings of both are
+config `model.hybrid` (HybridSettings). `MaskedRecommender` is what the bidirectional models share
+(bert4rec too): the network and scoring as the masked item after the user's history."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from downbeat.models.losses import bce_pair_loss
 from downbeat.models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
-from downbeat.models.network import PAD, Batch, History, Recommender, SequenceNetwork, compact, query_feedback
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.network import (
+    PAD,
+    Batch,
+    History,
+    Recommender,
+    S,
+    SequenceNetwork,
+    compact,
+    query_feedback,
+)
+from downbeat.models.settings import NetworkSettings
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """Config `model.hybrid` (baseline and hybrid): a share `p_task` of target positions is masked;
+    each masked position gets one negative, the stored hard negative with probability `p_hard`, else
+    a random track (the baseline: always random); `negative_mode: hardest_of_k` instead scores `k`
+    random tracks and keeps the highest-scoring one."""
+
+    p_task: float = 0.15
+    p_hard: float = 1.0
+    negative_mode: Literal["stored", "hardest_of_k"] = "stored"
+    k: int = 100
 
 
 @dataclass
@@ -28,8 +53,59 @@ class ClozeInputs:
     used_hard: Tensor  # (N,) bool, the negative is the stored hard one
 
 
-class Hybrid(Recommender):
+OBJECTIVES = {
+    "baseline": "cloze over positives only, each masked positive against one random track (BCE)",
+    "hybrid": "cloze, each masked positive against one negative (BCE): a stored hard negative or a "
+    "random track (UMAP'24)",
+}
+
+
+class MaskedRecommender(Recommender[S]):
     """Bidirectional cloze model. Scores a track as the masked item after the user's history."""
+
+    def __init__(
+        self,
+        n_tracks: int,
+        n_stations: int,
+        network_settings: NetworkSettings,
+        settings: S,
+        positive_feedback: tuple[int, ...],
+        *,
+        positives_only: bool = False,
+    ) -> None:
+        network = SequenceNetwork(n_tracks, n_stations, network_settings, causal=False)
+        super().__init__(network, settings, positive_feedback)
+        self.positives_only = positives_only
+        self.learns_feedback_embeddings = not positives_only
+
+    def inputs_of(self, history: History) -> Tensor:
+        present = history.tracks != PAD
+        if not self.positives_only:
+            return present
+        positive = torch.isin(history.feedback, torch.tensor(self.positive_feedback, device=present.device))
+        return present & positive
+
+    def user_vectors(self, history: History) -> Tensor:
+        keep = self.inputs_of(history)  # (B, L)
+        count = keep.sum(dim=1)  # (B,)
+        width = int(min(self.network.settings.max_length - 1, int(count.max()) if count.numel() else 0))
+        tracks, stations, feedback = compact(
+            keep, max(width, 1), history.tracks, history.stations, history.feedback
+        )
+        count = count.clamp(max=width)
+        pad = torch.zeros_like(tracks[:, :1])
+        tracks, stations, feedback = (torch.cat([c, pad], dim=1) for c in (tracks, stations, feedback))
+        rows = torch.arange(tracks.shape[0], device=tracks.device)
+        # The query: a masked positive on the query station, of the type training predicted.
+        tracks[rows, count] = self.network.mask_id
+        stations[rows, count] = history.query_station
+        feedback[rows, count] = query_feedback(self.positive_feedback)
+        return self.network.hidden(tracks, stations, feedback)[rows, count]  # (B, D)
+
+
+class Hybrid(MaskedRecommender[HybridSettings]):
+    """The UMAP'24 hybrid (`positives_only`: the baseline), trained against one negative per
+    masked position."""
 
     selection_metric = "paired_accuracy"  # trained to order a positive above one negative
 
@@ -37,22 +113,21 @@ class Hybrid(Recommender):
         self,
         n_tracks: int,
         n_stations: int,
-        settings: ModelSettings,
-        train: TrainSettings,
+        network_settings: NetworkSettings,
+        settings: HybridSettings,
         positive_feedback: tuple[int, ...],
         *,
         positives_only: bool,
     ) -> None:
         super().__init__(
-            SequenceNetwork(n_tracks, n_stations, settings, causal=False), train, positive_feedback
+            n_tracks, n_stations, network_settings, settings, positive_feedback, positives_only=positives_only
         )
-        self.positives_only = positives_only
-        self.learns_feedback_embeddings = not positives_only
         self.name = "baseline" if positives_only else "hybrid"
+        self.objective = OBJECTIVES[self.name]
 
     def cloze_inputs(self, batch: Batch, generator: torch.Generator) -> ClozeInputs:
         """Mask targets, draw their negatives, remove hard negatives used as targets from the inputs."""
-        t = self.train_settings
+        t = self.settings
         tracks, stations, feedback, targets, stored = (
             batch.tracks,
             batch.stations,
@@ -91,9 +166,7 @@ class Hybrid(Recommender):
         items = self.network.item_embeddings()
         negatives = c.negatives
         if negatives is None:  # hardest of k random tracks, by the current model's own scores
-            candidates = random_negatives(
-                c.positives, self.n_tracks, generator, self.train_settings.k
-            )  # (N, k)
+            candidates = random_negatives(c.positives, self.n_tracks, generator, self.settings.k)  # (N, k)
             with torch.no_grad():
                 scores = torch.einsum("nd,nkd->nk", h, items[candidates])
             negatives = hardest(candidates, scores)
@@ -102,27 +175,3 @@ class Hybrid(Recommender):
         loss = bce_pair_loss(positive_scores, negative_scores)
         hard_share = float(c.used_hard.float().mean()) if c.used_hard.numel() else 0.0
         return loss, {"masked": float(c.masked.sum()), "hard_share": hard_share}
-
-    def inputs_of(self, history: History) -> Tensor:
-        present = history.tracks != PAD
-        if not self.positives_only:
-            return present
-        positive = torch.isin(history.feedback, torch.tensor(self.positive_feedback, device=present.device))
-        return present & positive
-
-    def user_vectors(self, history: History) -> Tensor:
-        keep = self.inputs_of(history)  # (B, L)
-        count = keep.sum(dim=1)  # (B,)
-        width = int(min(self.network.settings.max_length - 1, int(count.max()) if count.numel() else 0))
-        tracks, stations, feedback = compact(
-            keep, max(width, 1), history.tracks, history.stations, history.feedback
-        )
-        count = count.clamp(max=width)
-        pad = torch.zeros_like(tracks[:, :1])
-        tracks, stations, feedback = (torch.cat([c, pad], dim=1) for c in (tracks, stations, feedback))
-        rows = torch.arange(tracks.shape[0], device=tracks.device)
-        # The query: a masked positive on the query station, of the type training predicted.
-        tracks[rows, count] = self.network.mask_id
-        stations[rows, count] = history.query_station
-        feedback[rows, count] = query_feedback(self.positive_feedback)
-        return self.network.hidden(tracks, stations, feedback)[rows, count]  # (B, D)

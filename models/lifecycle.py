@@ -19,10 +19,10 @@ from typing import Any
 
 from downbeat.models.contract import Tables
 from downbeat.models.data import SequenceFacts, TableSnapshot, read_frame
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import OptimSettings, RunSettings
 from downbeat.models.tracking import MlflowSettings, RegistrySettings, metric_name
 from downbeat.models.worker import WorkerSpec, count_worker
-from downbeat.models.zoo import learns_by_gradient
+from downbeat.models.zoo import ModelSettings, learns_by_gradient, objective_of, own_settings
 
 log = logging.getLogger("downbeat.train")
 SEQUENCES, TRACKS, STATIONS = Tables.SEQUENCES, Tables.TRACKS, Tables.STATIONS
@@ -47,18 +47,6 @@ Launcher = Callable[[WorkerSpec, int], dict[str, Any]]
 CHILD_TAG = "downbeat.child"  # an experiment child's name under its parent run
 FINAL_MODEL = "model.pt"  # {checkpoint_dir}/{run_id}/model.pt: the registered weights
 TEST_BOOTSTRAP = 1000  # resamples of users behind the test figures' 95% intervals (for the record)
-# What the registry's description of a version names of its objective: the settings each model's
-# loss reads (models/settings.py TrainSettings).
-OBJECTIVE_SETTINGS = {
-    "baseline": ("p_task",),
-    "hybrid": ("p_task", "p_hard", "negative_mode", "k"),
-    "bert4rec": ("p_task", "softmax", "sampled_negatives"),
-    "sasrec": ("softmax", "sampled_negatives", "alpha", "beta", "temperature", "info_nce_negatives"),
-    "gsasrec": ("sampled_negatives", "gbce_t", "not_to_recommend"),
-    "gru4rec": ("softmax", "sampled_negatives"),
-    "pnfrec": ("softmax", "sampled_negatives", "pnfrec_alpha", "pnfrec_beta"),
-    "popularity": (),
-}
 # The test figures a version's description gives, with their intervals.
 DESCRIBED = ("paired_accuracy", "auc", "hr@10_pos", "hr@10_neg", "ndcg@10_pos", "map@10", "coverage")
 SELECTED_TAG = "downbeat.selected_on"  # the validation figure a run stopped on and kept its epoch by
@@ -72,7 +60,8 @@ class TrainRequest:
     tables: dict[str, TableSnapshot]
     facts: SequenceFacts  # of tables[Tables.SEQUENCES]
     model: ModelSettings
-    train: TrainSettings
+    train: RunSettings
+    optim: OptimSettings
     mlflow: MlflowSettings
     config: dict[str, Any]  # the resolved configuration, logged and stored in checkpoints
     config_yaml: str
@@ -105,14 +94,15 @@ def steps_per_epoch(train_rows: int, batch_size: int, world: int) -> int:
     return max(1, math.ceil(train_rows / (batch_size * world)))
 
 
-def effective_settings(model_name: str, train: TrainSettings, steps: int) -> TrainSettings:
+def effective_settings(request: TrainRequest, steps: int) -> TrainRequest:
     """The settings a run trains with: warm-up at most one epoch (`steps` a rank's steps per epoch:
     a short epoch must not leave a run in warm-up for epochs); the baseline draws random negatives
     only (the paper's baseline: p_hard 0)."""
-    train = dataclasses.replace(train, warmup_steps=min(train.warmup_steps, steps))
-    if model_name == "baseline":
-        train = dataclasses.replace(train, p_hard=0.0)
-    return train
+    optim = dataclasses.replace(request.optim, warmup_steps=min(request.optim.warmup_steps, steps))
+    model = request.model
+    if request.model_name == "baseline":
+        model = dataclasses.replace(model, hybrid=dataclasses.replace(model.hybrid, p_hard=0.0))
+    return dataclasses.replace(request, model=model, optim=optim)
 
 
 def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
@@ -124,16 +114,16 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     started = time.perf_counter()
     versions = {t: s.version for t, s in request.tables.items()}
     steps = steps_per_epoch(request.facts.train_rows, request.train.batch_size, request.processes)
-    train_cfg = effective_settings(request.model_name, request.train, steps)
+    request = effective_settings(request, steps)
     with _started_run(request) as active:
         run_id = active.info.run_id
         if request.resume_run is None:
             n_tracks, n_stations = request.tables[TRACKS].rows, request.tables[STATIONS].rows
-            _log_inputs(request, n_tracks, n_stations, steps, train_cfg)
-        model_path, model, outcome = _train(request, launch, run_id, steps, train_cfg)
+            _log_inputs(request, n_tracks, n_stations, steps)
+        model_path, model, outcome = _train(request, launch, run_id, steps)
         selected_on, validation, validation_se = _log_validation(model, outcome)
         # Test figures: computed once, for the record; nothing below chooses by them.
-        metrics = _log_test_figures(model, request.tables, train_cfg)
+        metrics = _log_test_figures(model, request.tables, request.train.eval_batch_size)
         with tempfile.TemporaryDirectory() as tmp:
             curves = Path(tmp) / "learning_curves.png"
             mlflow.log_artifact(str(plot_learning_curves(outcome["history"], curves, selected_on)))
@@ -149,7 +139,7 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
             version, moved, reason = "", False, "experiment child"
         else:
             version = str(info.registered_model_version)
-            moved, reason = _register_and_choose(request, version, model, train_cfg, outcome, metrics)
+            moved, reason = _register_and_choose(request, version, model, outcome, metrics)
         mlflow.log_metric("wall_seconds", time.perf_counter() - started)
     return TrainResult(
         run_id, version, metrics, validation, validation_se, moved, reason, versions, selected_on
@@ -178,7 +168,7 @@ def _started_run(request: TrainRequest) -> Any:
 
 
 def _train(
-    request: TrainRequest, launch: Launcher, run_id: str, steps: int, train_cfg: TrainSettings
+    request: TrainRequest, launch: Launcher, run_id: str, steps: int
 ) -> tuple[Path, Any, dict[str, Any]]:
     """The worker on `request.processes` ranks (a counting model in one pass here): the final
     model's file, the model loaded from it, and the worker's outcome (best epoch, history, ...)."""
@@ -193,7 +183,8 @@ def _train(
         n_stations=tables[STATIONS].rows,
         positive_feedback=request.facts.positive_feedback,
         model=request.model,
-        train=train_cfg,
+        train=request.train,
+        optim=request.optim,
         training_files=tables[TRAINING].files,
         validation_pairs=tables[VALIDATION_PAIRS],
         validation_next=tables[VALIDATION_NEXT],
@@ -245,9 +236,7 @@ def _log_validation(model: Any, outcome: dict[str, Any]) -> tuple[str, float, fl
     return selected_on, validation, validation_se
 
 
-def _log_test_figures(
-    model: Any, tables: dict[str, TableSnapshot], train_cfg: TrainSettings
-) -> dict[str, float]:
+def _log_test_figures(model: Any, tables: dict[str, TableSnapshot], eval_batch_size: int) -> dict[str, float]:
     """The test tables' figures with their intervals (test_metrics.json; the point figures also as
     metrics: more metric keys would push a resumed run past mlflow 3.6's 100-key batch in its
     duplicate-metric handling)."""
@@ -257,11 +246,11 @@ def _log_test_figures(
     from downbeat.models.serving import score_frame
 
     result = evaluate(
-        lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
+        lambda frame: score_frame(model, frame, batch_size=eval_batch_size),
         read_frame(tables[EVAL_PAIRS]),
         read_frame(tables[EVAL_NEXT]),
         tables[TRACKS].rows,
-        chunk=train_cfg.eval_batch_size,
+        chunk=eval_batch_size,
         bootstrap=TEST_BOOTSTRAP,
     )
     mlflow.log_metrics(
@@ -275,7 +264,6 @@ def _register_and_choose(
     request: TrainRequest,
     version: str,
     model: Any,
-    train_cfg: TrainSettings,
     outcome: dict[str, Any],
     metrics: dict[str, float],
 ) -> tuple[bool, str]:
@@ -298,11 +286,11 @@ def _register_and_choose(
 
     def score_champion(uri: str) -> dict[str, Any]:
         champion = mlflow.pyfunc.load_model(uri)  # scored on exactly the candidate's rows
-        return validation_set.per_user(champion.predict, chunk=train_cfg.eval_batch_size)
+        return validation_set.per_user(champion.predict, chunk=request.train.eval_batch_size)
 
     mine = validation_set.per_user(
-        lambda frame: score_frame(model, frame, batch_size=train_cfg.eval_batch_size),
-        chunk=train_cfg.eval_batch_size,
+        lambda frame: score_frame(model, frame, batch_size=request.train.eval_batch_size),
+        chunk=request.train.eval_batch_size,
     )
     selected_on = str(outcome["selected_on"])
     decision = decide_champion(
@@ -317,7 +305,7 @@ def _register_and_choose(
         name,
         version,
         model_name=request.model_name,
-        train=train_cfg,
+        settings=own_settings(request.model_name, request.model),
         tables=request.tables,
         validation=(selected_on, figure, figure_se, validation_table),
         test=metrics,
@@ -326,9 +314,7 @@ def _register_and_choose(
     return decision.moved, decision.reason
 
 
-def _log_inputs(
-    request: TrainRequest, n_tracks: int, n_stations: int, steps: int, train_cfg: TrainSettings
-) -> None:
+def _log_inputs(request: TrainRequest, n_tracks: int, n_stations: int, steps: int) -> None:
     """Parameters, tags, the resolved config and the input tables of a new run."""
     import mlflow
 
@@ -347,8 +333,8 @@ def _log_inputs(
             "n_tracks": str(n_tracks),
             "n_stations": str(n_stations),
             "positive_feedback": ",".join(map(str, request.facts.positive_feedback)),
-            "effective.p_hard": str(train_cfg.p_hard),
-            "effective.warmup_steps": str(train_cfg.warmup_steps),
+            "effective.p_hard": str(request.model.hybrid.p_hard),
+            "effective.warmup_steps": str(request.optim.warmup_steps),
         }
     )
     params.update({f"table.{t}": f"{s.uri}@{s.version}" for t, s in request.tables.items()})
@@ -426,7 +412,7 @@ def describe_version(
     version: str,
     *,
     model_name: str,
-    train: TrainSettings,
+    settings: Any,
     tables: dict[str, TableSnapshot],
     validation: tuple[str, float, float, str],
     test: dict[str, float],
@@ -436,10 +422,10 @@ def describe_version(
     the table versions it trained and was scored on, validation and test figures with 95%
     intervals) and tags for the champion decision."""
     selected_on, accuracy, se, validation_table = validation
-    knobs = ", ".join(f"{k}={getattr(train, k)}" for k in OBJECTIVE_SETTINGS.get(model_name, ()))
+    own = {} if settings is None else dataclasses.asdict(settings)
+    knobs = ", ".join(f"{k}={v}" for k, v in own.items())
     lines = [
-        f"downbeat {model_name}; objective: {OBJECTIVE_DOC.get(model_name, model_name)}"
-        + (f" ({knobs})" if knobs else ""),
+        f"downbeat {model_name}; objective: {objective_of(model_name)}" + (f" ({knobs})" if knobs else ""),
         "",
         "Trained on: " + ", ".join(f"{t}@{s.version}" for t, s in sorted(tables.items())),
     ]
@@ -480,19 +466,3 @@ def describe_version(
         tags[f"downbeat.validation_{metric_name(selected_on)}_se"] = f"{se:.6f}"
     for key, text in tags.items():
         client.set_model_version_tag(name, version, key, text)
-
-
-# One line per model of what it learns from (the class docstrings say more).
-OBJECTIVE_DOC = {
-    "baseline": "cloze over positives only, each masked positive against one random track (BCE)",
-    "hybrid": "cloze, each masked positive against one negative (BCE): a stored hard negative or a "
-    "random track (UMAP'24)",
-    "bert4rec": "cloze over positives with a next-item softmax; hard negatives never read",
-    "sasrec": "causal next-item sampled softmax plus InfoNCE against the tracks passed over before the "
-    "next positive (RecSys'24)",
-    "gsasrec": "causal, gBCE over sampled negatives, optionally not-to-recommend on downs",
-    "gru4rec": "GRU next-item softmax",
-    "pnfrec": "positive and negative encoders over one set of track embeddings (next-item losses and a "
-    "contrast of the next positive with the negatives)",
-    "popularity": "no learning: each track's count of positive plays in the training rows (the floor)",
-}

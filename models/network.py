@@ -10,6 +10,7 @@ padding.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -19,9 +20,12 @@ from downbeat.models.contract import N_FEEDBACK, PAD
 from downbeat.models.contract import PLAY_ID as PLAY
 from downbeat.models.contract import SKIP_ID as SKIP
 from downbeat.models.contract import UP_ID as UP
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import NetworkSettings, SoftmaxSettings
 
 __all__ = ["DOWN", "N_FEEDBACK", "PAD", "PLAY", "SKIP", "UP"]
+
+# An architecture's own settings (models/<name>.py), which `Recommender.settings` holds.
+S = TypeVar("S")
 
 
 def query_feedback(positive_feedback: tuple[int, ...]) -> int:
@@ -135,7 +139,7 @@ class InputNetwork(nn.Module):
     row of a table of its own (`separate`).
     """
 
-    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings) -> None:
+    def __init__(self, n_tracks: int, n_stations: int, settings: NetworkSettings) -> None:
         super().__init__()
         self.n_tracks, self.n_stations, self.settings = n_tracks, n_stations, settings
         self.mask_id = n_tracks + 1
@@ -179,7 +183,7 @@ class InputNetwork(nn.Module):
 class SequenceNetwork(InputNetwork):
     """The inputs plus position embeddings into a pre-norm transformer encoder."""
 
-    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings, *, causal: bool) -> None:
+    def __init__(self, n_tracks: int, n_stations: int, settings: NetworkSettings, *, causal: bool) -> None:
         super().__init__(n_tracks, n_stations, settings)
         self.causal = causal
         d = settings.dim
@@ -214,7 +218,7 @@ class GRUNetwork(InputNetwork):
 
     causal = True
 
-    def __init__(self, n_tracks: int, n_stations: int, settings: ModelSettings) -> None:
+    def __init__(self, n_tracks: int, n_stations: int, settings: NetworkSettings) -> None:
         super().__init__(n_tracks, n_stations, settings)
         self.gru = nn.GRU(settings.dim, settings.dim, num_layers=settings.layers, batch_first=True)
         self.initialise()
@@ -244,7 +248,7 @@ def feedback_cosines(network: InputNetwork) -> dict[str, float]:
     return out
 
 
-class Recommender(nn.Module):
+class Recommender(nn.Module, Generic[S]):
     """A model that trains on Batches (forward returns the loss) and scores Histories."""
 
     name: str = ""
@@ -257,10 +261,13 @@ class Recommender(nn.Module):
     # False for a model fit in one counting pass (popularity) instead of by fit()'s gradient steps.
     learns_by_gradient: bool = True
 
-    def __init__(self, network: InputNetwork, train: TrainSettings, positive_feedback: tuple[int, ...]):
+    # What the architecture is trained for, in a line (the registered version's description).
+    objective: str = ""
+
+    def __init__(self, network: InputNetwork, settings: S, positive_feedback: tuple[int, ...]):
         super().__init__()
         self.network = network
-        self.train_settings = train
+        self.settings = settings  # the architecture's own (config `model.<name>`)
         self.positive_feedback = positive_feedback
 
     @property
@@ -268,20 +275,21 @@ class Recommender(nn.Module):
         return self.network.n_tracks
 
     def sampled_tracks(
-        self, generator: torch.Generator, device: torch.device, rows: int | None = None
+        self, count: int, generator: torch.Generator, device: torch.device, rows: int | None = None
     ) -> Tensor:
-        """`sampled_negatives` uniform track ids: (S,), one set for the whole batch, or (rows, S),
-        a set for each of `rows` (training rows, or positions) of its own."""
-        count = self.train_settings.sampled_negatives
+        """`count` uniform track ids: (count,), one set for the whole batch, or (rows, count), a
+        set for each of `rows` (training rows, or positions) of its own."""
         shape = (count,) if rows is None else (rows, count)
         return torch.randint(1, self.n_tracks + 1, shape, generator=generator, device=device)
 
-    def softmax_negatives(self, generator: torch.Generator, device: torch.device) -> Tensor | None:
-        """The negatives of a next-item softmax (`train.softmax`): sampled tracks, or None for the
-        whole catalog (then nothing is drawn)."""
-        if self.train_settings.softmax == "full":
+    def softmax_negatives(
+        self, softmax: SoftmaxSettings, generator: torch.Generator, device: torch.device
+    ) -> Tensor | None:
+        """The negatives of a next-item softmax: `sampled_negatives` tracks, or None for the whole
+        catalog (`softmax: full`; then nothing is drawn)."""
+        if softmax.softmax == "full":
             return None
-        return self.sampled_tracks(generator, device)
+        return self.sampled_tracks(softmax.sampled_negatives, generator, device)
 
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """The training loss of one batch (a scalar) and figures worth logging."""

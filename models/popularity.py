@@ -15,13 +15,14 @@ import torch
 from torch import Tensor
 
 from downbeat.models.network import PAD, Batch, History, InputNetwork, Recommender
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import NetworkSettings
 
 
-class Popularity(Recommender):
+class Popularity(Recommender[None]):
     """Scores are counts of positive training plays; ties keep the catalog's order (lower idx)."""
 
     name = "popularity"
+    objective = "no learning: each track's count of positive plays in the training rows (the floor)"
     learns_feedback_embeddings = False
     learns_by_gradient = False
 
@@ -29,14 +30,15 @@ class Popularity(Recommender):
         self,
         n_tracks: int,
         n_stations: int,
-        settings: ModelSettings,
-        train: TrainSettings,
+        network_settings: NetworkSettings,
+        settings: None,
         positive_feedback: tuple[int, ...],
     ) -> None:
+        """settings: none (popularity has no knobs)."""
         # A network of width 1 carries the sizes the serving code reads; its weights score nothing.
-        network = InputNetwork(n_tracks, n_stations, dataclasses.replace(settings, dim=1))
+        network = InputNetwork(n_tracks, n_stations, dataclasses.replace(network_settings, dim=1))
         network.requires_grad_(False)
-        super().__init__(network, train, positive_feedback)
+        super().__init__(network, settings, positive_feedback)
         self.counts: Tensor
         self.register_buffer("counts", torch.zeros(n_tracks + 1, dtype=torch.float64))
 

@@ -1,11 +1,16 @@
 """SASRec with the RecSys'24 skip-aware loss: a causal transformer predicts, at every position, the
-next positive; alpha * softmax (over uniform negatives, or the whole catalog: `train.softmax`) +
+next positive; alpha * softmax (over uniform negatives, or the whole catalog: `softmax: full`) +
 beta * InfoNCE that pulls the prediction toward that positive and away from the tracks skipped
-before it."""
+before it.
+
+Its settings are config `model.sasrec` (SASRecSettings). `CausalRecommender` is what every causal
+model here shares (gsasrec, gru4rec, pnfrec): the network, each position's next positive, and
+scoring from the hidden state of the user's last play."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,11 +24,24 @@ from downbeat.models.network import (
     History,
     InputNetwork,
     Recommender,
+    S,
     SequenceNetwork,
     compact,
     without_last,
 )
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import NetworkSettings, SoftmaxSettings
+
+
+@dataclass(frozen=True)
+class SASRecSettings(SoftmaxSettings):
+    """Config `model.sasrec`: alpha * next-item softmax + beta * InfoNCE at `temperature`."""
+
+    alpha: float = 1.0  # weight of the next-item softmax
+    beta: float = 0.5  # weight of InfoNCE against the tracks passed over before the next positive
+    temperature: float = 0.5  # InfoNCE temperature (cosine similarities)
+    # Which tracks between a position and its next positive InfoNCE pushes away: the skipped ones,
+    # or every non-positive one (plays and downs too, as RecSys'24 defines it).
+    info_nce_negatives: Literal["skips", "non_positive"] = "skips"
 
 
 def next_target(targets: Tensor) -> Tensor:
@@ -56,23 +74,21 @@ class NextPositive:
     positives: Tensor  # (B, L) its track id (meaningless where not valid)
 
 
-class SASRec(Recommender):
+class CausalRecommender(Recommender[S]):
     """Causal next-positive model; a user's vector is the hidden state of their last play."""
-
-    name = "sasrec"
 
     def __init__(
         self,
         n_tracks: int,
         n_stations: int,
-        settings: ModelSettings,
-        train: TrainSettings,
+        network_settings: NetworkSettings,
+        settings: S,
         positive_feedback: tuple[int, ...],
         network: InputNetwork | None = None,
     ) -> None:
         """network: a causal network (a transformer unless given)."""
-        network = network or SequenceNetwork(n_tracks, n_stations, settings, causal=True)
-        super().__init__(network, train, positive_feedback)
+        network = network or SequenceNetwork(n_tracks, n_stations, network_settings, causal=True)
+        super().__init__(network, settings, positive_feedback)
 
     def next_positive(self, batch: Batch) -> NextPositive:
         """Each position's hidden state and the next positive it predicts. The row's last item is
@@ -87,8 +103,30 @@ class SASRec(Recommender):
         positives = tracks.gather(1, following.clamp(max=length - 1))  # (B, L), meaningful where valid
         return NextPositive(hidden, valid, following, positives)
 
+    def user_vectors(self, history: History) -> Tensor:
+        keep = self.inputs_of(history)
+        count = keep.sum(dim=1)
+        width = int(min(self.network.settings.max_length, max(int(count.max()) if count.numel() else 0, 1)))
+        tracks, stations, feedback = compact(keep, width, history.tracks, history.stations, history.feedback)
+        # A user without history reads one mask token (never trained on): a fixed, uninformed vector.
+        empty = count == 0
+        tracks[:, 0] = torch.where(empty, self.network.mask_id, tracks[:, 0])
+        last = (count.clamp(max=width) - 1).clamp(min=0)
+        rows = torch.arange(tracks.shape[0], device=tracks.device)
+        return self.network.hidden(tracks, stations, feedback)[rows, last]  # (B, D)
+
+
+class SASRec(CausalRecommender[SASRecSettings]):
+    """SASRec with RecSys'24's skip-aware InfoNCE beside its next-item softmax."""
+
+    name = "sasrec"
+    objective = (
+        "causal next-item sampled softmax plus InfoNCE against the tracks passed over before the "
+        "next positive (RecSys'24)"
+    )
+
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        t = self.train_settings
+        t = self.settings
         tracks = batch.tracks
         step = self.next_positive(batch)
         valid, hidden = step.valid, step.hidden
@@ -96,9 +134,9 @@ class SASRec(Recommender):
         next_items = items[step.positives]  # (B, L, D)
         h = hidden[valid]  # (N, D)
         positives = step.positives[valid]  # (N,)
-        # train.softmax: one set of uniform negatives for the whole batch (any equal to a row's
+        # t.softmax: one set of uniform negatives for the whole batch (any equal to a row's
         # positive is left out), or the whole catalog
-        softmax = next_item_loss(h, positives, items, self.softmax_negatives(generator, tracks.device))
+        softmax = next_item_loss(h, positives, items, self.softmax_negatives(t, generator, tracks.device))
         # InfoNCE on cosine similarities: each position against every track of its row (one
         # batched product), of which only those skipped before its next positive count.
         anchor = F.normalize(hidden, dim=-1)  # (B, L, D)
@@ -111,15 +149,3 @@ class SASRec(Recommender):
         nce = info_nce_loss(toward[valid], similar[valid], between[valid])
         loss = t.alpha * softmax + t.beta * nce
         return loss, {"sampled_softmax": float(softmax.detach()), "info_nce": float(nce.detach())}
-
-    def user_vectors(self, history: History) -> Tensor:
-        keep = self.inputs_of(history)
-        count = keep.sum(dim=1)
-        width = int(min(self.network.settings.max_length, max(int(count.max()) if count.numel() else 0, 1)))
-        tracks, stations, feedback = compact(keep, width, history.tracks, history.stations, history.feedback)
-        # A user without history reads one mask token (never trained on): a fixed, uninformed vector.
-        empty = count == 0
-        tracks[:, 0] = torch.where(empty, self.network.mask_id, tracks[:, 0])
-        last = (count.clamp(max=width) - 1).clamp(min=0)
-        rows = torch.arange(tracks.shape[0], device=tracks.device)
-        return self.network.hidden(tracks, stations, feedback)[rows, last]  # (B, D)

@@ -39,8 +39,7 @@ from downbeat.models.contract import (
 )
 from downbeat.models.data import TableSnapshot, history_tensors, pad_right, read_table
 from downbeat.models.network import History, Recommender
-from downbeat.models.settings import ModelSettings, TrainSettings
-from downbeat.models.zoo import build_model
+from downbeat.models.zoo import build_model, network_settings, own_settings_from_flat, with_own_settings
 
 HISTORY_TRACKS, HISTORY_STATIONS, HISTORY_FEEDBACK = (
     HISTORY_TRACK_IDS,
@@ -190,21 +189,26 @@ def checkpoint_payload(model: Recommender, config: dict[str, Any] | None = None)
         "n_tracks": model.network.n_tracks,
         "n_stations": model.network.n_stations,
         "positive_feedback": list(model.positive_feedback),
-        "model_settings": dataclasses.asdict(model.network.settings),
-        "train_settings": dataclasses.asdict(model.train_settings),
+        "model_settings": dataclasses.asdict(network_settings(model.network.settings)),
+        # the architecture's own settings (config `model.<name>`); None for popularity
+        "settings": None if model.settings is None else dataclasses.asdict(model.settings),
         "config": config or {},
         "state_dict": model.state_dict(),
     }
 
 
 def model_from_payload(payload: dict[str, Any]) -> Recommender:
+    """The model a checkpoint holds. One written before each architecture had settings of its own
+    keeps them in a flat `train_settings` dict, read under their new names."""
+    name = payload["model_name"]
+    own = (
+        payload["settings"]
+        if "settings" in payload
+        else own_settings_from_flat(name, payload["train_settings"])
+    )
+    settings = with_own_settings(name, payload["model_settings"], own)
     model = build_model(
-        payload["model_name"],
-        payload["n_tracks"],
-        payload["n_stations"],
-        ModelSettings(**payload["model_settings"]),
-        TrainSettings(**payload["train_settings"]),
-        tuple(payload["positive_feedback"]),
+        name, payload["n_tracks"], payload["n_stations"], settings, tuple(payload["positive_feedback"])
     )
     model.load_state_dict(payload["state_dict"])
     model.eval()

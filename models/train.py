@@ -21,7 +21,7 @@ from torch import nn
 
 from downbeat.models import checkpoint
 from downbeat.models.network import Batch, Recommender
-from downbeat.models.settings import TrainSettings
+from downbeat.models.settings import OptimSettings, RunSettings
 
 if TYPE_CHECKING:
     from downbeat.models.validation import Score
@@ -64,7 +64,7 @@ PAIRED_ACCURACY, NDCG = "paired_accuracy", "ndcg@10_pos"  # the validation figur
 SELECT_ON = {"paired_accuracy": PAIRED_ACCURACY, "ndcg@10": NDCG}  # train.select_on -> figure
 
 
-def selection_metric(model: Recommender, train: TrainSettings) -> str:
+def selection_metric(model: Recommender[Any], train: RunSettings) -> str:
     """The validation figure a run stops on and keeps its best epoch by: `train.select_on`, or with
     `auto` the model's own task's (next-item models: NDCG@10 of the next positive; pair models:
     paired accuracy)."""
@@ -119,7 +119,8 @@ def fit(
     model: Recommender,
     batches: Callable[[int], Iterable[Batch]],
     validate: Callable[[Recommender], Score],
-    settings: TrainSettings,
+    settings: RunSettings,
+    optim: OptimSettings,
     *,
     device: torch.device,
     ranks: Ranks = Ranks(),
@@ -137,7 +138,7 @@ def fit(
     resume: a checkpoint `hooks.checkpoint_dir` held (models/checkpoint.py).
     """
     net = trainable if trainable is not None else model
-    optimizer, scheduler = _optimiser(model, settings)
+    optimizer, scheduler = _optimiser(model, optim)
     state, best_weights = _start_state(resume, model, optimizer, scheduler, settings)
 
     for epoch in range(state.epoch, settings.max_epochs):
@@ -149,7 +150,7 @@ def fit(
         generator = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
         net.train()
         sums = _train_epoch(
-            net, model, batches(epoch), (optimizer, scheduler), settings, state, generator, device
+            net, model, batches(epoch), (optimizer, scheduler), optim.clip_norm, state, generator, device
         )
         train_seconds = time.perf_counter() - started
         score = validate(model)
@@ -204,7 +205,7 @@ def _start_state(
     model: Recommender,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
-    settings: TrainSettings,
+    settings: RunSettings,
 ) -> tuple[FitState, dict[str, Any]]:
     """A fresh FitState and the initial weights as the best so far; or, from a checkpoint, the
     model, optimiser and schedule as it left them, with its FitState and best weights."""
@@ -221,7 +222,7 @@ def _start_state(
     return state, resume["best_state_dict"]
 
 
-def _optimiser(model: nn.Module, settings: TrainSettings) -> tuple[torch.optim.Optimizer, Any]:
+def _optimiser(model: nn.Module, settings: OptimSettings) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW over `parameter_groups`, and linear warm-up over `warmup_steps` then constant."""
     optimizer = torch.optim.AdamW(
         parameter_groups(model, settings.weight_decay),
@@ -238,7 +239,7 @@ def _train_epoch(
     model: nn.Module,
     batches: Iterable[Batch],
     optimiser: tuple[torch.optim.Optimizer, Any],
-    settings: TrainSettings,
+    clip_norm: float,
     state: FitState,
     generator: torch.Generator,
     device: torch.device,
@@ -260,7 +261,7 @@ def _train_epoch(
                 loss, _ = net(batch, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
+            nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
             scheduler.step()
             state.step += 1

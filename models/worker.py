@@ -26,10 +26,10 @@ from downbeat.models import checkpoint
 from downbeat.models.data import TableSnapshot
 from downbeat.models.loader import TrainingStream
 from downbeat.models.serving import checkpoint_payload
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import OptimSettings, RunSettings
 from downbeat.models.train import FitHooks, FitState, Ranks, fit, seed_everything, selection_metric
 from downbeat.models.validation import ValidationSet
-from downbeat.models.zoo import build_model
+from downbeat.models.zoo import ModelSettings, build_model
 
 log = logging.getLogger("downbeat.worker")
 
@@ -43,7 +43,8 @@ class WorkerSpec:
     n_stations: int
     positive_feedback: tuple[int, ...]
     model: ModelSettings
-    train: TrainSettings
+    train: RunSettings
+    optim: OptimSettings
     training_files: tuple[str, ...]  # gold/training_sequences' data files (URLs)
     validation_pairs: TableSnapshot
     validation_next: TableSnapshot
@@ -76,7 +77,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     try:
         seed_everything(spec.train.seed)
         model = build_model(
-            spec.model_name, spec.n_tracks, spec.n_stations, spec.model, spec.train, spec.positive_feedback
+            spec.model_name, spec.n_tracks, spec.n_stations, spec.model, spec.positive_feedback
         ).to(device)
         trainable: torch.nn.Module = model
         if world > 1:
@@ -99,6 +100,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             stream.epoch,
             lambda m: validation.score(m, device=device, ranks=ranks, batch_size=spec.train.eval_batch_size),
             spec.train,
+            spec.optim,
             device=device,
             ranks=ranks,
             trainable=trainable,
@@ -193,9 +195,7 @@ def count_worker(spec: WorkerSpec) -> dict[str, Any]:
     from downbeat.models.popularity import Popularity
 
     started = time.perf_counter()
-    model = build_model(
-        spec.model_name, spec.n_tracks, spec.n_stations, spec.model, spec.train, spec.positive_feedback
-    )
+    model = build_model(spec.model_name, spec.n_tracks, spec.n_stations, spec.model, spec.positive_feedback)
     if not isinstance(model, Popularity):
         raise ValueError(f"model {spec.model_name} is not fit by counting")
     rows = 0

@@ -44,11 +44,14 @@ from downbeat.models import metrics as M  # noqa: E402
 MODELS = {  # name -> (architecture, its settings beyond the shared ones)
     "popularity": ("popularity", []),
     "sasrec": ("sasrec", []),
-    "sasrec_full_softmax": ("sasrec", ["train.softmax=full"]),
+    "sasrec_full_softmax": ("sasrec", ["model.sasrec.softmax=full"]),
     # gBCE sits on a plateau (every item scored alike) before it ranks anything; Adam's beta2 0.98
     # (kang205's SASRec, RecTools) leaves it by epoch 8 where torch's 0.999 had not by epoch 10: a
     # choice made on validation NDCG@10 (the reference, gSASRec-pytorch, waits 200 epochs instead).
-    "gsasrec": ("gsasrec", ["train.sampled_negatives=256", "train.gbce_t=0.75", "train.adam_beta2=0.98"]),
+    "gsasrec": (
+        "gsasrec",
+        ["model.gsasrec.sampled_negatives=256", "model.gsasrec.gbce_t=0.75", "optim.adam_beta2=0.98"],
+    ),
     "bert4rec": ("bert4rec", []),
 }
 K = 10

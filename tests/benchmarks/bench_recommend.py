@@ -34,8 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from downbeat.models.data import TableSnapshot  # noqa: E402
-from downbeat.models.settings import ModelSettings, TrainSettings  # noqa: E402
-from downbeat.models.zoo import build_model  # noqa: E402
+from downbeat.models.zoo import build_model, model_settings_of  # noqa: E402
 
 
 def write_tables(root: Path, users: int, tracks: int, plays: int, stations: int) -> dict[str, TableSnapshot]:
@@ -104,13 +103,11 @@ def register_model(root: Path, snapshots: dict[str, TableSnapshot]) -> tuple[str
     from downbeat.models.tracking import CHAMPION, experiment_id
 
     base = yaml.safe_load((ROOT / "conf" / "base.yaml").read_text())
-    model_settings, train_settings = ModelSettings(**base["model"]), TrainSettings(**base["train"])
     model = build_model(
         "hybrid",
         snapshots["gold/tracks"].rows,
         snapshots["gold/stations"].rows,
-        model_settings,
-        train_settings,
+        model_settings_of(base["model"]),
         (1, 4),
     ).eval()
     tracking = f"sqlite:///{root / 'mlruns.db'}"

@@ -34,14 +34,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from downbeat.models.network import DOWN, PLAY, SKIP, UP, Batch  # noqa: E402
-from downbeat.models.settings import ModelSettings, TrainSettings  # noqa: E402
-from downbeat.models.zoo import build_model  # noqa: E402
+from downbeat.models.settings import OptimSettings, RunSettings  # noqa: E402
+from downbeat.models.zoo import ModelSettings, build_model, model_settings_of  # noqa: E402
 
 
-def default_settings() -> tuple[ModelSettings, TrainSettings]:
-    """conf/base.yaml's model and train sections (read directly: no Spark needed to import them)."""
+def default_settings() -> tuple[ModelSettings, RunSettings, OptimSettings]:
+    """conf/base.yaml's model, train and optim sections (read directly: no Spark needed to import them)."""
     base = yaml.safe_load((ROOT / "conf" / "base.yaml").read_text())
-    return ModelSettings(**base["model"]), TrainSettings(**base["train"])
+    return model_settings_of(base["model"]), RunSettings(**base["train"]), OptimSettings(**base["optim"])
 
 
 def random_batch(rows: int, length: int, n_tracks: int, n_stations: int, g: torch.Generator) -> Batch:
@@ -61,9 +61,9 @@ def random_batch(rows: int, length: int, n_tracks: int, n_stations: int, g: torc
 def train_rate(
     name: str, batches: list[Batch], n_tracks: int, n_stations: int, device: torch.device, steps: int
 ) -> dict[str, float]:
-    model_settings, train_settings = default_settings()
-    model = build_model(name, n_tracks, n_stations, model_settings, train_settings, (UP,)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_settings.learning_rate)
+    model_settings, _, optim = default_settings()
+    model = build_model(name, n_tracks, n_stations, model_settings, (UP,)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.learning_rate)
     g = torch.Generator(device=device).manual_seed(0)
     cuda = device.type == "cuda"
 
@@ -72,7 +72,7 @@ def train_rate(
             loss, _ = model(batch, g)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train_settings.clip_norm)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_norm)
         optimizer.step()
 
     on_device = [b.to(device) for b in batches]
@@ -97,7 +97,7 @@ def stream_of(
     """The training stream train would build over these files (conf/base.yaml's settings)."""
     from downbeat.models.loader import TrainingStream
 
-    model_settings, train_settings = default_settings()
+    model_settings, train_settings, _ = default_settings()
     return TrainingStream(
         files,
         batch_size=batch,
@@ -155,15 +155,16 @@ def fed_rate(
     from downbeat.models.train import FitHooks, fit
     from downbeat.models.validation import Score
 
-    model_settings, train_settings = default_settings()
+    model_settings, train_settings, optim = default_settings()
     train_settings = dataclasses.replace(train_settings, batch_size=batch, max_epochs=2)
-    model = build_model(name, n_tracks, n_stations, model_settings, train_settings, (UP,)).to(device)
+    model = build_model(name, n_tracks, n_stations, model_settings, (UP,)).to(device)
     stream = stream_of(files, train_settings.loader, batch, steps, pin=device.type == "cuda")
     state = fit(
         model,
         stream.epoch,
         lambda m: Score({}),  # no validation data: every figure NaN, the last epoch kept
         train_settings,
+        optim,
         device=device,
         hooks=FitHooks(loader_rate=lambda: stream.rows_per_second),
     )
@@ -211,7 +212,7 @@ def main() -> None:
         lakehouse = Lakehouse(None, args.lakehouse)
         _, files, rows = lakehouse.snapshot("gold/training_sequences")
         n_tracks, n_stations = lakehouse.rows("gold/tracks"), lakehouse.rows("gold/stations")
-        model_settings, train_settings = default_settings()
+        model_settings, train_settings, _ = default_settings()
         figures["table"] = {"table": "gold/training_sequences", "rows": rows, "files": len(files)}
         figures["max_length"] = model_settings.max_length
         for key, loader in (

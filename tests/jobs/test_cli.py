@@ -44,6 +44,15 @@ def test_unknown_set_key_exits_2_with_one_line_naming_it():
     assert result.stdout == ""
 
 
+def test_a_key_of_the_old_flat_train_section_exits_2_naming_the_new_key():
+    result = run_cli("--set", "train.gbce_t=0.5", "config", "show")
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "downbeat: error: config key 'train.gbce_t' moved to 'model.gsasrec.gbce_t' (from --set)"
+    ]
+
+
 def test_missing_conf_file_exits_2_naming_it(tmp_path):
     result = run_cli("--conf", str(tmp_path / "nope.yaml"), "config", "show")
 

@@ -154,3 +154,31 @@ def test_config_is_frozen():
 def test_a_date_given_for_a_text_key_is_kept_as_its_iso_text():
     cfg = load_config(None, ["split.cutoff_date=2018-07-15"])
     assert cfg.split.cutoff_date == "2018-07-15"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("train.p_hard", "'model.hybrid.p_hard'"),
+        ("train.learning_rate", "'optim.learning_rate'"),
+        ("train.pnfrec_beta", "'model.pnfrec.beta'"),
+        ("train.p_task", "'model.hybrid.p_task' / 'model.bert4rec.p_task'"),
+    ],
+)
+def test_a_key_of_the_old_flat_train_section_names_where_it_moved(tmp_path, old, new):
+    with pytest.raises(ConfigError, match=re.escape(f"config key '{old}' moved to {new} (from --set)")):
+        load_config(None, [f"{old}=1"])
+    section, key = old.split(".")
+    base = PROJECT_ROOT / "conf" / "base.yaml"
+    path = conf_file(tmp_path, f"extends: {base}\n{section}:\n  {key}: 1\n")
+    with pytest.raises(ConfigError, match=re.escape(f"config key '{old}' moved to {new} (in {path})")):
+        load_config(path)
+
+
+def test_each_architecture_reads_its_own_section():
+    cfg = load_config(None, ["model.sasrec.beta=0.0", "model.pnfrec.beta=0.25", "model.hybrid.k=9"])
+
+    assert (cfg.model.sasrec.beta, cfg.model.pnfrec.beta, cfg.model.hybrid.k) == (0.0, 0.25, 9)
+    assert cfg.model.gsasrec.sampled_negatives == 1000  # untouched sections keep base.yaml's values
+    with pytest.raises(ConfigError, match=re.escape("unknown config key 'model.gsasrec.beta' (from --set)")):
+        load_config(None, ["model.gsasrec.beta=1"])

@@ -26,7 +26,7 @@ def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(
         "name: g\nreference: hybrid p_hard=0.0\nmetrics: [auc]\nset: {train.max_epochs: 3}\n"
-        "grid: {model: [hybrid, baseline], train.p_hard: [0.0, 1.0], train.k: 7}\n"
+        "grid: {model: [hybrid, baseline], model.hybrid.p_hard: [0.0, 1.0], model.hybrid.k: 7}\n"
     )
     spec = load_spec(str(path))
     assert [c.name for c in spec.children] == [
@@ -35,11 +35,11 @@ def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
         "baseline p_hard=0.0",
         "baseline p_hard=1.0",
     ]
-    configs = child_configs(spec, None, ["train.max_epochs=9", "train.k=5"])
-    chosen = configs["baseline p_hard=1.0"].train
+    configs = child_configs(spec, None, ["train.max_epochs=9", "model.hybrid.k=5"])
+    chosen = configs["baseline p_hard=1.0"]
     # the spec's own settings win over --set; the grid's over the spec's `set`
-    assert chosen.p_hard == 1.0 and chosen.k == 7 and chosen.max_epochs == 3
-    assert spec.children[1].settings == {"train.p_hard": 1.0, "train.k": 7}
+    assert chosen.model.hybrid.p_hard == 1.0 and chosen.model.hybrid.k == 7 and chosen.train.max_epochs == 3
+    assert spec.children[1].settings == {"model.hybrid.p_hard": 1.0, "model.hybrid.k": 7}
 
 
 BAD = [
@@ -95,10 +95,10 @@ def test_a_spec_value_reaches_the_config_as_the_same_value_and_type(tmp_path):
     path.write_text(
         "name: x\nreference: a\nmetrics: [auc]\nset: {spark.app_name: 'on', train.seed: 3}\n"
         "children: [{name: a, model: hybrid,\n"
-        "            set: {train.learning_rate: 0.00001, train.weight_decay: 1.0e-3}}]\n"
+        "            set: {optim.learning_rate: 0.00001, optim.weight_decay: 1.0e-3}}]\n"
     )
     cfg = child_configs(load_spec(str(path)), None, [])["a"]
-    assert cfg.train.learning_rate == 0.00001 and cfg.train.weight_decay == 0.001
+    assert cfg.optim.learning_rate == 0.00001 and cfg.optim.weight_decay == 0.001
     assert cfg.spark.app_name == "on" and cfg.train.seed == 3
 
 

@@ -197,7 +197,7 @@ def test_each_model_of_the_papers_trains_registers_and_scores_the_same_through_i
         f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
         f"mlflow.artifact_root={tmp_path / 'art'}",
     ]
-    values += [f"train.checkpoint_dir={tmp_path / 'ck'}", "train.not_to_recommend=0.5"]
+    values += [f"train.checkpoint_dir={tmp_path / 'ck'}", "model.gsasrec.not_to_recommend=0.5"]
     run_id = training.run(load_config(None, values), name).run_id
     run = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").get_run(run_id)
     assert run.data.params["model"] == name
@@ -604,7 +604,7 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     spec.write_text(
         "name: tiny\nreference: sasrec beta=0.0\nmetrics: [paired_accuracy, hr@10_pos, skip_mrr@10]\n"
         "run_metrics: [feedback_cos_skip_down]\n"
-        "grid: {model: [sasrec], train.beta: [0.0, 0.5]}\n"
+        "grid: {model: [sasrec], model.sasrec.beta: [0.0, 0.5]}\n"
     )
     store = tmp_path / "m.db"
     values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
@@ -619,7 +619,7 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
         [client.get_run(parent).info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'"
     )
     assert sorted(r.data.tags["downbeat.child"] for r in children) == ["sasrec beta=0.0", "sasrec beta=0.5"]
-    assert {r.data.params["train.beta"] for r in children} == {"0.0", "0.5"}
+    assert {r.data.params["model.sasrec.beta"] for r in children} == {"0.0", "0.5"}
     assert client.search_registered_models() == []  # children are logged, never registered
     table = first["children"]
     reference, other = table["sasrec beta=0.0"], table["sasrec beta=0.5"]

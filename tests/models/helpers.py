@@ -9,19 +9,42 @@ import torch
 import yaml
 
 from downbeat.models.network import DOWN, PLAY, SKIP, UP, Batch
-from downbeat.models.settings import ModelSettings, TrainSettings
+from downbeat.models.settings import OptimSettings, RunSettings
+from downbeat.models.zoo import ModelSettings, model_settings_of
 
 N_TRACKS, N_STATIONS = 40, 4
 # The shipped defaults, read as the models' own settings (model tests never import jobs/).
 BASE = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "base.yaml").read_text())
 
 
-def settings(**train: object) -> tuple[ModelSettings, TrainSettings]:
+def settings(**knobs: object) -> tuple[ModelSettings, RunSettings, OptimSettings]:
+    """The shipped defaults on a tiny network; each knob goes to the run, the optimiser, or every
+    architecture's settings that have a field of that name (a test builds one model)."""
+    run, optim = RunSettings(**BASE["train"]), OptimSettings(**BASE["optim"])
+    sections = [k for k, v in BASE["model"].items() if isinstance(v, dict)]
     model = dataclasses.replace(
-        ModelSettings(**BASE["model"]), dim=16, layers=1, heads=2, dropout=0.0, max_length=32
+        model_settings_of(BASE["model"]), dim=16, layers=1, heads=2, dropout=0.0, max_length=32
     )
-    defaults = TrainSettings(**BASE["train"])
-    return model, dataclasses.replace(defaults, sampled_negatives=20, k=8, **train)  # type: ignore[arg-type]
+    knobs = {"sampled_negatives": 20, "k": 8, **knobs}
+    for name, value in knobs.items():
+        placed = False
+        for target in ("run", "optim"):
+            holder = run if target == "run" else optim
+            if name in {f.name for f in dataclasses.fields(holder)}:
+                run, optim = (
+                    (dataclasses.replace(run, **{name: value}), optim)
+                    if target == "run"
+                    else (run, dataclasses.replace(optim, **{name: value}))
+                )
+                placed = True
+        for section in sections:
+            own = getattr(model, section)
+            if name in {f.name for f in dataclasses.fields(own)}:
+                model = dataclasses.replace(model, **{section: dataclasses.replace(own, **{name: value})})
+                placed = True
+        if not placed:
+            raise TypeError(f"no setting is called {name!r}")
+    return model, run, optim
 
 
 def random_batch(seed: int = 0, rows: int = 6, length: int = 12) -> Batch:

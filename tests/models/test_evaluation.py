@@ -90,9 +90,9 @@ def test_models_scored_on_different_users_cannot_be_compared():
 
 
 def test_pairs_scored_per_user_and_station_equal_pairs_scored_one_by_one():
-    model_settings, train_settings = settings()
+    model_settings = settings()[0]
     torch.manual_seed(0)
-    model = build_model("hybrid", N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,)).eval()
+    model = build_model("hybrid", N_TRACKS, N_STATIONS, model_settings, (UP,)).eval()
     rng = np.random.default_rng(0)
     pairs = pd.DataFrame(
         {

@@ -33,11 +33,11 @@ def snapshot(tmp_path):
 
 
 def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck", **overrides):
-    model_settings, train_settings = settings(
+    model_settings, train_settings, optim = settings(
         **{"max_epochs": epochs, "patience": 10, "warmup_steps": 2, **overrides}
     )
     seed_everything(train_settings.seed)
-    model = build_model(name, N_TRACKS, 3, model_settings, train_settings, (1,))
+    model = build_model(name, N_TRACKS, 3, model_settings, (1,))
     stream = TrainingStream(
         snapshot.files, batch_size=8, steps=3, max_length=32, seed=train_settings.seed, shuffle_buffer=16
     )
@@ -47,6 +47,7 @@ def train(snapshot, tmp_path, name="hybrid", *, epochs, resume=None, folder="ck"
         stream.epoch,
         lambda m: validation.score(m, device=torch.device("cpu"), batch_size=16),
         train_settings,
+        optim,
         device=torch.device("cpu"),
         resume=checkpoint.read(resume) if resume else None,
         hooks=FitHooks(checkpoint_dir=tmp_path / folder, payload=lambda: checkpoint_payload(model)),
@@ -100,9 +101,9 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement_and_keeps
 
 
 def test_validation_scores_the_mean_over_users_of_each_users_share_of_pairs_won():
-    model_settings, train_settings = settings()
+    model_settings = settings()[0]
     seed_everything(3)
-    model = build_model("hybrid", N_TRACKS, 3, model_settings, train_settings, (1,))
+    model = build_model("hybrid", N_TRACKS, 3, model_settings, (1,))
     validation = validation_set(ROWS, N_TRACKS)
     score = validation.score(model, device=torch.device("cpu"), batch_size=7)["paired_accuracy"]
     scored = pair_predictions(lambda f: score_frame(model, f), validation.pairs, validation.histories)
@@ -120,9 +121,9 @@ def test_validation_scores_the_mean_over_users_of_each_users_share_of_pairs_won(
 
 
 def test_validation_ndcg_ranks_each_users_next_positive_among_the_catalog_less_the_excluded():
-    model_settings, train_settings = settings()
+    model_settings = settings()[0]
     seed_everything(3)
-    model = build_model("sasrec", N_TRACKS, 3, model_settings, train_settings, (1,))
+    model = build_model("sasrec", N_TRACKS, 3, model_settings, (1,))
     validation = validation_set(ROWS, N_TRACKS)
     rows = validation.histories
     scores = np.stack(
@@ -160,17 +161,20 @@ def planted_batches(seed: int, *, shuffled: bool, rows: int = 32, length: int = 
 
 
 def test_a_model_trained_on_planted_feedback_beats_the_same_model_trained_on_shuffled_feedback():
-    model_settings, train_settings = settings(max_epochs=3, warmup_steps=5, learning_rate=0.01, patience=10)
+    model_settings, train_settings, optim = settings(
+        max_epochs=3, warmup_steps=5, learning_rate=0.01, patience=10
+    )
     validation = planted_validation()
     scores = {}
     for shuffled in (False, True):
         seed_everything(train_settings.seed)
-        model = build_model("hybrid", N_TRACKS, 3, model_settings, train_settings, (PLAY,))
+        model = build_model("hybrid", N_TRACKS, 3, model_settings, (PLAY,))
         fit(
             model,
             lambda epoch, s=shuffled: [planted_batches(epoch * 100 + i, shuffled=s) for i in range(25)],
             lambda m: validation.score(m, device=torch.device("cpu"), batch_size=64),
             train_settings,
+            optim,
             device=torch.device("cpu"),
         )
         scores[shuffled] = validation.score(model, device=torch.device("cpu"))["paired_accuracy"].value

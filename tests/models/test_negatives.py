@@ -80,8 +80,8 @@ def test_hidden_positions_are_the_other_occurrences_of_used_hard_negatives():
 
 @pytest.mark.parametrize("seed", range(8))
 def test_a_hidden_hard_negative_never_appears_in_that_rows_inputs(seed):
-    model_settings, train = settings(p_task=0.5, p_hard=1.0)
-    model = Hybrid(N_TRACKS, N_STATIONS, model_settings, train, (1,), positives_only=False)
+    model_settings = settings(p_task=0.5, p_hard=1.0)[0]
+    model = Hybrid(N_TRACKS, N_STATIONS, model_settings, model_settings.hybrid, (1,), positives_only=False)
     batch = random_batch(seed)
     c = model.cloze_inputs(batch, torch.Generator().manual_seed(seed))
     rows = c.masked.nonzero(as_tuple=True)[0]
@@ -97,8 +97,8 @@ def test_a_hidden_hard_negative_never_appears_in_that_rows_inputs(seed):
 
 
 def test_the_baseline_reads_only_positives_and_never_uses_stored_negatives():
-    model_settings, train = settings(p_task=0.5, p_hard=1.0)
-    model = Hybrid(N_TRACKS, N_STATIONS, model_settings, train, (1,), positives_only=True)
+    model_settings = settings(p_task=0.5, p_hard=1.0)[0]
+    model = Hybrid(N_TRACKS, N_STATIONS, model_settings, model_settings.hybrid, (1,), positives_only=True)
     batch = random_batch(3)
     c = model.cloze_inputs(batch, torch.Generator().manual_seed(3))
     assert not c.used_hard.any()

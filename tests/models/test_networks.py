@@ -27,8 +27,8 @@ NAMES = ["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfr
 
 def make(name, seed=0, **train):
     torch.manual_seed(seed)
-    model_settings, train_settings = settings(**train)
-    return build_model(name, N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,))
+    model_settings = settings(**train)[0]
+    return build_model(name, N_TRACKS, N_STATIONS, model_settings, (UP,))
 
 
 def history(batch, query=None):
@@ -159,8 +159,8 @@ def test_the_query_carries_the_positive_type_the_model_was_trained_to_predict():
     # A model trained on a plays-only source (Last.fm, MSSD) never updates the 'up' embedding:
     # its scores must not depend on it.
     torch.manual_seed(0)
-    model_settings, train_settings = settings()
-    model = build_model("hybrid", N_TRACKS, N_STATIONS, model_settings, train_settings, (PLAY,)).eval()
+    model_settings = settings()[0]
+    model = build_model("hybrid", N_TRACKS, N_STATIONS, model_settings, (PLAY,)).eval()
     h = History(
         torch.tensor([[3, 4, 5]]),
         torch.tensor([[1, 1, 2]]),
@@ -296,12 +296,12 @@ def test_weight_decay_spares_embeddings_norms_and_biases():
 def test_separate_output_embeddings_score_from_their_own_table_and_leave_the_inputs_as_drawn(name):
     import dataclasses
 
-    model_settings, train_settings = settings()
+    model_settings = settings()[0]
     built = {}
     for output in ("tied", "separate"):
         torch.manual_seed(3)
         ms = dataclasses.replace(model_settings, output_embeddings=output)
-        built[output] = build_model(name, N_TRACKS, N_STATIONS, ms, train_settings, (UP,)).eval()
+        built[output] = build_model(name, N_TRACKS, N_STATIONS, ms, (UP,)).eval()
     tied, separate = built["tied"].network, built["separate"].network
     assert tied.output is None and separate.output is not None
     # the input tables are drawn first, so a seed gives both networks the same inputs
@@ -321,19 +321,19 @@ def test_separate_output_embeddings_score_from_their_own_table_and_leave_the_inp
 def test_init_std_sets_the_scale_every_embedding_table_starts_at():
     import dataclasses
 
-    model_settings, train_settings = settings()
+    model_settings = settings()[0]
     for std in (0.02, 1.0):
         torch.manual_seed(0)
         ms = dataclasses.replace(model_settings, dim=64, init_std=std)
-        network = build_model("sasrec", 500, N_STATIONS, ms, train_settings, (UP,)).network
+        network = build_model("sasrec", 500, N_STATIONS, ms, (UP,)).network
         drawn = network.track.weight[1:]
         assert abs(float(drawn.std()) - std) < 0.05 * std
         assert float(network.track.weight[PAD].abs().sum()) == 0.0
 
 
 def test_popularity_scores_each_track_by_its_count_of_positive_training_plays_for_every_user():
-    model_settings, train_settings = settings()
-    model = build_model("popularity", N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,))
+    model_settings = settings()[0]
+    model = build_model("popularity", N_TRACKS, N_STATIONS, model_settings, (UP,))
     tracks = np.array([[0, 3, 5, 3], [7, 3, 5, 5]])
     targets = np.array([[0, 1, 0, 1], [1, 1, 1, 0]])  # positives: 3, 3, 7, 3, 5
     model.count(tracks, targets)

@@ -17,8 +17,8 @@ from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
 def make(name, seed=0, **train):
     torch.manual_seed(seed)
-    model_settings, train_settings = settings(**train)
-    return build_model(name, N_TRACKS, N_STATIONS, model_settings, train_settings, (UP,)).eval()
+    model_settings = settings(**train)[0]
+    return build_model(name, N_TRACKS, N_STATIONS, model_settings, (UP,)).eval()
 
 
 def real(row):
@@ -167,7 +167,7 @@ def test_bert4rec_sampled_softmax_predicts_each_masked_positive_among_the_drawn_
 
 
 def test_pnfrec_loss_is_both_encoders_next_item_losses_and_the_contrast_with_the_rows_negatives():
-    model = make("pnfrec", softmax="full", pnfrec_alpha=0.3, pnfrec_beta=0.6)
+    model = make("pnfrec", softmax="full", alpha=0.3, beta=0.6)
     batch = random_batch(seed=8)
     loss, figures = model(batch, torch.Generator().manual_seed(0))
     assert model.negative_network.track is model.network.track  # one set of track embeddings

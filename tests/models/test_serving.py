@@ -29,9 +29,9 @@ N_TRACKS = 40
 
 
 def model(name: str = "hybrid"):
-    model_settings, train_settings = settings()
+    model_settings = settings()[0]
     seed_everything(5)
-    return build_model(name, N_TRACKS, 3, model_settings, train_settings, (UP,))
+    return build_model(name, N_TRACKS, 3, model_settings, (UP,))
 
 
 def requests(exclude: list[list[int]]) -> pd.DataFrame:
@@ -120,3 +120,47 @@ def test_top_tracks_without_ties_across_the_kth_place_orders_ties_inside_by_colu
     assert (columns[:, 0] == 3).all() and (columns[:, 1] == 7).all()
     expected_values, expected_columns = torch.sort(scores, dim=1, descending=True, stable=True)
     assert torch.equal(columns, expected_columns[:, :10]) and torch.equal(values, expected_values[:, :10])
+
+
+def test_a_checkpoint_with_the_old_flat_train_settings_loads_with_its_own_knobs_under_their_new_names():
+    """Checkpoints written before each architecture had settings of its own kept every knob in one
+    `train_settings` dict (pnfrec's as pnfrec_alpha/pnfrec_beta): they load, knobs and weights kept."""
+    import dataclasses
+
+    from downbeat.models.serving import checkpoint_payload, model_from_payload
+
+    trained = model("pnfrec")
+    payload = checkpoint_payload(trained)
+    own = payload.pop("settings")
+    flat = {"seed": 7, "softmax": "full", "sampled_negatives": 9, "alpha": 1.0, "beta": 0.1}
+    payload["train_settings"] = flat | {"pnfrec_alpha": 0.3, "pnfrec_beta": 0.6, "p_hard": 1.0}
+
+    loaded = model_from_payload(payload)
+
+    assert dataclasses.asdict(loaded.settings) == {
+        "softmax": "full",
+        "sampled_negatives": 9,
+        "alpha": 0.3,
+        "beta": 0.6,
+    }
+    assert own != dataclasses.asdict(loaded.settings)
+    assert all(
+        (a == b).all()
+        for a, b in zip(trained.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
+    assert model_from_payload(checkpoint_payload(loaded)).settings == loaded.settings  # written anew
+
+
+def test_every_architectures_defaults_are_conf_base_yamls():
+    """A checkpoint missing a field falls back to the dataclass default: it must be base.yaml's."""
+
+    from downbeat.models.settings import OptimSettings, RunSettings
+    from downbeat.models.zoo import ARCHITECTURES, ModelSettings, model_settings_of, own_settings
+    from tests.models.helpers import BASE
+
+    assert model_settings_of(BASE["model"]) == ModelSettings()
+    assert RunSettings(**BASE["train"]) == RunSettings()
+    assert OptimSettings(**BASE["optim"]) == OptimSettings()
+    for name in ARCHITECTURES:  # every model builds from the defaults, popularity without settings
+        assert (own_settings(name, ModelSettings()) is None) == (name == "popularity"), name
+        build_model(name, N_TRACKS, 3, ModelSettings(dim=8, heads=2, max_length=8), (UP,))
