@@ -28,7 +28,14 @@ from downbeat.jobs.config import Config
 from downbeat.models.contract import Tables
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
-from downbeat.pipelines.gold import GOLD, compression_of, gold_frames, user_partitions
+from downbeat.pipelines.gold import (
+    GOLD,
+    GoldInputs,
+    compression_of,
+    gold_inputs,
+    gold_tables,
+    user_partitions,
+)
 from downbeat.pipelines.lakehouse import Commit, Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
 from downbeat.pipelines.settings import FeatureSettings
@@ -100,20 +107,41 @@ def run(
         cutoff_ts = cutoff(from_micros(summary[0]), features.split, quantile_ts)
         log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
-    gold = gold_frames(
-        played, features, cutoff_ts, user_partitions(shuffle_partitions, summary[1]), cfg.training_width
-    )
+    partitions = user_partitions(shuffle_partitions, summary[1])
+    versions.update(write_gold(lakehouse, played, features, cutoff_ts, partitions, cfg.training_width))
+    return BuildResult(cutoff_ts=cutoff_ts, versions=versions, silver_range=silver_range)
+
+
+def write_gold(
+    lakehouse: Lakehouse,
+    played: DataFrame,
+    features: FeatureSettings,
+    cutoff_ts: dt.datetime | None,
+    partitions: int,
+    width: int,
+) -> dict[str, int]:
+    """Every gold table from silver/plays, in one transaction: the shared inputs cached, every table's
+    files written from them, then all of them commit. Returns each table's committed version."""
+    inputs = gold_inputs(played, features, cutoff_ts, partitions)
     try:
-        # Every gold table's files are written from the cached inputs, then all of them commit.
+        tables = gold_tables(inputs, features, width, cache_gold_inputs(inputs))
         unit = {UNIT_TAG: features.sequences.unit}
         with lakehouse.transaction() as tx:
             for table in GOLD:
                 tags = unit if table in (Tables.SEQUENCES, Tables.TRAINING_SEQUENCES) else None
-                tx.stage(gold.tables[table], table, compression=compression_of(table), tags=tags)
+                tx.stage(tables[table], table, compression=compression_of(table), tags=tags)
     finally:
-        gold.unpersist()  # only now: the staged writes above are what read the cache
-    versions.update({table: commit.version for table, commit in tx.commits.items()})
-    return BuildResult(cutoff_ts=cutoff_ts, versions=versions, silver_range=silver_range)
+        for frame in inputs.shared:
+            frame.unpersist()  # only now: the staged writes above are what read the cache
+    return {table: commit.version for table, commit in tx.commits.items()}
+
+
+def cache_gold_inputs(inputs: GoldInputs) -> int:
+    """Cache the frames several gold tables read, before any of them is computed (so each is computed
+    once), and count gold/sequences' training rows (which computes them)."""
+    for frame in inputs.shared:
+        frame.persist(StorageLevel.MEMORY_AND_DISK)
+    return inputs.training_rows().count()
 
 
 def _rebuild_range(

@@ -1,8 +1,8 @@
 """Every gold table's frame from silver/plays, around one partitioning of the plays by user.
 
-The shared inputs (plays by user with roles, the hard-negative columns, the vocabularies,
-gold/sequences) are cached once; each table reads them, and GoldFrames.unpersist() releases them
-after the tables are written.
+gold_inputs() gives the shared inputs (plays by user with roles, the hard-negative columns, the
+vocabularies, gold/sequences) and gold_tables() every table from them. Both only plan: the build job
+caches the shared inputs between the two, counts the training rows, and writes the tables.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -56,32 +55,38 @@ def user_partitions(shuffle_partitions: int, rows: int) -> int:
 
 
 @dataclass(frozen=True)
-class GoldFrames:
-    """Every gold table's frame, and the shared inputs they cache (to release once written)."""
+class GoldInputs:
+    """The frames several gold tables read. The caller caches `shared` before any table is computed
+    (each is then computed once), and releases it once the tables are written."""
 
-    tables: dict[str, DataFrame]
-    cached: tuple[DataFrame, ...]
+    roles: DataFrame  # silver/plays partitioned by user, with each play's role
+    vocabulary: DataFrame  # gold/tracks
+    station_ids: DataFrame  # gold/stations
+    periods: Periods
+    annotated: DataFrame  # the training period, with the hard-negative columns
+    sequences: DataFrame  # gold/sequences
 
-    def unpersist(self) -> None:
-        for frame in self.cached:
-            frame.unpersist()
+    @property
+    def shared(self) -> tuple[DataFrame, ...]:
+        return (self.roles, self.vocabulary, self.station_ids, self.annotated, self.sequences)
+
+    def training_rows(self) -> DataFrame:
+        """gold/sequences' training rows (their count sizes gold/training_sequences' files)."""
+        return self.sequences.where(F.col(S.SPLIT) == S.TRAIN)
 
 
-def gold_frames(
-    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime | None, partitions: int, width: int
-) -> GoldFrames:
-    """Every gold table's frame, from one pass that partitions silver/plays by user.
+def gold_inputs(
+    played: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime | None, partitions: int
+) -> GoldInputs:
+    """The shared inputs of every gold table, around one partitioning of silver/plays by user.
 
     cutoff_ts: the temporal split's cut-off (None under `split.protocol: leave_one_out`).
-    width: positions per row of gold/training_sequences (what the model reads).
     """
-    level = StorageLevel.MEMORY_AND_DISK
-    roles = with_roles(played, features.sequences, features.eval)
-    roles = roles.repartition(partitions, S.USER_ID).persist(level)
-    vocabulary = tracks(played).persist(level)
-    station_ids = stations(played).persist(level)
+    roles = with_roles(played, features.sequences, features.eval).repartition(partitions, S.USER_ID)
+    vocabulary = tracks(played)
+    station_ids = stations(played)
     periods = _periods(roles, features, cutoff_ts)
-    annotated = with_hard_negative(periods.training).persist(level)
+    annotated = with_hard_negative(periods.training)
     seqs = sequences(
         annotated,
         vocabulary,
@@ -91,21 +96,30 @@ def gold_frames(
         validation_percent=periods.validation_percent,
         by_session=features.sequences.unit == "session",
         min_events=features.sequences.session_min_events if features.sequences.unit == "session" else 1,
-    ).persist(level)  # written, and summarised in gold/stats
-    train_rows = seqs.where(F.col(S.SPLIT) == S.TRAIN).count()
-    tables = {
-        Tables.TRACKS: vocabulary,
-        Tables.STATIONS: station_ids,
-        Tables.SEQUENCES: seqs,
+    )
+    return GoldInputs(roles, vocabulary, station_ids, periods, annotated, seqs)
+
+
+def gold_tables(
+    inputs: GoldInputs, features: FeatureSettings, width: int, train_rows: int
+) -> dict[str, DataFrame]:
+    """Every gold table's frame from the shared inputs.
+
+    width: positions per row of gold/training_sequences (what the model reads).
+    train_rows: gold/sequences' training rows, which size gold/training_sequences' files.
+    """
+    return {
+        Tables.TRACKS: inputs.vocabulary,
+        Tables.STATIONS: inputs.station_ids,
+        Tables.SEQUENCES: inputs.sequences,
         Tables.TRAINING_SEQUENCES: training_sequences(
-            seqs, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
+            inputs.sequences, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
         ),
-        Tables.HARD_NEGATIVES: hard_negatives(annotated),
-        **_evaluation_frames(periods, annotated, vocabulary, station_ids, features),
-        # from the cached, user-partitioned plays and vocabularies: no shuffle of all plays again
-        Tables.STATS: stats(roles, seqs, vocabulary, station_ids),
+        Tables.HARD_NEGATIVES: hard_negatives(inputs.annotated),
+        **_evaluation_frames(inputs, features),
+        # from the user-partitioned plays and vocabularies: no shuffle of all plays again
+        Tables.STATS: stats(inputs.roles, inputs.sequences, inputs.vocabulary, inputs.station_ids),
     }
-    return GoldFrames(tables, (roles, vocabulary, station_ids, annotated, seqs))
 
 
 def _periods(roles: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime | None) -> Periods:
@@ -117,15 +131,11 @@ def _periods(roles: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime
     return temporal(roles, cutoff_ts, features.split, features.sequences.validation_percent)
 
 
-def _evaluation_frames(
-    periods: Periods,
-    annotated: DataFrame,
-    vocabulary: DataFrame,
-    station_ids: DataFrame,
-    features: FeatureSettings,
-) -> dict[str, DataFrame]:
+def _evaluation_frames(inputs: GoldInputs, features: FeatureSettings) -> dict[str, DataFrame]:
     """gold/eval_pairs, eval_next, validation_pairs and validation_next: each period's targets, and
     the histories before its cut-off (the training plays, unless the protocol gives its own)."""
+    periods, annotated = inputs.periods, inputs.annotated
+    vocabulary, station_ids = inputs.vocabulary, inputs.station_ids
     test_history = annotated if periods.test_history is None else periods.test_history
     validation_history = annotated if periods.validation_history is None else periods.validation_history
     pairs_per_user = features.eval.max_pairs_per_user

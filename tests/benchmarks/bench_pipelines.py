@@ -25,14 +25,12 @@ from pyspark.sql import functions as F
 from downbeat.jobs import build, ingest
 from downbeat.jobs.config import load_config
 from downbeat.pipelines import schemas as S
-from downbeat.pipelines.gold import compression_of, gold_frames, user_partitions
-from downbeat.pipelines.hard_negatives import with_hard_negative
+from downbeat.pipelines.gold import compression_of, gold_inputs, gold_tables, user_partitions
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.spark import spark_session
-from downbeat.pipelines.split import cutoff, history, with_roles
+from downbeat.pipelines.split import cutoff
 from downbeat.pipelines.synthetic import SynthSettings, synthetic_events
 from downbeat.pipelines.times import from_micros
-from downbeat.pipelines.vocabulary import tracks
 
 
 def jvm_peak_mib(spark) -> float:
@@ -137,34 +135,30 @@ def main() -> None:
     )
     played = lakehouse.read("silver/plays")
     cut = cutoff(from_micros(played.agg(F.unix_micros(F.max(S.TS))).first()[0]), cfg.features.split)
-    roles = with_roles(played, cfg.features.sequences, cfg.features.eval).repartition(S.USER_ID)  # plan only
+    shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    inputs = gold_inputs(played, cfg.features, cut, user_partitions(shuffle_partitions, events))  # plans
     shared = {
-        "plays by user, with roles": roles,
-        "history + hard-negative columns": with_hard_negative(history(roles, cut)),
-        "track vocabulary": tracks(played),
+        "plays by user, with roles": inputs.roles,
+        "training plays + hard-negative columns": inputs.annotated,
+        "track vocabulary": inputs.vocabulary,
     }
     for name, frame in shared.items():
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
-    shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    # gold_frames() computes and caches the shared inputs (it counts the train rows to size
-    # gold/training_sequences' files): a step of its own, the tables after it read the cache.
-    gold, _ = timed(
-        "shared inputs (computed, cached)",
-        events,
-        lambda: gold_frames(
-            played, cfg.features, cut, user_partitions(shuffle_partitions, events), cfg.training_width
-        ),
-    )
+    # As build does: the shared inputs cached and computed (counting the train rows, which size
+    # gold/training_sequences' files), a step of its own; the tables after it read the cache.
+    train_rows, _ = timed("shared inputs (computed, cached)", events, lambda: build.cache_gold_inputs(inputs))
+    tables = gold_tables(inputs, cfg.features, cfg.training_width, train_rows)
     # As build does: every gold table staged (files written) in one transaction, then committed.
     with lakehouse.transaction() as tx:
         for table in build.GOLD:
-            frame = gold.tables[table]
+            frame = tables[table]
             print(f"{table} plan: {shuffles(frame)} shuffle(s)")
             timed(table, events, lambda t=table, f=frame: tx.stage(f, t, compression=compression_of(t)))
         commit_started = time.monotonic()
     STEPS["gold commit (all tables)"] = round(time.monotonic() - commit_started, 2)
     print(f"{'gold commit (all tables)':<34}{STEPS['gold commit (all tables)']:>8.1f} s")
-    gold.unpersist()
+    for frame in inputs.shared:
+        frame.unpersist()
     jvm_mib = jvm_peak_mib(spark)
     print(
         f"peak memory: driver (python) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB,"

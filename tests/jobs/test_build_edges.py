@@ -18,6 +18,7 @@ from downbeat.jobs import build, ingest
 from downbeat.jobs.cli import main
 from downbeat.jobs.config import load_config
 from downbeat.pipelines import schemas as S
+from downbeat.pipelines.gold import gold_inputs, gold_tables
 from downbeat.pipelines.lakehouse import Lakehouse
 
 GOLD_AND_SILVER = ("silver/plays", *build.GOLD)
@@ -76,6 +77,26 @@ def test_a_build_under_any_process_time_zone_writes_the_tables_a_utc_one_does(sp
         assert want.read("gold/eval_next").count() > 0 and want.read("gold/sequences").count() > 0
         for table in GOLD_AND_SILVER:
             assert_df_equality(got.read(table), want.read(table), ignore_row_order=True)
+
+
+def test_every_gold_table_reads_the_shared_inputs_the_build_cached_and_they_are_released(spark, tmp_path):
+    lastfm_log(tmp_path / "log.tsv")
+    cfg = config(tmp_path / "lh", "split.test_days=1", "split.validation_days=1")
+    ingest.run(spark, cfg, "lastfm1k", [str(tmp_path / "log.tsv")])
+    result = build.run(spark, cfg)
+    lakehouse = Lakehouse(spark, str(tmp_path / "lh"))
+    inputs = gold_inputs(lakehouse.read("silver/plays"), cfg.features, result.cutoff_ts, partitions=2)
+    try:
+        train_rows = build.cache_gold_inputs(inputs)
+        assert train_rows == lakehouse.read("gold/sequences").where(F.col(S.SPLIT) == S.TRAIN).count() > 0
+        tables = gold_tables(inputs, cfg.features, cfg.training_width, train_rows)
+        assert set(tables) == set(build.GOLD)
+        for name, frame in tables.items():  # each reads the cache, none computes the plays again
+            assert "InMemoryTableScan" in frame._jdf.queryExecution().executedPlan().toString(), name
+    finally:
+        for frame in inputs.shared:
+            frame.unpersist()
+    assert all(not frame.is_cached for frame in inputs.shared)
 
 
 def test_two_sources_in_one_lakehouse_never_share_a_user_track_or_session(spark, tmp_path):

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.eval_sets import eval_next, eval_pairs
-from downbeat.pipelines.gold import gold_frames
+from downbeat.pipelines.gold import gold_inputs, gold_tables
 from downbeat.pipelines.hard_negatives import with_hard_negative
 from downbeat.pipelines.sequences import sequences, training_sequences
 from downbeat.pipelines.settings import FeatureSettings
@@ -409,12 +409,14 @@ LOO_LOG = [
 ]
 
 
+def loo_tables(spark, rows, width):
+    """Every gold table's frame under leave-one-out, uncached (the build job caches the inputs)."""
+    inputs = gold_inputs(plays_frame(spark, rows), loo_features(), None, partitions=2)
+    return gold_tables(inputs, loo_features(), width=width, train_rows=1)
+
+
 def test_leave_one_out_tests_each_users_last_play_validates_the_one_before_and_trains_on_the_rest(spark):
-    gold = gold_frames(plays_frame(spark, LOO_LOG), loo_features(), None, partitions=2, width=8)
-    try:
-        tables = {name: frame.collect() for name, frame in gold.tables.items()}
-    finally:
-        gold.unpersist()
+    tables = {name: frame.collect() for name, frame in loo_tables(spark, LOO_LOG, width=8).items()}
     [row] = tables["gold/sequences"]
     assert (row[S.USER_ID], row[S.SPLIT], row[S.TRACK_IDS], row[S.TARGET_MASK]) == (
         "a",
@@ -446,12 +448,9 @@ def test_leave_one_out_tests_each_users_last_play_validates_the_one_before_and_t
 @settings(max_examples=6)
 @given(log_strategy)
 def test_leave_one_out_never_shows_a_row_its_target_or_anything_after_it(spark, rows):
-    gold = gold_frames(plays_frame(spark, rows), loo_features(), None, partitions=2, width=3)
+    gold = loo_tables(spark, rows, width=3)
     read = ("gold/sequences", "gold/eval_next", "gold/validation_next", "gold/hard_negatives")
-    try:
-        tables = {name: gold.tables[name].collect() for name in read}
-    finally:
-        gold.unpersist()
+    tables = {name: gold[name].collect() for name in read}
     order: dict[str, list[tuple]] = {}
     for i, r in enumerate(rows):  # plays_frame's event ids follow the row order
         order.setdefault(r[0], []).append((at(r[1], r[2]), f"e{i:03d}", r[3]))
