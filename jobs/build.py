@@ -138,7 +138,8 @@ def write_gold(
 
 def cache_gold_inputs(inputs: GoldInputs) -> int:
     """Cache the frames several gold tables read, before any of them is computed (so each is computed
-    once), and count gold/sequences' training rows (which computes them)."""
+    once), and count gold/sequences' training rows (which computes them). Before anything plans them:
+    a frame keeps the physical plan it was first planned with, cached or not."""
     for frame in inputs.shared:
         frame.persist(StorageLevel.MEMORY_AND_DISK)
     return inputs.training_rows().count()

@@ -136,16 +136,20 @@ def main() -> None:
     played = lakehouse.read("silver/plays")
     cut = cutoff(from_micros(played.agg(F.unix_micros(F.max(S.TS))).first()[0]), cfg.features.split)
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    inputs = gold_inputs(played, cfg.features, cut, user_partitions(shuffle_partitions, events))  # plans
+    partitions = user_partitions(shuffle_partitions, events)
+    # Plans printed from frames of their own: a frame whose physical plan was shown before the cache
+    # was set keeps that plan (a written frame still reads the cache; its printed plan would not).
+    shown = gold_inputs(played, cfg.features, cut, partitions)
     shared = {
-        "plays by user, with roles": inputs.roles,
-        "training plays + hard-negative columns": inputs.annotated,
-        "track vocabulary": inputs.vocabulary,
+        "plays by user, with roles": shown.roles,
+        "training plays + hard-negative columns": shown.annotated,
+        "track vocabulary": shown.vocabulary,
     }
     for name, frame in shared.items():
         print(f"shared input '{name}' plan: {shuffles(frame)} shuffle(s) (computed once, cached)")
     # As build does: the shared inputs cached and computed (counting the train rows, which size
     # gold/training_sequences' files), a step of its own; the tables after it read the cache.
+    inputs = gold_inputs(played, cfg.features, cut, partitions)
     train_rows, _ = timed("shared inputs (computed, cached)", events, lambda: build.cache_gold_inputs(inputs))
     tables = gold_tables(inputs, cfg.features, cfg.training_width, train_rows)
     # As build does: every gold table staged (files written) in one transaction, then committed.
