@@ -18,7 +18,10 @@ learning curve.
 With --rectools, RecTools (its own virtual environment: its dependencies are not downbeat's) trains
 its SASRec with softmax and with gBCE on the training rows downbeat trained on (gold/sequences),
 one epoch at a time under the same epoch budget and stopping rule, and its full-catalog scores are
-ranked by downbeat's metric code on the same targets (tests/benchmarks/rectools_peer.py).
+ranked by downbeat's metric code on the same targets (tests/benchmarks/rectools_peer.py). Each
+downbeat model scored beside RecTools' model of the same loss (in this run, or in an earlier run's
+JSON on the same lakehouse given with --with) is compared paired: the NDCG@10 difference over the
+same users, with its 95% interval.
 """
 
 from __future__ import annotations
@@ -54,23 +57,63 @@ MODELS = {  # name -> (architecture, its settings beyond the shared ones)
     ),
     "bert4rec": ("bert4rec", []),
 }
+# downbeat's model and RecTools' model of the same loss, compared paired when both were scored
+PEERS = (
+    ("sasrec_full_softmax", "rectools_sasrec_softmax"),
+    ("sasrec", "rectools_sasrec_softmax"),
+    ("gsasrec", "rectools_sasrec_gbce"),
+)
 K = 10
 RESAMPLES = 1000
 
 
 def figures(users: np.ndarray, ranks: np.ndarray) -> dict[str, Any]:
-    """NDCG@10 and HR@10 of one target per user, each with a 95% interval over resampled users."""
+    """NDCG@10 and HR@10 of one target per user, each with a 95% interval over resampled users, and
+    each user's rank (what a paired comparison with another model reads)."""
     order = np.argsort(users, kind="stable")
-    ranks = ranks[order]
-    gains = np.where(ranks <= K, 1.0 / np.log2(ranks + 1.0), 0.0)
-    hits = (ranks <= K).astype(np.float64)
+    users, ranks = users[order], ranks[order]
+    gains, hits = gains_of(ranks), (ranks <= K).astype(np.float64)
     weights = M.bootstrap_weights(len(ranks), RESAMPLES, seed=0)
     out: dict[str, Any] = {"users": len(ranks)}
     for name, values in ((f"ndcg@{K}", gains), (f"hr@{K}", hits)):
         draws = (weights @ values) / weights.sum(axis=1)
         out[name] = float(values.mean())
         out[f"{name}_ci"] = list(M.percentile_interval(draws))
+    out["per_user"] = {"user_ids": [str(u) for u in users], "ranks": [int(r) for r in ranks]}
     return out
+
+
+def gains_of(ranks: np.ndarray) -> np.ndarray:
+    return np.where(ranks <= K, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def paired(result: dict[str, Any]) -> dict[str, Any]:
+    """Each downbeat model against RecTools' same model, on the same users: the difference of their
+    NDCG@10 with a 95% interval over resampled users (the same resamples for both)."""
+    entries = {**result["downbeat"], **result["rectools"]}
+    out: dict[str, Any] = {}
+    for ours, peer in PEERS:
+        if "per_user" not in entries.get(ours, {}) or "per_user" not in entries.get(peer, {}):
+            continue
+        a, b = entries[ours]["per_user"], entries[peer]["per_user"]
+        if a["user_ids"] != b["user_ids"]:
+            raise SystemExit(f"{ours} and {peer} were scored on different users: not the same build")
+        diff = gains_of(np.asarray(a["ranks"])) - gains_of(np.asarray(b["ranks"]))
+        weights = M.bootstrap_weights(len(diff), RESAMPLES, seed=0)
+        low, high = M.percentile_interval((weights @ diff) / weights.sum(axis=1))
+        out[f"{ours} - {peer}"] = {"ndcg@10": float(diff.mean()), "ndcg@10_ci": [low, high]}
+        print(f"{ours} - {peer}: NDCG@10 {diff.mean():+.4f} [{low:+.4f}, {high:+.4f}] (paired)", flush=True)
+    return out
+
+
+def joined(result: dict[str, Any], earlier: list[str]) -> None:
+    """Models an earlier run of this benchmark (same --work lakehouse) scored, for the paired
+    comparisons; this run's own entries win."""
+    for path in earlier:
+        other = json.loads(Path(path).read_text())
+        for side in ("downbeat", "rectools"):
+            for name, entry in other.get(side, {}).items():
+                result[side].setdefault(name, entry | {"from": str(path)})
 
 
 def settings(work: Path, args: argparse.Namespace) -> list[str]:
@@ -269,6 +312,14 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="more config for every model"
     )
+    parser.add_argument(
+        "--with",
+        dest="earlier",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="an earlier run's JSON on the same --work lakehouse: its models join the paired comparisons",
+    )
     args = parser.parse_args()
     args.models = [m for m in args.models.split(",") if m]
     args.peer_losses = [m for m in args.peer_losses.split(",") if m]
@@ -291,6 +342,8 @@ def main() -> None:
         train_models(work, args, result)
         if args.rectools:
             run_peer(work, args, result)
+    joined(result, args.earlier)
+    result["paired"] = paired(result)
     save(args, result)
 
 
