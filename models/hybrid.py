@@ -123,7 +123,6 @@ class Hybrid(MaskedRecommender[HybridSettings]):
             n_tracks, n_stations, network_settings, settings, positive_feedback, positives_only=positives_only
         )
         self.name = "baseline" if positives_only else "hybrid"
-        self.objective = OBJECTIVES[self.name]
 
     def cloze_inputs(self, batch: Batch, generator: torch.Generator) -> ClozeInputs:
         """Mask targets, draw their negatives, remove hard negatives used as targets from the inputs."""

@@ -3,8 +3,9 @@
 (`HybridSettings` in hybrid.py, `SASRecSettings` in sasrec.py, ...), as a subsection of `model`
 named after it (`model.hybrid.p_hard`); models/zoo.py gathers them into `ModelSettings`.
 
-Every field has the default conf/base.yaml gives it, so that a checkpoint saved before a field
-existed still loads; the config loader itself requires every key (base.yaml sets them all).
+Every field has the default conf/base.yaml gives it (a test holds them equal): a checkpoint keeps
+the network's sizes and the model's own settings, so one saved before a field existed still loads,
+and model tests and benchmarks build settings without the config loader, which requires every key.
 """
 
 from __future__ import annotations

@@ -49,11 +49,15 @@ class ModelSettings(NetworkSettings):
     pnfrec: PNFRecSettings = field(default_factory=PNFRecSettings)
 
 
+# The subsections of `model`, one per architecture's own settings (the rest are the network's sizes)
+SECTION_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSettings) if f.name not in NETWORK_FIELDS)
+
+
 def model_settings_of(values: dict[str, Any]) -> ModelSettings:
     """ModelSettings from a plain mapping laid out as the `model` section (conf/base.yaml's, read
     without the config loader: benchmarks and model tests, which need no Spark)."""
-    sections = {f.name: f for f in dataclasses.fields(ModelSettings) if f.name not in NETWORK_FIELDS}
-    built = {k: type(getattr(ModelSettings(), k))(**v) if k in sections else v for k, v in values.items()}
+    defaults = ModelSettings()
+    built = {k: type(getattr(defaults, k))(**v) if k in SECTION_FIELDS else v for k, v in values.items()}
     return ModelSettings(**built)
 
 
@@ -65,7 +69,7 @@ def network_settings(model: NetworkSettings) -> NetworkSettings:
 def section_of(name: str) -> str | None:
     """The `model.<section>` holding `name`'s own settings; None for a model without any."""
     section = SECTIONS.get(name, name)
-    return section if section in {f.name for f in dataclasses.fields(ModelSettings)} else None
+    return section if section in SECTION_FIELDS else None
 
 
 def own_settings(name: str, model: ModelSettings) -> Any:

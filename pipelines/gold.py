@@ -68,6 +68,8 @@ class GoldInputs:
 
     @property
     def shared(self) -> tuple[DataFrame, ...]:
+        """In the order they are computed from each other: a frame cached after one it reads picks
+        up that one's cache; cached before it, it would compute what it reads again."""
         return (self.roles, self.vocabulary, self.station_ids, self.annotated, self.sequences)
 
     def training_rows(self) -> DataFrame:

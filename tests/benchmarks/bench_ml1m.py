@@ -19,7 +19,7 @@ With --rectools, RecTools (its own virtual environment: its dependencies are not
 its SASRec with softmax and with gBCE on the training rows downbeat trained on (gold/sequences),
 one epoch at a time under the same epoch budget and stopping rule, and its full-catalog scores are
 ranked by downbeat's metric code on the same targets (tests/benchmarks/rectools_peer.py). Each
-downbeat model scored beside RecTools' model of the same loss (in this run, or in an earlier run's
+downbeat model scored beside RecTools' SASRec of the nearest loss (in this run, or in an earlier run's
 JSON on the same lakehouse given with --with) is compared paired: the NDCG@10 difference over the
 same users, with its 95% interval.
 """
@@ -57,7 +57,8 @@ MODELS = {  # name -> (architecture, its settings beyond the shared ones)
     ),
     "bert4rec": ("bert4rec", []),
 }
-# downbeat's model and RecTools' model of the same loss, compared paired when both were scored
+# downbeat's model and RecTools' SASRec of the nearest loss (RecTools' softmax is the full one),
+# compared paired when both were scored
 PEERS = (
     ("sasrec_full_softmax", "rectools_sasrec_softmax"),
     ("sasrec", "rectools_sasrec_softmax"),
@@ -88,7 +89,7 @@ def gains_of(ranks: np.ndarray) -> np.ndarray:
 
 
 def paired(result: dict[str, Any]) -> dict[str, Any]:
-    """Each downbeat model against RecTools' same model, on the same users: the difference of their
+    """Each downbeat model against RecTools' nearest model, on the same users: the difference of their
     NDCG@10 with a 95% interval over resampled users (the same resamples for both)."""
     entries = {**result["downbeat"], **result["rectools"]}
     out: dict[str, Any] = {}

@@ -10,7 +10,7 @@ import yaml
 
 from downbeat.models.network import DOWN, PLAY, SKIP, UP, Batch
 from downbeat.models.settings import OptimSettings, RunSettings
-from downbeat.models.zoo import ModelSettings, model_settings_of
+from downbeat.models.zoo import SECTION_FIELDS, ModelSettings, model_settings_of
 
 N_TRACKS, N_STATIONS = 40, 4
 # The shipped defaults, read as the models' own settings (model tests never import jobs/).
@@ -21,7 +21,6 @@ def settings(**knobs: object) -> tuple[ModelSettings, RunSettings, OptimSettings
     """The shipped defaults on a tiny network; each knob goes to the run, the optimiser, or every
     architecture's settings that have a field of that name (a test builds one model)."""
     run, optim = RunSettings(**BASE["train"]), OptimSettings(**BASE["optim"])
-    sections = [k for k, v in BASE["model"].items() if isinstance(v, dict)]
     model = dataclasses.replace(
         model_settings_of(BASE["model"]), dim=16, layers=1, heads=2, dropout=0.0, max_length=32
     )
@@ -37,7 +36,7 @@ def settings(**knobs: object) -> tuple[ModelSettings, RunSettings, OptimSettings
                     else (run, dataclasses.replace(optim, **{name: value}))
                 )
                 placed = True
-        for section in sections:
+        for section in SECTION_FIELDS:
             own = getattr(model, section)
             if name in {f.name for f in dataclasses.fields(own)}:
                 model = dataclasses.replace(model, **{section: dataclasses.replace(own, **{name: value})})
