@@ -77,8 +77,11 @@ def _lakehouse_round_trip(spark: SparkSession, lakehouse: Lakehouse) -> str:
 def _tracking_store(uri: str) -> str:
     from mlflow.tracking import MlflowClient
 
+    from downbeat.models.tracking import kept_logging
+
     try:
-        found = MlflowClient(uri).search_experiments(max_results=1000)
+        with kept_logging():
+            found = MlflowClient(uri).search_experiments(max_results=1000)
     except Exception as exc:
         raise InputError(f"mlflow.tracking_uri {uri}: {first_line(exc)}") from exc
     return f"{uri}: {len(found)} experiment(s) readable"

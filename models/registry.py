@@ -56,7 +56,7 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from downbeat.models.tracking import restore_logging
+    from downbeat.models.tracking import kept_logging
 
     mlflow.set_tracking_uri(tracking_uri)  # the registry, and where models:/ URIs download from
     rest = uri.removeprefix("models:/") if uri.startswith("models:/") else None
@@ -72,15 +72,14 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
         )
     client = MlflowClient(tracking_uri)
     try:
-        found = (
-            client.get_model_version_by_alias(name, alias)
-            if alias is not None
-            else client.get_model_version(name, str(version))
-        )
+        with kept_logging():  # opening a fresh sqlite store runs alembic, which resets logging
+            found = (
+                client.get_model_version_by_alias(name, alias)
+                if alias is not None
+                else client.get_model_version(name, str(version))
+            )
     except MlflowException as exc:
         raise InputError(f"--model-uri {uri}: {first_line(exc)}") from None
-    finally:
-        restore_logging()  # opening a sqlite store runs alembic, which hides INFO lines
     return str(found.name), str(found.version), str(found.run_id)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -72,25 +73,38 @@ def experiment_id(tracking_uri: str, name: str, artifact_root: str) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    try:
+    with kept_logging():
         found = mlflow.get_experiment_by_name(name)
         if found is not None:
             return str(found.experiment_id)
         location = artifact_root if "://" in artifact_root else Path(artifact_root).resolve().as_uri()
         return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+@contextlib.contextmanager
+def kept_logging() -> Iterator[None]:
+    """Around the first use of an MLflow store: opening a fresh sqlite store migrates its schema
+    with alembic, whose logging setup (`logging.config.fileConfig`) replaces the root logger's
+    handlers with one bound to the sys.stderr of that moment (a stream that may be closed later)
+    and raises the root to WARNING (hiding our progress lines); it may also disable loggers that
+    exist already, and turns its own up to INFO. All of it is put back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
     finally:
-        restore_logging()
-
-
-def restore_logging() -> None:
-    """MLflow's sqlite store migrates its schema with alembic, whose logging setup raises the root
-    logger to WARNING (hiding our progress lines), may disable loggers that exist already, and
-    turns its own up to INFO: undo all three."""
-    for logger_name, logger in logging.root.manager.loggerDict.items():
-        if logger_name.startswith("downbeat") and isinstance(logger, logging.Logger):
-            logger.disabled = False
-    logging.getLogger("downbeat").setLevel(logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+        for name, logger in logging.root.manager.loggerDict.items():
+            if name.startswith("downbeat") and isinstance(logger, logging.Logger):
+                logger.disabled = False
+        logging.getLogger("downbeat").setLevel(logging.INFO)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

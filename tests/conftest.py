@@ -3,6 +3,7 @@ few shuffle partitions. Tables live in tmp_path."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -45,3 +46,16 @@ def _session_settings_restored() -> Iterator[None]:
     if session is not None:
         session.conf.set("spark.sql.shuffle.partitions", "2")
         session.conf.set("spark.sql.adaptive.enabled", "false")
+
+
+@pytest.fixture(autouse=True)
+def _no_stream_handler_outlives_its_test() -> Iterator[None]:
+    """A test that opens a fresh MLflow store outside downbeat's own calls (which keep the logging
+    setup: models/tracking.py kept_logging) lets alembic's fileConfig put on the root logger a
+    handler bound to that test's captured stderr; a later test would log into the closed stream."""
+    root = logging.getLogger()
+    before = set(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if handler not in before and type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
