@@ -128,11 +128,9 @@ def check_inputs(lakehouse: Lakehouse, tables: dict[str, TableSnapshot], cfg: Co
             "(users with a positive before the cut-off): nothing to train on"
         )
     check_training_table(lakehouse, tables, facts.train_rows, cfg)
-    if tables[Tables.TRACKS].rows < 2:
-        raise InputError(
-            f"table gold/tracks version {tables['gold/tracks'].version} has "
-            f"{tables['gold/tracks'].rows} track(s): need 2"
-        )
+    tracks = tables[Tables.TRACKS]
+    if tracks.rows < 2:
+        raise InputError(f"table gold/tracks version {tracks.version} has {tracks.rows} track(s): need 2")
     return facts
 
 
