@@ -384,8 +384,10 @@ def log_scoring_model(
         signature,
         tracks_fingerprint,
     )
+    from downbeat.models.tracking import kept_logging
 
-    with tempfile.TemporaryDirectory() as code:
+    # registering opens the registry's store, whose first open in a process migrates it (kept_logging)
+    with tempfile.TemporaryDirectory() as code, kept_logging():
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=DownbeatPyfunc(),

@@ -17,9 +17,12 @@ def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from downbeat.models.tracking import kept_logging
+
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        with kept_logging():  # a models:/ URI opens the registry's store, which may migrate it
+            model = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as exc:
         raise InputError(f"--model-uri {uri}: {first_line(exc)}") from None
     check_catalog(uri, model.metadata.metadata or {}, tracks, root)

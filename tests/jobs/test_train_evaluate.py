@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import re
@@ -88,8 +89,12 @@ def train_cli(
 def test_train_tracks_config_tables_and_metrics_registers_the_model_and_names_a_champion(
     lakehouse, capsys, tmp_path
 ):
+    root = logging.getLogger()
+    handlers = (list(root.handlers), root.level)
     code, out = train_cli(lakehouse, capsys, "--model", "hybrid", store=tmp_path)
     assert code == 0
+    # the run made a fresh store and registered in it: MLflow's migrations left logging as it was
+    assert (list(root.handlers), root.level) == handlers
     run_id = out[-1]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
     run = client.get_run(run_id)
