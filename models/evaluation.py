@@ -353,11 +353,22 @@ def excluded_tracks(rows: pd.DataFrame) -> list[np.ndarray]:
     return [np.asarray(x if x is not None else [], dtype=np.int64) for x in rows[EXCLUDE_TRACK_IDS]]
 
 
+def last_stations(rows: pd.DataFrame) -> np.ndarray:
+    """(N,) the station of each row's last history play (0, padding, for an empty history). A
+    masked model reads its query's station; the target's would tell it the target's station (for
+    MovieLens, the film's genre)."""
+    return np.array(
+        [h[-1] if h is not None and len(h) else 0 for h in rows[HISTORY_STATIONS]], dtype=np.int64
+    )
+
+
 def next_item_ranks(
     scorer: Scorer, rows: pd.DataFrame, n_tracks: int, *, chunk: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N,) rank of each eval_next row's target among every catalog track but the row's excluded
     ones (metrics.target_ranks: ties against the target, NaN last), and (N,) whether it was served.
+    A row asks on the station of the user's last play before the target (`last_stations`), as
+    `recommend` does: the target's own station is not known before the target is.
 
     Scored `chunk` rows at a time, so memory holds (chunk, n_tracks) scores, whatever N."""
     catalog = np.arange(1, n_tracks + 1, dtype=np.int64)
@@ -372,7 +383,7 @@ def next_item_ranks(
                 HISTORY_TRACKS: part[HISTORY_TRACKS].to_numpy(),
                 HISTORY_STATIONS: part[HISTORY_STATIONS].to_numpy(),
                 HISTORY_FEEDBACK: part[HISTORY_FEEDBACK].to_numpy(),
-                STATION: part[STATION_IDX].to_numpy(dtype=np.int64),
+                STATION: last_stations(part),
                 CANDIDATES: [catalog] * len(part),
             }
         )

@@ -221,6 +221,27 @@ def test_users_without_history_are_counted_apart_and_never_in_the_next_item_figu
     assert sum(seen) == 30  # cold users are not even scored
 
 
+def test_a_next_item_request_asks_on_the_last_played_station_never_the_targets():
+    # a masked model reads its query's station: the target's (a film's genre) would give it away
+    rows = next_rows(users=3, cold=1)
+    rows["station_idx"] = [5, 6, 7]  # the targets' stations
+    rows["history_station_ids"] = [
+        np.zeros(0, np.int64),
+        np.array([1, 2, 3, 4, 2]),
+        np.array([3, 3, 3, 3, 4]),
+    ]
+    asked: list[int] = []
+
+    def recording(frame: pd.DataFrame) -> pd.DataFrame:
+        asked.extend(frame["station_idx"].tolist())
+        return pd.DataFrame(
+            {"scores": [np.zeros(N_CATALOG)] * len(frame), "served": np.ones(len(frame), bool)}
+        )
+
+    evaluate(recording, NO_PAIRS, rows, N_CATALOG)
+    assert asked == [2, 4]  # the cold user is not scored
+
+
 def test_excluded_tracks_leave_the_ranking_and_the_next_best_moves_up():
     rows = next_rows(users=1, cold=0)
     rows["track_idx"] = [7]
