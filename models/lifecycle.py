@@ -20,7 +20,7 @@ from typing import Any
 from downbeat.models.contract import Tables
 from downbeat.models.data import SequenceFacts, TableSnapshot, read_frame
 from downbeat.models.settings import OptimSettings, RunSettings
-from downbeat.models.tracking import MlflowSettings, RegistrySettings, metric_name
+from downbeat.models.tracking import MlflowSettings, RegistrySettings, kept_logging, metric_name
 from downbeat.models.worker import WorkerSpec, count_worker
 from downbeat.models.zoo import ModelSettings, learns_by_gradient, objective_of, own_settings
 
@@ -384,7 +384,6 @@ def log_scoring_model(
         signature,
         tracks_fingerprint,
     )
-    from downbeat.models.tracking import kept_logging
 
     # registering opens the registry's store, whose first open in a process migrates it (kept_logging)
     with tempfile.TemporaryDirectory() as code, kept_logging():

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from downbeat.models.tracking import kept_logging
 from downbeat.pipelines.errors import InputError, first_line
 
 
@@ -16,8 +17,6 @@ def load_pyfunc(uri: str, tracking_uri: str, tracks: Any, root: str) -> Any:
     other ids for the same tracks, as a rebuild after new plays can give."""
     import mlflow
     from mlflow.exceptions import MlflowException
-
-    from downbeat.models.tracking import kept_logging
 
     mlflow.set_tracking_uri(tracking_uri)
     try:
@@ -58,8 +57,6 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from downbeat.models.tracking import kept_logging
 
     mlflow.set_tracking_uri(tracking_uri)  # the registry, and where models:/ URIs download from
     rest = uri.removeprefix("models:/") if uri.startswith("models:/") else None
