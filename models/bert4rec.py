@@ -14,7 +14,7 @@ from torch import Tensor
 from downbeat.models.hybrid import MaskedRecommender
 from downbeat.models.losses import next_item_loss
 from downbeat.models.negatives import cloze_mask
-from downbeat.models.network import Batch
+from downbeat.models.network import PAD, Batch
 from downbeat.models.settings import SoftmaxSettings
 
 
@@ -23,6 +23,8 @@ class BERT4RecSettings(SoftmaxSettings):
     """Config `model.bert4rec`: a share `p_task` of target positions masked per row (at least one)."""
 
     p_task: float = 0.15
+    # as the hybrid's: whether a masked position carries its station (the target's) or none
+    query_station: bool = True
 
 
 class BERT4Rec(MaskedRecommender[BERT4RecSettings]):
@@ -35,7 +37,8 @@ class BERT4Rec(MaskedRecommender[BERT4RecSettings]):
         t = self.settings
         masked = cloze_mask(batch.targets, t.p_task, generator)  # (B, L)
         inputs = torch.where(masked, self.network.mask_id, batch.tracks)
-        h = self.network.hidden(inputs, batch.stations, batch.feedback)[masked]  # (N, D)
+        stations = batch.stations if t.query_station else batch.stations.masked_fill(masked, PAD)
+        h = self.network.hidden(inputs, stations, batch.feedback)[masked]  # (N, D)
         sampled = self.softmax_negatives(t, generator, inputs.device)
         loss = next_item_loss(h, batch.tracks[masked], self.network.item_embeddings(), sampled)
         return loss, {"masked": float(masked.sum()), "softmax": float(loss.detach())}

@@ -1,7 +1,8 @@
 """GRU4Rec (Hidasi et al.), the RecSys'24 baseline: a GRU over the same inputs as SASRec (track +
 station + feedback, skips and downs included) predicts the next positive at every position, with a
-softmax over the catalog (`softmax: full`) or over `sampled_negatives` uniform tracks. Its settings
-are config `model.gru4rec` (GRU4RecSettings)."""
+softmax over the catalog (`softmax: full`) or over `sampled_negatives` uniform tracks, and with
+`beta` > 0 RecSys'24's InfoNCE away from the tracks passed over (sasrec's loss). Its settings are
+config `model.gru4rec` (GRU4RecSettings)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from downbeat.models.losses import next_item_loss
 from downbeat.models.network import Batch, GRUNetwork
-from downbeat.models.sasrec import CausalRecommender
-from downbeat.models.settings import NetworkSettings, SoftmaxSettings
+from downbeat.models.sasrec import CausalRecommender, SkipAwareSettings, skip_aware_loss
+from downbeat.models.settings import NetworkSettings
 
 
 @dataclass(frozen=True)
-class GRU4RecSettings(SoftmaxSettings):
-    """Config `model.gru4rec`: the next-item softmax only."""
+class GRU4RecSettings(SkipAwareSettings):
+    """Config `model.gru4rec`: the next-item softmax, and RecSys'24's InfoNCE when beta > 0."""
 
 
 class GRU4Rec(CausalRecommender[GRU4RecSettings]):
@@ -39,9 +39,4 @@ class GRU4Rec(CausalRecommender[GRU4RecSettings]):
         super().__init__(n_tracks, n_stations, network_settings, settings, positive_feedback, network)
 
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        step = self.next_positive(batch)
-        sampled = self.softmax_negatives(self.settings, generator, batch.tracks.device)
-        loss = next_item_loss(
-            step.hidden[step.valid], step.positives[step.valid], self.network.item_embeddings(), sampled
-        )
-        return loss, {"softmax": float(loss.detach())}
+        return skip_aware_loss(self, batch, generator, self.settings)

@@ -7,37 +7,48 @@ config `model.hybrid` (HybridSettings). `MaskedRecommender` is what the bidirect
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
-from downbeat.models.losses import bce_pair_loss
+from downbeat.models.losses import bce_pair_loss, next_item_loss
 from downbeat.models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
 from downbeat.models.network import (
     PAD,
     Batch,
     History,
     Recommender,
-    S,
     SequenceNetwork,
     compact,
     query_feedback,
 )
-from downbeat.models.settings import NetworkSettings
+from downbeat.models.settings import NetworkSettings, SoftmaxSettings
 
 
 @dataclass(frozen=True)
-class HybridSettings:
+class HybridSettings(SoftmaxSettings):
     """Config `model.hybrid` (baseline and hybrid): a share `p_task` of target positions is masked;
     each masked position gets one negative, the stored hard negative with probability `p_hard`, else
     a random track (the baseline: always random); `negative_mode: hardest_of_k` instead scores `k`
-    random tracks and keeps the highest-scoring one."""
+    random tracks and keeps the highest-scoring one.
+
+    `catalog_weight` > 0 adds a next-item softmax of each masked positive among the catalog
+    (`softmax: full`) or `sampled_negatives` uniform tracks, weighted against the pairwise term.
+    The pairwise term alone (UMAP'24's loss, weight 0) teaches a model to order a user's tracks of
+    one station, never to rank the catalog, which is what `recommend` asks of a champion. The
+    baseline gets the same term: it stays the hybrid without rejection."""
 
     p_task: float = 0.15
     p_hard: float = 1.0
     negative_mode: Literal["stored", "hardest_of_k"] = "stored"
     k: int = 100
+    catalog_weight: float = 0.0
+    softmax: Literal["sampled", "full"] = "full"
+    # Whether a masked position carries its station (the target's in training, the request's when
+    # scoring) or none. A next-item request asks on the station of the user's last play, which the
+    # next play may leave; a model trained on the target's own station leans on it.
+    query_station: bool = True
 
 
 @dataclass
@@ -54,13 +65,24 @@ class ClozeInputs:
 
 
 OBJECTIVES = {
-    "baseline": "cloze over positives only, each masked positive against one random track (BCE)",
+    "baseline": "cloze over positives only, each masked positive against one random track (BCE), "
+    "with a next-item softmax beside it when catalog_weight > 0",
     "hybrid": "cloze, each masked positive against one negative (BCE): a stored hard negative or a "
-    "random track (UMAP'24)",
+    "random track (UMAP'24), with a next-item softmax beside it when catalog_weight > 0",
 }
 
 
-class MaskedRecommender(Recommender[S]):
+class MaskedSettings(Protocol):
+    """What the bidirectional models' settings share (HybridSettings, BERT4RecSettings)."""
+
+    @property
+    def query_station(self) -> bool: ...
+
+
+M = TypeVar("M", bound=MaskedSettings)
+
+
+class MaskedRecommender(Recommender[M]):
     """Bidirectional cloze model. Scores a track as the masked item after the user's history."""
 
     def __init__(
@@ -68,7 +90,7 @@ class MaskedRecommender(Recommender[S]):
         n_tracks: int,
         n_stations: int,
         network_settings: NetworkSettings,
-        settings: S,
+        settings: M,
         positive_feedback: tuple[int, ...],
         *,
         positives_only: bool = False,
@@ -98,7 +120,7 @@ class MaskedRecommender(Recommender[S]):
         rows = torch.arange(tracks.shape[0], device=tracks.device)
         # The query: a masked positive on the query station, of the type training predicted.
         tracks[rows, count] = self.network.mask_id
-        stations[rows, count] = history.query_station
+        stations[rows, count] = history.query_station if self.settings.query_station else PAD
         feedback[rows, count] = query_feedback(self.positive_feedback)
         return self.network.hidden(tracks, stations, feedback)[rows, count]  # (B, D)
 
@@ -149,9 +171,10 @@ class Hybrid(MaskedRecommender[HybridSettings]):
             negatives, used_hard = hard_or_random(positives, stored[masked], p_hard, self.n_tracks, generator)
             removed = hidden_positions(tracks, masked, negatives, used_hard)
         inputs = torch.where(masked, self.network.mask_id, tracks).masked_fill(removed, PAD)
+        hidden_stations = removed if t.query_station else removed | masked
         return ClozeInputs(
             tracks=inputs,
-            stations=stations.masked_fill(removed, PAD),
+            stations=stations.masked_fill(hidden_stations, PAD),
             feedback=feedback.masked_fill(removed, PAD),
             masked=masked,
             positives=positives,
@@ -171,6 +194,16 @@ class Hybrid(MaskedRecommender[HybridSettings]):
             negatives = hardest(candidates, scores)
         positive_scores = (h * items[c.positives]).sum(-1)  # (N,)
         negative_scores = (h * items[negatives]).sum(-1)  # (N,)
-        loss = bce_pair_loss(positive_scores, negative_scores)
+        pairwise = bce_pair_loss(positive_scores, negative_scores)
         hard_share = float(c.used_hard.float().mean()) if c.used_hard.numel() else 0.0
-        return loss, {"masked": float(c.masked.sum()), "hard_share": hard_share}
+        figures = {
+            "masked": float(c.masked.sum()),
+            "hard_share": hard_share,
+            "pairwise": float(pairwise.detach()),
+        }
+        if self.settings.catalog_weight <= 0:
+            return pairwise, figures
+        sampled = self.softmax_negatives(self.settings, generator, h.device)
+        catalog = next_item_loss(h, c.positives, items, sampled)
+        figures["catalog"] = float(catalog.detach())
+        return pairwise + self.settings.catalog_weight * catalog, figures

@@ -45,6 +45,23 @@ def random_negatives(
     return draw + (draw >= anchor).long()
 
 
+def unseen_negatives(rows: Tensor, n_tracks: int, count: int, generator: torch.Generator) -> Tensor:
+    """`count` distinct track ids per row, drawn uniformly from the tracks the row does not hold
+    (RecSys'24 samples its softmax's negatives from the items a user has not played).
+
+    rows: (B, L) track ids, 0 padding. Returns (B, count) ids in 1..n_tracks, without repeats in a
+    row; a row holding more than n_tracks - count tracks gets some of its own tracks at the end
+    (its unseen ones first), so the shape holds whatever the catalog. One uniform key per
+    (row, track), the row's own tracks keyed past every other: memory (B, n_tracks).
+    """
+    if not 1 <= count <= n_tracks:
+        raise ValueError(f"cannot draw {count} distinct negatives from a catalog of {n_tracks} tracks")
+    keys = torch.rand((rows.shape[0], n_tracks + 1), generator=generator, device=rows.device)
+    keys.scatter_(1, rows, 2.0)  # the row's own tracks after every unseen one
+    keys[:, PAD] = 3.0  # padding, last of all: never drawn (count <= n_tracks)
+    return keys.topk(count, dim=1, largest=False).indices
+
+
 def hard_or_random(
     positives: Tensor, stored: Tensor, p_hard: float, n_tracks: int, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:

@@ -94,6 +94,19 @@ def compact(keep: Tensor, width: int, *columns: Tensor) -> tuple[Tensor, ...]:
     return tuple(torch.where(valid, c.gather(1, source), torch.zeros_like(source)) for c in columns)
 
 
+def real_first(tracks: Tensor) -> Tensor:
+    """(B, L) the order that moves each row's real items to its front, in order, padding after
+    (either padding side); `order.argsort(dim=1)` puts them back."""
+    b, length = tracks.shape
+    index = torch.arange(length, device=tracks.device).expand(b, length)
+    return torch.where(tracks != PAD, index, index + length).argsort(dim=1)
+
+
+def reordered(x: Tensor, order: Tensor) -> Tensor:
+    """(B, L, D) `x` with each row's positions taken in `order` (B, L)."""
+    return x.gather(1, order.unsqueeze(2).expand(-1, -1, x.shape[2]))
+
+
 def positions_from_end(tracks: Tensor) -> Tensor:
     """(B, L) position ids: the number of non-padding items after each one (0 = the row's last).
 
@@ -224,15 +237,9 @@ class GRUNetwork(InputNetwork):
         self.initialise()
 
     def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
-        b, length = tracks.shape
-        index = torch.arange(length, device=tracks.device).expand(b, length)
-        order = torch.where(tracks != PAD, index, index + length).argsort(dim=1)  # real items first
-        x = self.embedded(tracks, stations, feedback).gather(
-            1, order.unsqueeze(2).expand(-1, -1, self.settings.dim)
-        )
-        h, _ = self.gru(self.dropout(x))
-        back = order.argsort(dim=1).unsqueeze(2).expand(-1, -1, self.settings.dim)
-        return self.norm(h).gather(1, back)
+        order = real_first(tracks)
+        h, _ = self.gru(self.dropout(reordered(self.embedded(tracks, stations, feedback), order)))
+        return reordered(self.norm(h), order.argsort(dim=1))
 
 
 FEEDBACK_PAIRS = {"skip_down": (SKIP, DOWN), "skip_up": (SKIP, UP), "up_down": (UP, DOWN)}

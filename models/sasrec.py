@@ -10,13 +10,14 @@ scoring from the hidden state of the user's last play."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from downbeat.models.losses import info_nce_loss, next_item_loss
+from downbeat.models.losses import info_nce_loss, next_item_loss, per_row_scores, sampled_softmax_loss
+from downbeat.models.negatives import unseen_negatives
 from downbeat.models.network import (
     PAD,
     SKIP,
@@ -33,15 +34,27 @@ from downbeat.models.settings import NetworkSettings, SoftmaxSettings
 
 
 @dataclass(frozen=True)
-class SASRecSettings(SoftmaxSettings):
-    """Config `model.sasrec`: alpha * next-item softmax + beta * InfoNCE at `temperature`."""
+class SkipAwareSettings(SoftmaxSettings):
+    """RecSys'24's loss on a causal model: alpha * next-item softmax + beta * InfoNCE at
+    `temperature` (beta 0: the base model alone). sasrec, gru4rec and caser each hold these."""
 
     alpha: float = 1.0  # weight of the next-item softmax
-    beta: float = 0.5  # weight of InfoNCE against the tracks passed over before the next positive
+    beta: float = 0.0  # weight of InfoNCE against the tracks passed over before the next positive
     temperature: float = 0.5  # InfoNCE temperature (cosine similarities)
     # Which tracks between a position and its next positive InfoNCE pushes away: the skipped ones,
     # or every non-positive one (plays and downs too, as RecSys'24 defines it).
     info_nce_negatives: Literal["skips", "non_positive"] = "skips"
+    # Where the sampled softmax's negatives come from: uniform over the catalog (one set for the
+    # batch), or `sampled_negatives` distinct tracks the row does not hold, a set per row (RecSys'24
+    # samples from the items a user has not played).
+    negatives_from: Literal["catalog", "unseen"] = "catalog"
+
+
+@dataclass(frozen=True)
+class SASRecSettings(SkipAwareSettings):
+    """Config `model.sasrec`: SASRec with RecSys'24's InfoNCE on by default (beta 0.5)."""
+
+    beta: float = 0.5
 
 
 def next_target(targets: Tensor) -> Tensor:
@@ -126,26 +139,45 @@ class SASRec(CausalRecommender[SASRecSettings]):
     )
 
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        t = self.settings
-        tracks = batch.tracks
-        step = self.next_positive(batch)
-        valid, hidden = step.valid, step.hidden
-        items = self.network.item_embeddings()
-        next_items = items[step.positives]  # (B, L, D)
-        h = hidden[valid]  # (N, D)
-        positives = step.positives[valid]  # (N,)
-        # t.softmax: one set of uniform negatives for the whole batch (any equal to a row's
-        # positive is left out), or the whole catalog
-        softmax = next_item_loss(h, positives, items, self.softmax_negatives(t, generator, tracks.device))
-        # InfoNCE on cosine similarities: each position against every track of its row (one
-        # batched product), of which only those skipped before its next positive count.
-        anchor = F.normalize(hidden, dim=-1)  # (B, L, D)
-        row_items = F.normalize(items[tracks], dim=-1)  # (B, L, D)
-        similar = anchor @ row_items.transpose(1, 2) / t.temperature  # (B, L, L)
-        toward = (anchor * F.normalize(next_items, dim=-1)).sum(-1) / t.temperature  # (B, L)
-        # RecSys'24 as written: every non-positive in between (plays and downs too); else skips only
-        counted = (tracks != PAD) & ~batch.targets if t.info_nce_negatives == "non_positive" else None
-        between = skipped_between(batch.feedback, step.following, counted) & valid.unsqueeze(2)  # (B, L, L)
-        nce = info_nce_loss(toward[valid], similar[valid], between[valid])
-        loss = t.alpha * softmax + t.beta * nce
-        return loss, {"sampled_softmax": float(softmax.detach()), "info_nce": float(nce.detach())}
+        return skip_aware_loss(self, batch, generator, self.settings)
+
+
+def skip_aware_loss(
+    model: CausalRecommender[Any], batch: Batch, generator: torch.Generator, t: SkipAwareSettings
+) -> tuple[Tensor, dict[str, float]]:
+    """alpha * next-item softmax + beta * InfoNCE (RecSys'24) of a causal model's states: the
+    loss of sasrec, and of gru4rec and caser (whose beta is 0 unless set)."""
+    tracks = batch.tracks
+    step = model.next_positive(batch)
+    valid, hidden = step.valid, step.hidden
+    items = model.network.item_embeddings()
+    h = hidden[valid]  # (N, D)
+    positives = step.positives[valid]  # (N,)
+    if t.softmax == "sampled" and t.negatives_from == "unseen" and positives.numel():
+        # each row's own unseen tracks (a row holding nearly the whole catalog also gets some of its
+        # own, so a draw equal to the positive is still left out)
+        sampled = unseen_negatives(tracks, model.n_tracks, t.sampled_negatives, generator)  # (B, S)
+        row_of = valid.nonzero(as_tuple=True)[0]  # (N,) the row of each position in h
+        drawn = sampled[row_of]  # (N, S)
+        softmax = sampled_softmax_loss(
+            (h * items[positives]).sum(-1), per_row_scores(h, items, drawn), drawn == positives.unsqueeze(1)
+        )
+    else:
+        # one set of uniform negatives for the whole batch (any equal to a row's positive is
+        # left out), or the whole catalog; no position at all: 0
+        softmax = next_item_loss(h, positives, items, model.softmax_negatives(t, generator, tracks.device))
+    figures = {"sampled_softmax": float(softmax.detach())}
+    if t.beta == 0:
+        return t.alpha * softmax, figures
+    # InfoNCE on cosine similarities: each position against every track of its row (one
+    # batched product), of which only those skipped before its next positive count.
+    anchor = F.normalize(hidden, dim=-1)  # (B, L, D)
+    row_items = F.normalize(items[tracks], dim=-1)  # (B, L, D)
+    similar = anchor @ row_items.transpose(1, 2) / t.temperature  # (B, L, L)
+    toward = (anchor * F.normalize(items[step.positives], dim=-1)).sum(-1) / t.temperature  # (B, L)
+    # RecSys'24 as written: every non-positive in between (plays and downs too); else skips only
+    counted = (tracks != PAD) & ~batch.targets if t.info_nce_negatives == "non_positive" else None
+    between = skipped_between(batch.feedback, step.following, counted) & valid.unsqueeze(2)  # (B, L, L)
+    nce = info_nce_loss(toward[valid], similar[valid], between[valid])
+    figures["info_nce"] = float(nce.detach())
+    return t.alpha * softmax + t.beta * nce, figures

@@ -13,13 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ModelName = Literal["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec", "popularity"]
+ModelName = Literal[
+    "baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "caser", "bert4rec", "pnfrec", "popularity"
+]
 MODEL_NAMES: tuple[str, ...] = (
     "baseline",
     "hybrid",
     "sasrec",
     "gsasrec",
     "gru4rec",
+    "caser",
     "bert4rec",
     "pnfrec",
     "popularity",
@@ -48,7 +51,8 @@ class NetworkSettings:
 
 @dataclass(frozen=True)
 class SoftmaxSettings:
-    """The next-item softmax of sasrec, gru4rec, bert4rec and pnfrec: over `sampled_negatives`
+    """The next-item softmax of sasrec, gru4rec, caser, bert4rec, pnfrec (and the hybrid's catalog
+    term): over `sampled_negatives`
     uniform tracks (one set for the batch), or over the whole catalog (`softmax: full`)."""
 
     softmax: Literal["sampled", "full"] = "sampled"
@@ -66,6 +70,9 @@ class OptimSettings:
     # Adam's second-moment decay: torch's 0.999 by default; kang205's SASRec and RecTools use 0.98,
     # which follows the gradients' scale down within an epoch once an early loss drop has passed.
     adam_beta2: float = 0.999
+    # Weight decay on the embedding tables too (their rare rows shrink between updates): a choice to
+    # make on validation figures, as the demo does.
+    decay_embeddings: bool = False
 
 
 @dataclass(frozen=True)

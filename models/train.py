@@ -71,10 +71,12 @@ def selection_metric(model: Recommender[Any], train: RunSettings) -> str:
     return model.selection_metric if train.select_on == "auto" else SELECT_ON[train.select_on]
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(
+    model: nn.Module, weight_decay: float, decay_embeddings: bool = False
+) -> list[dict[str, Any]]:
     """AdamW's groups: weight decay on weight matrices only. Embeddings (whose rare rows would shrink
     toward 0 between their updates), LayerNorm gains and biases are never decayed (kang205's SASRec
-    decays no embedding; gSASRec and PNFRec use plain Adam)."""
+    decays no embedding; gSASRec and PNFRec use plain Adam), unless `decay_embeddings`."""
     decayed: list[nn.Parameter] = []
     kept: list[nn.Parameter] = []
     seen: set[int] = set()
@@ -83,7 +85,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
             if id(parameter) in seen or not parameter.requires_grad:
                 continue
             seen.add(id(parameter))
-            plain = isinstance(module, nn.Embedding | nn.LayerNorm) or parameter.ndim < 2 or "bias" in name
+            embedding = isinstance(module, nn.Embedding) and not decay_embeddings
+            plain = embedding or isinstance(module, nn.LayerNorm) or parameter.ndim < 2 or "bias" in name
             (kept if plain else decayed).append(parameter)
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
 
@@ -225,7 +228,7 @@ def _start_state(
 def _optimiser(model: nn.Module, settings: OptimSettings) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW over `parameter_groups`, and linear warm-up over `warmup_steps` then constant."""
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, settings.weight_decay),
+        parameter_groups(model, settings.weight_decay, settings.decay_embeddings),
         lr=settings.learning_rate,
         betas=(0.9, settings.adam_beta2),
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from downbeat.models.bert4rec import BERT4Rec, BERT4RecSettings
+from downbeat.models.caser import Caser, CaserSettings
 from downbeat.models.gru4rec import GRU4Rec, GRU4RecSettings
 from downbeat.models.gsasrec import GSASRec, GSASRecSettings
 from downbeat.models.hybrid import OBJECTIVES, Hybrid, HybridSettings
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, type[Recommender[Any]]] = {
     "sasrec": SASRec,
     "gsasrec": GSASRec,
     "gru4rec": GRU4Rec,
+    "caser": Caser,
     "pnfrec": PNFRec,
     "bert4rec": BERT4Rec,
     "popularity": Popularity,
@@ -45,6 +47,7 @@ class ModelSettings(NetworkSettings):
     sasrec: SASRecSettings = field(default_factory=SASRecSettings)
     gsasrec: GSASRecSettings = field(default_factory=GSASRecSettings)
     gru4rec: GRU4RecSettings = field(default_factory=GRU4RecSettings)
+    caser: CaserSettings = field(default_factory=CaserSettings)
     bert4rec: BERT4RecSettings = field(default_factory=BERT4RecSettings)
     pnfrec: PNFRecSettings = field(default_factory=PNFRecSettings)
 

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from downbeat.models.hybrid import Hybrid
-from downbeat.models.negatives import cloze_mask, hard_or_random, hardest, hidden_positions, random_negatives
+from downbeat.models.negatives import (
+    cloze_mask,
+    hard_or_random,
+    hardest,
+    hidden_positions,
+    random_negatives,
+    unseen_negatives,
+)
 from downbeat.models.network import PAD
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
@@ -105,3 +112,25 @@ def test_the_baseline_reads_only_positives_and_never_uses_stored_negatives():
     kept = c.tracks[c.tracks != PAD]
     assert len(kept) == int(batch.targets.sum())
     assert set(c.feedback[c.tracks != PAD].tolist()) == {1}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_unseen_negatives_are_distinct_tracks_the_row_does_not_hold(seed):
+    batch = random_batch(seed, rows=8, length=12)
+    drawn = unseen_negatives(batch.tracks, N_TRACKS, 20, torch.Generator().manual_seed(seed))
+    assert drawn.shape == (8, 20)
+    assert drawn.min() >= 1 and drawn.max() <= N_TRACKS
+    for row, ids in zip(batch.tracks.tolist(), drawn.tolist(), strict=True):
+        assert len(set(ids)) == 20
+        assert not set(ids) & set(row)
+    again = unseen_negatives(batch.tracks, N_TRACKS, 20, torch.Generator().manual_seed(seed))
+    assert torch.equal(drawn, again)
+
+
+def test_unseen_negatives_of_a_row_holding_most_of_the_catalog_take_its_unseen_tracks_first():
+    rows = torch.tensor([[1, 2, 3, 4, 5, 6, 0, 0]])  # 6 of 8 tracks seen, padding too
+    drawn = unseen_negatives(rows, 8, 4, torch.Generator().manual_seed(0))[0].tolist()
+    assert sorted(drawn[:2]) == [7, 8]
+    assert set(drawn[2:]) <= {1, 2, 3, 4, 5, 6} and len(set(drawn)) == 4  # never padding
+    with pytest.raises(ValueError, match="cannot draw 9 distinct negatives from a catalog of 8"):
+        unseen_negatives(rows, 8, 9, torch.Generator().manual_seed(0))

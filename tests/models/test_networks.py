@@ -22,7 +22,7 @@ from downbeat.models.sasrec import next_target, skipped_between
 from downbeat.models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
-NAMES = ["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "bert4rec", "pnfrec"]
+NAMES = ["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "caser", "bert4rec", "pnfrec"]
 
 
 def make(name, seed=0, **train):
@@ -292,6 +292,19 @@ def test_weight_decay_spares_embeddings_norms_and_biases():
     assert torch.equal(model.network.track.weight[N_TRACKS], before)
 
 
+def test_decay_embeddings_puts_the_embedding_tables_under_weight_decay_and_nothing_else():
+    from downbeat.models.train import parameter_groups
+
+    model = make("hybrid")
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    spared, _ = parameter_groups(model, 0.5)
+    decayed, kept = parameter_groups(model, 0.5, decay_embeddings=True)
+    ids = {id(p) for p in decayed["params"]}
+    assert embeddings <= ids and not embeddings & {id(p) for p in spared["params"]}
+    assert ids - embeddings == {id(p) for p in spared["params"]}  # norms and biases stay spared
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(model.parameters()))
+
+
 @pytest.mark.parametrize("name", ["sasrec", "gsasrec", "bert4rec", "gru4rec"])
 def test_separate_output_embeddings_score_from_their_own_table_and_leave_the_inputs_as_drawn(name):
     import dataclasses
@@ -346,3 +359,32 @@ def test_popularity_scores_each_track_by_its_count_of_positive_training_plays_fo
     assert model.can_serve(h).all()
     with pytest.raises(RuntimeError, match="counting"):
         model(batch, torch.Generator())
+
+
+@pytest.mark.parametrize("name", ["hybrid", "baseline", "bert4rec"])
+def test_without_query_station_a_masked_position_and_a_query_carry_no_station(name):
+    from downbeat.models.network import History
+
+    g = torch.Generator().manual_seed(3)
+    history = History(
+        tracks=torch.randint(1, N_TRACKS + 1, (4, 6), generator=g),
+        stations=torch.randint(1, N_STATIONS + 1, (4, 6), generator=g),
+        feedback=torch.full((4, 6), UP),
+        query_station=torch.tensor([1, 1, 1, 1]),
+    )
+    other = History(history.tracks, history.stations, history.feedback, torch.tensor([2, 3, 4, 2]))
+    for carried in (True, False):
+        model = make(name, query_station=carried).eval()
+        with torch.no_grad():
+            same = torch.allclose(model.user_vectors(history), model.user_vectors(other))
+        assert same != carried  # the query's station moves the vector only when it is carried
+    if name != "bert4rec":  # the hybrid's training inputs: no station at a masked position
+        batch = random_batch(seed=5)
+        inputs = make(name, query_station=False, p_task=0.5).cloze_inputs(
+            batch, torch.Generator().manual_seed(1)
+        )
+        assert (inputs.stations[inputs.masked] == PAD).all()
+        carried = make(name, query_station=True, p_task=0.5).cloze_inputs(
+            batch, torch.Generator().manual_seed(1)
+        )
+        assert (carried.stations[carried.masked] != PAD).any()

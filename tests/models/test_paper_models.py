@@ -3,13 +3,14 @@ position at a time, from the model's own states and the same random draws."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 
 from downbeat.models.losses import full_softmax_loss, gbce_beta, gbce_loss, not_to_recommend_loss
-from downbeat.models.negatives import cloze_mask
+from downbeat.models.negatives import cloze_mask, unseen_negatives
 from downbeat.models.network import DOWN, PAD, SKIP, UP, History, feedback_cosines
 from downbeat.models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
@@ -110,23 +111,36 @@ def test_gsasrec_loss_is_gbce_of_each_next_positive_plus_not_to_recommend_on_eac
     assert math.isclose(off.item(), sum(positive_terms) / len(positive_terms), rel_tol=1e-4)
 
 
+def next_positive_terms(model, batch, state):
+    """-log softmax over the catalog of each position's next positive, position by position:
+    `state(b, positions, k)` is the model's state at the k-th real position of row b, computed by hand."""
+    items = model.network.item_embeddings()
+    terms = []
+    with torch.no_grad():
+        for b in range(batch.rows):
+            positions = real(batch.tracks[b])
+            for k in range(len(positions) - 1):
+                later = [j for j in positions[k + 1 :] if batch.targets[b, j]]
+                if later:
+                    logits = state(b, positions, k) @ items[1:].T
+                    terms.append(-F.log_softmax(logits, dim=0)[int(batch.tracks[b, later[0]]) - 1].item())
+    return terms
+
+
+def rows_of(batch, b, positions):
+    """Row b's track, station and feedback ids at `positions`, as a batch of one (no padding)."""
+    return [t[b, positions].unsqueeze(0) for t in (batch.tracks, batch.stations, batch.feedback)]
+
+
 def test_gru4rec_full_softmax_predicts_each_next_positive_from_the_state_after_each_play():
     model = make("gru4rec", softmax="full")
     batch = random_batch(seed=6)
     loss, _ = model(batch, torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        items = model.network.item_embeddings()
-        terms = []
-        for b in range(batch.rows):
-            positions = real(batch.tracks[b])
-            # the GRU run on this row alone, without any padding and without its last item
-            row = [t[b, positions[:-1]].unsqueeze(0) for t in (batch.tracks, batch.stations, batch.feedback)]
-            hidden = model.network.hidden(*row)[0]
-            for k in range(len(positions) - 1):
-                later = [j for j in positions[k + 1 :] if batch.targets[b, j]]
-                if later:
-                    logits = hidden[k] @ items[1:].T
-                    terms.append(-F.log_softmax(logits, dim=0)[int(batch.tracks[b, later[0]]) - 1].item())
+
+    def state(b, positions, k):  # the GRU run on this row alone, without padding and its last item
+        return model.network.hidden(*rows_of(batch, b, positions[:-1]))[0, k]
+
+    terms = next_positive_terms(model, batch, state)
     assert math.isclose(loss.item(), sum(terms) / len(terms), rel_tol=1e-4)
 
 
@@ -143,6 +157,34 @@ def test_a_gru_state_reads_only_the_items_up_to_its_own():
         b = network.hidden(changed, stations, feedback)
     assert torch.allclose(a[:, :5], b[:, :5])
     assert not torch.isclose(a[:, 5:], b[:, 5:]).all(dim=2).any()  # every later state moved
+
+
+def test_caser_full_softmax_predicts_each_next_positive_from_the_window_before_it():
+    model = make("caser", softmax="full", window=3)
+    batch = random_batch(seed=6)
+    loss, _ = model(batch, torch.Generator().manual_seed(0))
+
+    def state(b, positions, k):  # the network on this position's window alone: its last three items
+        return model.network.hidden(*rows_of(batch, b, positions[max(0, k - 2) : k + 1]))[0, -1]
+
+    terms = next_positive_terms(model, batch, state)
+    assert math.isclose(loss.item(), sum(terms) / len(terms), rel_tol=1e-4)
+
+
+def test_a_caser_state_reads_its_window_of_items_and_nothing_before_or_after_it():
+    network = make("caser", window=3).network
+    g = torch.Generator().manual_seed(2)
+    tracks = torch.randint(1, N_TRACKS + 1, (3, 8), generator=g)
+    stations = torch.randint(1, N_STATIONS + 1, (3, 8), generator=g)
+    feedback = torch.full((3, 8), UP)
+    changed = tracks.clone()
+    changed[:, 4] = (changed[:, 4] % N_TRACKS) + 1  # another track at position 4
+    with torch.no_grad():
+        a = network.hidden(tracks, stations, feedback)
+        b = network.hidden(changed, stations, feedback)
+    same = torch.isclose(a, b).all(dim=2)  # (3, 8)
+    assert same[:, :4].all() and same[:, 7:].all()  # before it, and past the window after it
+    assert not same[:, 4:7].any()  # the three windows that hold it
 
 
 def test_bert4rec_sampled_softmax_predicts_each_masked_positive_among_the_drawn_tracks():
@@ -233,3 +275,91 @@ def test_feedback_cosines_are_the_cosine_similarities_of_the_feedback_embeddings
     assert math.isclose(cosines["up_down"], 0.0, abs_tol=1e-7)
     assert math.isclose(cosines["skip_down"], 1 / math.sqrt(2), rel_tol=1e-6)
     assert math.isclose(cosines["skip_up"], 1 / math.sqrt(2), rel_tol=1e-6)
+
+
+def test_sasrec_softmax_over_unseen_tracks_ranks_each_next_positive_among_its_rows_own_draw():
+    model = make("sasrec", alpha=1.0, beta=0.0, softmax="sampled", negatives_from="unseen")
+    batch = random_batch(seed=3)
+    loss, _ = model(batch, torch.Generator().manual_seed(9))
+    sampled = unseen_negatives(batch.tracks, N_TRACKS, 20, torch.Generator().manual_seed(9))  # (B, 20)
+    step = model.next_positive(batch)
+    items = model.network.item_embeddings()
+    terms = []
+    with torch.no_grad():
+        for b, i in step.valid.nonzero().tolist():
+            h, target = step.hidden[b, i], int(step.positives[b, i])
+            assert target not in sampled[b].tolist()  # the row holds its positives: never a negative
+            logits = [float(h @ items[target])] + [float(h @ items[s]) for s in sampled[b].tolist()]
+            terms.append(-(logits[0] - math.log(sum(math.exp(x) for x in logits))))
+    assert len(terms) > batch.rows
+    assert math.isclose(loss.item(), sum(terms) / len(terms), rel_tol=1e-4)
+
+
+def test_hybrid_catalog_term_adds_a_weighted_full_softmax_of_each_masked_positive_to_the_pairwise_loss():
+    batch = random_batch(seed=4)
+    plain = make("hybrid", p_task=0.5, p_hard=1.0, catalog_weight=0.0)
+    weighted = make("hybrid", p_task=0.5, p_hard=1.0, catalog_weight=0.5, softmax="full")
+    weighted.load_state_dict(plain.state_dict())
+    pairwise, _ = plain(batch, torch.Generator().manual_seed(2))
+    loss, figures = weighted(batch, torch.Generator().manual_seed(2))
+    c = weighted.cloze_inputs(batch, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        hidden = weighted.network.hidden(c.tracks, c.stations, c.feedback)[c.masked]
+        items = weighted.network.item_embeddings()
+        terms = []
+        for h, target in zip(hidden, c.positives.tolist(), strict=True):
+            logits = [float(h @ items[t]) for t in range(1, N_TRACKS + 1)]
+            terms.append(-(logits[target - 1] - math.log(sum(math.exp(x) for x in logits))))
+    catalog = sum(terms) / len(terms)
+    assert math.isclose(figures["pairwise"], pairwise.item(), rel_tol=1e-5)  # the weight draws nothing
+    assert math.isclose(figures["catalog"], catalog, rel_tol=1e-4)
+    assert math.isclose(loss.item(), pairwise.item() + 0.5 * catalog, rel_tol=1e-4)
+
+
+def test_gru4rec_and_caser_take_recsys24s_infonce_beside_their_softmax_when_beta_is_set():
+    batch = random_batch(seed=8)
+    for name in ("gru4rec", "caser"):
+        plain = make(name, beta=0.0, softmax="full")
+        contrasted = make(name, beta=0.5, temperature=0.1, softmax="full")
+        contrasted.load_state_dict(plain.state_dict())
+        base, figures = plain(batch, torch.Generator().manual_seed(0))
+        loss, both = contrasted(batch, torch.Generator().manual_seed(0))
+        assert "info_nce" not in figures and both["info_nce"] > 0  # the rows hold skips before positives
+        assert math.isclose(both["sampled_softmax"], base.item(), rel_tol=1e-5)
+        assert math.isclose(loss.item(), base.item() + 0.5 * both["info_nce"], rel_tol=1e-5)
+
+
+def test_the_unseen_softmax_of_a_batch_without_a_next_positive_is_zero_not_nan():
+    model = make("sasrec", beta=0.0, softmax="sampled", negatives_from="unseen")
+    batch = random_batch(seed=3, rows=2)
+    batch.targets[:] = False  # no position has a positive after it
+    loss, _ = model(batch, torch.Generator().manual_seed(0))
+    assert loss.item() == 0.0
+
+
+def test_bert4rec_without_query_station_trains_as_if_masked_positions_had_no_station():
+    batch = random_batch(seed=7)
+    hidden = make("bert4rec", p_task=0.5, softmax="full", query_station=False)
+    carried = make("bert4rec", p_task=0.5, softmax="full", query_station=True)
+    masked = cloze_mask(batch.targets, 0.5, torch.Generator().manual_seed(5))
+    stripped = dataclasses.replace(batch, stations=batch.stations.masked_fill(masked, PAD))
+    with torch.no_grad():
+        a, _ = hidden(batch, torch.Generator().manual_seed(5))
+        b, _ = carried(stripped, torch.Generator().manual_seed(5))
+        c, _ = carried(batch, torch.Generator().manual_seed(5))
+    assert math.isclose(a.item(), b.item(), rel_tol=1e-6) and not math.isclose(
+        a.item(), c.item(), rel_tol=1e-6
+    )
+
+
+def test_a_caser_state_is_the_same_whichever_side_its_row_is_padded_on():
+    network = make("caser", window=3).network
+    g = torch.Generator().manual_seed(4)
+    tracks = torch.randint(1, N_TRACKS + 1, (2, 5), generator=g)
+    stations = torch.randint(1, N_STATIONS + 1, (2, 5), generator=g)
+    feedback = torch.full((2, 5), UP)
+    pad = torch.zeros((2, 3), dtype=torch.long)
+    with torch.no_grad():
+        right = network.hidden(*(torch.cat([x, pad], 1) for x in (tracks, stations, feedback)))[:, :5]
+        left = network.hidden(*(torch.cat([pad, x], 1) for x in (tracks, stations, feedback)))[:, 3:]
+    assert torch.allclose(right, left, atol=1e-6)
