@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from downbeat.jobs.common import config_from, job_main
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.spark import spark_session
-from downbeat.pipelines.synthetic import SynthSettings, synthetic_events
+from downbeat.pipelines.synthetic import PROFILES, SynthSettings, synthetic_events
 
 
 def run(spark: SparkSession, settings: SynthSettings, out: str) -> int:
@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracks-per-station", type=int, default=150, help="default 150")
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 1), help="first day")
     parser.add_argument("--partitions", type=int, default=8, help="Spark tasks that generate users")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="default",
+        help="the log's shape: default | mssd (sessions of at most 20, ~50%% skips, as RecSys'24's MSSD "
+        "sample) | lfm1k (sessions of at least 5 plays, ~11%% skips, as RecSys'24's LFM-1K)",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -52,9 +59,12 @@ def command(args: argparse.Namespace) -> int:
         seed=args.seed,
         start=args.start,
         partitions=args.partitions,
+        profile=args.profile,
     )
     events = run(spark, settings, args.out)
-    print(f"synth: {events} events, {args.users} users, {args.days} days -> {args.out}")
+    print(
+        f"synth: {events} events, {args.users} users, {args.days} days, profile {args.profile} -> {args.out}"
+    )
     return 0
 
 

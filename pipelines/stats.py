@@ -15,8 +15,9 @@ def stats(plays: DataFrame, sequences: DataFrame, tracks: DataFrame, stations: D
 
     Shares of up, skip, down and play among all plays and the up : skip : down ratio (per up);
     sequence count and length (max, median); lookback in days from a sequence's first to last
-    play (max, median); users, tracks, stations; and the share of users with skips but no ups,
-    whom only a model that reads skips can serve.
+    play (max, median); users, tracks, stations; the share of users with skips but no ups,
+    whom only a model that reads skips can serve; and sessions: how many, their plays (mean,
+    median, max) and the share with at least 5 plays (RecSys'24 keeps those).
     """
     feedback = F.col(S.FEEDBACK)
 
@@ -58,11 +59,24 @@ def stats(plays: DataFrame, sequences: DataFrame, tracks: DataFrame, stations: D
     vocabularies = tracks.agg(F.count(F.lit(1)).alias("tracks")).crossJoin(
         stations.agg(F.count(F.lit(1)).alias("stations"))
     )
-    summary = events.crossJoin(vocabularies).crossJoin(users).crossJoin(rows)
+    summary = events.crossJoin(vocabularies).crossJoin(users).crossJoin(rows).crossJoin(sessions(plays))
     span = (F.unix_seconds(F.col("_last")) - F.unix_seconds(F.col("_first"))) / DAY_SECONDS
     metrics = [c for c in summary.columns if not c.startswith("_")]
     pairs = [F.struct(F.lit(m).alias(S.METRIC), F.col(m).cast("double").alias(S.VALUE)) for m in metrics]
     pairs.append(F.struct(F.lit("days").alias(S.METRIC), span.cast("double").alias(S.VALUE)))
     return summary.select(F.explode(F.array(*pairs)).alias("_m")).select(
         F.col("_m")[S.METRIC].alias(S.METRIC), F.col("_m")[S.VALUE].alias(S.VALUE)
+    )
+
+
+def sessions(plays: DataFrame) -> DataFrame:
+    """One row: how many sessions, their plays (mean, median, max) and the share with at least 5
+    (RecSys'24 keeps those; the synthetic profiles are shaped on them)."""
+    per_session = plays.groupBy(S.USER_ID, S.SESSION_ID).agg(F.count(F.lit(1)).alias("_plays"))
+    return per_session.agg(
+        F.count(F.lit(1)).alias("sessions"),
+        F.avg("_plays").alias("session_length_mean"),
+        F.median("_plays").alias("session_length_median"),
+        F.max("_plays").alias("session_length_max"),
+        F.avg((F.col("_plays") >= 5).cast("double")).alias("share_sessions_5_plays"),
     )

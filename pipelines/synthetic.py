@@ -31,6 +31,32 @@ THUMBLESS_SHARE = 1 / 3
 
 
 @dataclass(frozen=True)
+class Profile:
+    """The shape of a log: session lengths and how often a play is skipped. A play is skipped with
+    probability 1 - liked ** skip_exponent (liked: the sigmoid of the track's appeal), so a larger
+    exponent skips more; a session's length is 1 + a geometric draw of mean 12, then held within
+    [session_min, session_max]. `paper` names the figures the profile imitates."""
+
+    skip_exponent: float = 0.7
+    session_min: int = 1
+    session_max: int | None = None
+    paper: str = "the demo's log: no paper's figures"
+
+
+PROFILES = {
+    "default": Profile(),
+    # RecSys'24's MSSD sample: sessions of at most 20 tracks, about half the plays skipped
+    "mssd": Profile(
+        skip_exponent=2.6, session_max=20, paper="RecSys'24's MSSD sample: sessions cut at 20, ~50% skips"
+    ),
+    # RecSys'24's LFM-1K after its sampling: 20-minute sessions of at least 5 plays, ~11% skips
+    "lfm1k": Profile(
+        skip_exponent=0.3, session_min=5, paper="RecSys'24's LFM-1K: sessions of >= 5 plays, ~11% skips"
+    ),
+}
+
+
+@dataclass(frozen=True)
 class SynthSettings:
     users: int
     days: int
@@ -39,6 +65,7 @@ class SynthSettings:
     seed: int = 7
     start: dt.date = dt.date(2024, 1, 1)
     partitions: int = 8
+    profile: str = "default"
 
 
 EVENTS_FILE_SCHEMA = T.StructType(
@@ -109,12 +136,13 @@ def user_events(
     starts = starts[starts < horizon]
     if starts.size == 0:
         starts = np.array([rng.uniform(0, horizon)])
-    lengths = 1 + rng.geometric(1 / 12.0, starts.size)
+    profile = PROFILES[settings.profile]
+    lengths = np.clip(1 + rng.geometric(1 / 12.0, starts.size), profile.session_min, profile.session_max)
     session_of = np.repeat(np.arange(starts.size), lengths)
     station = rng.choice(n_stations, size=starts.size, p=station_odds)[session_of]
     track = station * per_station + rng.choice(per_station, size=session_of.size, p=popularity)
     liked = 1 / (1 + np.exp(-_appeal(taste, latent, vectors, track, station)))
-    skipped = rng.random(session_of.size) > liked**0.7
+    skipped = rng.random(session_of.size) > liked**profile.skip_exponent
     duration = np.where(
         skipped, rng.uniform(3.0, 25.0, session_of.size), rng.uniform(140.0, 330.0, session_of.size)
     )

@@ -335,6 +335,12 @@ def test_stats_summarise_feedback_lengths_and_lookback(spark, built):
         "lookback_days_max": 2.0,
         "lookback_days_median": 2.0,
         "days": 11.0,
+        # one session per user here: a's 8 plays and b's 2
+        "sessions": 2.0,
+        "session_length_mean": 5.0,
+        "session_length_median": 5.0,
+        "session_length_max": 8.0,
+        "share_sessions_5_plays": 0.5,
     }
 
 
