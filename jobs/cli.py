@@ -7,6 +7,7 @@ import sys
 
 from downbeat.jobs import (
     build,
+    claims,
     compare,
     demo,
     doctor,
@@ -45,6 +46,7 @@ JOBS = (
         experiment,
         "train a spec's grid as MLflow child runs and report each against the reference, paired",
     ),
+    ("claims", claims, "the seed papers' claims against the experiments' reports (docs/results.md)"),
     ("demo", demo, "synth -> ingest -> build -> train baseline and hybrid -> compare"),
 )
 

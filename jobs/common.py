@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from downbeat.jobs.config import Config, load_config
@@ -149,3 +150,20 @@ def snapshots(
             raise InputError(f"table {table} version {version} is empty: nothing to train or evaluate on")
         out[table] = TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows)
     return out
+
+
+def read_yaml_mapping(path: str, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping (an experiment spec, the claims file); bad input is one line
+    naming `what` and the file."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{what} {path} not found")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{what} {path} is not YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{what} {path} must be a mapping")
+    return raw

@@ -19,8 +19,9 @@ A spec (every key but `description` and `set` required, and one of `grid` or `ch
     seeds: 3                        # optional (default 1, or --seeds): each child under 3 seeds
     set: {model.sasrec.softmax: full}  # config for every child, on top of --conf/--set
     grid: {model: [sasrec, pnfrec]} # every combination; names like `hybrid p_hard=0.5`
-    children:                       # or each child by hand
-      - {name: sasrec, model: sasrec, set: {model.sasrec.beta: 0.0}}
+    children:                       # or each child by hand; `versus`: compared with that child
+      - {name: sasrec, model: sasrec, set: {model.sasrec.beta: 0.0}}   # instead of the reference
+      - {name: gru4rec infonce, model: gru4rec, set: {model.gru4rec.beta: 0.5}, versus: gru4rec}
 Also runnable as `spark-submit jobs/experiment.py --spec FILE`.
 """
 
@@ -32,12 +33,9 @@ import itertools
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from downbeat.jobs.common import job_main, snapshots
+from downbeat.jobs.common import job_main, read_yaml_mapping, snapshots
 from downbeat.jobs.config import Config, load_config
 from downbeat.models.contract import Tables
 from downbeat.models.experiment import Child, ExperimentResult, PlannedRun, Spec
@@ -45,7 +43,7 @@ from downbeat.pipelines.errors import ConfigError, InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 
 SPEC_KEYS = ("name", "description", "reference", "metrics", "run_metrics", "seeds", "set", "grid", "children")
-CHILD_KEYS = ("name", "model", "set")
+CHILD_KEYS = ("name", "model", "set", "versus")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,15 +110,7 @@ def load_spec(path: str) -> Spec:
 
 def _read_spec(path: str) -> dict[str, Any]:
     """The spec file as a mapping with only known keys, the required ones, and grid or children."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"experiment spec {path} not found")
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"experiment spec {path} is not YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"experiment spec {path} must be a mapping")
+    raw = read_yaml_mapping(path, "experiment spec")
     unknown = sorted(set(raw) - set(SPEC_KEYS))
     if unknown:
         raise InputError(
@@ -181,7 +171,8 @@ def _listed_children(where: str, raw: dict[str, Any], common: tuple[str, ...]) -
             raise InputError(f"{at}: 'name' and 'model' are required")
         own = _mapping(entry.get("set"), f"{at}: 'set'")
         overrides = common + tuple(f"{k}={_text(v)}" for k, v in own.items())
-        children.append(Child(str(entry["name"]), str(entry["model"]), overrides, own))
+        versus = str(entry.get("versus") or "")
+        children.append(Child(str(entry["name"]), str(entry["model"]), overrides, own, versus))
     return children
 
 
@@ -208,6 +199,12 @@ def _check_children(where: str, children: list[Child], reference: object) -> Non
             raise InputError(f"{where}: two children are named '{child.name}'")
     if reference not in names:
         raise InputError(f"{where}: reference '{reference}' is not a child (children: {', '.join(names)})")
+    for child in children:
+        if child.versus and (child.versus not in names or child.versus == child.name):
+            raise InputError(
+                f"{where}: child '{child.name}' is compared with '{child.versus}', which is not another "
+                f"child (children: {', '.join(names)})"
+            )
 
 
 def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRun]:

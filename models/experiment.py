@@ -33,6 +33,7 @@ class Child:
     model: str
     overrides: tuple[str, ...]  # KEY=VALUE, as --set takes them
     settings: dict[str, Any]  # the grid's values (for the plots)
+    versus: str = ""  # the child this one is compared with (empty: the spec's reference)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,17 +211,17 @@ def _child_results(
     from downbeat.models.evaluation import compare, mean_terms
     from downbeat.models.report import ChildResult
 
-    reference = evaluations[spec.reference]
-    reference_terms = mean_terms([e.terms for e in reference])
     results = []
     for child in spec.children:
         own = evaluations[child.name]
         names = [run.name for run in plan if run.child.name == child.name]
         first_run = client.get_run(runs[names[0]])
         differences, diff_spread = {}, {}
-        if child.name != spec.reference:
-            mine = mean_terms([e.terms for e in own])
-            differences = compare(mine, reference_terms, samples=scoring.bootstrap, seed=scoring.seed)
+        versus = child.versus or spec.reference
+        if child.name != versus:
+            reference = evaluations[versus]
+            mine, theirs = mean_terms([e.terms for e in own]), mean_terms([e.terms for e in reference])
+            differences = compare(mine, theirs, samples=scoring.bootstrap, seed=scoring.seed)
             diff_spread = seed_spread(
                 [
                     {k: e.metrics[k] - r.metrics[k] for k in e.metrics}
@@ -242,6 +243,7 @@ def _child_results(
                 seeds=len(names),
                 spread=seed_spread([e.metrics for e in own]),
                 diff_spread=diff_spread,
+                versus="" if child.name == versus else versus,
             )
         )
     return results
@@ -261,7 +263,7 @@ def _log_report(
     from downbeat.models.report import plot_against_settings, render_report, report_json
 
     report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
-    summary = report_json(spec.reference, spec.metrics, results)
+    summary = report_json(spec.reference, spec.metrics, results, spec.name)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "report.md").write_text(report)

@@ -20,13 +20,14 @@ class ChildResult:
     run_id: str
     settings: dict[str, Any]  # the grid's values for this child (what the plots put on the x axis)
     metrics: dict[str, float]  # point values
-    differences: dict[str, Difference]  # this child minus the reference (empty for the reference)
+    differences: dict[str, Difference]  # this child minus `versus` (empty for the reference)
     best_epoch: int  # 0-based epoch of the best validation figure (the weights it keeps)
     epochs_run: int
     logged: dict[str, float] = field(default_factory=dict)  # figures the child's run logged itself
     seeds: int = 1  # training seeds; `metrics` are their means
     spread: dict[str, float] = field(default_factory=dict)  # each figure's std across seeds
     diff_spread: dict[str, float] = field(default_factory=dict)  # std across seeds of the difference
+    versus: str = ""  # the child the differences are taken from (empty for the reference itself)
 
 
 def _number(value: float) -> str:
@@ -67,7 +68,8 @@ def render_report(
         lines += [description.strip(), ""]
     lines += [f"- {fact}" for fact in facts]
     lines += [
-        f"- Each cell: the child's value on the test tables, then (child - {reference}) with its 95% "
+        f"- Each cell: the child's value on the test tables, then (child - {reference}, or the child "
+        "named after 'vs' in its row) with its 95% "
         "paired bootstrap interval over users; * where the interval leaves out 0. Under several "
         "training seeds: the mean over seeds ± its standard deviation, the interval of the "
         "seed-averaged models, and '(seed spread s)' where the difference's standard deviation "
@@ -82,6 +84,8 @@ def render_report(
     lines.append("|" + "---|" * len(header))
     for child in children:
         label = f"{child.name} (reference)" if child.name == reference else child.name
+        if child.versus and child.versus != reference:
+            label += f" (vs {child.versus})"
         row = [label, child.model, str(child.best_epoch + 1), str(child.epochs_run)]
         row += [cell(child, m) for m in metrics] + [
             _number(child.logged.get(m, float("nan"))) for m in logged
@@ -90,13 +94,16 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-def report_json(reference: str, metrics: Sequence[str], children: Sequence[ChildResult]) -> dict[str, Any]:
-    """The table as JSON: per child, its run, epochs, and each metric with its difference."""
+def report_json(
+    reference: str, metrics: Sequence[str], children: Sequence[ChildResult], experiment: str = ""
+) -> dict[str, Any]:
+    """The table as JSON: the experiment's name, and per child its run, epochs, and each metric with
+    its difference."""
 
     def finite(x: float) -> float | None:
         return x if x is not None and math.isfinite(x) else None
 
-    out: dict[str, Any] = {"reference": reference, "children": {}}
+    out: dict[str, Any] = {"experiment": experiment, "reference": reference, "children": {}}
     for child in children:
         entry: dict[str, Any] = {
             "model": child.model,
@@ -105,6 +112,7 @@ def report_json(reference: str, metrics: Sequence[str], children: Sequence[Child
             "best_epoch": child.best_epoch,
             "epochs_run": child.epochs_run,
             "seeds": child.seeds,
+            "versus": child.versus or None,
             **{name: {"value": finite(value)} for name, value in child.logged.items()},
         }
         for metric in metrics:
@@ -129,7 +137,8 @@ def plot_against_settings(
     children: Sequence[ChildResult], reference: str, metrics: Sequence[str], folder: Path
 ) -> list[Path]:
     """Each metric against each numeric setting that at least two children set to different values:
-    `<metric>_vs_<setting>.png` in `folder`, bars the reference's value plus the paired interval."""
+    `<metric>_vs_<setting>.png` in `folder`, bars the value of the child each was compared with (the
+    reference, or its `versus`) plus the paired interval."""
     from downbeat.models.plots import plot_metric_against
 
     numeric = {
@@ -138,7 +147,7 @@ def plot_against_settings(
         for key, value in child.settings.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }
-    base = next(c for c in children if c.name == reference).metrics
+    metrics_of = {c.name: c.metrics for c in children}
     written = []
     for key in sorted(numeric):
         having = [c for c in children if key in c.settings]
@@ -149,6 +158,7 @@ def plot_against_settings(
             for child in having:
                 value = child.metrics.get(metric, float("nan"))
                 d = child.differences.get(metric)
+                base = metrics_of[child.versus or reference]  # what the difference was taken from
                 low, high = (
                     (value, value) if d is None else (base[metric] + d.diff_low, base[metric] + d.diff_high)
                 )

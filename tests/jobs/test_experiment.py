@@ -58,6 +58,11 @@ BAD = [
         "unknown key 'seed'",
     ),
     ("name: [x\n", "is not YAML"),
+    (
+        "name: x\nreference: a\nmetrics: [auc]\nchildren: [{name: a, model: sasrec}, "
+        "{name: b, model: sasrec, versus: c}]\n",
+        "child 'b' is compared with 'c', which is not another child",
+    ),
 ]
 
 
@@ -110,3 +115,39 @@ def test_a_spec_may_not_move_its_runs_to_another_tracking_store_or_lakehouse(tmp
     )
     with pytest.raises(InputError, match=re.escape(f"child 'a' sets '{key}'")):
         load_spec(str(path))
+
+
+def test_every_shipped_claim_names_a_shipped_experiments_child_and_metric():
+    from downbeat.jobs.claims import CLAIMS, load_claims
+
+    specs = {spec.name: spec for spec in (load_spec(str(p)) for p in SHIPPED)}
+    for claim in load_claims(str(CLAIMS)):
+        if claim.untestable:
+            continue
+        spec = specs[claim.experiment]
+        assert claim.child in {c.name for c in spec.children}, claim
+        assert claim.metric in spec.metrics, claim
+
+
+def test_claims_writes_its_table_from_report_files_into_the_generated_section(tmp_path, capsys):
+    import json
+
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "claims:\n  - {claim: c, paper: p, here: h, experiment: e, child: new, metric: m, expect: lower}\n"
+    )
+    figures = {"value": 0.4, "diff": -0.1, "diff_low": -0.2, "diff_high": -0.05}
+    report = tmp_path / "report.json"
+    report.write_text(
+        json.dumps({"experiment": "e", "reference": "b", "children": {"new": {"seeds": 3, "m": figures}}})
+    )
+    out = tmp_path / "results.md"
+    out.write_text("# Results\n")
+    store = f"sqlite:///{tmp_path / 'none.db'}"
+    args = ["--set", f"mlflow.tracking_uri={store}", "claims", "--claims", str(claims)]
+    assert main([*args, "--report", str(report), "--out", str(out)]) == 0
+    assert "| c | p | h | m 0.4000; new - b -0.1000 [-0.2000, -0.0500] (3 seeds) | held |" in out.read_text()
+    assert not (tmp_path / "none.db").exists()  # no store is created to look for reports
+    claims.write_text("claims:\n  - {claim: c, paper: p, here: h, experiment: e, child: new, metrc: m}\n")
+    assert main([*args]) == 2
+    assert f"claims file {claims}: claims[0]: unknown key 'metrc'" in capsys.readouterr().err

@@ -602,6 +602,36 @@ def test_an_experiment_whose_child_cannot_train_on_the_tables_exits_2_before_any
     assert not store.exists()
 
 
+def experiment_command(lakehouse, tmp_path, spec):
+    """The tracking store, the --set values and the `experiment --spec` command of a 1-epoch run."""
+    store = tmp_path / "m.db"
+    values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
+    values += [f"mlflow.tracking_uri=sqlite:///{store}", f"mlflow.artifact_root={tmp_path / 'art'}"]
+    values += [f"train.checkpoint_dir={tmp_path / 'ck'}"]
+    return store, values, [*[x for v in values for x in ("--set", v)], "experiment", "--spec", str(spec)]
+
+
+def test_a_child_of_an_experiment_may_be_compared_with_another_child_than_the_reference(
+    lakehouse, tmp_path, capsys
+):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: versus\nreference: sasrec\nmetrics: [hr@10_pos, ndcg@10_pos]\nchildren:\n"
+        "  - {name: sasrec, model: sasrec, set: {model.sasrec.beta: 0.0}}\n"
+        "  - {name: gru4rec, model: gru4rec}\n"
+        "  - {name: gru4rec infonce, model: gru4rec, set: {model.gru4rec.beta: 0.5}, versus: gru4rec}\n"
+    )
+    command = experiment_command(lakehouse, tmp_path, spec)[2]
+    assert main([*command, "--json", "--bootstrap", "100"]) == 0
+    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["children"]
+    base, gru, contrasted = table["sasrec"], table["gru4rec"], table["gru4rec infonce"]
+    assert (base["versus"], gru["versus"], contrasted["versus"]) == (None, "sasrec", "gru4rec")
+    for metric in ("hr@10_pos", "ndcg@10_pos"):
+        assert math.isclose(gru[metric]["diff"], gru[metric]["value"] - base[metric]["value"], abs_tol=1e-12)
+        d = contrasted[metric]
+        assert math.isclose(d["diff"], d["value"] - gru[metric]["value"], abs_tol=1e-12)
+
+
 def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_and_resumes(
     lakehouse, tmp_path, capsys, monkeypatch
 ):
@@ -611,11 +641,7 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
         "run_metrics: [feedback_cos_skip_down]\n"
         "grid: {model: [sasrec], model.sasrec.beta: [0.0, 0.5]}\n"
     )
-    store = tmp_path / "m.db"
-    values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
-    values += [f"mlflow.tracking_uri=sqlite:///{store}", f"mlflow.artifact_root={tmp_path / 'art'}"]
-    values += [f"train.checkpoint_dir={tmp_path / 'ck'}"]
-    command = [*[x for v in values for x in ("--set", v)], "experiment", "--spec", str(spec)]
+    store, values, command = experiment_command(lakehouse, tmp_path, spec)
     assert main([*command, "--json", "--bootstrap", "200"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     client = MlflowClient(f"sqlite:///{store}")

@@ -1,0 +1,133 @@
+"""`downbeat claims [--claims FILE] [--report PATH ...] [--out FILE]`: the seed papers' claims table.
+
+Reads the claims (default conf/claims.yaml: each names an experiment spec's child, the child it is
+compared with, a metric and the direction the paper reports) and each experiment's report.json:
+from the tracking store (the newest finished parent run of that experiment, under
+mlflow.tracking_uri) and from any --report files (which win: results from other stores, e.g. a
+lakehouse of its own per dataset). Prints the table, or with --out writes it into that file
+between its generated-section markers (docs/results.md), leaving the rest of the file as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from downbeat.jobs.common import config_from, job_main, read_yaml_mapping
+from downbeat.jobs.config import PROJECT_ROOT
+from downbeat.models.claims import Claim, render, replace_section
+from downbeat.pipelines.errors import InputError
+
+CLAIMS = PROJECT_ROOT / "conf" / "claims.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--claims", default=str(CLAIMS), metavar="FILE", help="default conf/claims.yaml")
+    parser.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an experiment's report.json (repeatable)",
+    )
+    parser.add_argument("--out", metavar="FILE", help="write the table into this file's claims section")
+
+
+def load_claims(path: str) -> list[Claim]:
+    """The claims file, every key checked: bad input names the file and the entry."""
+    entries = read_yaml_mapping(path, "claims file").get("claims")
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"claims file {path} must hold a non-empty list under 'claims'")
+    known = set(Claim.__dataclass_fields__)
+    claims = []
+    for i, entry in enumerate(entries):
+        where = f"claims file {path}: claims[{i}]"
+        if not isinstance(entry, dict):
+            raise InputError(f"{where} must be a mapping")
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise InputError(f"{where}: unknown key '{unknown[0]}' (one of {', '.join(sorted(known))})")
+        for key in ("claim", "paper", "here"):
+            if not entry.get(key):
+                raise InputError(f"{where}: key '{key}' is required")
+        if not entry.get("untestable"):
+            for key in ("experiment", "child", "metric"):
+                if not entry.get(key):
+                    raise InputError(f"{where}: key '{key}' is required unless 'untestable' says why")
+        if entry.get("expect", "higher") not in ("higher", "lower", "same"):
+            raise InputError(f"{where}: 'expect' must be higher, lower or same, got {entry['expect']!r}")
+        values = {k: str(v) for k, v in entry.items()}
+        claims.append(Claim(**values))  # type: ignore[arg-type]  # expect is checked above
+    return claims
+
+
+def stored_reports(tracking_uri: str, experiment: str, names: set[str]) -> dict[str, dict[str, Any]]:
+    """Each named experiment's report.json from its newest finished parent run in the store."""
+    from mlflow.tracking import MlflowClient
+
+    from downbeat.models.experiment import EXPERIMENT_TAG
+    from downbeat.models.tracking import kept_logging
+
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix) :]).is_file():
+        return {}  # no store yet (opening one would create it)
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+    out = {}
+    with kept_logging():
+        for name in sorted(names):
+            runs = client.search_runs(
+                [found.experiment_id],
+                filter_string=f"tags.`{EXPERIMENT_TAG}` = '{name}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.end_time DESC"],
+                max_results=1,
+            )
+            if runs:
+                path = client.download_artifacts(runs[0].info.run_id, "report.json")
+                out[name] = json.loads(Path(path).read_text())
+    return out
+
+
+def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str) -> str:
+    """The claims table (markdown)."""
+    claims = load_claims(claims_path)
+    found = stored_reports(tracking_uri, experiment, {c.experiment for c in claims if c.experiment})
+    for path in reports:
+        try:
+            report = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--report {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(report, dict) or not report.get("experiment"):
+            raise InputError(f"--report {path} is not an experiment's report.json (no 'experiment' in it)")
+        found[str(report["experiment"])] = report
+    try:
+        return render(claims, found)
+    except ValueError as exc:
+        raise InputError(f"claims file {claims_path}: {exc}") from None
+
+
+def command(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    table = run(args.claims, args.report, cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+    if args.out:
+        out = Path(args.out)
+        if not out.is_file():
+            raise InputError(f"--out {out} not found")
+        out.write_text(replace_section(out.read_text(), table))
+        print(f"claims: {table.count(chr(10)) - 4} claims written into {out}")
+    else:
+        print(table, end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main("claims", __doc__.splitlines()[0] if __doc__ else None, command, add_arguments, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
