@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -198,6 +199,12 @@ def _score_runs(
     return evaluations
 
 
+def _mean_logged(values: list[float | None]) -> float:
+    """The mean over seeds of a figure the runs logged themselves (NaN where none logged it)."""
+    present = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(present) / len(present) if present else float("nan")
+
+
 def _child_results(
     client: Any,
     spec: Spec,
@@ -215,7 +222,6 @@ def _child_results(
     for child in spec.children:
         own = evaluations[child.name]
         names = [run.name for run in plan if run.child.name == child.name]
-        first_run = client.get_run(runs[names[0]])
         differences, diff_spread = {}, {}
         versus = child.versus or spec.reference
         if child.name != versus:
@@ -228,7 +234,7 @@ def _child_results(
                     for e, r in zip(own, reference, strict=True)
                 ]
             )
-        epochs = [client.get_run(runs[n]).data.metrics for n in names]
+        logged_by_runs = [client.get_run(runs[n]).data.metrics for n in names]  # seed order
         results.append(
             ChildResult(
                 name=child.name,
@@ -237,13 +243,14 @@ def _child_results(
                 settings=child.settings,
                 metrics=mean_terms([e.terms for e in own]).point(),
                 differences=differences,
-                best_epoch=int(first_run.data.metrics.get("best_epoch", 0)),
-                logged={m: first_run.data.metrics.get(m, float("nan")) for m in spec.run_metrics},
-                epochs_run=int(max(e.get("epochs_run", 0) for e in epochs)),
+                best_epoch=int(logged_by_runs[0].get("best_epoch", 0)),
+                logged={m: _mean_logged([e.get(m) for e in logged_by_runs]) for m in spec.run_metrics},
+                epochs_run=int(max(e.get("epochs_run", 0) for e in logged_by_runs)),
                 seeds=len(names),
                 spread=seed_spread([e.metrics for e in own]),
                 diff_spread=diff_spread,
                 versus="" if child.name == versus else versus,
+                best_epochs=tuple(int(e.get("best_epoch", 0)) for e in logged_by_runs),
             )
         )
     return results

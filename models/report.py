@@ -21,13 +21,18 @@ class ChildResult:
     settings: dict[str, Any]  # the grid's values for this child (what the plots put on the x axis)
     metrics: dict[str, float]  # point values
     differences: dict[str, Difference]  # this child minus `versus` (empty for the reference)
-    best_epoch: int  # 0-based epoch of the best validation figure (the weights it keeps)
+    best_epoch: int  # 0-based epoch of the best validation figure (the weights it keeps); first seed's
     epochs_run: int
     logged: dict[str, float] = field(default_factory=dict)  # figures the child's run logged itself
     seeds: int = 1  # training seeds; `metrics` are their means
     spread: dict[str, float] = field(default_factory=dict)  # each figure's std across seeds
     diff_spread: dict[str, float] = field(default_factory=dict)  # std across seeds of the difference
     versus: str = ""  # the child the differences are taken from (empty for the reference itself)
+    best_epochs: tuple[int, ...] = ()  # each seed's best_epoch, in seed order (empty: best_epoch alone)
+
+    def epochs_to_best(self) -> str:
+        """1-based, one per seed: '39' or '39 / 6 / 6'."""
+        return " / ".join(str(e + 1) for e in (self.best_epochs or (self.best_epoch,)))
 
 
 def _number(value: float) -> str:
@@ -74,8 +79,10 @@ def render_report(
         "training seeds: the mean over seeds ± its standard deviation, the interval of the "
         "seed-averaged models, and '(seed spread s)' where the difference's standard deviation "
         "across seeds exceeds the difference.",
-        "- Epochs to best: the epoch whose validation figure the run kept (1-based; each model selects on "
-        "its own task's figure, train.select_on); the model was chosen on validation data only.",
+        "- Epochs to best: the epoch whose validation figure the run kept (1-based, one per seed; each "
+        "model selects on its own task's figure, train.select_on); the model was chosen on validation "
+        "data only. Epochs run: the most of any seed. Figures the runs logged themselves (after the "
+        "metrics): the mean over seeds.",
         "",
     ]
     logged = [name for name in children[0].logged] if children else []
@@ -86,7 +93,7 @@ def render_report(
         label = f"{child.name} (reference)" if child.name == reference else child.name
         if child.versus and child.versus != reference:
             label += f" (vs {child.versus})"
-        row = [label, child.model, str(child.best_epoch + 1), str(child.epochs_run)]
+        row = [label, child.model, child.epochs_to_best(), str(child.epochs_run)]
         row += [cell(child, m) for m in metrics] + [
             _number(child.logged.get(m, float("nan"))) for m in logged
         ]
@@ -110,6 +117,7 @@ def report_json(
             "run_id": child.run_id,
             "settings": child.settings,
             "best_epoch": child.best_epoch,
+            "best_epochs": list(child.best_epochs or (child.best_epoch,)),
             "epochs_run": child.epochs_run,
             "seeds": child.seeds,
             "versus": child.versus or None,

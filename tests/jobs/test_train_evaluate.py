@@ -632,6 +632,35 @@ def test_a_child_of_an_experiment_may_be_compared_with_another_child_than_the_re
         assert math.isclose(d["diff"], d["value"] - gru[metric]["value"], abs_tol=1e-12)
 
 
+def test_a_child_under_several_seeds_reports_each_seeds_epochs_to_best_and_the_mean_of_its_logged_figures(
+    lakehouse, tmp_path, capsys
+):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: seeded\nreference: sasrec\nseeds: 2\nmetrics: [hr@10_pos]\n"
+        "run_metrics: [feedback_cos_skip_down]\nchildren:\n  - {name: sasrec, model: sasrec}\n"
+    )
+    store, _, command = experiment_command(lakehouse, tmp_path, spec)
+    command = [c.replace("train.max_epochs=1", "train.max_epochs=2") for c in command]
+    assert main([*command, "--json", "--bootstrap", "100"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    entry = out["children"]["sasrec"]
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs(
+        [client.get_run(out["parent_run"]).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{out['parent_run']}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    assert len(runs) == 2 and entry["seeds"] == 2
+    assert entry["best_epochs"] == [int(r.data.metrics["best_epoch"]) for r in runs]
+    cosines = [r.data.metrics["feedback_cos_skip_down"] for r in runs]
+    assert cosines[0] != cosines[1]  # two seeds, two models: the mean below is not either one
+    assert math.isclose(entry["feedback_cos_skip_down"]["value"], sum(cosines) / 2, rel_tol=1e-9)
+    report = Path(client.download_artifacts(out["parent_run"], "report.md")).read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| sasrec (reference) |"))
+    assert row.split(" | ")[2] == " / ".join(str(e + 1) for e in entry["best_epochs"])
+
+
 def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_and_resumes(
     lakehouse, tmp_path, capsys, monkeypatch
 ):
