@@ -144,12 +144,17 @@ def test_gru4rec_full_softmax_predicts_each_next_positive_from_the_state_after_e
     assert math.isclose(loss.item(), sum(terms) / len(terms), rel_tol=1e-4)
 
 
+def up_rows(seed: int, rows: int, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Full rows of random tracks on random stations, every play an up: tracks, stations, feedback."""
+    g = torch.Generator().manual_seed(seed)
+    tracks = torch.randint(1, N_TRACKS + 1, (rows, length), generator=g)
+    stations = torch.randint(1, N_STATIONS + 1, (rows, length), generator=g)
+    return tracks, stations, torch.full((rows, length), UP)
+
+
 def test_a_gru_state_reads_only_the_items_up_to_its_own():
     network = make("gru4rec").network
-    g = torch.Generator().manual_seed(2)
-    tracks = torch.randint(1, N_TRACKS + 1, (3, 8), generator=g)
-    stations = torch.randint(1, N_STATIONS + 1, (3, 8), generator=g)
-    feedback = torch.full((3, 8), UP)
+    tracks, stations, feedback = up_rows(2, 3, 8)
     changed = tracks.clone()
     changed[:, 5:] = (changed[:, 5:] % N_TRACKS) + 1  # other tracks from position 5 on
     with torch.no_grad():
@@ -173,10 +178,7 @@ def test_caser_full_softmax_predicts_each_next_positive_from_the_window_before_i
 
 def test_a_caser_state_reads_its_window_of_items_and_nothing_before_or_after_it():
     network = make("caser", window=3).network
-    g = torch.Generator().manual_seed(2)
-    tracks = torch.randint(1, N_TRACKS + 1, (3, 8), generator=g)
-    stations = torch.randint(1, N_STATIONS + 1, (3, 8), generator=g)
-    feedback = torch.full((3, 8), UP)
+    tracks, stations, feedback = up_rows(2, 3, 8)
     changed = tracks.clone()
     changed[:, 4] = (changed[:, 4] % N_TRACKS) + 1  # another track at position 4
     with torch.no_grad():
@@ -354,10 +356,7 @@ def test_bert4rec_without_query_station_trains_as_if_masked_positions_had_no_sta
 
 def test_a_caser_state_is_the_same_whichever_side_its_row_is_padded_on():
     network = make("caser", window=3).network
-    g = torch.Generator().manual_seed(4)
-    tracks = torch.randint(1, N_TRACKS + 1, (2, 5), generator=g)
-    stations = torch.randint(1, N_STATIONS + 1, (2, 5), generator=g)
-    feedback = torch.full((2, 5), UP)
+    tracks, stations, feedback = up_rows(4, 2, 5)
     pad = torch.zeros((2, 3), dtype=torch.long)
     with torch.no_grad():
         right = network.hidden(*(torch.cat([x, pad], 1) for x in (tracks, stations, feedback)))[:, :5]
