@@ -166,7 +166,7 @@ def skip_aware_loss(
         # one set of uniform negatives for the whole batch (any equal to a row's positive is
         # left out), or the whole catalog; no position at all: 0
         softmax = next_item_loss(h, positives, items, model.softmax_negatives(t, generator, tracks.device))
-    figures = {"sampled_softmax": float(softmax.detach())}
+    figures = {f"{t.softmax}_softmax": float(softmax.detach())}  # full_softmax | sampled_softmax
     if t.beta == 0:
         return t.alpha * softmax, figures
     # InfoNCE on cosine similarities: each position against every track of its row (one
