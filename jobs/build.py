@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import sys
 import time
@@ -38,7 +39,7 @@ from downbeat.pipelines.gold import (
 )
 from downbeat.pipelines.lakehouse import Commit, Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
-from downbeat.pipelines.settings import FeatureSettings
+from downbeat.pipelines.settings import BUILD_SETTINGS_TAG, FeatureSettings
 from downbeat.pipelines.silver import (
     NEIGHBOUR,
     day_of_context_suffices,
@@ -125,10 +126,12 @@ def write_gold(
     inputs = gold_inputs(played, features, cutoff_ts, partitions)
     try:
         tables = gold_tables(inputs, features, width, cache_gold_inputs(inputs))
-        unit = {UNIT_TAG: features.sequences.unit}
+        built = {BUILD_SETTINGS_TAG: json.dumps(features.record(), sort_keys=True)}
         with lakehouse.transaction() as tx:
             for table in GOLD:
-                tags = unit if table in (Tables.SEQUENCES, Tables.TRAINING_SEQUENCES) else None
+                tags = dict(built)
+                if table in (Tables.SEQUENCES, Tables.TRAINING_SEQUENCES):
+                    tags[UNIT_TAG] = features.sequences.unit
                 tx.stage(tables[table], table, compression=compression_of(table), tags=tags)
     finally:
         for frame in inputs.shared:

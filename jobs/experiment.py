@@ -18,6 +18,7 @@ A spec (every key but `description` and `set` required, and one of `grid` or `ch
     run_metrics: [feedback_cos_skip_down]   # optional: figures each child run logged, shown as they are
     seeds: 3                        # optional (default 1, or --seeds): each child under 3 seeds
     set: {model.sasrec.softmax: full}  # config for every child, on top of --conf/--set
+    build: {split.cutoff_quantile: 0.9} # optional: settings the tables must have been built with
     grid: {model: [sasrec, pnfrec]} # every combination; names like `hybrid p_hard=0.5`
     children:                       # or each child by hand; `versus`: compared with that child
       - {name: sasrec, model: sasrec, set: {model.sasrec.beta: 0.0}}   # instead of the reference
@@ -38,11 +39,22 @@ from typing import Any
 from downbeat.jobs.common import job_main, read_yaml_mapping, snapshots
 from downbeat.jobs.config import Config, load_config
 from downbeat.models.contract import Tables
-from downbeat.models.experiment import Child, ExperimentResult, PlannedRun, Spec
+from downbeat.models.experiment import BUILD_SECTIONS, Child, ExperimentResult, PlannedRun, Spec
 from downbeat.pipelines.errors import ConfigError, InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 
-SPEC_KEYS = ("name", "description", "reference", "metrics", "run_metrics", "seeds", "set", "grid", "children")
+SPEC_KEYS = (
+    "name",
+    "description",
+    "reference",
+    "metrics",
+    "run_metrics",
+    "seeds",
+    "set",
+    "build",
+    "grid",
+    "children",
+)
 CHILD_KEYS = ("name", "model", "set", "versus")
 
 
@@ -90,6 +102,13 @@ def load_spec(path: str) -> Spec:
     metrics = _metric_names(where, raw, "metrics")
     run_metrics = _metric_names(where, raw, "run_metrics")
     common = tuple(f"{k}={_text(v)}" for k, v in _mapping(raw.get("set"), f"{where}: 'set'").items())
+    build = tuple(f"{k}={_text(v)}" for k, v in _mapping(raw.get("build"), f"{where}: 'build'").items())
+    outside = [o.split("=", 1)[0] for o in build if o.split(".", 1)[0] not in BUILD_SECTIONS]
+    if outside:
+        raise InputError(
+            f"{where}: 'build' names '{outside[0]}', which build does not read "
+            f"(its sections: {', '.join(BUILD_SECTIONS)})"
+        )
     children = _grid_children(where, raw, common) if "grid" in raw else _listed_children(where, raw, common)
     _check_children(where, children, raw["reference"])
     seeds = raw.get("seeds", 1)
@@ -105,6 +124,7 @@ def load_spec(path: str) -> Spec:
         tuple(children),
         raw,
         seeds,
+        build,
     )
 
 
@@ -224,14 +244,38 @@ def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRu
 
 
 def child_configs(spec: Spec, conf: str | None, overrides: Sequence[str]) -> dict[str, Config]:
-    """Each child's configuration: `conf`, then `overrides` (--set), then the spec's settings for it."""
+    """Each child's configuration: `conf`, then `overrides` (--set), then the spec's settings for it
+    (its `build` settings, then `set` and the child's own)."""
     out = {}
     for child in spec.children:
         try:
-            out[child.name] = load_config(conf, [*overrides, *child.overrides])
+            out[child.name] = load_config(conf, [*overrides, *spec.build, *child.overrides])
         except ConfigError as exc:
             raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
     return out
+
+
+def check_build(spec: Spec, configs: dict[str, Config], built: dict[str, Any] | None, version: int) -> None:
+    """Every build setting the spec names (in `build`, `set` or a child's) is what the tables were
+    built with (`built`: gold/sequences' record at `version`), so no child trains on tables built
+    otherwise than the spec says; bad input names the setting and both values."""
+    if not spec.build_keys():
+        return
+    if built is None:
+        raise InputError(
+            f"experiment spec {spec.path} names build settings ({', '.join(spec.build_keys())}), but "
+            f"table gold/sequences version {version} does not record its build's settings (built by an "
+            "older release): run `downbeat build` as the spec's description says"
+        )
+    for child in spec.children:
+        wanted = configs[child.name].features.record()
+        for key in spec.build_keys(child):
+            if wanted[key] != built.get(key):
+                raise InputError(
+                    f"experiment spec {spec.path}: child '{child.name}' needs tables built with "
+                    f"{key}={json.dumps(wanted[key])}, but table gold/sequences version {version} was "
+                    f"built with {key}={json.dumps(built.get(key))}: build as the spec's description says"
+                )
 
 
 def run(
@@ -263,6 +307,9 @@ def run(
             training.check_inputs(lakehouse, inputs, configs[child.name])
         except InputError as exc:
             raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
+    sequences = inputs[Tables.SEQUENCES]
+    built = training.build_settings(lakehouse, sequences)
+    check_build(spec, configs, built, sequences.version)
     seeds = spec.seeds if seeds is None else seeds
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {seeds}")
@@ -279,7 +326,8 @@ def run(
         return load_pyfunc(f"runs:/{run_id}/model", cfg.mlflow.tracking_uri, tracks, cfg.lakehouse.root)
 
     scoring = Scoring(bootstrap, seed, cfg.train.eval_batch_size)
-    return run_experiment(spec, seeded(spec, seeds, configs), inputs, cfg.mlflow, train, load, scoring)
+    plan = seeded(spec, seeds, configs)
+    return run_experiment(spec, plan, inputs, cfg.mlflow, train, load, scoring, built)
 
 
 def command(args: argparse.Namespace) -> int:

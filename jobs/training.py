@@ -19,6 +19,7 @@ from downbeat.models.contract import Tables
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
+from downbeat.pipelines.settings import BUILD_SETTINGS_TAG
 
 if TYPE_CHECKING:
     from downbeat.models.data import SequenceFacts, TableSnapshot
@@ -166,6 +167,13 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
             f"table gold/training_sequences version {training.version} holds {width} positions per row, "
             f"but model.max_length asks for {wanted}: run `downbeat build` with this configuration"
         )
+
+
+def build_settings(lakehouse: Lakehouse, snapshot: TableSnapshot) -> dict[str, Any] | None:
+    """The build settings (FeatureSettings.record) the build that wrote the snapshot's data
+    recorded, or None for tables written before builds recorded them."""
+    raw = _commit(lakehouse, snapshot).get(BUILD_SETTINGS_TAG)
+    return None if raw is None else dict(json.loads(raw))
 
 
 def _commit(lakehouse: Lakehouse, snapshot: TableSnapshot) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from downbeat.models.tracking import MlflowSettings
 log = logging.getLogger("downbeat.experiment")
 DIGEST_TAG = "downbeat.experiment_digest"
 EXPERIMENT_TAG = "downbeat.experiment"
+BUILD_SECTIONS = ("sessions", "skips", "split", "sequences", "eval")  # the config sections build reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,14 @@ class Spec:
     children: tuple[Child, ...]
     raw: dict[str, Any]
     seeds: int = 1  # runs per child, under train.seed, train.seed + 1, ...
+    build: tuple[str, ...] = ()  # KEY=VALUE: the build settings the tables must have been built with
+
+    def build_keys(self, child: Child | None = None) -> list[str]:
+        """The build settings (sessions, skips, split, sequences, eval) the spec names: in `build`,
+        and in `set` or a child's (`child`'s alone, else every child's)."""
+        children = self.children if child is None else (child,)
+        named = [o.split("=", 1)[0] for o in (*self.build, *(x for c in children for x in c.overrides))]
+        return sorted({k for k in named if k.split(".", 1)[0] in BUILD_SECTIONS})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +98,11 @@ def run_experiment(
     train: Trainer,
     load: Loader,
     scoring: Scoring,
+    built: dict[str, Any] | None = None,
 ) -> ExperimentResult:
     """Every planned run trained (or found finished) under one parent, scored and reported; the
-    parent ends FINISHED, or FAILED with whatever stopped it."""
+    parent ends FINISHED, or FAILED with whatever stopped it. `built`: the build settings the
+    tables record (FeatureSettings.record), reported beside the figures."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(settings.tracking_uri)
@@ -125,7 +136,10 @@ def run_experiment(
             f"gold/eval_next v{tables[Tables.EVAL_NEXT].version}; {scoring.bootstrap} bootstrap "
             f"resamples, seed {scoring.seed}; {len(plan) // len(spec.children)} training seed(s) per child.",
         ]
-        result = _log_report(client, parent, spec, plan, runs, results, facts)
+        if built and spec.build_keys():
+            named = ", ".join(f"{k}={json.dumps(built.get(k))}" for k in spec.build_keys())
+            facts.append(f"Tables built with {named} (every build setting: report.json's build_settings).")
+        result = _log_report(client, parent, spec, plan, runs, results, facts, built or {})
     except BaseException:
         client.set_terminated(parent, status="FAILED")
         raise
@@ -264,13 +278,14 @@ def _log_report(
     runs: dict[str, str],
     results: list[Any],
     facts: list[str],
+    built: dict[str, Any],
 ) -> ExperimentResult:
     """report.md, report.json, the validation curves and the plots against settings, on the parent."""
     from downbeat.models.plots import plot_validation_curves
     from downbeat.models.report import plot_against_settings, render_report, report_json
 
     report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
-    summary = report_json(spec.reference, spec.metrics, results, spec.name)
+    summary = {**report_json(spec.reference, spec.metrics, results, spec.name), "build_settings": built}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "report.md").write_text(report)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+# The commit tag of every gold table: the build's settings (FeatureSettings.record, as JSON), so a
+# run or an experiment can tell what its tables were built with.
+BUILD_SETTINGS_TAG = "downbeat.build_settings"
 When = Literal["auto", "always", "never"]
 Unit = Literal["user", "session"]
 Protocol = Literal["temporal", "leave_one_out"]
@@ -93,3 +98,12 @@ class FeatureSettings:
     split: SplitSettings
     sequences: SequenceSettings
     eval: EvalSettings
+
+    def record(self) -> dict[str, Any]:
+        """Every setting as `section.key` -> its JSON value (tuples as lists): what a build records
+        in BUILD_SETTINGS_TAG, and what a configuration is compared with."""
+        out: dict[str, Any] = {}
+        for section in dataclasses.fields(self):
+            for key, value in dataclasses.asdict(getattr(self, section.name)).items():
+                out[f"{section.name}.{key}"] = json.loads(json.dumps(value))
+        return out

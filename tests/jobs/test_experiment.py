@@ -59,6 +59,11 @@ BAD = [
     ),
     ("name: [x\n", "is not YAML"),
     (
+        "name: x\nreference: a\nmetrics: [auc]\nbuild: {model.dim: 8}\n"
+        "children: [{name: a, model: sasrec}]\n",
+        "'build' names 'model.dim', which build does not read",
+    ),
+    (
         "name: x\nreference: a\nmetrics: [auc]\nchildren: [{name: a, model: sasrec}, "
         "{name: b, model: sasrec, versus: c}]\n",
         "child 'b' is compared with 'c', which is not another child",

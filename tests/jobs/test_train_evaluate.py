@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from downbeat.jobs import compare, evaluate, experiment, training
 from downbeat.jobs.cli import main
 from downbeat.jobs.config import load_config
+from downbeat.models.contract import Tables
 from downbeat.models.data import TableSnapshot, read_table
 from downbeat.models.evaluation import pair_predictions
 from downbeat.models.lifecycle import INPUT_TABLES
@@ -33,7 +34,7 @@ from downbeat.models.tracking import CANDIDATE, CHAMPION
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
-from tests.jobs.small import TINY_TRAINING, own_copy, store_settings
+from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING, own_copy, store_settings
 from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -602,6 +603,30 @@ def test_an_experiment_whose_child_cannot_train_on_the_tables_exits_2_before_any
     assert not store.exists()
 
 
+@pytest.mark.parametrize(
+    "named,key,wanted",
+    [
+        ("build: {split.validation_days: 9}\n", "split.validation_days", "9"),
+        ("set: {sequences.session_max_length: 7}\n", "sequences.session_max_length", "7"),
+    ],
+)
+def test_an_experiment_naming_build_settings_the_tables_were_not_built_with_exits_2_and_tracks_nothing(
+    lakehouse, tmp_path, capsys, named, key, wanted
+):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: b\nreference: a\nmetrics: [auc]\n{named}children: [{{name: a, model: sasrec}}]\n")
+    store, _, command = experiment_command(lakehouse, tmp_path, spec)
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    built = load_config(None, SHORT_SPLITS).features.record()[key]
+    version = snapshot_of(Lakehouse(None, str(lakehouse / "lh")), Tables.SEQUENCES).version
+    assert err.endswith(
+        f"experiment spec {spec}: child 'a' needs tables built with {key}={wanted}, but table "
+        f"gold/sequences version {version} was built with {key}={built}: build as the spec's description says"
+    )
+    assert not store.exists()
+
+
 def experiment_command(lakehouse, tmp_path, spec):
     """The tracking store, the --set values and the `experiment --spec` command of a 1-epoch run."""
     store = tmp_path / "m.db"
@@ -615,15 +640,19 @@ def test_a_child_of_an_experiment_may_be_compared_with_another_child_than_the_re
     lakehouse, tmp_path, capsys
 ):
     spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "name: versus\nreference: sasrec\nmetrics: [hr@10_pos, ndcg@10_pos]\nchildren:\n"
+    spec.write_text(  # the build settings it names are the tables' (tests/jobs/small.py SHORT_SPLITS)
+        "name: versus\nreference: sasrec\nmetrics: [hr@10_pos, ndcg@10_pos]\n"
+        "build: {split.validation_days: 14}\nchildren:\n"
         "  - {name: sasrec, model: sasrec, set: {model.sasrec.beta: 0.0}}\n"
         "  - {name: gru4rec, model: gru4rec}\n"
         "  - {name: gru4rec infonce, model: gru4rec, set: {model.gru4rec.beta: 0.5}, versus: gru4rec}\n"
     )
     command = experiment_command(lakehouse, tmp_path, spec)[2]
     assert main([*command, "--json", "--bootstrap", "100"]) == 0
-    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["children"]
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the report carries every setting the build recorded: the build's configuration, not this one's
+    assert out["build_settings"] == load_config(None, SHORT_SPLITS).features.record()
+    table = out["children"]
     base, gru, contrasted = table["sasrec"], table["gru4rec"], table["gru4rec infonce"]
     assert (base["versus"], gru["versus"], contrasted["versus"]) == (None, "sasrec", "gru4rec")
     for metric in ("hr@10_pos", "ndcg@10_pos"):
