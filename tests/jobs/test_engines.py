@@ -3,6 +3,7 @@ wrote them, and each engine reads the other's tables."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,8 @@ def test_ingest_and_build_give_identical_tables_on_both_engines(spark, tmp_path,
         assert history["engineInfo" if engine == "spark" else "clientVersion"].startswith(
             "Apache-Spark" if engine == "spark" else "delta-rs"
         ), history
+        # the build's settings ride in the commit on both engines
+        assert json.loads(history["downbeat.build_settings"]) == cfg.features.record()
 
     # Crosswise: the connector reads what delta-rs wrote, and delta-rs's reader what the connector wrote.
     connector_reads = Lakehouse(spark, str(roots["delta-rs"]), "spark")
