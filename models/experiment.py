@@ -22,11 +22,13 @@ from typing import Any
 from downbeat.models.contract import Tables
 from downbeat.models.data import TableSnapshot
 from downbeat.models.tracking import MlflowSettings
+from downbeat.pipelines.settings import FeatureSettings
 
 log = logging.getLogger("downbeat.experiment")
 DIGEST_TAG = "downbeat.experiment_digest"
 EXPERIMENT_TAG = "downbeat.experiment"
-BUILD_SECTIONS = ("sessions", "skips", "split", "sequences", "eval")  # the config sections build reads
+# the config sections build reads: FeatureSettings' fields (a module without pyspark)
+BUILD_SECTIONS = tuple(f.name for f in dataclasses.fields(FeatureSettings))
 
 
 @dataclasses.dataclass(frozen=True)
