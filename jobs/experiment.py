@@ -102,8 +102,9 @@ def load_spec(path: str) -> Spec:
     metrics = _metric_names(where, raw, "metrics")
     run_metrics = _metric_names(where, raw, "run_metrics")
     common = tuple(f"{k}={_text(v)}" for k, v in _mapping(raw.get("set"), f"{where}: 'set'").items())
-    build = tuple(f"{k}={_text(v)}" for k, v in _mapping(raw.get("build"), f"{where}: 'build'").items())
-    outside = [o.split("=", 1)[0] for o in build if o.split(".", 1)[0] not in BUILD_SECTIONS]
+    needs = _mapping(raw.get("build"), f"{where}: 'build'")
+    build = tuple(f"{k}={_text(v)}" for k, v in needs.items())
+    outside = [k for k in needs if k.split(".", 1)[0] not in BUILD_SECTIONS]
     if outside:
         raise InputError(
             f"{where}: 'build' names '{outside[0]}', which build does not read "
