@@ -15,6 +15,12 @@ def bce_pair_loss(positive: Tensor, negative: Tensor) -> Tensor:
     return F.softplus(-positive).mean() + F.softplus(negative).mean()
 
 
+def pairwise_logistic_loss(positive: Tensor, negative: Tensor) -> Tensor:
+    """BPR's loss: -log sigmoid(positive - negative), the mean over the N pairs (a scalar). Only the
+    difference is learnt: what orders the pair, whatever each score's level."""
+    return F.softplus(negative - positive).mean()
+
+
 def sampled_softmax_loss(positive: Tensor, negatives: Tensor, collide: Tensor | None = None) -> Tensor:
     """Cross-entropy of the positive among sampled negatives.
 

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 ModelName = Literal[
-    "baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "caser", "bert4rec", "pnfrec", "popularity"
+    "baseline",
+    "hybrid",
+    "sasrec",
+    "gsasrec",
+    "gru4rec",
+    "caser",
+    "bert4rec",
+    "pnfrec",
+    "pooled",
+    "popularity",
 ]
 MODEL_NAMES: tuple[str, ...] = (
     "baseline",
@@ -25,6 +34,7 @@ MODEL_NAMES: tuple[str, ...] = (
     "caser",
     "bert4rec",
     "pnfrec",
+    "pooled",
     "popularity",
 )
 

@@ -18,6 +18,7 @@ from downbeat.models.gsasrec import GSASRec, GSASRecSettings
 from downbeat.models.hybrid import OBJECTIVES, Hybrid, HybridSettings
 from downbeat.models.network import Recommender
 from downbeat.models.pnfrec import PNFRec, PNFRecSettings
+from downbeat.models.pooled import Pooled, PooledSettings
 from downbeat.models.popularity import Popularity
 from downbeat.models.sasrec import SASRec, SASRecSettings
 from downbeat.models.settings import MODEL_NAMES, MOVED_KEYS, NetworkSettings
@@ -32,6 +33,7 @@ ARCHITECTURES: dict[str, type[Recommender[Any]]] = {
     "caser": Caser,
     "pnfrec": PNFRec,
     "bert4rec": BERT4Rec,
+    "pooled": Pooled,
     "popularity": Popularity,
 }
 NETWORK_FIELDS = frozenset(f.name for f in dataclasses.fields(NetworkSettings))
@@ -50,6 +52,7 @@ class ModelSettings(NetworkSettings):
     caser: CaserSettings = field(default_factory=CaserSettings)
     bert4rec: BERT4RecSettings = field(default_factory=BERT4RecSettings)
     pnfrec: PNFRecSettings = field(default_factory=PNFRecSettings)
+    pooled: PooledSettings = field(default_factory=PooledSettings)
 
 
 # The subsections of `model`, one per architecture's own settings (the rest are the network's sizes)

@@ -160,7 +160,8 @@ def planted_batches(seed: int, *, shuffled: bool, rows: int = 32, length: int = 
     return Batch(tracks, torch.ones_like(tracks), feedback, liked, negatives, torch.where(liked, 2, 0))
 
 
-def test_a_model_trained_on_planted_feedback_beats_the_same_model_trained_on_shuffled_feedback():
+@pytest.mark.parametrize("name", ["hybrid", "pooled"])
+def test_a_model_trained_on_planted_feedback_beats_the_same_model_trained_on_shuffled_feedback(name):
     model_settings, train_settings, optim = settings(
         max_epochs=3, warmup_steps=5, learning_rate=0.01, patience=10
     )
@@ -168,7 +169,7 @@ def test_a_model_trained_on_planted_feedback_beats_the_same_model_trained_on_shu
     scores = {}
     for shuffled in (False, True):
         seed_everything(train_settings.seed)
-        model = build_model("hybrid", N_TRACKS, 3, model_settings, (PLAY,))
+        model = build_model(name, N_TRACKS, 3, model_settings, (PLAY,))
         fit(
             model,
             lambda epoch, s=shuffled: [planted_batches(epoch * 100 + i, shuffled=s) for i in range(25)],

@@ -22,7 +22,7 @@ from downbeat.models.sasrec import next_target, skipped_between
 from downbeat.models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
 
-NAMES = ["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "caser", "bert4rec", "pnfrec"]
+NAMES = ["baseline", "hybrid", "sasrec", "gsasrec", "gru4rec", "caser", "bert4rec", "pnfrec", "pooled"]
 
 
 def make(name, seed=0, **train):

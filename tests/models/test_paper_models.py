@@ -1,4 +1,4 @@
-"""gSASRec, GRU4Rec, BERT4Rec and PNFRec: each loss against the same loss computed by hand, one
+"""gSASRec, GRU4Rec, BERT4Rec, PNFRec and Pooled: each loss against the same loss computed by hand, one
 position at a time, from the model's own states and the same random draws."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from downbeat.models.losses import full_softmax_loss, gbce_beta, gbce_loss, not_to_recommend_loss
-from downbeat.models.negatives import cloze_mask, unseen_negatives
+from downbeat.models.negatives import cloze_mask, hard_or_random, hidden_positions, unseen_negatives
 from downbeat.models.network import DOWN, PAD, SKIP, UP, History, feedback_cosines
 from downbeat.models.zoo import build_model
 from tests.models.helpers import N_STATIONS, N_TRACKS, random_batch, settings
@@ -363,3 +363,94 @@ def test_a_caser_state_is_the_same_whichever_side_its_row_is_padded_on():
         right = network.hidden(*(torch.cat([x, pad], 1) for x in (tracks, stations, feedback)))[:, :5]
         left = network.hidden(*(torch.cat([pad, x], 1) for x in (tracks, stations, feedback)))[:, 3:]
     assert torch.allclose(right, left, atol=1e-6)
+
+
+def pooled_user(model, tracks, stations, feedback, keep):
+    """One row's pooled user vector and log station shares, by hand from the model's tables."""
+    net = model.network
+    kept = [k for k in range(len(tracks)) if keep[k]]
+    total = torch.zeros(net.settings.dim)
+    counts = torch.zeros(N_STATIONS + 1)
+    for k in kept:
+        f = int(feedback[k])
+        total += net.track.weight[int(tracks[k])] * (1 + model.gate.weight[f]) + net.feedback.weight[f]
+        counts[int(stations[k])] += 1
+    counts[PAD] = 0
+    share = torch.log((counts + 0.5) / (counts.sum() + 0.5 * N_STATIONS))
+    return total / math.sqrt(max(len(kept), 1)), share
+
+
+def pooled_prior(model, share, track):
+    """The catalog prior of one track: scale * its stations' shares, weighted by its plays there, + bias."""
+    counts = model.station_counts[track]
+    where = counts / max(float(counts.sum()), 1.0)
+    return float(model.prior_scale * (share * where).sum() + model.bias[track])
+
+
+def test_pooled_loss_is_the_pairwise_logistic_of_each_masked_positive_plus_the_priors_catalog_softmax():
+    batch = random_batch(seed=4)
+    model = make("pooled", p_task=0.5, p_hard=1.0, history_dropout=0.0, catalog_weight=0.5)
+    with torch.no_grad():  # a prior that is not flat: biases and a scale of their own
+        model.bias.normal_(0, 1, generator=torch.Generator().manual_seed(3))
+        model.prior_scale.fill_(0.7)
+    loss, figures = model(batch, torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)  # the same draws, in the model's order
+    masked = cloze_mask(batch.targets, 0.5, g)
+    positives = batch.tracks[masked]
+    negatives, used_hard = hard_or_random(positives, batch.negatives[masked], 1.0, N_TRACKS, g)
+    removed = hidden_positions(batch.tracks, masked, negatives, used_hard)
+    keep = (batch.tracks != PAD) & ~masked & ~removed
+    # the station counts the forward pass added: every (track, station) of the batch
+    expected_counts = torch.zeros(N_TRACKS + 1, N_STATIONS + 1)
+    present = batch.tracks != PAD
+    for t, s in zip(batch.tracks[present].tolist(), batch.stations[present].tolist(), strict=True):
+        expected_counts[t, s] += 1
+    assert torch.equal(model.station_counts, expected_counts)
+    items = model.network.item_embeddings()
+    pair_terms, catalog_terms = [], []
+    with torch.no_grad():
+        for (r, _), positive, negative in zip(
+            masked.nonzero().tolist(), positives.tolist(), negatives.tolist(), strict=True
+        ):
+            user, share = pooled_user(model, batch.tracks[r], batch.stations[r], batch.feedback[r], keep[r])
+            pair_terms.append(
+                math.log1p(math.exp(float(user @ items[negative]) - float(user @ items[positive])))
+            )
+            logits = [float(user @ items[t]) + pooled_prior(model, share, t) for t in range(1, N_TRACKS + 1)]
+            catalog_terms.append(-(logits[positive - 1] - math.log(sum(math.exp(x) for x in logits))))
+    assert used_hard.any() and len(pair_terms) > batch.rows
+    pairwise, catalog = sum(pair_terms) / len(pair_terms), sum(catalog_terms) / len(catalog_terms)
+    assert math.isclose(figures["pairwise"], pairwise, rel_tol=1e-4)
+    assert math.isclose(figures["catalog"], catalog, rel_tol=1e-4)
+    assert math.isclose(loss.item(), pairwise + 0.5 * catalog, rel_tol=1e-4)
+
+
+def test_pooled_scores_are_the_pair_score_plus_the_blended_prior_and_score_all_agrees():
+    batch = random_batch(seed=6)
+    model = make("pooled", catalog_blend=0.4)
+    model(batch, torch.Generator().manual_seed(0))  # counts the batch's stations
+    model.eval()
+    with torch.no_grad():
+        model.bias.normal_(0, 1, generator=torch.Generator().manual_seed(5))
+    query = torch.ones(batch.rows, dtype=torch.long)
+    history = History(batch.tracks, batch.stations, batch.feedback, query)
+    candidates = torch.randint(1, N_TRACKS + 1, (batch.rows, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        scores = model.score(history, candidates)
+        every = model.score_all(history)
+        items = model.network.item_embeddings()
+        for r in range(batch.rows):
+            user, share = pooled_user(
+                model, batch.tracks[r], batch.stations[r], batch.feedback[r], batch.tracks[r] != PAD
+            )
+            for c, track in enumerate(candidates[r].tolist()):
+                expected = float(user @ items[track]) + 0.4 * pooled_prior(model, share, track)
+                assert math.isclose(float(scores[r, c]), expected, rel_tol=1e-4, abs_tol=1e-5)
+    assert torch.allclose(every.gather(1, candidates), scores, atol=1e-5)
+    assert torch.isinf(every[:, PAD]).all()
+
+
+def test_pooled_history_dropout_of_one_leaves_every_user_vector_empty_so_each_pair_scores_even():
+    model = make("pooled", history_dropout=1.0, catalog_weight=0.0)
+    loss, figures = model(random_batch(seed=2), torch.Generator().manual_seed(0))
+    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-6) and "catalog" not in figures
