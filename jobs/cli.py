@@ -47,7 +47,7 @@ JOBS = (
         "train a spec's grid as MLflow child runs and report each against the reference, paired",
     ),
     ("claims", claims, "the seed papers' claims against the experiments' reports (docs/results.md)"),
-    ("demo", demo, "synth -> ingest -> build -> train baseline and hybrid -> compare"),
+    ("demo", demo, "synth -> ingest -> build -> train a spec's baseline and challenger -> compare"),
 )
 
 

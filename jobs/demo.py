@@ -1,8 +1,11 @@
-"""`downbeat demo [--root DIR] [--store URI] [--users N] [--days D]`: the whole product on synthetic data.
+"""`downbeat demo [--root DIR] [--store URI] [--users N] [--days D] [--spec FILE]`: the whole product
+on synthetic data.
 
-synth -> ingest -> build -> train `baseline` and `hybrid` -> `compare` the two registered models
-(in a fresh process, from the registry) -> a comparison table with two reference scorers on the
-same pairs: `oracle` (the generator's true appeal) and `popularity` (pre-cut-off play counts).
+synth -> ingest -> build -> train the two children of an experiment spec (conf/experiments/demo.yaml:
+the `baseline`, its reference, and the challenger `pooled`), each under the spec's settings ->
+`compare` the two registered models (in a fresh process, from the registry) -> a comparison table
+with two reference scorers on the same pairs: `oracle` (the generator's true appeal) and
+`popularity` (pre-cut-off play counts). The build takes the spec's `build` settings.
 Everything (raw log, lakehouse, MLflow store, checkpoints, comparison.json) goes under --root,
 which must be empty or absent; the registry ends with a champion chosen on validation data.
 With --store (e.g. s3://bucket/demo, also empty), the lakehouse and MLflow's artifacts go there
@@ -20,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from downbeat.jobs.common import job_main
-from downbeat.jobs.config import load_config
+from downbeat.jobs.config import PROJECT_ROOT, load_config
 from downbeat.models.contract import Tables
 from downbeat.pipelines.errors import InputError
 
-MODELS = ("baseline", "hybrid")
+SPEC = PROJECT_ROOT / "conf" / "experiments" / "demo.yaml"
 REFERENCES = ("oracle", "popularity")
 ROWS = (
     ("paired_accuracy", "paired accuracy"),
@@ -50,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tracks-per-station", type=int, default=50, help="catalog size per station (default 50)"
     )
     parser.add_argument("--seed", type=int, default=7, help="the generator's seed (default 7)")
+    parser.add_argument(
+        "--spec",
+        default=str(SPEC),
+        metavar="FILE",
+        help="the experiment spec whose two children are trained: its reference and a challenger "
+        "(default conf/experiments/demo.yaml)",
+    )
     parser.add_argument(
         "--store",
         metavar="URI",
@@ -82,10 +92,26 @@ def check_store_empty(store: str) -> None:
         raise InputError(f"--store {store} is not empty: the demo writes only where nothing is yet")
 
 
+def demo_models(spec: Any) -> tuple[Any, Any]:
+    """The spec's reference child and its one challenger (bad input otherwise)."""
+    names = [c.name for c in spec.children]
+    others = [c for c in spec.children if c.name != spec.reference]
+    if len(spec.children) != 2 or len(others) != 1:
+        raise InputError(
+            f"experiment spec {spec.path}: the demo trains a reference and one challenger, "
+            f"but the spec has {len(names)} children ({', '.join(names)})"
+        )
+    reference = next(c for c in spec.children if c.name == spec.reference)
+    return reference, others[0]
+
+
 def command(args: argparse.Namespace) -> int:
     from downbeat.jobs import training
     from downbeat.jobs.cli import main as cli
+    from downbeat.jobs.experiment import child_configs, load_spec
 
+    spec = load_spec(args.spec)
+    reference, challenger = demo_models(spec)
     root = Path(args.root).resolve()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(f"--root {root} is not empty: the demo writes only into an empty or new folder")
@@ -95,7 +121,8 @@ def command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
-    common = [*(["--conf", conf] if conf else []), *[x for o in overrides for x in ("--set", o)]]
+    built = [*overrides, *spec.build]  # the tables the spec needs
+    common = [*(["--conf", conf] if conf else []), *[x for o in built for x in ("--set", o)]]
     synth = ["--users", str(args.users), "--days", str(args.days)]
     synth += ["--tracks-per-station", str(args.tracks_per_station), "--seed", str(args.seed)]
     steps = [
@@ -108,26 +135,29 @@ def command(args: argparse.Namespace) -> int:
         code = cli([*common, *step])
         if code != 0:
             return code
-    cfg = load_config(conf, overrides)
+    cfg = load_config(conf, built)
+    configs = child_configs(spec, conf, overrides)
     runs, validation = {}, {}
     winner = "?"
-    for name in MODELS:
-        print(f"\n== downbeat train --model {name}", flush=True)
-        result = training.run(cfg, name)
+    for child in (reference, challenger):
+        sets = " ".join(f"--set {o}" for o in child.overrides)
+        print(f"\n== downbeat {sets + ' ' if sets else ''}train --model {child.model}", flush=True)
+        result = training.run(configs[child.name], child.model)
         print(f"champion: {result.champion_reason}\n{result.run_id}", flush=True)
-        runs[name], validation[name] = result.run_id, (result.validation, result.validation_se)
+        runs[child.name], validation[child.name] = result.run_id, (result.validation, result.validation_se)
         if result.champion_moved:  # the root starts empty: the last model to take the alias holds it
-            winner = name
-    uris = [f"runs:/{runs['hybrid']}/model", f"runs:/{runs['baseline']}/model"]
+            winner = child.name
+    names = (reference.name, challenger.name)
+    uris = [f"runs:/{runs[challenger.name]}/model", f"runs:/{runs[reference.name]}/model"]
     print(
         f"\n== downbeat compare --model-uri {uris[0]} --model-uri {uris[1]} --json  (fresh process)",
         flush=True,
     )
     compared = _compare(common, uris)
     references = reference_metrics(cfg, args)
-    table = comparison(compared, references)
+    table = comparison(compared, references, names)
     (root / "comparison.json").write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
-    print(render(table, validation))
+    print(render(table, validation, names))
     alias = f"models:/{cfg.mlflow.registered_model}@champion"
     print(f"champion (the registry gate, on validation figures): {alias} = {winner}")
     where = f"{root} and {args.store}" if args.store else str(root)
@@ -135,26 +165,32 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def comparison(compared: dict[str, Any], references: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The comparison.json document: every row's metrics and the paired hybrid - baseline test."""
+def comparison(
+    compared: dict[str, Any], references: dict[str, dict[str, float]], names: tuple[str, str]
+) -> dict[str, Any]:
+    """The comparison.json document: every row's metrics and the paired challenger - reference test
+    (`names`: the reference, then the challenger; `compared`: `compare`'s document, challenger as a)."""
+    reference, challenger = names
     return {
         "models": {
-            "baseline": {k: v["b"] for k, v in compared.items()},
-            "hybrid": {k: v["a"] for k, v in compared.items()},
+            reference: {k: v["b"] for k, v in compared.items()},
+            challenger: {k: v["a"] for k, v in compared.items()},
             **references,
         },
-        "hybrid_vs_baseline": {
+        f"{challenger}_vs_{reference}": {
             k: {f: v[f] for f in ("diff", "diff_low", "diff_high")} for k, v in compared.items()
         },
     }
 
 
-def render(table: dict[str, Any], validation: dict[str, tuple[float, float]]) -> str:
-    columns = (*MODELS, *REFERENCES)
-    lines = [f"\n{'metric':<28}" + "".join(f"{c:>11}" for c in columns) + "   hybrid - baseline [95% paired]"]
+def render(table: dict[str, Any], validation: dict[str, tuple[float, float]], names: tuple[str, str]) -> str:
+    reference, challenger = names
+    columns = (*names, *REFERENCES)
+    header = f"   {challenger} - {reference} [95% paired]"
+    lines = [f"\n{'metric':<28}" + "".join(f"{c:>11}" for c in columns) + header]
     for key, label in ROWS:
         cells = "".join(f"{_fmt(table['models'][c].get(key)):>11}" for c in columns)
-        d = table["hybrid_vs_baseline"].get(key)
+        d = table[f"{challenger}_vs_{reference}"].get(key)
         diff = (
             ""
             if d is None or d["diff"] is None
@@ -163,15 +199,15 @@ def render(table: dict[str, Any], validation: dict[str, tuple[float, float]]) ->
         lines.append(f"{label:<28}{cells}{diff}")
     lines.append(
         "validation paired accuracy  "
-        + "".join(f"{_fmt(validation[m][0]):>11}" for m in MODELS)
-        + f"   (standard errors {validation['baseline'][1]:.4f}, {validation['hybrid'][1]:.4f})"
+        + "".join(f"{_fmt(validation[m][0]):>11}" for m in names)
+        + f"   (standard errors {validation[reference][1]:.4f}, {validation[challenger][1]:.4f})"
     )
-    oracle, hybrid = (
+    oracle, challenged = (
         table["models"]["oracle"]["paired_accuracy"],
-        table["models"]["hybrid"]["paired_accuracy"],
+        table["models"][challenger]["paired_accuracy"],
     )
-    share = (hybrid - 0.5) / (oracle - 0.5) if oracle > 0.5 else float("nan")
-    lines.append(f"hybrid captures {share:.0%} of the oracle's paired-accuracy margin over chance")
+    share = (challenged - 0.5) / (oracle - 0.5) if oracle > 0.5 else float("nan")
+    lines.append(f"{challenger} captures {share:.0%} of the oracle's paired-accuracy margin over chance")
     return "\n".join(lines) + "\n"
 
 

@@ -460,18 +460,39 @@ def test_the_comparison_document_holds_every_row_and_the_paired_differences():
 
     compared = {"paired_accuracy": {"a": 0.6, "b": 0.55, "diff": 0.05, "diff_low": 0.01, "diff_high": 0.09}}
     references = {"oracle": {"paired_accuracy": 0.9}, "popularity": {"paired_accuracy": 0.5}}
-    table = comparison(compared, references)
+    table = comparison(compared, references, ("baseline", "pooled"))
     assert table == {
         "models": {
             "baseline": {"paired_accuracy": 0.55},
-            "hybrid": {"paired_accuracy": 0.6},
+            "pooled": {"paired_accuracy": 0.6},
             "oracle": {"paired_accuracy": 0.9},
             "popularity": {"paired_accuracy": 0.5},
         },
-        "hybrid_vs_baseline": {"paired_accuracy": {"diff": 0.05, "diff_low": 0.01, "diff_high": 0.09}},
+        "pooled_vs_baseline": {"paired_accuracy": {"diff": 0.05, "diff_low": 0.01, "diff_high": 0.09}},
     }
-    text = render(table, {"baseline": (0.5, 0.01), "hybrid": (0.6, 0.01)})
-    assert "+0.0500 [+0.0100, +0.0900]" in text and "captures 25% of the oracle's" in text
+    text = render(table, {"baseline": (0.5, 0.01), "pooled": (0.6, 0.02)}, ("baseline", "pooled"))
+    assert "pooled - baseline [95% paired]" in text and "+0.0500 [+0.0100, +0.0900]" in text
+    assert "pooled captures 25% of the oracle's" in text and "(standard errors 0.0100, 0.0200)" in text
+
+
+def test_the_demo_trains_its_specs_reference_and_one_challenger(tmp_path, capsys):
+    spec = tmp_path / "three.yaml"
+    spec.write_text(
+        "name: three\nreference: baseline\nmetrics: [paired_accuracy]\nchildren:\n"
+        "  - {name: baseline, model: baseline}\n"
+        "  - {name: hybrid, model: hybrid}\n  - {name: pooled, model: pooled}\n"
+    )
+    assert main(["demo", "--root", str(tmp_path / "d"), "--spec", str(spec)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"experiment spec {spec}: the demo trains a reference and one challenger, "
+            "but the spec has 3 children (baseline, hybrid, pooled)"
+        )
+    )
+    assert not (tmp_path / "d").exists()  # refused before anything is written
 
 
 def test_without_validation_pairs_training_keeps_the_last_epoch_and_reports_no_validation_figure(
