@@ -57,8 +57,10 @@ def load_claims(path: str) -> list[Claim]:
             for key in ("experiment", "child", "metric"):
                 if not entry.get(key):
                     raise InputError(f"{where}: key '{key}' is required unless 'untestable' says why")
-        if entry.get("expect", "higher") not in ("higher", "lower", "same"):
-            raise InputError(f"{where}: 'expect' must be higher, lower or same, got {entry['expect']!r}")
+        if entry.get("expect", "higher") not in ("higher", "lower", "same", "at_least"):
+            raise InputError(
+                f"{where}: 'expect' must be higher, lower, same or at_least, got {entry['expect']!r}"
+            )
         values = {k: str(v) for k, v in entry.items()}
         claims.append(Claim(**values))  # type: ignore[arg-type]  # expect is checked above
     return claims

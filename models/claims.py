@@ -3,10 +3,11 @@ child, the child it is compared with, a metric and the direction the paper repor
 comes from that experiment's report.json (the paired 95% interval over users of the seed-averaged
 models, and the spread of the difference across seeds), never from a hand-typed figure.
 
-Verdicts: `held` (the interval leaves out 0 on the paper's side; for `same`, it holds 0),
-`not held` (the interval leaves out 0 on the other side, or holds 0 where the paper reports a
-difference), `not run here` (no report of that experiment yet) and `untestable here` (the claim's
-own reason). A verdict from fewer than 3 training seeds says so.
+Verdicts: `held` (the interval leaves out 0 on the paper's side; for `same`, it holds 0; for
+`at_least`, the difference is at least 0 and its interval not wholly below 0), `not held` (the
+interval leaves out 0 on the other side, or holds 0 where the paper reports a difference),
+`not run here` (no report of that experiment yet) and `untestable here` (the claim's own reason).
+A verdict from fewer than 3 training seeds says so.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Claim:
     child: str = ""
     versus: str = ""  # empty: the child's own `versus` in the report (else the reference)
     metric: str = ""
-    expect: Literal["higher", "lower", "same"] = "higher"
+    expect: Literal["higher", "lower", "same", "at_least"] = "higher"
     untestable: str = ""  # why it cannot be tested here (then the fields above may be empty)
 
 
@@ -67,6 +68,8 @@ def judge(claim: Claim, report: Mapping[str, Any] | None) -> Verdict:
     text += f" ({seeds} seed{'s' if seeds != 1 else ''})"
     if claim.expect == "same":
         verdict = "held" if low <= 0 <= high else "not held"
+    elif claim.expect == "at_least":
+        verdict = "held" if diff >= 0 and high >= 0 else "not held"
     else:
         sign = 1 if claim.expect == "higher" else -1
         toward, against = (low, high) if sign > 0 else (-high, -low)
