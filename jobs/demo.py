@@ -121,7 +121,11 @@ def command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
-    built = [*overrides, *spec.build]  # the tables the spec needs
+    configs = child_configs(spec, conf, overrides)
+    # The tables the spec needs: its build settings, training rows as wide as the widest child reads
+    # (build writes gold/training_sequences at model.max_length positions).
+    widest = max(c.model.max_length for c in configs.values())
+    built = [*overrides, *spec.build, f"model.max_length={widest}"]
     common = [*(["--conf", conf] if conf else []), *[x for o in built for x in ("--set", o)]]
     synth = ["--users", str(args.users), "--days", str(args.days)]
     synth += ["--tracks-per-station", str(args.tracks_per_station), "--seed", str(args.seed)]
@@ -136,7 +140,6 @@ def command(args: argparse.Namespace) -> int:
         if code != 0:
             return code
     cfg = load_config(conf, built)
-    configs = child_configs(spec, conf, overrides)
     runs, validation = {}, {}
     winner = "?"
     for child in (reference, challenger):

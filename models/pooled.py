@@ -39,7 +39,7 @@ class PooledSettings:
     p_hard: float = 1.0  # chance a masked position's negative is its stored hard negative (else random)
     history_dropout: float = 0.5  # share of a training row's inputs left out of its user vector
     catalog_weight: float = 1.0  # weight of the prior's next-item softmax beside the pairwise term
-    catalog_blend: float = 0.35  # weight of the prior in a score (0: the pair score alone)
+    catalog_blend: float = 0.5  # weight of the prior in a score (0: the pair score alone)
 
 
 class Pooled(Recommender[PooledSettings]):
