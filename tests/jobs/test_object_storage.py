@@ -153,7 +153,8 @@ def test_the_demo_runs_end_to_end_with_its_tables_and_models_on_object_storage(s
     root, done = demo
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     table = json.loads((root / "comparison.json").read_text())
-    assert set(table["models"]) == {"baseline", "hybrid", "oracle", "popularity"}
+    assert set(table["models"]) == {"baseline", "pooled", "oracle", "popularity"}
+    assert set(table["pooled_vs_baseline"]) >= {"paired_accuracy", "ndcg@10_pos", "hr@10_pos"}
     # the tables and the models are in the bucket, and nothing of them under --root
     stored = keys(s3, "demo")
     for name in ("bronze/events", "silver/plays", *GOLD):
