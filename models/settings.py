@@ -11,7 +11,7 @@ and model tests and benchmarks build settings without the config loader, which r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 ModelName = Literal[
     "baseline",
@@ -25,18 +25,7 @@ ModelName = Literal[
     "pooled",
     "popularity",
 ]
-MODEL_NAMES: tuple[str, ...] = (
-    "baseline",
-    "hybrid",
-    "sasrec",
-    "gsasrec",
-    "gru4rec",
-    "caser",
-    "bert4rec",
-    "pnfrec",
-    "pooled",
-    "popularity",
-)
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)  # the names, in that order
 
 
 @dataclass(frozen=True)
