@@ -25,7 +25,7 @@ from typing import Any
 from downbeat.jobs.common import job_main
 from downbeat.jobs.config import PROJECT_ROOT, load_config
 from downbeat.models.contract import Tables
-from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.errors import ConfigError, InputError
 
 SPEC = PROJECT_ROOT / "conf" / "experiments" / "demo.yaml"
 REFERENCES = ("oracle", "popularity")
@@ -105,10 +105,18 @@ def demo_models(spec: Any) -> tuple[Any, Any]:
     return reference, others[0]
 
 
+def demo_config(conf: str | None, overrides: list[str], spec: Any, child: Any) -> Any:
+    """A child's configuration (bad input names the spec and the child)."""
+    try:
+        return load_config(conf, overrides)
+    except ConfigError as exc:
+        raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
+
+
 def command(args: argparse.Namespace) -> int:
     from downbeat.jobs import training
     from downbeat.jobs.cli import main as cli
-    from downbeat.jobs.experiment import child_configs, load_spec
+    from downbeat.jobs.experiment import load_spec
 
     spec = load_spec(args.spec)
     reference, challenger = demo_models(spec)
@@ -117,15 +125,19 @@ def command(args: argparse.Namespace) -> int:
         raise InputError(f"--root {root} is not empty: the demo writes only into an empty or new folder")
     if args.store:
         check_store_empty(args.store)
-    root.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
-    configs = child_configs(spec, conf, overrides)
+    # Each child under the spec's settings for it, then the command line's --set (a user's
+    # `--set train.max_epochs=2` reaches both models, as it reaches every step).
+    configs = {
+        c.name: demo_config(conf, [*spec.build, *c.overrides, *overrides], spec, c) for c in spec.children
+    }
     # The tables the spec needs: its build settings, training rows as wide as the widest child reads
     # (build writes gold/training_sequences at model.max_length positions).
     widest = max(c.model.max_length for c in configs.values())
-    built = [*overrides, *spec.build, f"model.max_length={widest}"]
+    built = [*spec.build, f"model.max_length={widest}", *overrides]
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     common = [*(["--conf", conf] if conf else []), *[x for o in built for x in ("--set", o)]]
     synth = ["--users", str(args.users), "--days", str(args.days)]
     synth += ["--tracks-per-station", str(args.tracks_per_station), "--seed", str(args.seed)]

@@ -4,7 +4,8 @@ comes from that experiment's report.json (the paired 95% interval over users of 
 models, and the spread of the difference across seeds), never from a hand-typed figure.
 
 Verdicts: `held` (the interval leaves out 0 on the paper's side; for `same`, it holds 0; for
-`at_least`, the difference is at least 0 and its interval not wholly below 0), `not held` (the
+`at_least`, the difference's point estimate is at least 0, so its interval is not wholly below 0,
+and `held (interval holds 0)` says when the lead is within noise), `not held` (the
 interval leaves out 0 on the other side, or holds 0 where the paper reports a difference),
 `not run here` (no report of that experiment yet) and `untestable here` (the claim's own reason).
 A verdict from fewer than 3 training seeds says so.
@@ -68,8 +69,8 @@ def judge(claim: Claim, report: Mapping[str, Any] | None) -> Verdict:
     text += f" ({seeds} seed{'s' if seeds != 1 else ''})"
     if claim.expect == "same":
         verdict = "held" if low <= 0 <= high else "not held"
-    elif claim.expect == "at_least":
-        verdict = "held" if diff >= 0 and high >= 0 else "not held"
+    elif claim.expect == "at_least":  # the point estimate decides; an interval holding 0 is said
+        verdict = "not held" if diff < 0 else "held (interval holds 0)" if low <= 0 else "held"
     else:
         sign = 1 if claim.expect == "higher" else -1
         toward, against = (low, high) if sign > 0 else (-high, -low)

@@ -65,8 +65,15 @@ class Pooled(Recommender[PooledSettings]):
         network.initialise(self.gate)  # one seed draws every table in one order
         self.prior_scale = nn.Parameter(torch.ones(()))
         self.bias = nn.Parameter(torch.zeros(n_tracks + 1))
-        self.station_counts: Tensor
-        self.register_buffer("station_counts", torch.zeros(n_tracks + 1, n_stations + 1))
+        # What no step reads gets no gradient: frozen, so DDP (which waits for every trainable
+        # parameter's gradient) and the optimiser leave it alone.
+        network.station.requires_grad_(False)
+        network.norm.requires_grad_(False)
+        if settings.catalog_weight <= 0:  # the prior is not trained: its start (0 bias) is scored
+            self.prior_scale.requires_grad_(False)
+            self.bias.requires_grad_(False)
+        self.station_counts: Tensor  # float64: counts past 2^24 still grow
+        self.register_buffer("station_counts", torch.zeros(n_tracks + 1, n_stations + 1, dtype=torch.float64))
 
     def user_vector(self, tracks: Tensor, feedback: Tensor, keep: Tensor) -> Tensor:
         """(B, D): the kept positions' track embeddings, each times (1 + its feedback's gate) plus
@@ -87,13 +94,15 @@ class Pooled(Recommender[PooledSettings]):
 
     def track_stations(self) -> Tensor:
         """(n_tracks + 1, n_stations + 1): each track's share of plays on each station, from the
-        training rows (a row of zeros for a track never seen: no prior but its bias)."""
-        counts = self.station_counts
-        return counts / counts.sum(1, keepdim=True).clamp(min=1.0)
+        training rows; a track never seen there counts as played on no station (column 0), which
+        scores as an unheard station: never above a station the user plays."""
+        counts = self.station_counts.clone()
+        counts[counts.sum(1) == 0, PAD] = 1.0
+        return (counts / counts.sum(1, keepdim=True)).float()
 
     def prior(self, share: Tensor, candidates: Tensor | None) -> Tensor:
         """The catalog prior of candidates (B, C), or of every track (B, n_tracks + 1) when None."""
-        stations = self.track_stations()
+        stations = self.track_stations().to(share.dtype)
         if candidates is None:
             return self.prior_scale * (share @ stations.T) + self.bias
         per_track = torch.einsum("bs,bcs->bc", share, stations[candidates])
@@ -106,7 +115,7 @@ class Pooled(Recommender[PooledSettings]):
             present = tracks != PAD
             self.station_counts.index_put_(
                 (tracks[present], stations[present]),
-                torch.ones_like(tracks[present], dtype=torch.float),
+                torch.ones_like(tracks[present], dtype=torch.float64),
                 accumulate=True,
             )
         masked = cloze_mask(batch.targets, t.p_task, generator)  # (B, L)

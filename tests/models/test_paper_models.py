@@ -381,10 +381,12 @@ def pooled_user(model, tracks, stations, feedback, keep):
 
 
 def pooled_prior(model, share, track):
-    """The catalog prior of one track: scale * its stations' shares, weighted by its plays there, + bias."""
-    counts = model.station_counts[track]
-    where = counts / max(float(counts.sum()), 1.0)
-    return float(model.prior_scale * (share * where).sum() + model.bias[track])
+    """The catalog prior of one track: scale * its stations' shares, weighted by its plays there, + bias;
+    a track never counted as if on no station (an unheard one)."""
+    counts = model.station_counts[track].float()
+    if float(counts.sum()) == 0:
+        return float(model.prior_scale * share[PAD] + model.bias[track])
+    return float(model.prior_scale * (share * counts / counts.sum()).sum() + model.bias[track])
 
 
 def test_pooled_loss_is_the_pairwise_logistic_of_each_masked_positive_plus_the_priors_catalog_softmax():
@@ -401,7 +403,7 @@ def test_pooled_loss_is_the_pairwise_logistic_of_each_masked_positive_plus_the_p
     removed = hidden_positions(batch.tracks, masked, negatives, used_hard)
     keep = (batch.tracks != PAD) & ~masked & ~removed
     # the station counts the forward pass added: every (track, station) of the batch
-    expected_counts = torch.zeros(N_TRACKS + 1, N_STATIONS + 1)
+    expected_counts = torch.zeros(N_TRACKS + 1, N_STATIONS + 1, dtype=torch.float64)
     present = batch.tracks != PAD
     for t, s in zip(batch.tracks[present].tolist(), batch.stations[present].tolist(), strict=True):
         expected_counts[t, s] += 1
@@ -448,6 +450,27 @@ def test_pooled_scores_are_the_pair_score_plus_the_blended_prior_and_score_all_a
                 assert math.isclose(float(scores[r, c]), expected, rel_tol=1e-4, abs_tol=1e-5)
     assert torch.allclose(every.gather(1, candidates), scores, atol=1e-5)
     assert torch.isinf(every[:, PAD]).all()
+    # a track the training rows never held scores as if on an unheard station: below any played one
+    unseen = [t for t in range(1, N_TRACKS + 1) if float(model.station_counts[t].sum()) == 0]
+    assert unseen
+    with torch.no_grad():
+        _, share = pooled_user(
+            model, batch.tracks[0], batch.stations[0], batch.feedback[0], batch.tracks[0] != PAD
+        )
+        prior = model.prior(share.unsqueeze(0), None)[0] - model.bias
+    played = [int(s) for s in batch.stations[0][batch.tracks[0] != PAD]]
+    assert all(float(prior[t]) < float(model.prior_scale * share[s]) for t in unseen for s in played)
+
+
+def test_pooled_trains_every_parameter_it_has_so_ddp_finds_a_gradient_for_each():
+    batch = random_batch(seed=3)
+    for weight in (1.0, 0.0):  # without the catalog term, the prior is frozen
+        model = make("pooled", catalog_weight=weight)
+        loss, _ = model(batch, torch.Generator().manual_seed(0))
+        loss.backward()
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable and all(p.grad is not None for n, p in model.named_parameters() if n in trainable)
+        assert ("bias" in trainable) == (weight > 0) and "network.station.weight" not in trainable
 
 
 def test_pooled_history_dropout_of_one_leaves_every_user_vector_empty_so_each_pair_scores_even():
