@@ -113,10 +113,22 @@ def demo_config(conf: str | None, overrides: list[str], spec: Any, child: Any) -
         raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
 
 
+def demo_configs(spec: Any, conf: str | None, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Each child's configuration (the spec's settings for it, then the command line's --set: a
+    user's `--set train.max_epochs=2` reaches both models, as it reaches every step), and the
+    overrides the build runs under: the spec's build settings, and training rows as wide as the
+    widest child reads (build writes gold/training_sequences at model.max_length positions)."""
+    configs = {
+        c.name: demo_config(conf, [*spec.build, *c.overrides, *overrides], spec, c) for c in spec.children
+    }
+    widest = max(c.model.max_length for c in configs.values())
+    return configs, [*spec.build, f"model.max_length={widest}", *overrides]
+
+
 def command(args: argparse.Namespace) -> int:
     from downbeat.jobs import training
     from downbeat.jobs.cli import main as cli
-    from downbeat.jobs.experiment import load_spec
+    from downbeat.jobs.specs import load_spec
 
     spec = load_spec(args.spec)
     reference, challenger = demo_models(spec)
@@ -127,15 +139,7 @@ def command(args: argparse.Namespace) -> int:
         check_store_empty(args.store)
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
-    # Each child under the spec's settings for it, then the command line's --set (a user's
-    # `--set train.max_epochs=2` reaches both models, as it reaches every step).
-    configs = {
-        c.name: demo_config(conf, [*spec.build, *c.overrides, *overrides], spec, c) for c in spec.children
-    }
-    # The tables the spec needs: its build settings, training rows as wide as the widest child reads
-    # (build writes gold/training_sequences at model.max_length positions).
-    widest = max(c.model.max_length for c in configs.values())
-    built = [*spec.build, f"model.max_length={widest}", *overrides]
+    configs, built = demo_configs(spec, conf, overrides)
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     common = [*(["--conf", conf] if conf else []), *[x for o in built for x in ("--set", o)]]
