@@ -25,7 +25,7 @@ from typing import Any
 from downbeat.jobs.common import job_main
 from downbeat.jobs.config import PROJECT_ROOT, load_config
 from downbeat.models.contract import Tables
-from downbeat.pipelines.errors import ConfigError, InputError
+from downbeat.pipelines.errors import InputError
 
 SPEC = PROJECT_ROOT / "conf" / "experiments" / "demo.yaml"
 REFERENCES = ("oracle", "popularity")
@@ -105,22 +105,14 @@ def demo_models(spec: Any) -> tuple[Any, Any]:
     return reference, others[0]
 
 
-def demo_config(conf: str | None, overrides: list[str], spec: Any, child: Any) -> Any:
-    """A child's configuration (bad input names the spec and the child)."""
-    try:
-        return load_config(conf, overrides)
-    except ConfigError as exc:
-        raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
-
-
 def demo_configs(spec: Any, conf: str | None, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Each child's configuration (the spec's settings for it, then the command line's --set: a
     user's `--set train.max_epochs=2` reaches both models, as it reaches every step), and the
     overrides the build runs under: the spec's build settings, and training rows as wide as the
     widest child reads (build writes gold/training_sequences at model.max_length positions)."""
-    configs = {
-        c.name: demo_config(conf, [*spec.build, *c.overrides, *overrides], spec, c) for c in spec.children
-    }
+    from downbeat.jobs.specs import child_configs
+
+    configs = child_configs(spec, conf, (), last=overrides)
     widest = max(c.model.max_length for c in configs.values())
     return configs, [*spec.build, f"model.max_length={widest}", *overrides]
 

@@ -37,10 +37,10 @@ from typing import Any
 
 from downbeat.jobs.common import job_main, snapshots
 from downbeat.jobs.config import Config, load_config
-from downbeat.jobs.specs import load_spec
+from downbeat.jobs.specs import child_configs, load_spec
 from downbeat.models.contract import Tables
 from downbeat.models.experiment import ExperimentResult, PlannedRun, Spec
-from downbeat.pipelines.errors import ConfigError, InputError
+from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 
 
@@ -74,18 +74,6 @@ def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRu
             name = child.name if seeds == 1 else f"{child.name} seed={run_cfg.train.seed}"
             runs.append(PlannedRun(child, index, name, run_cfg))
     return runs
-
-
-def child_configs(spec: Spec, conf: str | None, overrides: Sequence[str]) -> dict[str, Config]:
-    """Each child's configuration: `conf`, then `overrides` (--set), then the spec's settings for it
-    (its `build` settings, then `set` and the child's own)."""
-    out = {}
-    for child in spec.children:
-        try:
-            out[child.name] = load_config(conf, [*overrides, *spec.build, *child.overrides])
-        except ConfigError as exc:
-            raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
-    return out
 
 
 def check_build(spec: Spec, configs: dict[str, Config], built: dict[str, Any] | None, version: int) -> None:

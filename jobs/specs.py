@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from downbeat.jobs.common import read_yaml_mapping
+from downbeat.jobs.config import Config, load_config
 from downbeat.models.experiment import BUILD_SECTIONS, Child, Spec
-from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.errors import ConfigError, InputError
 
 SPEC_KEYS = (
     "name",
@@ -179,3 +180,18 @@ def _check_children(where: str, children: list[Child], reference: object) -> Non
                 f"{where}: child '{child.name}' is compared with '{child.versus}', which is not another "
                 f"child (children: {', '.join(names)})"
             )
+
+
+def child_configs(
+    spec: Spec, conf: str | None, overrides: Sequence[str], last: Sequence[str] = ()
+) -> dict[str, Config]:
+    """Each child's configuration: `conf`, then `overrides` (--set), then the spec's settings for it
+    (its `build` settings, then `set` and the child's own), then `last` (what must win over the
+    spec: the demo's command line)."""
+    out = {}
+    for child in spec.children:
+        try:
+            out[child.name] = load_config(conf, [*overrides, *spec.build, *child.overrides, *last])
+        except ConfigError as exc:
+            raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
+    return out
