@@ -108,13 +108,14 @@ def demo_models(spec: Any) -> tuple[Any, Any]:
 def demo_configs(spec: Any, conf: str | None, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Each child's configuration (the spec's settings for it, then the command line's --set: a
     user's `--set train.max_epochs=2` reaches both models, as it reaches every step), and the
-    overrides the build runs under: the spec's build settings, and training rows as wide as the
-    widest child reads (build writes gold/training_sequences at model.max_length positions)."""
+    settings the spec adds to every step: its build settings, and training rows as wide as the
+    widest child reads (build writes gold/training_sequences at model.max_length positions).
+    The command line's --set comes after them (it wins)."""
     from downbeat.jobs.specs import child_configs
 
     configs = child_configs(spec, conf, (), last=overrides)
     widest = max(c.model.max_length for c in configs.values())
-    return configs, [*spec.build, f"model.max_length={widest}", *overrides]
+    return configs, [*spec.build, f"model.max_length={widest}"]
 
 
 def command(args: argparse.Namespace) -> int:
@@ -131,10 +132,12 @@ def command(args: argparse.Namespace) -> int:
         check_store_empty(args.store)
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
-    configs, built = demo_configs(spec, conf, overrides)
+    configs, spec_sets = demo_configs(spec, conf, overrides)
+    built = [*spec_sets, *overrides]
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     common = [*(["--conf", conf] if conf else []), *[x for o in built for x in ("--set", o)]]
+    shown = "".join(f"--set {o} " for o in spec_sets)  # the spec's settings; the root's are the demo's
     synth = ["--users", str(args.users), "--days", str(args.days)]
     synth += ["--tracks-per-station", str(args.tracks_per_station), "--seed", str(args.seed)]
     steps = [
@@ -143,7 +146,7 @@ def command(args: argparse.Namespace) -> int:
         ["build"],
     ]
     for step in steps:
-        print(f"\n== downbeat {' '.join(step)}", flush=True)
+        print(f"\n== downbeat {shown}{' '.join(step)}", flush=True)
         code = cli([*common, *step])
         if code != 0:
             return code

@@ -59,3 +59,18 @@ def _no_stream_handler_outlives_its_test() -> Iterator[None]:
     for handler in list(root.handlers):
         if handler not in before and type(handler) is logging.StreamHandler:
             root.removeHandler(handler)
+
+
+_FAILED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed:
+        _FAILED.append(f"{report.nodeid} ({report.when})")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The failed tests' ids, one line each, after everything pytest prints: a log read from its
+    tail (CI's) names them even when an assertion's diff fills the summary above."""
+    if _FAILED:
+        print("\nfailed:\n" + "\n".join(f"  {name}" for name in _FAILED), flush=True)

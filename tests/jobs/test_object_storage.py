@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -170,7 +171,12 @@ def test_delta_rs_writes_the_same_tables_on_object_storage(s3, demo, tmp_path):
     root, done = demo
     assert done.returncode == 0
     where = f"s3://{BUCKET}/delta-rs"
-    common = sets(f"lakehouse.root={where}", "delta.engine=delta-rs")
+    # the settings the demo's spec gave its build (it prints them: `== downbeat --set K=V ... build`)
+    shown = re.search(r"^== downbeat (.*)build$", done.stdout, re.MULTILINE)
+    assert shown is not None, done.stdout[-2000:]
+    spec_sets = re.findall(r"--set (\S+)", shown.group(1))
+    assert any(s.startswith("sequences.max_length=") for s in spec_sets), shown.group(0)
+    common = sets(f"lakehouse.root={where}", "delta.engine=delta-rs", *spec_sets)
     ingested = downbeat(
         s3, *common, "ingest", "--format", "events", "--input", str(root / "raw"), cwd=tmp_path
     )
