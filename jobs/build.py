@@ -109,7 +109,8 @@ def run(
         log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
     partitions = user_partitions(shuffle_partitions, summary[1])
-    versions.update(write_gold(lakehouse, played, features, cutoff_ts, partitions, cfg.training_width))
+    width = features.sequences.row_length()  # a data setting: each model reads its rows' last positions
+    versions.update(write_gold(lakehouse, played, features, cutoff_ts, partitions, width))
     return BuildResult(cutoff_ts=cutoff_ts, versions=versions, silver_range=silver_range)
 
 

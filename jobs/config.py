@@ -68,7 +68,8 @@ class Config:
 
     @property
     def training_width(self) -> int:
-        """Positions per row of gold/training_sequences: what the model reads, at most what is kept."""
+        """Positions of a row the model reads: model.max_length, at most what the build keeps
+        (gold/training_sequences holds sequences.row_length(); the model reads its last positions)."""
         return min(self.model.max_length, self.sequences.row_length())
 
 

@@ -105,23 +105,10 @@ def demo_models(spec: Any) -> tuple[Any, Any]:
     return reference, others[0]
 
 
-def demo_configs(spec: Any, conf: str | None, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Each child's configuration (the spec's settings for it, then the command line's --set: a
-    user's `--set train.max_epochs=2` reaches both models, as it reaches every step), and the
-    settings the spec adds to every step: its build settings, and training rows as wide as the
-    widest child reads (build writes gold/training_sequences at model.max_length positions).
-    The command line's --set comes after them (it wins)."""
-    from downbeat.jobs.specs import child_configs
-
-    configs = child_configs(spec, conf, (), last=overrides)
-    widest = max(c.model.max_length for c in configs.values())
-    return configs, [*spec.build, f"model.max_length={widest}"]
-
-
 def command(args: argparse.Namespace) -> int:
     from downbeat.jobs import training
     from downbeat.jobs.cli import main as cli
-    from downbeat.jobs.specs import load_spec
+    from downbeat.jobs.specs import child_configs, load_spec
 
     spec = load_spec(args.spec)
     reference, challenger = demo_models(spec)
@@ -132,7 +119,9 @@ def command(args: argparse.Namespace) -> int:
         check_store_empty(args.store)
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
-    configs, spec_sets = demo_configs(spec, conf, overrides)
+    # each child: the spec's settings for it, then the command line's --set (it reaches every step)
+    configs = child_configs(spec, conf, (), last=overrides)
+    spec_sets = list(spec.build)  # every step runs under the spec's build settings; --set wins
     built = [*spec_sets, *overrides]
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

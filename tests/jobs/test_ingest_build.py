@@ -141,7 +141,8 @@ def test_incremental_rebuild_ends_identical_to_a_full_build(spark, tmp_path):
     late_from = dt.date(2024, 1, 10)
     raw.where(F.to_date(S.TS) < F.lit(late_from)).write.parquet(str(tmp_path / "early"))
     raw.where(F.to_date(S.TS) >= F.lit(late_from)).write.parquet(str(tmp_path / "late"))
-    extra = ("split.test_days=3",)
+    # rows as wide as the build keeps (sequences.max_length), whatever the model reads
+    extra = ("split.test_days=3", "sequences.max_length=60", "model.max_length=20")
 
     incremental = config(tmp_path / "inc", *extra)
     ingest.run(spark, incremental, "events", [str(tmp_path / "early")])
@@ -162,7 +163,7 @@ def test_incremental_rebuild_ends_identical_to_a_full_build(spark, tmp_path):
     # uncompressed (the loader's decoding is its bottleneck)
     training = b.read("gold/training_sequences")
     assert training.count() == b.read("gold/sequences").where(F.col(S.SPLIT) == S.TRAIN).count() > 0
-    width = min(full.model.max_length, full.features.sequences.max_length)
+    width = 60
     assert {r[0] for r in training.select(F.length(S.TRACK_IDS)).distinct().collect()} == {4 * width}
     assert {r[0] for r in training.select(F.length(S.FEEDBACK_IDS_COL)).distinct().collect()} == {width}
     for url in b.snapshot("gold/training_sequences")[1]:
