@@ -105,6 +105,16 @@ def demo_models(spec: Any) -> tuple[Any, Any]:
     return reference, others[0]
 
 
+def empty_root(args: argparse.Namespace) -> Path:
+    """--root, resolved, when it is empty or new (and --store, when given, empty); bad input otherwise."""
+    root = Path(args.root).resolve()
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise InputError(f"--root {root} is not empty: the demo writes only into an empty or new folder")
+    if args.store:
+        check_store_empty(args.store)
+    return root
+
+
 def command(args: argparse.Namespace) -> int:
     from downbeat.jobs import training
     from downbeat.jobs.cli import main as cli
@@ -112,21 +122,16 @@ def command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     reference, challenger = demo_models(spec)
-    root = Path(args.root).resolve()
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise InputError(f"--root {root} is not empty: the demo writes only into an empty or new folder")
-    if args.store:
-        check_store_empty(args.store)
+    root = empty_root(args)
     overrides = [*args.overrides, *getattr(args, "overrides_after", []), *demo_settings(root, args.store)]
     conf = getattr(args, "conf_after", None) or args.conf
     # each child: the spec's settings for it, then the command line's --set (it reaches every step)
     configs = child_configs(spec, conf, (), last=overrides)
-    spec_sets = list(spec.build)  # every step runs under the spec's build settings; --set wins
-    built = [*spec_sets, *overrides]
+    built = [*spec.build, *overrides]  # every step runs under the spec's build settings; --set wins
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     common = [*(["--conf", conf] if conf else []), *[x for o in built for x in ("--set", o)]]
-    shown = "".join(f"--set {o} " for o in spec_sets)  # the spec's settings; the root's are the demo's
+    shown = "".join(f"--set {o} " for o in spec.build)  # the spec's settings; the root's are the demo's
     synth = ["--users", str(args.users), "--days", str(args.days)]
     synth += ["--tracks-per-station", str(args.tracks_per_station), "--seed", str(args.seed)]
     steps = [
