@@ -109,8 +109,7 @@ def run(
         log.info("test period starts at %s (cut-off)", cutoff_ts.isoformat())
     shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
     partitions = user_partitions(shuffle_partitions, summary[1])
-    width = features.sequences.row_length()  # a data setting: each model reads its rows' last positions
-    versions.update(write_gold(lakehouse, played, features, cutoff_ts, partitions, width))
+    versions.update(write_gold(lakehouse, played, features, cutoff_ts, partitions))
     return BuildResult(cutoff_ts=cutoff_ts, versions=versions, silver_range=silver_range)
 
 
@@ -120,13 +119,12 @@ def write_gold(
     features: FeatureSettings,
     cutoff_ts: dt.datetime | None,
     partitions: int,
-    width: int,
 ) -> dict[str, int]:
     """Every gold table from silver/plays, in one transaction: the shared inputs cached, every table's
     files written from them, then all of them commit. Returns each table's committed version."""
     inputs = gold_inputs(played, features, cutoff_ts, partitions)
     try:
-        tables = gold_tables(inputs, features, width, cache_gold_inputs(inputs))
+        tables = gold_tables(inputs, features, cache_gold_inputs(inputs))
         built = {BUILD_SETTINGS_TAG: json.dumps(features.record(), sort_keys=True)}
         with lakehouse.transaction() as tx:
             for table in GOLD:

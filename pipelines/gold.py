@@ -102,12 +102,9 @@ def gold_inputs(
     return GoldInputs(roles, vocabulary, station_ids, periods, annotated, seqs)
 
 
-def gold_tables(
-    inputs: GoldInputs, features: FeatureSettings, width: int, train_rows: int
-) -> dict[str, DataFrame]:
-    """Every gold table's frame from the shared inputs.
-
-    width: positions per row of gold/training_sequences (what the model reads).
+def gold_tables(inputs: GoldInputs, features: FeatureSettings, train_rows: int) -> dict[str, DataFrame]:
+    """Every gold table's frame from the shared inputs. gold/training_sequences' rows hold
+    `features.sequences.row_length()` positions (a data setting: a model reads the last ones).
     train_rows: gold/sequences' training rows, which size gold/training_sequences' files.
     """
     return {
@@ -115,7 +112,9 @@ def gold_tables(
         Tables.STATIONS: inputs.station_ids,
         Tables.SEQUENCES: inputs.sequences,
         Tables.TRAINING_SEQUENCES: training_sequences(
-            inputs.sequences, width=width, partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP))
+            inputs.sequences,
+            width=features.sequences.row_length(),
+            partitions=max(1, -(-train_rows // TRAINING_ROWS_PER_GROUP)),
         ),
         Tables.HARD_NEGATIVES: hard_negatives(inputs.annotated),
         **_evaluation_frames(inputs, features),

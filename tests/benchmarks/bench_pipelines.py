@@ -151,7 +151,7 @@ def main() -> None:
     # gold/training_sequences' files), a step of its own; the tables after it read the cache.
     inputs = gold_inputs(played, cfg.features, cut, partitions)
     train_rows, _ = timed("shared inputs (computed, cached)", events, lambda: build.cache_gold_inputs(inputs))
-    tables = gold_tables(inputs, cfg.features, cfg.features.sequences.row_length(), train_rows)
+    tables = gold_tables(inputs, cfg.features, train_rows)
     # As build does: every gold table staged (files written) in one transaction, then committed.
     with lakehouse.transaction() as tx:
         for table in build.GOLD:

@@ -89,7 +89,7 @@ def test_every_gold_table_reads_the_shared_inputs_the_build_cached_and_they_are_
     try:
         train_rows = build.cache_gold_inputs(inputs)
         assert train_rows == lakehouse.read("gold/sequences").where(F.col(S.SPLIT) == S.TRAIN).count() > 0
-        tables = gold_tables(inputs, cfg.features, cfg.features.sequences.row_length(), train_rows)
+        tables = gold_tables(inputs, cfg.features, train_rows)
         assert set(tables) == set(build.GOLD)
         for name, frame in tables.items():  # each reads the cache, none computes the plays again
             assert "InMemoryTableScan" in frame._jdf.queryExecution().executedPlan().toString(), name

@@ -415,14 +415,14 @@ LOO_LOG = [
 ]
 
 
-def loo_tables(spark, rows, width):
+def loo_tables(spark, rows):
     """Every gold table's frame under leave-one-out, uncached (the build job caches the inputs)."""
     inputs = gold_inputs(plays_frame(spark, rows), loo_features(), None, partitions=2)
-    return gold_tables(inputs, loo_features(), width=width, train_rows=1)
+    return gold_tables(inputs, loo_features(), train_rows=1)
 
 
 def test_leave_one_out_tests_each_users_last_play_validates_the_one_before_and_trains_on_the_rest(spark):
-    tables = {name: frame.collect() for name, frame in loo_tables(spark, LOO_LOG, width=8).items()}
+    tables = {name: frame.collect() for name, frame in loo_tables(spark, LOO_LOG).items()}
     [row] = tables["gold/sequences"]
     assert (row[S.USER_ID], row[S.SPLIT], row[S.TRACK_IDS], row[S.TARGET_MASK]) == (
         "a",
@@ -454,7 +454,7 @@ def test_leave_one_out_tests_each_users_last_play_validates_the_one_before_and_t
 @settings(max_examples=6)
 @given(log_strategy)
 def test_leave_one_out_never_shows_a_row_its_target_or_anything_after_it(spark, rows):
-    gold = loo_tables(spark, rows, width=3)
+    gold = loo_tables(spark, rows)
     read = ("gold/sequences", "gold/eval_next", "gold/validation_next", "gold/hard_negatives")
     tables = {name: gold[name].collect() for name in read}
     order: dict[str, list[tuple]] = {}
