@@ -21,6 +21,7 @@ from downbeat.jobs import (
 )
 from downbeat.jobs.common import Parser, add_global_options, config_from, guarded
 from downbeat.jobs.config import to_yaml
+from downbeat.models.settings import MODEL_NAMES
 
 # The commands in the order `downbeat --help` lists them: (name, job module, help).
 JOBS = (
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", parents=[common], help="show the resolved configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = config_commands.add_parser("show", parents=[common], help="print the resolved config as YAML")
+    show.add_argument(
+        "--model",
+        default=None,
+        choices=MODEL_NAMES,
+        help="with this architecture's defaults (conf/models/<model>.yaml), as train --model reads it",
+    )
     show.set_defaults(handler=_config_show)
 
     for name, job, help_text in JOBS:
@@ -76,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    print(to_yaml(config_from(args)), end="")
+    print(to_yaml(config_from(args, architecture=args.model)), end="")
     return 0
 
 

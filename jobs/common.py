@@ -54,11 +54,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool =
     )
 
 
-def config_from(args: argparse.Namespace) -> Config:
-    """The config named by the global options, wherever on the command line they were given."""
+def config_from(args: argparse.Namespace, architecture: str | None = None) -> Config:
+    """The config named by the global options, wherever on the command line they were given
+    (with `architecture`'s defaults, conf/models/<architecture>.yaml, for a command that trains it)."""
     conf = getattr(args, "conf_after", None) or args.conf
     overrides = [*args.overrides, *getattr(args, "overrides_after", [])]
-    return load_config(conf, overrides)
+    return load_config(conf, overrides, architecture=architecture)
 
 
 def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:

@@ -5,6 +5,11 @@ layer small overrides on a base file; later layers win key by key. `--set a.b=va
 come last; values are parsed as YAML scalars (`--set spark.shuffle_partitions=8`). Every key must
 name a dataclass field: unknown keys, wrong types and missing files raise ConfigError naming the
 key and the file it came from; a key of the old flat `train` section names the key it moved to.
+
+A command that trains one architecture (`train --model NAME`, an experiment's or the demo's child)
+also reads that architecture's defaults, `models/NAME.yaml` beside the first file of the chain
+(conf/models/pooled.yaml beside conf/base.yaml), when it exists: its values replace only the
+values the first file gave, so every file that extends it, and every --set, still wins.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from downbeat.pipelines.spark import SparkSettings
 DEFAULT_CONF = Path("conf") / "local.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXTENDS = "extends"
+ARCHITECTURE_DEFAULTS = "models"   # the folder of the architectures' defaults, beside base.yaml
 
 
 @dataclass(frozen=True)
@@ -82,12 +88,19 @@ def resolve_conf_path(path: str | os.PathLike[str] | None) -> Path:
     return PROJECT_ROOT / DEFAULT_CONF
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Load `path` with the files it extends, apply `key=value` overrides, return a frozen Config."""
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+    architecture: str | None = None,
+) -> Config:
+    """Load `path` with the files it extends (and `architecture`'s defaults over the first of
+    them), apply `key=value` overrides, return a frozen Config."""
     conf_path = resolve_conf_path(path)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     files = _read_layers(conf_path, values, origins, seen=())
+    if architecture is not None:
+        files = _architecture_layer(files, values, origins, architecture)
     for override in overrides:
         key, value = _parse_override(override)
         _set_dotted(values, origins, key, value, origin="--set")
@@ -109,19 +122,7 @@ def _read_layers(
     if resolved in seen:
         chain = " -> ".join(str(p) for p in (*seen, resolved))
         raise ConfigError(f"config file {path}: 'extends' forms a cycle ({chain})")
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {path}: invalid YAML{where}: {problem}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(data).__name__}")
+    data = _read_mapping(path)
     files: list[Path] = []
     parent = data.pop(EXTENDS, None)
     if parent is not None:
@@ -132,6 +133,57 @@ def _read_layers(
     return [*files, path]
 
 
+def _read_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def architecture_defaults(first_file: Path, architecture: str) -> Path:
+    """Where `architecture`'s defaults live for a chain whose first file is `first_file`."""
+    return first_file.parent / ARCHITECTURE_DEFAULTS / f"{architecture}.yaml"
+
+
+def _architecture_layer(
+    files: list[Path], values: dict[str, Any], origins: dict[str, str], architecture: str
+) -> list[Path]:
+    """Put the architecture's defaults over the values the chain's first file gave (and only those)."""
+    first = files[0]
+    path = architecture_defaults(first, architecture)
+    if not path.is_file():
+        return files
+    data = _read_mapping(path)
+    if EXTENDS in data:
+        raise ConfigError(f"config file {path}: an architecture's defaults cannot use 'extends'")
+    for key, value in _leaves(data, str(path), prefix=""):
+        if _origin_of(origins, key) == str(first):
+            _set_dotted(values, origins, key, value, origin=str(path))
+    return [first, path, *files[1:]]
+
+
+def _leaves(data: Mapping[str, Any], origin: str, prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config file {origin}: key {key!r} under '{prefix[:-1]}' is not a string")
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, origin, prefix=f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _merge(
     into: dict[str, Any], origins: dict[str, str], data: Mapping[str, Any], origin: str, prefix: str
 ) -> None:
@@ -139,7 +191,9 @@ def _merge(
         dotted = f"{prefix}{key}"
         if not isinstance(key, str):
             raise ConfigError(f"config file {origin}: key {key!r} under '{prefix[:-1]}' is not a string")
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
+        if isinstance(value, dict):  # key by key, so each leaf's origin is known
+            if not isinstance(into.get(key), dict):
+                into[key] = {}
             _merge(into[key], origins, value, origin, prefix=f"{dotted}.")
         else:
             into[key] = value

@@ -191,7 +191,9 @@ def child_configs(
     out = {}
     for child in spec.children:
         try:
-            out[child.name] = load_config(conf, [*overrides, *spec.build, *child.overrides, *last])
+            out[child.name] = load_config(
+                conf, [*overrides, *spec.build, *child.overrides, *last], architecture=child.model
+            )
         except ConfigError as exc:
             raise InputError(f"experiment spec {spec.path}: child '{child.name}': {exc}") from None
     return out

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    cfg = config_from(args)
+    cfg = config_from(args, architecture=args.model)
     started = time.monotonic()
     result = run(cfg, args.model, processes=args.processes, resume=args.resume)
     se = result.validation_se

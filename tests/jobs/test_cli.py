@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from downbeat.jobs import doctor
 from downbeat.jobs.cli import main
@@ -66,6 +67,15 @@ def test_global_options_work_after_the_command_too(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "shuffle_partitions: 3" in out and "experiment: x" in out
+
+
+def test_config_show_with_a_model_shows_what_train_reads(capsys):
+    assert main(["config", "show", "--model", "pooled"]) == 0
+    pooled = yaml.safe_load(capsys.readouterr().out)
+    assert main(["config", "show"]) == 0
+    plain = yaml.safe_load(capsys.readouterr().out)
+
+    assert (pooled["model"]["dim"], plain["model"]["dim"]) == (8, 64)
 
 
 def test_default_conf_is_found_from_another_directory(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from downbeat.jobs.config import PROJECT_ROOT, load_config, to_yaml
+from downbeat.jobs.specs import child_configs, load_spec
 from downbeat.pipelines.errors import ConfigError
 
 BASE = PROJECT_ROOT / "conf" / "base.yaml"
@@ -182,3 +183,41 @@ def test_each_architecture_reads_its_own_section():
     assert cfg.model.gsasrec.sampled_negatives == 1000  # untouched sections keep base.yaml's values
     with pytest.raises(ConfigError, match=re.escape("unknown config key 'model.gsasrec.beta' (from --set)")):
         load_config(None, ["model.gsasrec.beta=1"])
+
+
+def test_an_architectures_defaults_replace_only_what_base_yaml_gave(tmp_path):
+    pooled = PROJECT_ROOT / "conf" / "models" / "pooled.yaml"
+    cfg = load_config(LOCAL, architecture="pooled")
+
+    assert (cfg.model.dim, cfg.model.max_length, cfg.optim.learning_rate) == (8, 400, 0.01)  # pooled.yaml
+    assert cfg.spark.shuffle_partitions == 4  # local.yaml, which pooled.yaml does not name
+    assert cfg.source_files == (str(BASE), str(pooled), str(LOCAL))
+    assert load_config(LOCAL).model.dim == 64  # no architecture, no defaults of one
+    assert load_config(LOCAL, architecture="sasrec").model.dim == 64  # an architecture without a file
+
+    mine = conf_file(tmp_path, "model:\n  dim: 32\n")
+    cfg = load_config(mine, ["optim.learning_rate=0.002"], architecture="pooled")
+    assert (cfg.model.dim, cfg.optim.learning_rate, cfg.model.max_length) == (32, 0.002, 400)
+
+
+def test_an_unknown_key_in_an_architectures_defaults_names_that_file(tmp_path):
+    (tmp_path / "base.yaml").write_text(BASE.read_text())
+    (tmp_path / "models").mkdir()
+    bad = tmp_path / "models" / "hybrid.yaml"
+    bad.write_text("model:\n  hybrid:\n    p_hrad: 0.5\n")
+    job = conf_file(tmp_path, "extends: base.yaml\n")
+
+    assert load_config(job).model.hybrid.p_hard == 1.0
+    message = f"unknown config key 'model.hybrid.p_hrad' (from {bad})"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(job, architecture="hybrid")
+
+
+def test_the_demos_children_train_under_their_architectures_defaults():
+    spec = load_spec(str(PROJECT_ROOT / "conf" / "experiments" / "demo.yaml"))
+    configs = child_configs(spec, str(PROJECT_ROOT / "conf" / "demo.yaml"), [])
+
+    assert (configs["pooled"].model.dim, configs["pooled"].model.max_length) == (8, 400)
+    assert (configs["baseline"].model.dim, configs["baseline"].model.max_length) == (64, 100)
+    assert configs["baseline"].train.patience == 12
+    assert configs["pooled"].sequences.max_length == configs["baseline"].sequences.max_length == 400
