@@ -45,7 +45,7 @@ from downbeat.pipelines.spark import SparkSettings
 DEFAULT_CONF = Path("conf") / "local.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXTENDS = "extends"
-ARCHITECTURE_DEFAULTS = "models"   # the folder of the architectures' defaults, beside base.yaml
+ARCHITECTURE_DEFAULTS = "models"  # the folder of the architectures' defaults, beside base.yaml
 
 
 @dataclass(frozen=True)
