@@ -39,7 +39,7 @@ from downbeat.pipelines.settings import (
     SkipSettings,
     SplitSettings,
 )
-from downbeat.pipelines.sources import SourceSettings
+from downbeat.pipelines.sources import IngestSettings, SourceSettings
 from downbeat.pipelines.spark import SparkSettings
 
 DEFAULT_CONF = Path("conf") / "local.yaml"
@@ -58,6 +58,7 @@ class Config:
     mlflow: MlflowSettings
     registry: RegistrySettings
     sources: SourceSettings
+    ingest: IngestSettings
     sessions: SessionSettings
     skips: SkipSettings
     split: SplitSettings

@@ -30,6 +30,7 @@ from downbeat.pipelines.sources import (
     events,
     has_duplicates,
     input_files,
+    parse,
     rejects,
 )
 from downbeat.pipelines.sources._common import FILE, LINE, REASON
@@ -55,7 +56,7 @@ def run(spark: SparkSession, cfg: Config, fmt: str, inputs: Sequence[str]) -> In
     files = input_files(inputs)
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     # Not cached: each pass below re-reads the input, which costs less than caching every row.
-    parsed = ADAPTERS[fmt](spark, files, cfg.sources)
+    parsed = parse(fmt, spark, files, cfg.sources, cfg.ingest)
     per_file = {
         r[FILE]: (int(r["_accepted"]), int(r["_rejected"]))
         for r in parsed.groupBy(FILE)

@@ -1,8 +1,9 @@
 """Source adapters: one module per raw log format, each turning files into canonical events.
 
-`parse(spark, files, settings)` returns one row per input record with the canonical columns and
-`file`, `line`, `raw`, `reason` (null when the row is accepted); `events()` and `rejects()` split
-that into bronze/events and bronze/quarantine rows.
+Each adapter's `parse(spark, files, settings)` returns one row per input record with the canonical
+columns and `file`, `line`, `raw`, `reason` (null when the row is accepted); `parse()` here runs
+the format's adapter and rejects times outside the plausible window; `events()` and `rejects()`
+split that into bronze/events and bronze/quarantine rows.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from collections.abc import Callable, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
+from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.sources import events as events_format
 from downbeat.pipelines.sources import lastfm1k, movielens, mssd, piki
 from downbeat.pipelines.sources._common import (
+    IngestSettings,
     MovielensSettings,
     MssdSettings,
     SourceSettings,
     events,
     has_duplicates,
+    in_window,
     input_files,
     rejects,
 )
@@ -41,15 +45,27 @@ GLOBAL_IDS: dict[str, frozenset[str]] = {
     events_format.NAME: events_format.GLOBAL_IDS,
 }
 
+
+def parse(
+    fmt: str, spark: SparkSession, files: Sequence[str], settings: SourceSettings, window: IngestSettings
+) -> DataFrame:
+    """`files` in format `fmt`, a row per record, times outside `window` rejected (`ts_out_of_range`)."""
+    if fmt not in ADAPTERS:
+        raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return in_window(ADAPTERS[fmt](spark, files, settings), window)
+
+
 __all__ = [
     "ADAPTERS",
     "FORMATS",
     "GLOBAL_IDS",
+    "IngestSettings",
     "MovielensSettings",
     "MssdSettings",
     "SourceSettings",
     "events",
     "has_duplicates",
     "input_files",
+    "parse",
     "rejects",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import glob
 import os
@@ -16,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from downbeat.pipelines import schemas as S
-from downbeat.pipelines.errors import InputError
+from downbeat.pipelines.errors import ConfigError, InputError
 
 FILE, LINE, RAW, REASON = "file", "line", "raw", "reason"
 # Columns every adapter's parse() returns: the canonical event without source/event_id/date, plus
@@ -56,6 +57,69 @@ class MssdSettings:
 class SourceSettings:
     movielens: MovielensSettings
     mssd: MssdSettings
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+OUT_OF_RANGE = "value_out_of_range"
+INT64_MAX = 2**63 - 1
+HELD_SECONDS = INT64_MAX // 1_000_000  # the latest epoch second whose microseconds a timestamp holds
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """The plausible window of event times, [min_ts, max_ts): an event outside it goes to the
+    quarantine (`ts_out_of_range`), so no engine meets a time it cannot hold. Fixed dates, never
+    the clock: the same input gives the same tables on any day. ISO-8601 dates or times (no zone
+    means UTC), within years 1000..9998."""
+
+    min_ts: str
+    max_ts: str
+
+    def __post_init__(self) -> None:
+        if self.micros("min_ts") >= self.micros("max_ts"):
+            raise ConfigError(
+                f"config key 'ingest.max_ts': {self.max_ts} is not after ingest.min_ts ({self.min_ts})"
+            )
+
+    def micros(self, key: Literal["min_ts", "max_ts"]) -> int:
+        """The bound as epoch microseconds (what the window compares, on any engine)."""
+        text = getattr(self, key)
+        try:
+            when = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"config key 'ingest.{key}': {text!r} is not an ISO-8601 date or time"
+            ) from None
+        if not 1000 <= when.year <= 9998:
+            raise ConfigError(f"config key 'ingest.{key}': {text!r} is outside years 1000..9998")
+        when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+        return (when - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def in_window(parsed: DataFrame, window: IngestSettings) -> DataFrame:
+    """`parsed` with accepted rows whose time lies outside the window (or could not be held) rejected
+    as `ts_out_of_range`."""
+    micros = F.unix_micros(F.col(S.TS))
+    outside = F.col(REASON).isNull() & (
+        micros.isNull()
+        | (micros < F.lit(window.micros("min_ts")))
+        | (micros >= F.lit(window.micros("max_ts")))
+    )
+    message = f"ts_out_of_range: outside ingest.min_ts..ingest.max_ts ({window.min_ts}..{window.max_ts})"
+    return parsed.withColumn(REASON, F.when(outside, F.lit(message)).otherwise(F.col(REASON)))
+
+
+def whole_number(text: Column, name: str, bound: int) -> tuple[Column, Column]:
+    """The check that a field of digits fits `bound` (a type's range, or a plausible one):
+    `value_out_of_range`, naming the field and its value. Non-digit text is another check's."""
+    digits = F.regexp_extract(text, r"^\+?0*(\d+)$", 1)
+    fits = (F.length(digits) < len(str(bound))) | (
+        (F.length(digits) == len(str(bound))) & (digits <= F.lit(str(bound)))
+    )
+    return (
+        text.rlike(r"^\+?\d+$") & ~fits,
+        says(f"{OUT_OF_RANGE}: {name} ", text, f" is past {bound}"),
+    )
 
 
 def input_files(paths: Sequence[str]) -> list[str]:
@@ -230,7 +294,7 @@ def parsed_frame(
         kept(ms_played).cast("long").alias(S.MS_PLAYED),
         F.col(FILE),
         F.col(LINE).cast("long").alias(LINE),
-        F.when(rejected, F.col(RAW)).alias(RAW),  # kept (and, for Parquet, rendered) for rejects only
+        F.col(RAW),  # read (and, for Parquet, rendered) only where a reject selects it
         reason.alias(REASON),
     )
 

@@ -23,6 +23,8 @@ from pyspark.sql import types as T
 
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.sources._common import (
+    HELD_SECONDS,
+    INT64_MAX,
     LINE,
     RAW,
     SourceSettings,
@@ -32,6 +34,7 @@ from downbeat.pipelines.sources._common import (
     numbered_lines,
     parsed_frame,
     says,
+    whole_number,
 )
 
 NAME = "movielens"
@@ -85,6 +88,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
             rating.isNull() | (rating < 0.5) | (rating > 5) | (F.floor(rating * 2) != rating * 2),
             says("rating ", rating_text, " is not 0.5..5 in half stars"),
         ),
+        whole_number(seconds_text, "timestamp", INT64_MAX),
         (seconds.isNull() | (seconds < 0), says("timestamp ", seconds_text, " is not unix seconds")),
     )
     feedback = (
@@ -101,7 +105,8 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
     return parsed_frame(
         rows,
         user=user,
-        ts=F.timestamp_seconds(seconds),
+        # past HELD_SECONDS the time's microseconds overflow: null, then ingest's window rejects it
+        ts=F.when(seconds <= HELD_SECONDS, F.timestamp_seconds(seconds)),
         track=item,
         station=station,
         session=F.lit(None),

@@ -30,6 +30,7 @@ from downbeat.pipelines.sources._common import (
     parsed_frame,
     require_columns,
     says,
+    whole_number,
     wrong_width,
 )
 
@@ -39,6 +40,9 @@ NAME = "mssd"
 GLOBAL_IDS: frozenset[str] = frozenset()
 REQUIRED = ("session_id", "session_position", "track_id_clean", "hour_of_day", "date")
 STATION = "context_type"
+MAX_POSITION = (
+    100_000  # a play's time is its session's start plus a minute a position: past this, implausible
+)
 
 
 def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
@@ -58,7 +62,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         return F.trim(field(parts, index[name])) if name in index else F.lit(None).cast("string")
 
     session = col("session_id")
-    position = col("session_position").try_cast("int")
+    position = col("session_position").try_cast("long")
     hour = col("hour_of_day").try_cast("int")
     date_text = col("date")
     day = F.when(
@@ -70,6 +74,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         wrong_width(parts, len(first), "comma"),
         (blank(session), "empty session_id"),
         (blank(col("track_id_clean")), "empty track_id_clean"),
+        whole_number(col("session_position"), "session_position", MAX_POSITION),
         (
             position.isNull() | (position < 1),
             says("session_position ", col("session_position"), " is not a positive integer"),

@@ -1,0 +1,154 @@
+"""One bad row must never break the lakehouse: times outside the plausible window and values past
+their column's type are quarantined line by line, and the build that follows succeeds on both
+engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from downbeat.jobs import build, ingest
+from downbeat.jobs.config import load_config
+from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import ConfigError
+from downbeat.pipelines.lakehouse import Lakehouse
+
+ML_1M = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "movielens_1m_part" / "ratings.dat"
+
+
+def config(root: Path, *more: str):
+    return load_config(None, [f"lakehouse.root={root}", "spark.log_level=ERROR", *more])
+
+
+def events_csv(path: Path, bad: list[str]) -> Path:
+    """Three users' plays over two days, with `bad` lines mixed in after the header."""
+    lines = ["user_id,ts,track_id,feedback"]
+    start = dt.datetime(2024, 3, 1, 8, 0)
+    for u in range(3):
+        for i in range(30):
+            ts = start + dt.timedelta(hours=2 * i, minutes=u)
+            lines.append(f"u{u},{ts:%Y-%m-%dT%H:%M:%SZ},t{(i * (u + 1)) % 7},play")
+    lines[5:5] = bad
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def quarantined(spark, cfg) -> dict[int, str]:
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    return {r["line"]: r["reason"] for r in lakehouse.read("bronze/quarantine").collect()}
+
+
+def latest_event(spark, cfg) -> dt.datetime:
+    """The latest bronze event's time, in UTC (epoch microseconds: no zone of this process)."""
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    micros = lakehouse.read("bronze/events").select(F.max(F.unix_micros(S.TS))).first()[0]
+    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "10000-01-01T00:00:00Z",
+        "+294247-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "2100-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+    ],
+)
+def test_an_event_outside_the_window_is_quarantined_and_the_build_succeeds(spark, tmp_path, ts):
+    cfg = config(tmp_path / "lh")
+    result = ingest.run(spark, cfg, "events", [str(events_csv(tmp_path / "log.csv", [f"u0,{ts},t1,play"]))])
+
+    assert (result.accepted, result.rejected) == (90, 1)
+    assert quarantined(spark, cfg)[6].startswith("ts_out_of_range:")
+    assert latest_event(spark, cfg) == dt.datetime(2024, 3, 3, 18, 2)
+    build.run(spark, cfg)  # and the lakehouse still builds
+
+
+def test_the_window_is_a_setting_checked_when_the_config_loads(spark, tmp_path):
+    cfg = config(tmp_path / "lh", "ingest.min_ts=2024-03-02")
+    result = ingest.run(spark, cfg, "events", [str(events_csv(tmp_path / "log.csv", []))])
+
+    assert result.rejected == 8 * 3  # the first day's plays, every two hours from 08:00, of each user
+    assert set(quarantined(spark, cfg).values()) == {
+        "ts_out_of_range: outside ingest.min_ts..ingest.max_ts (2024-03-02..2100-01-01)"
+    }
+    for bad, message in [
+        (
+            ["ingest.min_ts=yesterday"],
+            "config key 'ingest.min_ts': 'yesterday' is not an ISO-8601 date or time",
+        ),
+        (["ingest.max_ts=1960-01-01"], "config key 'ingest.max_ts': 1960-01-01 is not after ingest.min_ts"),
+        (["ingest.max_ts=10000-01-01"], "config key 'ingest.max_ts': '10000-01-01' is not an ISO-8601"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            config(tmp_path / "lh", *bad)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "reason"),
+    [
+        ("1000000000000", "ts_out_of_range:"),  # milliseconds where MovieLens has seconds
+        ("9000000000000000000", "ts_out_of_range:"),  # fits int64; its microseconds do not
+        ("99999999999999999999", "value_out_of_range: timestamp '99999999999999999999'"),
+    ],
+)
+def test_a_movielens_time_past_the_window_or_int64_is_quarantined(spark, tmp_path, seconds, reason):
+    ratings = tmp_path / "ratings.dat"
+    ratings.write_text(f"1::10::5::978300760\n1::11::2::{seconds}\n2::10::4::978300761\n")
+    cfg = config(tmp_path / "lh")
+    result = ingest.run(spark, cfg, "movielens", [str(ratings)])
+
+    assert (result.accepted, result.rejected) == (2, 1)
+    assert quarantined(spark, cfg)[2].startswith(reason)
+
+
+def test_an_mssd_session_position_past_its_type_is_quarantined(spark, tmp_path):
+    log = tmp_path / "log.csv"
+    head = "session_id,session_position,session_length,track_id_clean,skip_1,skip_2,skip_3,hour_of_day,date"
+    rows = [f"s1,{p},3,t{p},false,false,false,10,2018-07-15" for p in (1, 2, 3)]
+    log.write_text(
+        "\n".join(
+            [
+                head,
+                *rows,
+                "s2,99999999999999,3,t9,false,true,false,10,2018-07-15",
+                "s3,2147483647,3,t8,false,true,false,10,2018-07-15",
+            ]
+        )
+        + "\n"
+    )
+    cfg = config(tmp_path / "lh")
+    result = ingest.run(spark, cfg, "mssd", [str(log)])
+
+    assert (result.accepted, result.rejected) == (3, 2)
+    reasons = quarantined(spark, cfg)
+    assert reasons[5].startswith("value_out_of_range: session_position '99999999999999'")
+    assert reasons[6].startswith("value_out_of_range: session_position '2147483647'")
+
+
+@pytest.mark.skipif(not ML_1M.is_file(), reason="needs ../shared/datasets/movielens_1m_part")
+@pytest.mark.parametrize("engine", ["spark", "delta-rs"])
+def test_a_real_file_with_a_year_10000_line_and_a_1e12_time_builds_on_each_engine(spark, tmp_path, engine):
+    head = ML_1M.read_text(encoding="latin-1").splitlines()[:3000]
+    mixed = [
+        *head[:100],
+        "1::1193::5::1000000000000",
+        *head[100:2000],
+        "2::1193::1::253402300800",
+        *head[2000:],
+    ]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ratings.dat").write_text("\n".join(mixed) + "\n", encoding="latin-1")
+    cfg = config(tmp_path / "lh", f"delta.engine={engine}", "split.cutoff_quantile=0.9")
+    result = ingest.run(spark, cfg, "movielens", [str(tmp_path / "in" / "ratings.dat")])
+
+    assert (result.accepted, result.rejected) == (3000, 2)
+    assert sorted(quarantined(spark, cfg)) == [101, 2002]
+    build.run(spark, cfg)
+    shutil.rmtree(tmp_path / "lh")
