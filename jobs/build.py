@@ -64,6 +64,22 @@ class BuildResult:
     silver_range: tuple[dt.date, dt.date] | None
 
 
+def check_range(cfg: Config, from_date: dt.date | None, to_date: dt.date | None) -> None:
+    """Bad input (exit 2) when a rebuild's dates cannot be used, before anything is read."""
+    if (from_date is None) != (to_date is None):
+        raise InputError("--from-date and --to-date go together")
+    if from_date is None or to_date is None:
+        return
+    if from_date > to_date:
+        raise InputError(f"--from-date {from_date} is after --to-date {to_date}")
+    first, last = cfg.ingest.days()
+    if not first <= from_date <= to_date <= last:
+        raise InputError(
+            f"--from-date {from_date} and --to-date {to_date} must lie in ingest.min_ts..ingest.max_ts "
+            f"({first}..{last}): no event outside it is in the lakehouse"
+        )
+
+
 def run(
     spark: SparkSession,
     cfg: Config,
@@ -73,16 +89,13 @@ def run(
     """Rebuild silver/plays (all of it, or the dates around [from_date, to_date]) and every gold table."""
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     features = cfg.features
-    if (from_date is None) != (to_date is None):
-        raise InputError("--from-date and --to-date go together")
+    check_range(cfg, from_date, to_date)
     check_split(features.split)  # before anything is written: a bad key leaves every table as it was
     check_sequences(features.sequences)
     events = lakehouse.read(EVENTS)
     versions: dict[str, int] = {}
     silver_range = None
     if from_date is not None and to_date is not None:
-        if from_date > to_date:
-            raise InputError(f"--from-date {from_date} is after --to-date {to_date}")
         if not lakehouse.exists(PLAYS):
             raise InputError(f"{PLAYS} does not exist yet: run a full build (no --from-date) first")
         silver_range = (from_date - NEIGHBOUR, to_date + NEIGHBOUR)

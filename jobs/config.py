@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fnmatch
+import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -41,6 +44,7 @@ from downbeat.pipelines.settings import (
 )
 from downbeat.pipelines.sources import IngestSettings, SourceSettings
 from downbeat.pipelines.spark import SparkSettings
+from downbeat.pipelines.split import check_sequences, check_split
 
 DEFAULT_CONF = Path("conf") / "local.yaml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +110,112 @@ def load_config(
         key, value = _parse_override(override)
         _set_dotted(values, origins, key, value, origin="--set")
     built = _build(Config, values, origins, prefix="", skip={"source_files"})
+    check_ranges(built, origins)
     return dataclasses.replace(built, source_files=tuple(str(f) for f in files))
+
+
+# Each numeric setting's range, checked when a config loads (before Spark or MLflow start):
+# (key pattern, lowest, highest, whether the bounds are open); None = unbounded.
+RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
+    ("spark.shuffle_partitions", 1, None, "[]"),
+    ("sessions.gap_minutes", 0, None, "(]"),
+    ("skips.threshold_seconds", 0, None, "[]"),
+    ("eval.max_pairs_per_user", 1, None, "[]"),
+    ("model.dim", 1, None, "[]"),
+    ("model.layers", 1, None, "[]"),
+    ("model.heads", 1, None, "[]"),
+    ("model.max_length", 1, None, "[]"),
+    ("model.dropout", 0, 1, "[)"),
+    ("model.history_dropout", 0, 1, "[)"),
+    ("model.init_std", 0, None, "(]"),
+    ("model.*.sampled_negatives", 1, None, "[]"),
+    ("model.*.p_task", 0, 1, "(]"),
+    ("model.*.p_hard", 0, 1, "[]"),
+    ("model.*.history_dropout", 0, 1, "[)"),
+    ("model.*.k", 1, None, "[]"),
+    ("model.*.temperature", 0, None, "(]"),
+    ("model.*.window", 1, None, "[]"),
+    ("model.*.horizontal", 1, None, "[]"),
+    ("model.*.vertical", 0, None, "[]"),
+    ("model.*.alpha", 0, None, "[]"),
+    ("model.*.beta", 0, None, "[]"),
+    ("model.*.catalog_weight", 0, None, "[]"),
+    ("model.*.catalog_blend", 0, 1, "[]"),
+    ("model.*.gbce_t", 0, 1, "[]"),
+    ("model.*.not_to_recommend", 0, None, "[]"),
+    ("optim.learning_rate", 0, None, "(]"),
+    ("optim.weight_decay", 0, None, "[]"),
+    ("optim.warmup_steps", 0, None, "[]"),
+    ("optim.clip_norm", 0, None, "(]"),
+    ("optim.adam_beta2", 0, 1, "()"),
+    ("train.batch_size", 1, None, "[]"),
+    ("train.max_epochs", 1, None, "[]"),
+    ("train.patience", 1, None, "[]"),
+    ("train.eval_batch_size", 1, None, "[]"),
+    ("train.processes", 1, None, "[]"),
+    ("train.shuffle_buffer", 1, None, "[]"),
+    ("train.prefetch", 0, None, "[]"),
+    ("train.collective_timeout_s", 1, None, "[]"),
+)
+# What Spark reads as a memory size, and the master URLs it knows.
+MEMORY = re.compile(r"^\d+[kmgtp]?b?$", re.IGNORECASE)
+MASTER = re.compile(
+    r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn|(spark|k8s|mesos)://\S+)$"
+)
+
+
+def check_ranges(cfg: Config, origins: Mapping[str, str]) -> None:
+    """Every setting within its range (RANGES, finite numbers, Spark's forms, the split's rules):
+    one line naming the key, the value, the range and the file it came from, else nothing."""
+    flat = dict(_flat(dataclasses.asdict(cfg), prefix=""))
+    for key, value in flat.items():
+        where = _origin_of(origins, key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value} (in {where})")
+        for pattern, low, high, bounds in RANGES:
+            if fnmatch.fnmatchcase(key, pattern) and not _within(value, low, high, bounds):
+                raise ConfigError(
+                    f"config key '{key}' must be {_range(low, high, bounds)}, got {value} (in {where})"
+                )
+    if cfg.model.dim % cfg.model.heads:
+        raise ConfigError(
+            f"config key 'model.heads' must divide model.dim ({cfg.model.dim}), got {cfg.model.heads} "
+            f"(in {_origin_of(origins, 'model.heads')})"
+        )
+    if not MEMORY.match(cfg.spark.driver_memory):
+        raise ConfigError(
+            f"config key 'spark.driver_memory' must be a size Spark reads (e.g. 4g, 512m), "
+            f"got {cfg.spark.driver_memory!r} (in {_origin_of(origins, 'spark.driver_memory')})"
+        )
+    if cfg.spark.master is not None and not MASTER.match(cfg.spark.master):
+        raise ConfigError(
+            f"config key 'spark.master' must be local[N], local-cluster[N,C,M], yarn or spark://, k8s://, "
+            f"mesos:// URL, got {cfg.spark.master!r} (in {_origin_of(origins, 'spark.master')})"
+        )
+    check_split(cfg.split)
+    check_sequences(cfg.sequences)
+
+
+def _flat(data: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "conf":
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _within(value: Any, low: float | None, high: float | None, bounds: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    above = low is None or (value > low if bounds[0] == "(" else value >= low)
+    below = high is None or (value < high if bounds[1] == ")" else value <= high)
+    return above and below
+
+
+def _range(low: float | None, high: float | None, bounds: str) -> str:
+    if high is None:
+        return f"more than {low}" if bounds[0] == "(" else f"at least {low}"
+    return f"in {bounds[0]}{low}, {high}{bounds[1]}"
 
 
 def to_yaml(cfg: Config) -> str:
@@ -146,6 +255,8 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: invalid YAML{where}: {problem}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # a date-shaped value that is no date: YAML's date constructor refuses it
+        raise ConfigError(f"config file {path}: a value is not a valid date ({exc})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -208,7 +319,7 @@ def _parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date-shaped value that is no date (2024-13-45)
         value = raw
     return key, value
 

@@ -96,6 +96,13 @@ class IngestSettings:
         return (when - EPOCH) // dt.timedelta(microseconds=1)
 
 
+    def days(self) -> tuple[dt.date, dt.date]:
+        """The window's first and last UTC days (what a --from-date or --to-date must lie in)."""
+        first = EPOCH + dt.timedelta(microseconds=self.micros("min_ts"))
+        last = EPOCH + dt.timedelta(microseconds=self.micros("max_ts") - 1)
+        return first.date(), last.date()
+
+
 def in_window(parsed: DataFrame, window: IngestSettings) -> DataFrame:
     """`parsed` with accepted rows whose time lies outside the window (or could not be held) rejected
     as `ts_out_of_range`."""

@@ -12,7 +12,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from downbeat.jobs import build, ingest
-from downbeat.jobs.config import load_config
+from downbeat.jobs.cli import main
+from downbeat.jobs.config import PROJECT_ROOT, load_config
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import ConfigError
 from downbeat.pipelines.lakehouse import Lakehouse
@@ -152,3 +153,77 @@ def test_a_real_file_with_a_year_10000_line_and_a_1e12_time_builds_on_each_engin
     assert sorted(quarantined(spark, cfg)) == [101, 2002]
     build.run(spark, cfg)
     shutil.rmtree(tmp_path / "lh")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("train.batch_size=0", "config key 'train.batch_size' must be at least 1, got 0 (in --set)"),
+        ("train.max_epochs=0", "config key 'train.max_epochs' must be at least 1, got 0 (in --set)"),
+        ("model.dim=0", "config key 'model.dim' must be at least 1, got 0 (in --set)"),
+        ("model.heads=3", "config key 'model.heads' must divide model.dim (64), got 3 (in --set)"),
+        (
+            "optim.learning_rate=.nan",
+            "config key 'optim.learning_rate' must be a finite number, got nan (in --set)",
+        ),
+        (
+            "spark.shuffle_partitions=0",
+            "config key 'spark.shuffle_partitions' must be at least 1, got 0 (in --set)",
+        ),
+        (
+            "spark.driver_memory=abc",
+            "config key 'spark.driver_memory' must be a size Spark reads (e.g. 4g, 512m)",
+        ),
+        ("spark.master=bogus", "config key 'spark.master' must be local[N], local-cluster[N,C,M], yarn or"),
+        (
+            "split.cutoff_date=2024-13-45",
+            "config key 'split.cutoff_date' must be YYYY-MM-DD, got '2024-13-45'",
+        ),
+    ],
+)
+def test_a_setting_out_of_range_exits_2_before_spark_or_mlflow_start(tmp_path, capsys, setting, message):
+    store = tmp_path / "mlruns.db"
+    common = ["--set", f"mlflow.tracking_uri=sqlite:///{store}", "--set", f"lakehouse.root={tmp_path / 'lh'}"]
+    capsys.readouterr()
+
+    assert main([*common, "--set", setting, "train", "--model", "baseline"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"downbeat: error: {message}")
+    assert not store.exists() and not (tmp_path / "lh").exists()
+
+
+def test_a_config_file_that_is_not_utf8_or_holds_an_impossible_date_is_named(tmp_path, capsys):
+    for name, body, message in [
+        ("latin.yaml", b"extends: base.yaml\n# caf\xe9\n", "not UTF-8 text (byte 24)"),
+        (
+            "date.yaml",
+            b"extends: base.yaml\nsplit:\n  cutoff_date: 2024-13-45\n",
+            "a value is not a valid date (month must be in 1..12)",
+        ),
+    ]:
+        shutil.copy(PROJECT_ROOT / "conf" / "base.yaml", tmp_path / "base.yaml")
+        path = tmp_path / name
+        path.write_bytes(body)
+        assert main(["--conf", str(path), "config", "show"]) == 2
+        assert (
+            capsys.readouterr().err.strip().splitlines()[-1]
+            == f"downbeat: error: config file {path}: {message}"
+        )
+
+
+def test_a_rebuild_range_outside_the_window_exits_2(spark, tmp_path, capsys):
+    capsys.readouterr()
+    args = [
+        "--set",
+        f"lakehouse.root={tmp_path / 'lh'}",
+        "build",
+        "--from-date",
+        "9999-12-31",
+        "--to-date",
+        "9999-12-31",
+    ]
+
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "downbeat: error: --from-date 9999-12-31 and --to-date 9999-12-31 must lie in "
+        "ingest.min_ts..ingest.max_ts (1970-01-01..2099-12-31): no event outside it is in the lakehouse"
+    )
