@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="downbeat",
         description="Spark feature pipelines and models that learn from what listeners reject.",
-        epilog="Exit codes: 0 ok, 2 bad input or config, 1 anything else.",
+        epilog="Exit codes: 0 ok, 2 bad input or config, 130/143 interrupted (SIGINT/SIGTERM), 1 other.",
     )
     add_global_options(parser)
     common = Parser(add_help=False)

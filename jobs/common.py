@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -70,19 +73,59 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # py4j logs an interrupted call's traceback on the
+        handler.addFilter(_not_an_interruption)  # root logger; the interruption has a line of its own
+    received: list[int] = []
     try:
-        return fn() or EXIT_OK
+        with _signals_interrupt(received):
+            return fn() or EXIT_OK
     except (InputError, ConflictError) as exc:
+        if received:
+            return _interrupted(prog, received)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(prog, received)
     except Exception as exc:
+        if received:  # Spark's JVM took the terminal's Ctrl-C too: what failed is the interruption
+            return _interrupted(prog, received)
         traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"{prog}: failed: {first}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _not_an_interruption(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and record.exc_info[0] is KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def _signals_interrupt(received: list[int]) -> Iterator[None]:
+    """SIGINT and SIGTERM end the command as an interruption (the signal noted in `received`):
+    the open transaction aborts before its commit, the MLflow run ends, tables stay at their last
+    committed version. Only the main thread can take signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    before = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def _interrupted(prog: str, received: list[int]) -> int:
+    """One line and 128 + the signal (130 for Ctrl-C, 143 for a scheduler's SIGTERM)."""
+    signum = received[0] if received else signal.SIGINT
+    name = signal.Signals(signum).name
+    print(f"{prog}: interrupted ({name}): every table is at its last committed version", file=sys.stderr)
+    return 128 + signum
 
 
 def job_main(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,13 @@ def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession
         builder = builder.master(settings.master)
     for key, value in conf.items():
         builder = builder.config(key, value)
+    # SparkContext puts its own Ctrl-C handler in (it cancels the jobs through the JVM, from inside
+    # the signal, while the main thread may be in a call to that JVM); the caller's stays instead.
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_interrupt = signal.getsignal(signal.SIGINT) if main_thread else None
     spark = builder.getOrCreate()
+    if on_interrupt is not None:
+        signal.signal(signal.SIGINT, on_interrupt)
     # A session that already existed (spark-submit, notebooks) keeps its static settings, but the
     # SQL settings downbeat's results depend on are applied either way.
     for key in (

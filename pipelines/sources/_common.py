@@ -95,7 +95,6 @@ class IngestSettings:
         when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
         return (when - EPOCH) // dt.timedelta(microseconds=1)
 
-
     def days(self) -> tuple[dt.date, dt.date]:
         """The window's first and last UTC days (what a --from-date or --to-date must lie in)."""
         first = EPOCH + dt.timedelta(microseconds=self.micros("min_ts"))

@@ -5,7 +5,12 @@ engines."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +232,46 @@ def test_a_rebuild_range_outside_the_window_exits_2(spark, tmp_path, capsys):
         "downbeat: error: --from-date 9999-12-31 and --to-date 9999-12-31 must lie in "
         "ingest.min_ts..ingest.max_ts (1970-01-01..2099-12-31): no event outside it is in the lakehouse"
     )
+
+
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_a_build_interrupted_mid_write_ends_in_one_line_and_128_plus_the_signal(
+    spark, tmp_path, signum, group
+):
+    """Ctrl-C in a terminal reaches the whole process group (Spark's JVM too); a scheduler's SIGTERM
+    reaches the driver alone. Either way: one line, exit 130 / 143, every table at a committed version."""
+    cfg = config(tmp_path / "lh")
+    ingest.run(spark, cfg, "events", [str(events_csv(tmp_path / "log.csv", []))])
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    before = lakehouse.version("bronze/events")
+    out, err = tmp_path / "build.out", tmp_path / "build.err"
+    command = [
+        sys.executable,
+        "-m",
+        "downbeat.jobs.cli",
+        "--set",
+        f"lakehouse.root={tmp_path / 'lh'}",
+        "build",
+    ]
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "writing data files" not in err.read_text() and process.poll() is None:
+            assert time.monotonic() < deadline, err.read_text()[-3000:]
+            time.sleep(0.2)
+        assert process.poll() is None, err.read_text()[-3000:]  # still writing when the signal comes
+        (os.killpg if group else os.kill)(process.pid, signum)
+        code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    lines = err.read_text().strip().splitlines()
+    assert code == 128 + signum, lines[-20:]
+    name = signal.Signals(signum).name
+    assert not any("Traceback" in line for line in lines), lines[-20:]
+    assert lines[-1] == f"downbeat: interrupted ({name}): every table is at its last committed version"
+    assert lakehouse.version("bronze/events") == before
+    for table in ("silver/plays", *build.GOLD):
+        if lakehouse.exists(table):
+            lakehouse.read(table).count()  # a committed version, whole
