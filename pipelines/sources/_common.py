@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import glob
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,9 @@ def input_files(paths: Sequence[str]) -> list[str]:
         raise InputError("no input given (--input PATH)")
     found: list[str] = []
     for given in paths:
-        matches = sorted(glob.glob(given)) if glob.has_magic(given) else [given]
+        # a name that exists is read as named, glob characters and all; else a pattern is matched
+        literal = os.path.lexists(given) or not glob.has_magic(given)
+        matches = [given] if literal else sorted(glob.glob(given))
         if not matches:
             raise InputError(f"input {given}: no file matches")
         for match in matches:
@@ -143,6 +146,11 @@ def input_files(paths: Sequence[str]) -> list[str]:
                 found += [str(p.resolve()) for p in sorted(path.iterdir()) if visible(p) and p.is_file()]
             elif not path.exists():
                 raise InputError(f"input file {match} not found")
+            elif not visible(path):
+                raise InputError(
+                    f"input file {match}: Spark's readers skip names that start with '_' or '.' "
+                    "(or end in .crc); rename it to ingest it"
+                )
             else:
                 found.append(str(path.resolve()))
     for path_text in found:
@@ -151,6 +159,12 @@ def input_files(paths: Sequence[str]) -> list[str]:
     if not found:
         raise InputError(f"input {', '.join(paths)}: no files in it")
     return sorted(dict.fromkeys(found))
+
+
+def spark_path(path: str) -> str:
+    """`path` as Spark's readers take it literally: Hadoop expands glob characters in a path, so
+    `a[1].tsv` would read `a1.tsv`; escaped, it reads itself."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", path)
 
 
 def visible(path: Path) -> bool:
@@ -188,7 +202,7 @@ def numbered_lines(spark: SparkSession, files: Sequence[str]) -> DataFrame:
     """
     block = "_block"
     row_id = "_row"
-    text = spark.read.text(list(files)).select(
+    text = spark.read.text([spark_path(f) for f in files]).select(
         F.col("_metadata.file_path").alias(FILE),
         F.col("_metadata.file_block_start").alias(block),
         F.monotonically_increasing_id().alias(row_id),

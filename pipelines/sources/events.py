@@ -28,6 +28,7 @@ from downbeat.pipelines.sources._common import (
     parsed_frame,
     require_columns,
     says,
+    spark_path,
     union_all,
     with_local_files,
 )
@@ -88,7 +89,7 @@ def _json(spark: SparkSession, paths: list[str]) -> DataFrame:
 
 
 def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
-    data = spark.read.parquet(*paths)
+    data = spark.read.parquet(*[spark_path(p) for p in paths])
     present = set(data.columns)
     missing = [c for c in REQUIRED if c not in present]
     if missing:

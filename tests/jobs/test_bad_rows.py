@@ -275,3 +275,44 @@ def test_a_build_interrupted_mid_write_ends_in_one_line_and_128_plus_the_signal(
     for table in ("silver/plays", *build.GOLD):
         if lakehouse.exists(table):
             lakehouse.read(table).count()  # a committed version, whole
+
+
+def test_a_file_whose_name_holds_glob_characters_is_read_as_named(spark, tmp_path):
+    named = events_csv(tmp_path / "a[1].csv", [])
+    events_csv(tmp_path / "a1.csv", ["u9,2024-03-01T09:00:00Z,t1,play"])  # what the name matches as a pattern
+    cfg = config(tmp_path / "lh")
+    result = ingest.run(spark, cfg, "events", [str(named)])
+
+    assert (result.files, result.accepted, result.rejected) == ((str(named),), 90, 0)
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    assert {r[0] for r in lakehouse.read("bronze/events").select(S.USER_ID).distinct().collect()} == {
+        "u0",
+        "u1",
+        "u2",
+    }
+
+
+@pytest.mark.parametrize("name", ["_part.csv", ".hidden.csv"])
+def test_a_hidden_file_named_on_the_command_line_is_refused_not_skipped(spark, tmp_path, capsys, name):
+    path = events_csv(tmp_path / name, [])
+    capsys.readouterr()
+
+    assert (
+        main(
+            [
+                "--set",
+                f"lakehouse.root={tmp_path / 'lh'}",
+                "ingest",
+                "--format",
+                "events",
+                "--input",
+                str(path),
+            ]
+        )
+        == 2
+    )
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"downbeat: error: input file {path}: Spark's readers skip names that start with '_' or '.' "
+        "(or end in .crc); rename it to ingest it"
+    )
+    assert not (tmp_path / "lh").exists()
