@@ -181,6 +181,11 @@ def header_of(path: str) -> list[str]:
 
 
 def require_columns(path: str, header: Iterable[str], required: Iterable[str], fmt: str) -> None:
+    names = list(header)
+    twice = sorted({n for n in names if n and names.count(n) > 1})
+    if twice:
+        raise InputError(f"input file {path}: header names column(s) {', '.join(twice)} more than once")
+    header = names
     missing = [c for c in required if c not in header]
     if missing:
         raise InputError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -89,6 +91,12 @@ def _json(spark: SparkSession, paths: list[str]) -> DataFrame:
 
 
 def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
+    for path in paths:  # each file's footer, so that a file that is no Parquet is named
+        try:
+            pq.read_metadata(path)
+        except (pa.ArrowException, OSError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise InputError(f"input file {path}: not a readable Parquet file ({reason})") from None
     data = spark.read.parquet(*[spark_path(p) for p in paths])
     present = set(data.columns)
     missing = [c for c in REQUIRED if c not in present]

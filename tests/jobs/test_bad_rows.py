@@ -316,3 +316,48 @@ def test_a_hidden_file_named_on_the_command_line_is_refused_not_skipped(spark, t
         "(or end in .crc); rename it to ingest it"
     )
     assert not (tmp_path / "lh").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        (
+            "twice.csv",
+            b"user_id,ts,track_id,user_id\nu1,2024-03-01T09:00:00Z,t1,u1\n",
+            "header names column(s) user_id more than once",
+        ),
+        (
+            "junk.parquet",
+            b"PAR1" + bytes(range(256)) * 4,
+            "not a readable Parquet file (Parquet magic bytes not found",
+        ),
+    ],
+)
+def test_a_bad_header_or_a_file_that_is_no_parquet_is_one_line_and_exit_2(
+    spark, tmp_path, capsys, name, body, message
+):
+    path = tmp_path / name
+    path.write_bytes(body)
+    capsys.readouterr()
+
+    assert (
+        main(
+            [
+                "--set",
+                f"lakehouse.root={tmp_path / 'lh'}",
+                "ingest",
+                "--format",
+                "events",
+                "--input",
+                str(path),
+            ]
+        )
+        == 2
+    )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith(f"downbeat: error: input file {path}: {message}")
+    )
+    assert not (tmp_path / "lh").exists()
