@@ -193,7 +193,40 @@ def snapshots(
         if rows == 0 and table not in may_be_empty:
             raise InputError(f"table {table} version {version} is empty: nothing to train or evaluate on")
         out[table] = TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows)
+    check_one_build(lakehouse, out)
     return out
+
+
+def check_one_build(lakehouse: Lakehouse, tables: dict[str, TableSnapshot]) -> None:
+    """Bad input (exit 2) when the gold snapshots come from different builds (each build commits
+    its gold tables as one batch; a build stopped between two of those commits leaves a mix)."""
+    builds: dict[str, tuple[str, int]] = {}
+    for table, snapshot in tables.items():
+        batch = (
+            writer_commit(lakehouse, snapshot).get("downbeat.batch") if table.startswith("gold/") else None
+        )
+        if batch is not None:
+            builds.setdefault(str(batch), (table, snapshot.version))
+    if len(builds) > 1:
+        (one, (t1, v1)), (other, (t2, v2)) = list(builds.items())[:2]
+        raise InputError(
+            f"tables {t1} version {v1} (build {one}) and {t2} version {v2} (build {other}) come from "
+            "different builds: run `downbeat build`"
+        )
+
+
+def writer_commit(lakehouse: Lakehouse, snapshot: TableSnapshot) -> dict[str, Any]:
+    """The commit record of the downbeat write that made the snapshot's data: the newest at or
+    before its version carrying `downbeat.operation` (maintenance commits such as OPTIMIZE carry
+    none, and rewrite no data); empty when the log no longer has one."""
+    return next(
+        (
+            e
+            for e in lakehouse.history(snapshot.table)
+            if e.get("version", -1) <= snapshot.version and "downbeat.operation" in e
+        ),
+        {},
+    )
 
 
 def read_yaml_mapping(path: str, what: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from downbeat.jobs.common import snapshots
+from downbeat.jobs.common import snapshots, writer_commit
 from downbeat.jobs.config import PROJECT_ROOT, Config, to_yaml
 from downbeat.models.contract import Tables
 from downbeat.pipelines.errors import InputError
@@ -141,8 +141,8 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
     from downbeat.models.loader import table_width
 
     training, sequences = tables[Tables.TRAINING_SEQUENCES], tables[Tables.SEQUENCES]
-    written = _commit(lakehouse, sequences)  # the build's write of gold/sequences
-    batches = {training.table: _commit(lakehouse, training).get("downbeat.batch")}
+    written = writer_commit(lakehouse, sequences)  # the build's write of gold/sequences
+    batches = {training.table: writer_commit(lakehouse, training).get("downbeat.batch")}
     batches[sequences.table] = written.get("downbeat.batch")
     if training.rows != train_rows or (None not in batches.values() and len(set(batches.values())) > 1):
         raise InputError(
@@ -172,22 +172,8 @@ def check_training_table(lakehouse: Lakehouse, tables: dict[str, Any], train_row
 def build_settings(lakehouse: Lakehouse, snapshot: TableSnapshot) -> dict[str, Any] | None:
     """The build settings (FeatureSettings.record) the build that wrote the snapshot's data
     recorded, or None for tables written before builds recorded them."""
-    raw = _commit(lakehouse, snapshot).get(BUILD_SETTINGS_TAG)
+    raw = writer_commit(lakehouse, snapshot).get(BUILD_SETTINGS_TAG)
     return None if raw is None else dict(json.loads(raw))
-
-
-def _commit(lakehouse: Lakehouse, snapshot: TableSnapshot) -> dict[str, Any]:
-    """The commit record of the downbeat write that made the snapshot's data: the newest at or
-    before its version carrying `downbeat.operation` (maintenance commits such as OPTIMIZE carry
-    none, and rewrite no data); empty when the log no longer has one."""
-    return next(
-        (
-            e
-            for e in lakehouse.history(snapshot.table)
-            if e.get("version", -1) <= snapshot.version and "downbeat.operation" in e
-        ),
-        {},
-    )
 
 
 def _launch(spec: Any, world: int, cuda: bool, cfg: Config) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from downbeat.jobs.config import PROJECT_ROOT, load_config
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import ConfigError
 from downbeat.pipelines.lakehouse import Lakehouse
+from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING, own_copy, store_settings
 
 ML_1M = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "movielens_1m_part" / "ratings.dat"
 
@@ -361,3 +362,29 @@ def test_a_bad_header_or_a_file_that_is_no_parquet_is_one_line_and_exit_2(
         .startswith(f"downbeat: error: input file {path}: {message}")
     )
     assert not (tmp_path / "lh").exists()
+
+
+def test_gold_tables_of_two_builds_are_refused_before_any_mlflow_run(
+    spark, built_lakehouse, tmp_path, capsys
+):
+    """A build stopped between two of its gold commits leaves a mix: here gold/eval_pairs is
+    rewritten in a batch of its own, as a second build that committed only that table would."""
+    root = own_copy(built_lakehouse, tmp_path)
+    lakehouse = Lakehouse(spark, str(root / "lh"))
+    with lakehouse.transaction() as tx:
+        tx.stage(lakehouse.read("gold/eval_pairs"), "gold/eval_pairs", operation="overwrite")
+    store = tmp_path / "store"
+    common = [
+        x for s in (*store_settings(root / "lh", store), *SHORT_SPLITS, *TINY_TRAINING) for x in ("--set", s)
+    ]
+    capsys.readouterr()
+
+    for command in (
+        ["train", "--model", "baseline"],
+        ["evaluate", "--model-uri", "models:/downbeat@champion"],
+    ):
+        assert main([*common, *command]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("downbeat: error: tables gold/") and "come from different builds" in line, line
+        assert "gold/eval_pairs" in line and line.endswith("run `downbeat build`")
+    assert not (store / "mlruns.db").exists()
