@@ -1,21 +1,26 @@
-"""`downbeat maintain [--optimize] [--vacuum-hours N] [--table T ...]`: compaction and vacuum.
+"""`downbeat maintain [--optimize] [--vacuum-hours N] [--table T ...]`: compaction and vacuum;
+`--history TABLE` and `--restore TABLE --version N`: a table's commits, and rolling it back.
 
 For a scheduler, after the nightly build: `--optimize` compacts each table's small files (a new
 version with the same rows); `--vacuum-hours N` deletes the files that no version of the last N
 hours needs, and files that no version references (left by failed writes). Time travel to a
 version older than N hours fails afterwards; versions inside the N hours keep working. A vacuum
 must not be shorter than the longest write that may run concurrently on the table.
+`--restore` (Delta's RESTORE, either engine) makes a new version with an earlier version's content,
+so an operator rolls back a bad commit (a bad ingest) without Python; rebuild afterwards.
 Also runnable as `spark-submit jobs/maintain.py [--optimize] [--vacuum-hours N]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -65,6 +70,22 @@ def run(
     return done
 
 
+def restore(spark: SparkSession, cfg: Config, table: str, version: int) -> Maintenance:
+    """Roll `table` back to `version` (a new version with that content)."""
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    if not lakehouse.exists(table):
+        raise InputError(f"table {table} does not exist under {lakehouse.root}")
+    return lakehouse.restore(table, version)
+
+
+def history(spark: SparkSession, cfg: Config, table: str) -> list[dict[str, Any]]:
+    """`table`'s commits, newest first."""
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    if not lakehouse.exists(table):
+        raise InputError(f"table {table} does not exist under {lakehouse.root}")
+    return lakehouse.history(table)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimize", action="store_true", help="compact small files (a new version)")
     parser.add_argument(
@@ -73,14 +94,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--table", action="append", default=[], metavar="LAYER/NAME", help="only this table (repeatable)"
     )
+    parser.add_argument("--history", metavar="LAYER/NAME", help="print the table's commits, newest first")
+    parser.add_argument(
+        "--restore",
+        metavar="LAYER/NAME",
+        help="roll the table back to --version N (a new version with its content)",
+    )
+    parser.add_argument("--version", type=int, metavar="N", help="the version --restore goes back to")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
 def command(args: argparse.Namespace) -> int:
     cfg = config_from(args)
+    if (args.restore is None) != (args.version is None):
+        raise InputError("--restore TABLE and --version N go together")
+    if (args.restore or args.history) and (args.optimize or args.vacuum_hours is not None or args.table):
+        raise InputError(
+            "--restore and --history name their own table: run them apart from --optimize and --vacuum-hours"
+        )
     spark = spark_session(cfg.spark, cfg.delta)
     started = time.monotonic()
-    done = run(spark, cfg, optimize=args.optimize, vacuum_hours=args.vacuum_hours, tables=args.table)
+    if args.history is not None:
+        return _print_history(history(spark, cfg, args.history), args.json)
+    if args.restore is not None:
+        done = [restore(spark, cfg, args.restore, args.version)]
+    else:
+        done = run(spark, cfg, optimize=args.optimize, vacuum_hours=args.vacuum_hours, tables=args.table)
     print(f"{'table':<24}{'action':<10}{'version':>12}{'files +':>9}{'files -':>9}{'seconds':>9}")
     for m in done:
         versions = f"{m.version_before}->{m.version_after}"
@@ -102,6 +141,32 @@ def command(args: argparse.Namespace) -> int:
             for m in done
         ]
         print(json.dumps({"maintained": summary}))
+    return 0
+
+
+def _print_history(entries: list[dict[str, Any]], as_json: bool) -> int:
+    print(f"{'version':>8}  {'timestamp (UTC)':<24}{'operation':<20}{'rows':>10}  batch / restored from")
+    for e in entries:
+        stamp = dt.datetime.fromtimestamp(int(e.get("timestamp", 0)) / 1000, dt.UTC).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
+        what = e.get("downbeat.operation") or str(e.get("operation", "")).lower()
+        rows = e.get("downbeat.rows", "")
+        note = e.get("downbeat.batch", "") + (
+            f" restored from {e['downbeat.restored_from']}" if "downbeat.restored_from" in e else ""
+        )
+        print(f"{e.get('version', ''):>8}  {stamp:<24}{what:<20}{rows:>10}  {note}")
+    if as_json:
+        keep = (
+            "version",
+            "timestamp",
+            "operation",
+            "downbeat.operation",
+            "downbeat.rows",
+            "downbeat.batch",
+            "downbeat.restored_from",
+        )
+        print(json.dumps({"history": [{k: e[k] for k in keep if k in e} for e in entries]}, default=str))
     return 0
 
 

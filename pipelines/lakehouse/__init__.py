@@ -336,6 +336,35 @@ class Lakehouse:
             table, "vacuum", before, self.version(table), 0, deleted, time.monotonic() - started
         )
 
+    def restore(self, table: str, version: int) -> Maintenance:
+        """Roll `table` back to `version`'s content (Delta's RESTORE): a new version, whose commit
+        carries the downbeat tags of the write that made `version`'s data (its build's batch too),
+        and `downbeat.restored_from`. Versions after it stay in the log until a vacuum."""
+        started = time.monotonic()
+        before = self.version(table)
+        if not 0 <= version < before:
+            raise InputError(
+                f"restore {table} to version {version}: its versions are 0..{before}; name an earlier one"
+            )
+        writer = next(
+            (e for e in self.history(table) if e.get("version", -1) <= version and "downbeat.operation" in e),
+            {},
+        )
+        tags = {k: str(v) for k, v in commit_tags(writer).items() if k != TXN_KEY}
+        tags["downbeat.restored_from"] = str(version)
+        if self.engine == "spark":
+            restored, removed = _spark_engine.restore(self, table, version, tags)
+        else:
+            from deltalake.transaction import CommitProperties
+
+            metrics = self._delta_table(table).restore(
+                version, commit_properties=CommitProperties(custom_metadata=tags)
+            )
+            restored, removed = int(metrics.get("numRestoredFile", 0)), int(metrics.get("numRemovedFile", 0))
+        return Maintenance(
+            table, "restore", before, self.version(table), restored, removed, time.monotonic() - started
+        )
+
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Writes to several tables, committed together at the end of the block.
@@ -477,14 +506,15 @@ def log_commit(commit: Commit, seconds: float) -> None:
 
 @dataclass(frozen=True)
 class Maintenance:
-    """What one optimize or vacuum did to a table."""
+    """What one optimize, vacuum or restore did to a table."""
 
     table: str
     action: str
     version_before: int
     version_after: int
     files_added: int
-    files_removed: int  # optimize: files compacted away; vacuum: files deleted from storage
+    files_removed: int  # optimize: files compacted away; vacuum: files deleted from storage; restore: files
+    # the restored version no longer holds (files_added: the ones it holds again)
     seconds: float
 
 

@@ -285,6 +285,16 @@ def optimize(lakehouse: Lakehouse, table: str) -> tuple[int, int]:
     return (int(metrics[0]), int(metrics[1])) if metrics else (0, 0)
 
 
+def restore(lakehouse: Lakehouse, table: str, version: int, tags: dict[str, str]) -> tuple[int, int]:
+    """The connector's RESTORE, the commit tagged (its userMetadata): (files restored, files removed)."""
+    from delta.tables import DeltaTable
+
+    settings = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(tags, sort_keys=True)}
+    with session_settings(lakehouse.spark, settings):
+        result = DeltaTable.forPath(lakehouse.spark, lakehouse.uri(table)).restoreToVersion(version).first()
+    return (int(result["num_restored_files"]), int(result["num_removed_files"])) if result else (0, 0)
+
+
 def vacuum(lakehouse: Lakehouse, table: str, retention_hours: float) -> int:
     """The connector's VACUUM at the given retention; the number of files it deleted."""
     spark = lakehouse.spark

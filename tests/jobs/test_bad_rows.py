@@ -5,6 +5,7 @@ engines."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -388,3 +389,37 @@ def test_gold_tables_of_two_builds_are_refused_before_any_mlflow_run(
         assert line.startswith("downbeat: error: tables gold/") and "come from different builds" in line, line
         assert "gold/eval_pairs" in line and line.endswith("run `downbeat build`")
     assert not (store / "mlruns.db").exists()
+
+
+@pytest.mark.parametrize("engine", ["spark", "delta-rs"])
+def test_a_bad_ingest_is_rolled_back_with_maintain_restore_and_the_rebuild_is_as_before_it(
+    spark, tmp_path, capsys, engine
+):
+    common = ["--set", f"lakehouse.root={tmp_path / 'lh'}", "--set", f"delta.engine={engine}"]
+    good = events_csv(tmp_path / "good.csv", [])
+    (tmp_path / "bad").mkdir()
+    bad = events_csv(
+        tmp_path / "bad" / "good.csv", ["u7,2024-03-02T10:00:00Z,t3,play"]
+    )  # another day's export
+    assert main([*common, "ingest", "--format", "events", "--input", str(good)]) == 0
+    assert main([*common, "build"]) == 0
+    lakehouse = Lakehouse(spark, str(tmp_path / "lh"))
+    built = {
+        t: sorted(lakehouse.read(t).collect()) for t in ("silver/plays", "gold/sequences", "gold/eval_next")
+    }
+    assert main([*common, "ingest", "--format", "events", "--input", str(bad)]) == 0
+    assert lakehouse.rows("bronze/events") == 91
+    capsys.readouterr()
+
+    assert main([*common, "maintain", "--restore", "bronze/events", "--version", "0"]) == 0
+    assert main([*common, "maintain", "--history", "bronze/events", "--json"]) == 0
+    history = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["history"]
+    assert [e["version"] for e in history] == [2, 1, 0]
+    assert history[0]["downbeat.restored_from"] == "0" and history[0]["downbeat.operation"] == "merge"
+    assert lakehouse.rows("bronze/events") == 90
+    assert main([*common, "build"]) == 0
+    assert {t: sorted(lakehouse.read(t).collect()) for t in built} == built
+    assert main([*common, "maintain", "--restore", "bronze/events", "--version", "3"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "downbeat: error: restore bronze/events to version 3: its versions are 0..2; name an earlier one"
+    )
