@@ -17,6 +17,10 @@ from downbeat.pipelines.spark import SparkSettings, spark_session
 settings.register_profile(
     "fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+# `HYPOTHESIS_PROFILE=thorough make test`: the parsers' properties at 200 files each
+settings.register_profile(
+    "thorough", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 

@@ -62,6 +62,8 @@ class SourceSettings:
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 OUT_OF_RANGE = "value_out_of_range"
+INVALID_UTF8 = "invalid_utf8"
+ID_FIELDS = (S.USER_ID, S.TRACK_ID, S.STATION_ID, S.SESSION_ID)
 INT64_MAX = 2**63 - 1
 HELD_SECONDS = INT64_MAX // 1_000_000  # the latest epoch second whose microseconds a timestamp holds
 
@@ -104,8 +106,8 @@ class IngestSettings:
 
 
 def in_window(parsed: DataFrame, window: IngestSettings) -> DataFrame:
-    """`parsed` with accepted rows whose time lies outside the window (or could not be held) rejected
-    as `ts_out_of_range`."""
+    """`parsed` with accepted rows with an id that is not valid UTF-8 rejected as `invalid_utf8`, and
+    those whose time lies outside the window (or could not be held) as `ts_out_of_range`."""
     micros = F.unix_micros(F.col(S.TS))
     outside = F.col(REASON).isNull() & (
         micros.isNull()
@@ -113,7 +115,17 @@ def in_window(parsed: DataFrame, window: IngestSettings) -> DataFrame:
         | (micros >= F.lit(window.micros("max_ts")))
     )
     message = f"ts_out_of_range: outside ingest.min_ts..ingest.max_ts ({window.min_ts}..{window.max_ts})"
-    return parsed.withColumn(REASON, F.when(outside, F.lit(message)).otherwise(F.col(REASON)))
+    # Spark decodes text as UTF-8 and puts U+FFFD where bytes are not: an id would lose its bytes
+    # (two users' invalid ids would merge into one)
+    garbled = F.col(REASON).isNull() & functools.reduce(
+        Column.__or__, [F.coalesce(F.col(c).contains("\ufffd"), F.lit(False)) for c in ID_FIELDS]
+    )
+    reason = (
+        F.when(garbled, F.lit(f"{INVALID_UTF8}: an id holds bytes that are not UTF-8"))
+        .when(outside, F.lit(message))
+        .otherwise(F.col(REASON))
+    )
+    return parsed.withColumn(REASON, reason)
 
 
 def whole_number(text: Column, name: str, bound: int) -> tuple[Column, Column]:
