@@ -80,6 +80,20 @@ def check_range(cfg: Config, from_date: dt.date | None, to_date: dt.date | None)
         )
 
 
+def warn_if_after_clock(last: dt.datetime) -> None:
+    """One warning line when the latest play lies after this machine's clock (a source in another
+    unit or zone, a far-future row inside the ingest window): a message only, the tables never
+    depend on the clock."""
+    now = dt.datetime.now(dt.UTC)
+    if last > now:
+        log.warning(
+            "the latest play (%s) lies after this machine's clock (%s): the split's cut-off follows it; "
+            "check the source's times (units, zone) or narrow ingest.max_ts",
+            last.isoformat(),
+            now.isoformat(timespec="seconds"),
+        )
+
+
 def run(
     spark: SparkSession,
     cfg: Config,
@@ -113,6 +127,7 @@ def run(
     summary = played.agg(F.unix_micros(F.max(S.TS)), F.count(F.lit(1)), *at_quantile).first()
     if summary is None or summary[0] is None:
         raise InputError(f"{PLAYS} is empty: nothing to build (ingest events first)")
+    warn_if_after_clock(from_micros(summary[0]))
     cutoff_ts: dt.datetime | None = None
     if features.split.protocol == "leave_one_out":
         log.info("leave-one-out: each user's last play is their test target, the one before it validation")

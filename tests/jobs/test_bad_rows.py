@@ -423,3 +423,18 @@ def test_a_bad_ingest_is_rolled_back_with_maintain_restore_and_the_rebuild_is_as
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "downbeat: error: restore bronze/events to version 3: its versions are 0..2; name an earlier one"
     )
+
+
+def test_a_build_whose_latest_play_is_in_the_future_says_so_in_one_line(spark, tmp_path, caplog):
+    cfg = config(tmp_path / "lh")
+    ingest.run(
+        spark, cfg, "events", [str(events_csv(tmp_path / "log.csv", ["u0,2099-06-01T00:00:00Z,t1,play"]))]
+    )
+    with caplog.at_level("WARNING", logger="downbeat.build"):
+        result = build.run(spark, cfg)
+
+    warned = [
+        r.getMessage() for r in caplog.records if r.name == "downbeat.build" and r.levelname == "WARNING"
+    ]
+    assert len(warned) == 1 and warned[0].startswith("the latest play (2099-06-01T00:00:00+00:00) lies after")
+    assert result.cutoff_ts is not None and result.cutoff_ts.year == 2099  # the tables follow the data
