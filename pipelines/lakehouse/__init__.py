@@ -31,6 +31,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -180,7 +181,11 @@ class Lakehouse:
     def exists(self, table: str) -> bool:
         from deltalake import DeltaTable
 
-        return bool(DeltaTable.is_deltatable(self.uri(table)))
+        uri = self.uri(table)
+        try:
+            return bool(DeltaTable.is_deltatable(uri))
+        except OSError as exc:  # the object store refused (no credentials, no such bucket, no network)
+            raise store_refused(table, uri, exc) from None
 
     def version(self, table: str) -> int:
         """The table's current version."""
@@ -487,7 +492,20 @@ class Lakehouse:
         except Exception as exc:
             if version is not None and "version" in str(exc).lower():
                 raise InputError(f"table {table} has no version {version}: {first_line(exc)}") from None
+            if isinstance(exc, OSError) and "://" in uri and not uri.startswith("file:"):
+                raise store_refused(table, uri, exc) from None
             raise
+
+
+def store_refused(table: str, uri: str, exc: OSError) -> InputError:
+    """Bad input (exit 2) naming the table, its URI and delta-rs's chain of causes on one line."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # delta-rs colours its chain of causes
+    causes = [line.strip().lstrip("\u21b3").strip() for line in plain.splitlines()]
+    reason = "; ".join(c for c in causes if c)
+    return InputError(
+        f"table {table} at {uri}: the object store refused access ({reason}); check the credentials "
+        "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or an instance role) and lakehouse.root"
+    )
 
 
 def log_commit(commit: Commit, seconds: float) -> None:

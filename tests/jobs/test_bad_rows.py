@@ -438,3 +438,31 @@ def test_a_build_whose_latest_play_is_in_the_future_says_so_in_one_line(spark, t
     ]
     assert len(warned) == 1 and warned[0].startswith("the latest play (2099-06-01T00:00:00+00:00) lies after")
     assert result.cutoff_ts is not None and result.cutoff_ts.year == 2099  # the tables follow the data
+
+
+def test_a_lakehouse_on_s3_without_credentials_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to ask for either
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    store = tmp_path / "mlruns.db"
+    capsys.readouterr()
+
+    args = [
+        "--set",
+        "lakehouse.root=s3://no-such-bucket/lh",
+        "--set",
+        f"mlflow.tracking_uri=sqlite:///{store}",
+    ]
+    assert main([*args, "evaluate", "--model-uri", "models:/downbeat@champion"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(
+        "downbeat: error: table gold/eval_pairs at s3://no-such-bucket/lh/gold/eval_pairs: "
+        "the object store refused access ("
+    ), line
+    assert "\x1b[" not in line and line.endswith(
+        "check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "a profile or an instance role) and lakehouse.root"
+    )
+    assert not store.exists()
