@@ -7,7 +7,7 @@ import functools
 import glob
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -296,6 +296,27 @@ def wrong_width(parts: Column, expected: int, separator: str) -> tuple[Column, C
         F.lit(f"expected {expected} {separator}-separated fields, found "), found.cast("string")
     )
     return found != expected, message
+
+
+OVERFLOW = "_overflow"
+
+
+def csv_fields(raw: Column, header: Sequence[str]) -> tuple[Callable[[str], Column], tuple[Column, str]]:
+    """A CSV line read as RFC 4180 says (a quoted field may hold the delimiter and doubled quotes):
+    a getter of the header's fields by name (null where the line is short), and the check that the
+    line has the header's width."""
+    schema = ", ".join(f"`{name}` STRING" for name in (*header, OVERFLOW))
+    record = F.from_csv(raw, schema, {"mode": "PERMISSIVE", "nullValue": "\u0000"})
+    width = F.size(F.split(raw, ",", -1))
+    quoted = raw.contains('"')
+    too_many = F.when(quoted, record[OVERFLOW].isNotNull()).otherwise(width > len(header))
+    too_few = ~quoted & (width < len(header))
+    problem = (too_many | too_few, f"expected {len(header)} comma-separated fields as in the header")
+
+    def get(name: str) -> Column:
+        return record[name] if name in header else F.lit(None).cast("string")
+
+    return get, problem
 
 
 def field(parts: Column, index: int) -> Column:

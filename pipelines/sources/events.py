@@ -23,6 +23,7 @@ from downbeat.pipelines.sources._common import (
     LINE,
     RAW,
     SourceSettings,
+    csv_fields,
     first_problem,
     header_of,
     nonblank,
@@ -42,7 +43,6 @@ GLOBAL_IDS: frozenset[str] = frozenset({S.USER_ID, S.TRACK_ID, S.STATION_ID})
 REQUIRED = (S.USER_ID, S.TS, S.TRACK_ID)
 OPTIONAL = (S.STATION_ID, S.SESSION_ID, S.FEEDBACK, S.MS_PLAYED)
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet"}
-OVERFLOW = "_overflow"
 
 
 def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
@@ -69,17 +69,9 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
 def _csv(spark: SparkSession, path: str) -> DataFrame:
     header = header_of(path)
     require_columns(path, header, REQUIRED, f"{NAME} (csv)")
-    schema = ", ".join(f"`{name}` STRING" for name in (*header, OVERFLOW))
     lines = numbered_lines(spark, [path]).where(F.col(LINE) > 1)
-    record = F.from_csv(F.col(RAW), schema, {"mode": "PERMISSIVE", "nullValue": "\u0000"})
-    width = F.size(F.split(F.col(RAW), ",", -1))
-    too_many = F.when(F.col(RAW).contains('"'), record[OVERFLOW].isNotNull()).otherwise(width > len(header))
-    too_few = ~F.col(RAW).contains('"') & (width < len(header))
-    return _checked(
-        lines,
-        lambda name: record[name] if name in header else F.lit(None).cast("string"),
-        shape_problem=(too_many | too_few, f"expected {len(header)} comma-separated fields as in the header"),
-    )
+    get, shape_problem = csv_fields(F.col(RAW), header)
+    return _checked(lines, get, shape_problem=shape_problem)
 
 
 def _json(spark: SparkSession, paths: list[str]) -> DataFrame:

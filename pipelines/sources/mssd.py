@@ -22,7 +22,7 @@ from downbeat.pipelines.sources._common import (
     RAW,
     SourceSettings,
     blank,
-    field,
+    csv_fields,
     first_problem,
     header_of,
     nonblank,
@@ -31,7 +31,6 @@ from downbeat.pipelines.sources._common import (
     require_columns,
     says,
     whole_number,
-    wrong_width,
 )
 
 NAME = "mssd"
@@ -54,12 +53,11 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         require_columns(path, header, (*REQUIRED, skip_column), NAME)
         if header != first:
             raise InputError(f"input file {path}: header differs from {files[0]}'s; ingest them separately")
-    index = {name: i for i, name in enumerate(first)}
     lines = numbered_lines(spark, files).where(F.col(LINE) > 1)
-    parts = F.split(F.col(RAW), ",", -1)
+    get, width_problem = csv_fields(F.col(RAW), first)
 
     def col(name: str) -> Column:
-        return F.trim(field(parts, index[name])) if name in index else F.lit(None).cast("string")
+        return F.trim(get(name))
 
     session = col("session_id")
     position = col("session_position").try_cast("long")
@@ -71,7 +69,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
     skip_text = F.lower(col(skip_column))
     ts = F.timestamp_seconds(F.unix_seconds(day) + hour * 3600 + (position - 1) * 60)
     reason = first_problem(
-        wrong_width(parts, len(first), "comma"),
+        width_problem,
         (blank(session), "empty session_id"),
         (blank(col("track_id_clean")), "empty track_id_clean"),
         whole_number(col("session_position"), "session_position", MAX_POSITION),

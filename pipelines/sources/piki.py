@@ -6,7 +6,7 @@ No station.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -17,7 +17,7 @@ from downbeat.pipelines.sources._common import (
     RAW,
     SourceSettings,
     blank,
-    field,
+    csv_fields,
     first_problem,
     header_of,
     numbered_lines,
@@ -25,7 +25,6 @@ from downbeat.pipelines.sources._common import (
     require_columns,
     says,
     union_all,
-    wrong_width,
 )
 
 NAME = "piki"
@@ -41,17 +40,16 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
     for path in files:  # each file has its own header, so its own column positions
         header = header_of(path)
         require_columns(path, header, REQUIRED, NAME)
-        index = {name: i for i, name in enumerate(header)}
         lines = numbered_lines(spark, [path]).where(F.col(LINE) > 1)
-        parts = F.split(F.col(RAW), ",", -1)
+        get, width_problem = csv_fields(F.col(RAW), header)
 
-        def col(name: str, parts: Column = parts, index: dict[str, int] = index) -> Column:
-            return F.trim(field(parts, index[name]))
+        def col(name: str, get: Callable[[str], Column] = get) -> Column:
+            return F.trim(get(name))
 
         liked = col("liked")
         ts = F.try_to_timestamp(col("timestamp"), F.lit("yyyy-MM-dd HH:mm:ss"))
         reason = first_problem(
-            wrong_width(parts, len(header), "comma"),
+            width_problem,
             (blank(col("user_id")), "empty user_id"),
             (blank(col("song_id")), "empty song_id"),
             (ts.isNull(), says("timestamp ", col("timestamp"), " is not yyyy-mm-dd hh:mm:ss")),

@@ -466,3 +466,24 @@ def test_a_lakehouse_on_s3_without_credentials_is_one_line_and_exit_2(tmp_path, 
         "a profile or an instance role) and lakehouse.root"
     )
     assert not store.exists()
+
+
+def test_quoted_csv_fields_hold_the_delimiter_in_every_csv_format(spark, tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "session_id,session_position,session_length,track_id_clean,skip_1,skip_2,skip_3,hour_of_day,date,context_type\n"
+        's1,1,2,t1,false,false,false,10,2018-07-15,"radio, morning"\n'
+        's1,2,2,"t,2",false,true,false,10,2018-07-15,catalog\n'
+    )
+    piki = tmp_path / "piki.csv"
+    piki.write_text(
+        "id,liked,personalized,song_id,spotify_popularity,timestamp,user_id\n"
+        '0,1,1,"32,192",87,2019-06-21 01:04:23,37\n'
+    )
+    cfg = config(tmp_path / "lh")
+    assert ingest.run(spark, cfg, "mssd", [str(log)]).accepted == 2
+    assert ingest.run(spark, cfg, "piki", [str(piki)]).accepted == 1
+
+    lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
+    rows = {(r[S.TRACK_ID], r[S.STATION_ID]) for r in lakehouse.read("bronze/events").collect()}
+    assert rows == {("mssd:t1", "mssd:radio, morning"), ("mssd:t,2", "mssd:catalog"), ("piki:32,192", None)}
