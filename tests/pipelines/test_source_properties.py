@@ -138,3 +138,119 @@ def test_movielens_accepts_exactly_the_valid_lines(spark, tmp_path_factory, line
     }
     hostile = {n + 1 for n, line in enumerate(lines) if isinstance(line, str)}
     assert rejected_lines == hostile and rejected_rows == len(hostile)
+
+
+def bare(accepted: set[tuple]) -> set[tuple]:
+    """Accepted events as (user, seconds, track): formats whose feedback the test does not plant."""
+    return {(u, s, t) for u, s, t, _ in accepted}
+
+
+# Last.fm 1K (tab-separated: user, time, artist id, artist, track id, title)
+VALID_PLAY = st.tuples(IDS, SECONDS, IDS).map(lambda p: (f"{p[0]}\t{iso(p[1])}\ta\tArtist\t{p[2]}\tSong", p))
+HOSTILE_PLAY = st.one_of(
+    st.tuples(IDS, SECONDS).map(lambda p: f"{p[0]}\t{iso(p[1])}\ta\tArtist"),  # truncated
+    st.tuples(IDS, SECONDS, IDS).map(lambda p: f"{p[0]},{iso(p[1])},a,Artist,{p[2]},Song"),  # wrong delimiter
+    st.tuples(
+        IDS, st.sampled_from(["0001-01-01T00:00:00Z", "2100-01-01T00:00:00Z", "NaN", "1969-12-31T23:59:59Z"])
+    ).map(lambda p: f"{p[0]}\t{p[1]}\ta\tArtist\tt1\tSong"),
+    st.tuples(IDS, SECONDS).map(lambda p: f"{p[0]}\t{iso(p[1])}\ta\t\t\t"),  # no track, no artist and title
+    st.tuples(IDS, SECONDS).map(lambda p: f"{p[0]}\udcfe\t{iso(p[1])}\ta\tArtist\tt1\tSong"),  # invalid UTF-8
+)
+
+
+@given(lines=st.lists(st.one_of(VALID_PLAY, HOSTILE_PLAY), min_size=1, max_size=40), crlf=st.booleans())
+def test_lastfm1k_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines, crlf):
+    path = tmp_path_factory.mktemp("lastfm1k") / "log.tsv"
+    ending = "\r\n" if crlf else "\n"
+    text = ending.join(line if isinstance(line, str) else line[0] for line in lines) + ending
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+
+    accepted, rejected_lines, rejected_rows = outcome(spark, "lastfm1k", path)
+
+    assert bare(accepted) == {line[1] for line in lines if not isinstance(line, str)}
+    hostile = {n + 1 for n, line in enumerate(lines) if isinstance(line, str)}
+    assert rejected_lines == hostile and rejected_rows == len(hostile)
+
+
+# Piki (CSV with a header; liked 0 is a down, 1 and 2 ups)
+def piki_time(seconds: int) -> str:
+    return (EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+NUMBERS = st.integers(1, 10**6)
+VALID_LIKE = st.tuples(NUMBERS, SECONDS, NUMBERS, st.sampled_from([0, 1, 2])).map(
+    lambda p: (
+        f"0,{p[3]},1,{p[2]},50,{piki_time(p[1])},{p[0]}",
+        (str(p[0]), p[1], str(p[2]), S.DOWN if p[3] == 0 else S.UP),
+    )
+)
+QUOTED_LIKE = st.tuples(NUMBERS, SECONDS, NUMBERS).map(
+    lambda p: (f'0,1,1,"{p[2]},5",50,{piki_time(p[1])},{p[0]}', (str(p[0]), p[1], f"{p[2]},5", S.UP))
+)
+HOSTILE_LIKE = st.one_of(
+    st.tuples(NUMBERS, NUMBERS).map(lambda p: f"0,1,1,{p[1]},50"),  # truncated
+    st.tuples(NUMBERS, SECONDS, NUMBERS).map(
+        lambda p: f"0,7,1,{p[2]},50,{piki_time(p[1])},{p[0]}"
+    ),  # liked 7
+    st.tuples(
+        NUMBERS, NUMBERS, st.sampled_from(["0001-01-01 00:00:00", "2100-01-01 00:00:00", "NaN", "x"])
+    ).map(lambda p: f"0,1,1,{p[1]},50,{p[2]},{p[0]}"),
+    st.tuples(SECONDS, NUMBERS).map(lambda p: f"0,1,1,{p[1]},50,{piki_time(p[0])},"),  # empty user
+    st.tuples(NUMBERS, SECONDS, NUMBERS).map(lambda p: f"0,1,1,{p[2]}\udcff,50,{piki_time(p[1])},{p[0]}"),
+)
+
+
+@given(lines=st.lists(st.one_of(VALID_LIKE, QUOTED_LIKE, HOSTILE_LIKE), min_size=1, max_size=40))
+def test_piki_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("piki") / "piki.csv"
+    body = [line if isinstance(line, str) else line[0] for line in lines]
+    text = "\n".join(["id,liked,personalized,song_id,spotify_popularity,timestamp,user_id", *body]) + "\n"
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+
+    accepted, rejected_lines, rejected_rows = outcome(spark, "piki", path)
+
+    assert accepted == {line[1] for line in lines if not isinstance(line, str)}
+    hostile = {n + 2 for n, line in enumerate(lines) if isinstance(line, str)}
+    assert rejected_lines == hostile and rejected_rows == len(hostile)
+
+
+# MSSD (CSV with a header; a play's time is its day, its hour and a minute per session position)
+MSSD_HEADER = (
+    "session_id,session_position,session_length,track_id_clean,skip_1,skip_2,skip_3,"
+    "hour_of_day,date,context_type"
+)
+DAYS = st.integers(0, 47000)  # whole days from 1970 to 2098
+VALID_TRACK = st.tuples(IDS, st.integers(1, 20), IDS, DAYS, st.integers(0, 23)).map(
+    lambda p: (
+        f"{p[0]},{p[1]},20,{p[2]},false,false,false,{p[4]},{EPOCH + dt.timedelta(days=p[3]):%Y-%m-%d},radio",
+        (p[0], p[3] * 86400 + p[4] * 3600 + (p[1] - 1) * 60, p[2]),
+    )
+)
+HOSTILE_TRACK = st.one_of(
+    st.tuples(IDS, IDS).map(lambda p: f"{p[0]},1,20,{p[1]},false"),  # truncated
+    st.tuples(IDS, IDS, st.sampled_from(["0", "-3", "x", "99999999999999", "99999999999999999999"])).map(
+        lambda p: f"{p[0]},{p[2]},20,{p[1]},false,false,false,10,2018-07-15,radio"
+    ),  # positions that are none
+    st.tuples(IDS, IDS, st.sampled_from(["24", "-1", "NaN"])).map(
+        lambda p: f"{p[0]},1,20,{p[1]},false,false,false,{p[2]},2018-07-15,radio"
+    ),  # hours that are none
+    st.tuples(IDS, IDS, st.sampled_from(["0001-01-01", "2100-01-01", "2018-13-40", "07/15/2018"])).map(
+        lambda p: f"{p[0]},1,20,{p[1]},false,false,false,10,{p[2]},radio"
+    ),  # days outside, or none
+    st.tuples(IDS, IDS).map(lambda p: f"{p[0]},1,20,{p[1]},false,maybe,false,10,2018-07-15,radio"),  # skip_2
+    st.tuples(IDS, IDS).map(lambda p: f"{p[0]}\udcff,1,20,{p[1]},false,false,false,10,2018-07-15,radio"),
+)
+
+
+@given(lines=st.lists(st.one_of(VALID_TRACK, HOSTILE_TRACK), min_size=1, max_size=40))
+def test_mssd_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("mssd") / "log.csv"
+    head = MSSD_HEADER
+    text = "\n".join([head, *(line if isinstance(line, str) else line[0] for line in lines)]) + "\n"
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+
+    accepted, rejected_lines, rejected_rows = outcome(spark, "mssd", path)
+
+    assert bare(accepted) == {line[1] for line in lines if not isinstance(line, str)}
+    hostile = {n + 2 for n, line in enumerate(lines) if isinstance(line, str)}
+    assert rejected_lines == hostile and rejected_rows == len(hostile)
