@@ -298,15 +298,22 @@ def wrong_width(parts: Column, expected: int, separator: str) -> tuple[Column, C
     return found != expected, message
 
 
-OVERFLOW = "_overflow"
+OVERFLOW, RECORD = "_overflow", "_record"
 
 
-def csv_fields(raw: Column, header: Sequence[str]) -> tuple[Callable[[str], Column], tuple[Column, str]]:
-    """A CSV line read as RFC 4180 says (a quoted field may hold the delimiter and doubled quotes):
-    a getter of the header's fields by name (null where the line is short), and the check that the
+def csv_fields(
+    lines: DataFrame, header: Sequence[str]
+) -> tuple[DataFrame, Callable[[str], Column], tuple[Column, str]]:
+    """Each line of `lines` read as RFC 4180 says (a quoted field may hold the delimiter and doubled
+    quotes), once, into a column of its own (every field read from the record would otherwise
+    parse the line again, and the generated code outgrows the JVM's 64 KB a method): the lines, a
+    getter of the header's fields by name (null where the line is short), and the check that the
     line has the header's width."""
     schema = ", ".join(f"`{name}` STRING" for name in (*header, OVERFLOW))
-    record = F.from_csv(raw, schema, {"mode": "PERMISSIVE", "nullValue": "\u0000"})
+    lines = lines.withColumn(
+        RECORD, F.from_csv(F.col(RAW), schema, {"mode": "PERMISSIVE", "nullValue": "\u0000"})
+    )
+    record, raw = F.col(RECORD), F.col(RAW)
     width = F.size(F.split(raw, ",", -1))
     quoted = raw.contains('"')
     too_many = F.when(quoted, record[OVERFLOW].isNotNull()).otherwise(width > len(header))
@@ -316,7 +323,7 @@ def csv_fields(raw: Column, header: Sequence[str]) -> tuple[Callable[[str], Colu
     def get(name: str) -> Column:
         return record[name] if name in header else F.lit(None).cast("string")
 
-    return get, problem
+    return lines, get, problem
 
 
 def field(parts: Column, index: int) -> Column:

@@ -69,8 +69,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
 def _csv(spark: SparkSession, path: str) -> DataFrame:
     header = header_of(path)
     require_columns(path, header, REQUIRED, f"{NAME} (csv)")
-    lines = numbered_lines(spark, [path]).where(F.col(LINE) > 1)
-    get, shape_problem = csv_fields(F.col(RAW), header)
+    lines, get, shape_problem = csv_fields(numbered_lines(spark, [path]).where(F.col(LINE) > 1), header)
     return _checked(lines, get, shape_problem=shape_problem)
 
 

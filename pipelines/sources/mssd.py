@@ -19,7 +19,6 @@ from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.sources._common import (
     LINE,
-    RAW,
     SourceSettings,
     blank,
     csv_fields,
@@ -54,7 +53,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         if header != first:
             raise InputError(f"input file {path}: header differs from {files[0]}'s; ingest them separately")
     lines = numbered_lines(spark, files).where(F.col(LINE) > 1)
-    get, width_problem = csv_fields(F.col(RAW), first)
+    lines, get, width_problem = csv_fields(lines, first)
 
     def col(name: str) -> Column:
         return F.trim(get(name))

@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.sources._common import (
     LINE,
-    RAW,
     SourceSettings,
     blank,
     csv_fields,
@@ -41,7 +40,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         header = header_of(path)
         require_columns(path, header, REQUIRED, NAME)
         lines = numbered_lines(spark, [path]).where(F.col(LINE) > 1)
-        get, width_problem = csv_fields(F.col(RAW), header)
+        lines, get, width_problem = csv_fields(lines, header)
 
         def col(name: str, get: Callable[[str], Column] = get) -> Column:
             return F.trim(get(name))

@@ -140,6 +140,7 @@ def test_an_mssd_session_position_past_its_type_is_quarantined(spark, tmp_path):
     assert reasons[6].startswith("value_out_of_range: session_position '2147483647'")
 
 
+@pytest.mark.integration  # minutes: Spark in a process of its own, or a build on each engine
 @pytest.mark.skipif(not ML_1M.is_file(), reason="needs ../shared/datasets/movielens_1m_part")
 @pytest.mark.parametrize("engine", ["spark", "delta-rs"])
 def test_a_real_file_with_a_year_10000_line_and_a_1e12_time_builds_on_each_engine(spark, tmp_path, engine):
@@ -236,6 +237,7 @@ def test_a_rebuild_range_outside_the_window_exits_2(spark, tmp_path, capsys):
     )
 
 
+@pytest.mark.integration  # minutes: Spark in a process of its own, or a build on each engine
 @pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
 def test_a_build_interrupted_mid_write_ends_in_one_line_and_128_plus_the_signal(
     spark, tmp_path, signum, group
@@ -391,6 +393,7 @@ def test_gold_tables_of_two_builds_are_refused_before_any_mlflow_run(
     assert not (store / "mlruns.db").exists()
 
 
+@pytest.mark.integration  # minutes: Spark in a process of its own, or a build on each engine
 @pytest.mark.parametrize("engine", ["spark", "delta-rs"])
 def test_a_bad_ingest_is_rolled_back_with_maintain_restore_and_the_rebuild_is_as_before_it(
     spark, tmp_path, capsys, engine

@@ -1,13 +1,14 @@
 """Properties of the parsers: random hostile lines mixed into valid ones end with exactly the valid
-rows accepted and every other line rejected with a reason, whatever the mix (hypothesis; more
-examples under `HYPOTHESIS_PROFILE=thorough` or `--hypothesis-profile thorough`)."""
+rows accepted and every other line rejected with a reason, whatever the mix. Each example is a file
+of up to 40 lines and one Spark parse: `make test` runs EXAMPLES files per adapter, and
+`HYPOTHESIS_PROFILE=thorough` (or `--hypothesis-profile thorough`) the profile's 200."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from downbeat.pipelines import schemas as S
@@ -28,6 +29,9 @@ EPOCH = dt.datetime(1970, 1, 1)
 LATEST = 4102444799  # 2099-12-31T23:59:59Z, the window's last second
 IDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
 SECONDS = st.integers(min_value=0, max_value=LATEST)
+# a Spark parse an example: under the suite's default profile (25), 12 files an adapter keep `make test`
+# inside its half hour; a profile asking for more gets them all
+EXAMPLES = 12 if settings.default.max_examples <= 25 else settings.default.max_examples
 
 
 def outcome(spark, fmt: str, path: Path) -> tuple[set[tuple], set[int], int]:
@@ -77,6 +81,7 @@ HOSTILE_EVENT = st.one_of(
 )
 
 
+@settings(max_examples=EXAMPLES)
 @given(
     lines=st.lists(st.one_of(VALID_EVENT, QUOTED_EVENT, HOSTILE_EVENT), min_size=1, max_size=40),
     bom=st.booleans(),
@@ -121,6 +126,7 @@ HOSTILE_RATING = st.one_of(
 )
 
 
+@settings(max_examples=EXAMPLES)
 @given(lines=st.lists(st.one_of(VALID_RATING, HOSTILE_RATING), min_size=1, max_size=40))
 def test_movielens_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("movielens") / "ratings.dat"
@@ -158,6 +164,7 @@ HOSTILE_PLAY = st.one_of(
 )
 
 
+@settings(max_examples=EXAMPLES)
 @given(lines=st.lists(st.one_of(VALID_PLAY, HOSTILE_PLAY), min_size=1, max_size=40), crlf=st.booleans())
 def test_lastfm1k_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines, crlf):
     path = tmp_path_factory.mktemp("lastfm1k") / "log.tsv"
@@ -200,6 +207,7 @@ HOSTILE_LIKE = st.one_of(
 )
 
 
+@settings(max_examples=EXAMPLES)
 @given(lines=st.lists(st.one_of(VALID_LIKE, QUOTED_LIKE, HOSTILE_LIKE), min_size=1, max_size=40))
 def test_piki_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("piki") / "piki.csv"
@@ -242,6 +250,7 @@ HOSTILE_TRACK = st.one_of(
 )
 
 
+@settings(max_examples=EXAMPLES)
 @given(lines=st.lists(st.one_of(VALID_TRACK, HOSTILE_TRACK), min_size=1, max_size=40))
 def test_mssd_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("mssd") / "log.csv"
