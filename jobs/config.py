@@ -126,7 +126,6 @@ RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("model.heads", 1, None, "[]"),
     ("model.max_length", 1, None, "[]"),
     ("model.dropout", 0, 1, "[)"),
-    ("model.history_dropout", 0, 1, "[)"),
     ("model.init_std", 0, None, "(]"),
     ("model.*.sampled_negatives", 1, None, "[]"),
     ("model.*.p_task", 0, 1, "(]"),

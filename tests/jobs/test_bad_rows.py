@@ -50,6 +50,26 @@ def quarantined(spark, cfg) -> dict[int, str]:
     return {r["line"]: r["reason"] for r in lakehouse.read("bronze/quarantine").collect()}
 
 
+def refused_ingest(tmp_path: Path, capsys, path: Path) -> str:
+    """`downbeat ingest --format events --input PATH` into tmp_path/lh: it exits 2; its last line."""
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "--set",
+                f"lakehouse.root={tmp_path / 'lh'}",
+                "ingest",
+                "--format",
+                "events",
+                "--input",
+                str(path),
+            ]
+        )
+        == 2
+    )
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def latest_event(spark, cfg) -> dt.datetime:
     """The latest bronze event's time, in UTC (epoch microseconds: no zone of this process)."""
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
@@ -299,23 +319,8 @@ def test_a_file_whose_name_holds_glob_characters_is_read_as_named(spark, tmp_pat
 @pytest.mark.parametrize("name", ["_part.csv", ".hidden.csv"])
 def test_a_hidden_file_named_on_the_command_line_is_refused_not_skipped(spark, tmp_path, capsys, name):
     path = events_csv(tmp_path / name, [])
-    capsys.readouterr()
 
-    assert (
-        main(
-            [
-                "--set",
-                f"lakehouse.root={tmp_path / 'lh'}",
-                "ingest",
-                "--format",
-                "events",
-                "--input",
-                str(path),
-            ]
-        )
-        == 2
-    )
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+    assert refused_ingest(tmp_path, capsys, path) == (
         f"downbeat: error: input file {path}: Spark's readers skip names that start with '_' or '.' "
         "(or end in .crc); rename it to ingest it"
     )
@@ -342,28 +347,8 @@ def test_a_bad_header_or_a_file_that_is_no_parquet_is_one_line_and_exit_2(
 ):
     path = tmp_path / name
     path.write_bytes(body)
-    capsys.readouterr()
 
-    assert (
-        main(
-            [
-                "--set",
-                f"lakehouse.root={tmp_path / 'lh'}",
-                "ingest",
-                "--format",
-                "events",
-                "--input",
-                str(path),
-            ]
-        )
-        == 2
-    )
-    assert (
-        capsys.readouterr()
-        .err.strip()
-        .splitlines()[-1]
-        .startswith(f"downbeat: error: input file {path}: {message}")
-    )
+    assert refused_ingest(tmp_path, capsys, path).startswith(f"downbeat: error: input file {path}: {message}")
     assert not (tmp_path / "lh").exists()
 
 
