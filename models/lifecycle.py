@@ -431,10 +431,12 @@ def describe_version(
         "Trained on: " + ", ".join(f"{t}@{s.version}" for t, s in sorted(tables.items())),
     ]
     if accuracy == accuracy:
-        low, high = accuracy - 1.96 * se, accuracy + 1.96 * se
+        # a share (paired accuracy, NDCG): its interval stays within [0, 1]
+        low, high = max(0.0, accuracy - 1.96 * se), min(1.0, accuracy + 1.96 * se)
         lines.append(
             f"Validation {selected_on} (chose the epoch): {accuracy:.4f} "
-            f"[{low:.4f}, {high:.4f}] (95%, ±1.96 standard errors across users) on {validation_table}"
+            f"[{low:.4f}, {high:.4f}] (95%, ±1.96 standard errors across users, within [0, 1]) "
+            f"on {validation_table}"
         )
     else:
         lines.append(f"Validation {selected_on}: none ({validation_table} has no rows for it)")
