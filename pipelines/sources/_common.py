@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import ConfigError, InputError
+from downbeat.pipelines.times import EPOCH, from_micros, utc
 
 FILE, LINE, RAW, REASON = "file", "line", "raw", "reason"
 # Columns every adapter's parse() returns: the canonical event without source/event_id/date, plus
@@ -60,7 +61,6 @@ class SourceSettings:
     mssd: MssdSettings
 
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 OUT_OF_RANGE = "value_out_of_range"
 INVALID_UTF8 = "invalid_utf8"
 ID_FIELDS = (S.USER_ID, S.TRACK_ID, S.STATION_ID, S.SESSION_ID)
@@ -95,14 +95,11 @@ class IngestSettings:
             ) from None
         if not 1000 <= when.year <= 9998:
             raise ConfigError(f"config key 'ingest.{key}': {text!r} is outside years 1000..9998")
-        when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
-        return (when - EPOCH) // dt.timedelta(microseconds=1)
+        return (utc(when) - EPOCH) // dt.timedelta(microseconds=1)
 
     def days(self) -> tuple[dt.date, dt.date]:
         """The window's first and last UTC days (what a --from-date or --to-date must lie in)."""
-        first = EPOCH + dt.timedelta(microseconds=self.micros("min_ts"))
-        last = EPOCH + dt.timedelta(microseconds=self.micros("max_ts") - 1)
-        return first.date(), last.date()
+        return from_micros(self.micros("min_ts")).date(), from_micros(self.micros("max_ts") - 1).date()
 
 
 def in_window(parsed: DataFrame, window: IngestSettings) -> DataFrame:
