@@ -407,6 +407,35 @@ def log_scoring_model(
         )
 
 
+def _validation_line(selected_on: str, accuracy: float, se: float, validation_table: str) -> str:
+    if accuracy != accuracy:
+        return f"Validation {selected_on}: none ({validation_table} has no rows for it)"
+    # a share (paired accuracy, NDCG): its interval stays within [0, 1]
+    low, high = max(0.0, accuracy - 1.96 * se), min(1.0, accuracy + 1.96 * se)
+    return (
+        f"Validation {selected_on} (chose the epoch): {accuracy:.4f} "
+        f"[{low:.4f}, {high:.4f}] (95%, ±1.96 standard errors across users, within [0, 1]) "
+        f"on {validation_table}"
+    )
+
+
+def _test_line(test: dict[str, float], tables: dict[str, TableSnapshot]) -> str:
+    figures = []
+    for key in DESCRIBED:
+        value = test.get(key, float("nan"))
+        if value != value:
+            continue
+        low, high = test.get(f"{key}_ci_low", float("nan")), test.get(f"{key}_ci_high", float("nan"))
+        interval = f" [{low:.4f}, {high:.4f}]" if low == low and high == high else ""
+        figures.append(f"{key} {value:.4f}{interval}")
+    pairs, next_ = tables.get(EVAL_PAIRS), tables.get(EVAL_NEXT)
+    where = " and ".join(f"{s.table}@{s.version}" for s in (pairs, next_) if s is not None)
+    return (
+        f"Test (reported only, never chooses; 95% intervals from {TEST_BOOTSTRAP} resamples of users) "
+        f"on {where}: " + "; ".join(figures)
+    )
+
+
 def describe_version(
     client: Any,
     name: str,
@@ -430,30 +459,8 @@ def describe_version(
         "",
         "Trained on: " + ", ".join(f"{t}@{s.version}" for t, s in sorted(tables.items())),
     ]
-    if accuracy == accuracy:
-        # a share (paired accuracy, NDCG): its interval stays within [0, 1]
-        low, high = max(0.0, accuracy - 1.96 * se), min(1.0, accuracy + 1.96 * se)
-        lines.append(
-            f"Validation {selected_on} (chose the epoch): {accuracy:.4f} "
-            f"[{low:.4f}, {high:.4f}] (95%, ±1.96 standard errors across users, within [0, 1]) "
-            f"on {validation_table}"
-        )
-    else:
-        lines.append(f"Validation {selected_on}: none ({validation_table} has no rows for it)")
-    figures = []
-    for key in DESCRIBED:
-        value = test.get(key, float("nan"))
-        if value != value:
-            continue
-        low, high = test.get(f"{key}_ci_low", float("nan")), test.get(f"{key}_ci_high", float("nan"))
-        interval = f" [{low:.4f}, {high:.4f}]" if low == low and high == high else ""
-        figures.append(f"{key} {value:.4f}{interval}")
-    pairs, next_ = tables.get(EVAL_PAIRS), tables.get(EVAL_NEXT)
-    where = " and ".join(f"{s.table}@{s.version}" for s in (pairs, next_) if s is not None)
-    lines.append(
-        f"Test (reported only, never chooses; 95% intervals from {TEST_BOOTSTRAP} resamples of users) "
-        f"on {where}: " + "; ".join(figures)
-    )
+    lines.append(_validation_line(selected_on, accuracy, se, validation_table))
+    lines.append(_test_line(test, tables))
     moved, reason = decision
     lines += ["", f"Champion decision: {reason}"]
     client.update_model_version(name, version, description="\n".join(lines))
