@@ -202,6 +202,19 @@ def require_columns(path: str, header: Iterable[str], required: Iterable[str], f
         )
 
 
+def by_header(files: Iterable[str], required: Iterable[str], fmt: str) -> dict[tuple[str, ...], list[str]]:
+    """Delimited files grouped by their header line, each header checked for `required`: files that
+    share a header share column positions, so each group is read as one frame (one scan, one plan,
+    however many files a directory holds)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    needed = tuple(required)
+    for path in files:
+        header = header_of(path)
+        require_columns(path, header, needed, fmt)
+        groups.setdefault(tuple(header), []).append(path)
+    return groups
+
+
 def local_path(uri: str) -> str:
     """A file URI from Spark's `_metadata.file_path` as a local path; other URIs as they are."""
     parsed = urlparse(uri)

@@ -23,13 +23,12 @@ from downbeat.pipelines.sources._common import (
     LINE,
     RAW,
     SourceSettings,
+    by_header,
     csv_fields,
     first_problem,
-    header_of,
     nonblank,
     numbered_lines,
     parsed_frame,
-    require_columns,
     says,
     spark_path,
     union_all,
@@ -57,8 +56,8 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
             )
         by_format.setdefault(FORMATS[suffix], []).append(path)
     frames = []
-    for path in by_format.get("csv", []):
-        frames.append(_csv(spark, path))
+    for header, paths in by_header(by_format.get("csv", []), REQUIRED, f"{NAME} (csv)").items():
+        frames.append(_csv(spark, paths, header))
     if "json" in by_format:
         frames.append(_json(spark, by_format["json"]))
     if "parquet" in by_format:
@@ -66,10 +65,9 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
     return union_all(frames)
 
 
-def _csv(spark: SparkSession, path: str) -> DataFrame:
-    header = header_of(path)
-    require_columns(path, header, REQUIRED, f"{NAME} (csv)")
-    lines, get, shape_problem = csv_fields(numbered_lines(spark, [path]).where(F.col(LINE) > 1), header)
+def _csv(spark: SparkSession, paths: list[str], header: Sequence[str]) -> DataFrame:
+    """Files that share `header`, read together."""
+    lines, get, shape_problem = csv_fields(numbered_lines(spark, paths).where(F.col(LINE) > 1), header)
     return _checked(lines, get, shape_problem=shape_problem)
 
 

@@ -16,12 +16,11 @@ from downbeat.pipelines.sources._common import (
     LINE,
     SourceSettings,
     blank,
+    by_header,
     csv_fields,
     first_problem,
-    header_of,
     numbered_lines,
     parsed_frame,
-    require_columns,
     says,
     union_all,
 )
@@ -36,10 +35,8 @@ REQUIRED = ("liked", "song_id", "timestamp", "user_id")
 def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
     """One row per data line; see sources._common.PARSED."""
     frames = []
-    for path in files:  # each file has its own header, so its own column positions
-        header = header_of(path)
-        require_columns(path, header, REQUIRED, NAME)
-        lines = numbered_lines(spark, [path]).where(F.col(LINE) > 1)
+    for header, paths in by_header(files, REQUIRED, NAME).items():  # a header's own column positions
+        lines = numbered_lines(spark, paths).where(F.col(LINE) > 1)
         lines, get, width_problem = csv_fields(lines, header)
 
         def col(name: str, get: Callable[[str], Column] = get) -> Column:

@@ -1,13 +1,19 @@
 """Properties of the parsers: random hostile lines mixed into valid ones end with exactly the valid
-rows accepted and every other line rejected with a reason, whatever the mix. Each example is a file
-of up to 40 lines and one Spark parse: `make test` runs EXAMPLES files per adapter, and
-`HYPOTHESIS_PROFILE=thorough` (or `--hypothesis-profile thorough`) the profile's 200."""
+rows accepted and every other line rejected with a reason, whatever the mix.
+
+An example is a file of up to 40 lines (a `Case`). Each adapter runs two ways: EXAMPLES files, one
+Spark parse each, which Hypothesis shrinks to the smallest failing file; and BATCH files (200 in
+`make test`) drawn the same way and parsed together in one Spark job, each file's rows checked
+against its own lines. `HYPOTHESIS_PROFILE=thorough` (or `--hypothesis-profile thorough`) runs the
+profile's examples both ways."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +28,7 @@ from downbeat.pipelines.sources import (
     parse,
     rejects,
 )
+from downbeat.pipelines.sources._common import FILE, LINE, REASON
 
 SETTINGS = SourceSettings(MovielensSettings(up_min=4, down_max=2), MssdSettings(skip_column="skip_2"))
 WINDOW = IngestSettings(min_ts="1970-01-01", max_ts="2100-01-01")
@@ -32,19 +39,62 @@ SECONDS = st.integers(min_value=0, max_value=LATEST)
 # a Spark parse an example: under the suite's default profile (25), 12 files an adapter keep `make test`
 # inside its half hour; a profile asking for more gets them all
 EXAMPLES = 12 if settings.default.max_examples <= 25 else settings.default.max_examples
+# files an adapter parsed together in one Spark job: at least 200, more under a profile asking for more
+BATCH = max(200, settings.default.max_examples)
+KEY = (S.USER_ID, f"unix_seconds({S.TS}) AS s", S.TRACK_ID, S.FEEDBACK)
 
 
-def outcome(spark, fmt: str, path: Path) -> tuple[set[tuple], set[int], int]:
-    """(accepted events as (user, epoch seconds, track, feedback), rejected line numbers, rejected rows)."""
-    parsed = parse(fmt, spark, [str(path)], SETTINGS, WINDOW)
+@dataclass(frozen=True)
+class Case:
+    """A file's bytes, the events its valid lines are and the numbers of its hostile lines."""
+
+    data: bytes
+    valid: frozenset[tuple]
+    hostile: frozenset[int]
+
+
+def case(lines: list, head: list[str], ending: str = "\n", bom: bool = False) -> Case:
+    """A file of `head` lines, then `lines`: each a hostile string or a (text, event) pair."""
+    text = ending.join([*head, *(line if isinstance(line, str) else line[0] for line in lines)]) + ending
+    return Case(
+        (("\ufeff" if bom else "") + text).encode("utf-8", errors="surrogateescape"),
+        frozenset(line[1] for line in lines if not isinstance(line, str)),
+        frozenset(n + len(head) + 1 for n, line in enumerate(lines) if isinstance(line, str)),
+    )
+
+
+def outcomes(spark, fmt: str, paths: list[Path]) -> dict[str, tuple[set[tuple], list[tuple[int, str]]]]:
+    """Per file name: (accepted events as (user, epoch seconds, track, feedback), rejected (line, reason))."""
+    parsed = parse(fmt, spark, [str(p) for p in paths], SETTINGS, WINDOW)
+    found: dict[str, tuple[set[tuple], list[tuple[int, str]]]] = {p.name: (set(), []) for p in paths}
+    for r in parsed.where(f"{REASON} IS NULL").selectExpr(FILE, *KEY).collect():
+        found[Path(r[FILE]).name][0].add((r[S.USER_ID], int(r["s"]), r[S.TRACK_ID], r[S.FEEDBACK]))
+    for r in rejects(parsed, fmt).collect():  # what bronze/quarantine receives
+        found[Path(r[FILE]).name][1].append((r[LINE], r[REASON]))
+    # what bronze/events receives is the same rows, ids under their source's prefix where not global
     prefix = "" if S.USER_ID in GLOBAL_IDS[fmt] else f"{fmt}:"
-    accepted = {
+    written = {
         (r[S.USER_ID].removeprefix(prefix), int(r["s"]), r[S.TRACK_ID].removeprefix(prefix), r[S.FEEDBACK])
-        for r in events(parsed, fmt, GLOBAL_IDS[fmt]).selectExpr("*", f"unix_seconds({S.TS}) AS s").collect()
+        for r in events(parsed, fmt, GLOBAL_IDS[fmt]).selectExpr(*KEY).collect()
     }
-    rejected = [(r["line"], r["reason"]) for r in rejects(parsed, fmt).collect()]
-    assert all(reason for _, reason in rejected)
-    return accepted, {line for line, _ in rejected}, len(rejected)
+    assert written == set().union(*(accepted for accepted, _ in found.values()))
+    return found
+
+
+def check(fmt: str, case: Case, accepted: set[tuple], rejected: list[tuple[int, str]], where: str) -> None:
+    got = accepted if fmt in FEEDBACK_PLANTED else {(u, s, t) for u, s, t, _ in accepted}
+    assert got == set(case.valid), f"{where}: accepted rows differ from the valid lines"
+    assert all(reason for _, reason in rejected), f"{where}: a rejected line without a reason"
+    lines = {line for line, _ in rejected}
+    assert lines == set(case.hostile) and len(rejected) == len(case.hostile), (
+        f"{where}: rejected lines differ"
+    )
+
+
+def holds(spark, tmp_path_factory, fmt: str, case: Case) -> None:
+    path = tmp_path_factory.mktemp(fmt) / NAMES[fmt]
+    path.write_bytes(case.data)
+    check(fmt, case, *outcomes(spark, fmt, [path])[path.name], where=str(path))
 
 
 def iso(seconds: int) -> str:
@@ -81,29 +131,12 @@ HOSTILE_EVENT = st.one_of(
 )
 
 
-@settings(max_examples=EXAMPLES)
-@given(
-    lines=st.lists(st.one_of(VALID_EVENT, QUOTED_EVENT, HOSTILE_EVENT), min_size=1, max_size=40),
-    bom=st.booleans(),
-    crlf=st.booleans(),
+EVENT_CASES = st.builds(
+    lambda lines, bom, crlf: case(lines, ["user_id,ts,track_id,feedback"], "\r\n" if crlf else "\n", bom),
+    st.lists(st.one_of(VALID_EVENT, QUOTED_EVENT, HOSTILE_EVENT), min_size=1, max_size=40),
+    st.booleans(),
+    st.booleans(),
 )
-def test_events_csv_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines, bom, crlf):
-    path = tmp_path_factory.mktemp("events") / "log.csv"
-    ending = "\r\n" if crlf else "\n"
-    text = (
-        ("\ufeff" if bom else "")
-        + ending.join(
-            ["user_id,ts,track_id,feedback", *(line if isinstance(line, str) else line[0] for line in lines)]
-        )
-        + ending
-    )
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-
-    accepted, rejected_lines, rejected_rows = outcome(spark, "events", path)
-
-    assert accepted == {line[1] for line in lines if not isinstance(line, str)}
-    hostile = {n + 2 for n, line in enumerate(lines) if isinstance(line, str)}  # the header is line 1
-    assert rejected_lines == hostile and rejected_rows == len(hostile)
 
 
 # MovieLens (user::item::rating::seconds)
@@ -126,29 +159,15 @@ HOSTILE_RATING = st.one_of(
 )
 
 
-@settings(max_examples=EXAMPLES)
-@given(lines=st.lists(st.one_of(VALID_RATING, HOSTILE_RATING), min_size=1, max_size=40))
-def test_movielens_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
-    path = tmp_path_factory.mktemp("movielens") / "ratings.dat"
-    text = "\n".join(line if isinstance(line, str) else line[0] for line in lines) + "\n"
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-
-    accepted, rejected_lines, rejected_rows = outcome(spark, "movielens", path)
-
-    feedback = {1: S.DOWN, 2: S.DOWN, 3: S.PLAY, 4: S.UP, 5: S.UP}
-    assert accepted == {
-        (str(r[0]), r[3], str(r[1]), feedback[r[2]])
-        for line in lines
-        if not isinstance(line, str)
-        for r in [line[1]]
-    }
-    hostile = {n + 1 for n, line in enumerate(lines) if isinstance(line, str)}
-    assert rejected_lines == hostile and rejected_rows == len(hostile)
-
-
-def bare(accepted: set[tuple]) -> set[tuple]:
-    """Accepted events as (user, seconds, track): formats whose feedback the test does not plant."""
-    return {(u, s, t) for u, s, t, _ in accepted}
+FEEDBACK = {1: S.DOWN, 2: S.DOWN, 3: S.PLAY, 4: S.UP, 5: S.UP}
+RATING_CASES = st.lists(
+    st.one_of(
+        VALID_RATING.map(lambda r: (r[0], (str(r[1][0]), r[1][3], str(r[1][1]), FEEDBACK[r[1][2]]))),
+        HOSTILE_RATING,
+    ),
+    min_size=1,
+    max_size=40,
+).map(lambda lines: case(lines, []))
 
 
 # Last.fm 1K (tab-separated: user, time, artist id, artist, track id, title)
@@ -164,19 +183,11 @@ HOSTILE_PLAY = st.one_of(
 )
 
 
-@settings(max_examples=EXAMPLES)
-@given(lines=st.lists(st.one_of(VALID_PLAY, HOSTILE_PLAY), min_size=1, max_size=40), crlf=st.booleans())
-def test_lastfm1k_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines, crlf):
-    path = tmp_path_factory.mktemp("lastfm1k") / "log.tsv"
-    ending = "\r\n" if crlf else "\n"
-    text = ending.join(line if isinstance(line, str) else line[0] for line in lines) + ending
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-
-    accepted, rejected_lines, rejected_rows = outcome(spark, "lastfm1k", path)
-
-    assert bare(accepted) == {line[1] for line in lines if not isinstance(line, str)}
-    hostile = {n + 1 for n, line in enumerate(lines) if isinstance(line, str)}
-    assert rejected_lines == hostile and rejected_rows == len(hostile)
+PLAY_CASES = st.builds(
+    lambda lines, crlf: case(lines, [], "\r\n" if crlf else "\n"),
+    st.lists(st.one_of(VALID_PLAY, HOSTILE_PLAY), min_size=1, max_size=40),
+    st.booleans(),
+)
 
 
 # Piki (CSV with a header; liked 0 is a down, 1 and 2 ups)
@@ -207,19 +218,9 @@ HOSTILE_LIKE = st.one_of(
 )
 
 
-@settings(max_examples=EXAMPLES)
-@given(lines=st.lists(st.one_of(VALID_LIKE, QUOTED_LIKE, HOSTILE_LIKE), min_size=1, max_size=40))
-def test_piki_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
-    path = tmp_path_factory.mktemp("piki") / "piki.csv"
-    body = [line if isinstance(line, str) else line[0] for line in lines]
-    text = "\n".join(["id,liked,personalized,song_id,spotify_popularity,timestamp,user_id", *body]) + "\n"
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-
-    accepted, rejected_lines, rejected_rows = outcome(spark, "piki", path)
-
-    assert accepted == {line[1] for line in lines if not isinstance(line, str)}
-    hostile = {n + 2 for n, line in enumerate(lines) if isinstance(line, str)}
-    assert rejected_lines == hostile and rejected_rows == len(hostile)
+LIKE_CASES = st.lists(st.one_of(VALID_LIKE, QUOTED_LIKE, HOSTILE_LIKE), min_size=1, max_size=40).map(
+    lambda lines: case(lines, ["id,liked,personalized,song_id,spotify_popularity,timestamp,user_id"])
+)
 
 
 # MSSD (CSV with a header; a play's time is its day, its hour and a minute per session position)
@@ -250,16 +251,58 @@ HOSTILE_TRACK = st.one_of(
 )
 
 
-@settings(max_examples=EXAMPLES)
-@given(lines=st.lists(st.one_of(VALID_TRACK, HOSTILE_TRACK), min_size=1, max_size=40))
-def test_mssd_accepts_exactly_the_valid_lines(spark, tmp_path_factory, lines):
-    path = tmp_path_factory.mktemp("mssd") / "log.csv"
-    head = MSSD_HEADER
-    text = "\n".join([head, *(line if isinstance(line, str) else line[0] for line in lines)]) + "\n"
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+TRACK_CASES = st.lists(st.one_of(VALID_TRACK, HOSTILE_TRACK), min_size=1, max_size=40).map(
+    lambda lines: case(lines, [MSSD_HEADER])
+)
 
-    accepted, rejected_lines, rejected_rows = outcome(spark, "mssd", path)
+CASES = {
+    "events": EVENT_CASES,
+    "movielens": RATING_CASES,
+    "lastfm1k": PLAY_CASES,
+    "piki": LIKE_CASES,
+    "mssd": TRACK_CASES,
+}
+NAMES = {
+    "events": "log.csv",
+    "movielens": "ratings.dat",
+    "lastfm1k": "log.tsv",
+    "piki": "piki.csv",
+    "mssd": "log.csv",
+}
+FEEDBACK_PLANTED = {
+    "events",
+    "movielens",
+    "piki",
+}  # lastfm1k's are all plays, MSSD's come from its skip column
 
-    assert bare(accepted) == {line[1] for line in lines if not isinstance(line, str)}
-    hostile = {n + 2 for n, line in enumerate(lines) if isinstance(line, str)}
-    assert rejected_lines == hostile and rejected_rows == len(hostile)
+
+@pytest.mark.parametrize("fmt", list(CASES))
+def test_each_file_alone_accepts_exactly_its_valid_lines(spark, tmp_path_factory, fmt):
+    @settings(max_examples=EXAMPLES)
+    @given(CASES[fmt])
+    def one_file(example: Case) -> None:
+        holds(spark, tmp_path_factory, fmt, example)
+
+    one_file()
+
+
+@pytest.mark.parametrize("fmt", list(CASES))
+def test_files_parsed_together_each_accept_exactly_their_valid_lines(spark, tmp_path, fmt):
+    drawn: list[Case] = []
+
+    @settings(max_examples=BATCH, database=None)
+    @given(CASES[fmt])
+    def draw(example: Case) -> None:
+        drawn.append(example)
+
+    draw()
+    assert len(drawn) >= 200
+    suffix = NAMES[fmt].partition(".")[2]
+    paths = [tmp_path / f"case{n:04d}.{suffix}" for n in range(len(drawn))]
+    for path, example in zip(paths, drawn, strict=True):
+        path.write_bytes(example.data)
+
+    found = outcomes(spark, fmt, paths)
+
+    for path, example in zip(paths, drawn, strict=True):
+        check(fmt, example, *found[path.name], where=f"{path.name} ({example.data[:200]!r})")

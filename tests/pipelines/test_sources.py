@@ -233,6 +233,26 @@ def test_events_in_csv_json_lines_and_parquet(spark, tmp_path):
     ]
 
 
+def test_events_csv_files_read_per_header_each_by_its_own_column_positions(spark, tmp_path):
+    """Files sharing a header are read together; a file whose columns are in another order keeps its own."""
+    (tmp_path / "a.csv").write_text("user_id,ts,track_id,feedback\nu1,2024-01-01T10:00:00Z,t1,up\n")
+    (tmp_path / "b.csv").write_text(
+        "\ufefftrack_id,feedback,user_id,ts\r\nt2,down,u2,2024-01-02T10:00:00Z\r\n"
+    )
+    (tmp_path / "c.csv").write_text(
+        "user_id,ts,track_id,feedback\nu3,2024-01-03T10:00:00Z,t3,skip\nu3,x,t3,\n"
+    )
+
+    accepted, rejected = ingest(spark, "events", *(tmp_path / n for n in ("a.csv", "b.csv", "c.csv")))
+
+    assert accepted == [
+        ("u1", utc(2024, 1, 1, 10), "t1", None, "up", None),
+        ("u2", utc(2024, 1, 2, 10), "t2", None, "down", None),
+        ("u3", utc(2024, 1, 3, 10), "t3", None, "skip", None),
+    ]
+    assert [(name, line) for name, line, _ in rejected] == [("c.csv", 3)]
+
+
 REAL = [
     ("lastfm1k", "lastfm1k_head/myluco_head5000_userid-timestamp-artid-artname-traid-traname.tsv", 5000, 0),
     ("mssd", "mssd_sample/very_small.csv", 201, 0),
