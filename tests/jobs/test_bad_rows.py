@@ -303,6 +303,47 @@ def test_a_build_interrupted_mid_write_ends_in_one_line_and_128_plus_the_signal(
             lakehouse.read(table).count()  # a committed version, whole
 
 
+@pytest.mark.integration  # minutes: Spark in a process of its own, or a build on each engine
+def test_train_stopped_by_sigterm_leaves_no_run_running_and_registers_nothing(built_lakehouse, tmp_path):
+    """A scheduler's SIGTERM while the network trains: one line, exit 143, the MLflow run ended
+    (not RUNNING), no model version registered, no worker process left behind."""
+    import mlflow
+
+    root = own_copy(built_lakehouse, tmp_path)
+    store = root / "store"
+    store.mkdir()
+    values = [*store_settings(root / "lh", store), *TINY_TRAINING, "train.max_epochs=200"]
+    command = [sys.executable, "-m", "downbeat.jobs.cli"]
+    command += [x for v in values for x in ("--set", v)] + ["train", "--model", "baseline"]
+    err = tmp_path / "train.err"
+    with err.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "training baseline:" not in err.read_text() and process.poll() is None:
+            assert time.monotonic() < deadline, err.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(3)  # inside the epochs
+        assert process.poll() is None, err.read_text()[-3000:]
+        os.kill(process.pid, signal.SIGTERM)
+        code = process.wait(timeout=120)
+        time.sleep(2)
+        left = subprocess.run(
+            ["pgrep", "-g", str(process.pid)], capture_output=True, text=True
+        ).stdout.split()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    lines = err.read_text().strip().splitlines()
+    assert code == 143, lines[-20:]
+    assert lines[-1] == "downbeat: interrupted (SIGTERM): every table is at its last committed version"
+    assert left == [], f"processes of the job's group still running: {left}"
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlruns.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert runs and all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
+    assert client.search_model_versions() == []
+
+
 def test_a_file_whose_name_holds_glob_characters_is_read_as_named(spark, tmp_path):
     named = events_csv(tmp_path / "a[1].csv", [])
     events_csv(tmp_path / "a1.csv", ["u9,2024-03-01T09:00:00Z,t1,play"])  # what the name matches as a pattern
