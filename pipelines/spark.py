@@ -106,6 +106,9 @@ def session_conf(
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         # Delta stores timestamps as microseconds; Spark's INT96 default is unreadable to delta-rs.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        # Input Parquet in nanoseconds (pandas' and Arrow's default) is read as its int64 count,
+        # which sources.events turns into a time; without this Spark refuses such a file outright.
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
         "spark.driver.memory": settings.driver_memory,
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,

@@ -80,12 +80,23 @@ def _json(spark: SparkSession, paths: list[str]) -> DataFrame:
 
 
 def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """Parquet files, read per the unit their `ts` column declares: Spark reads microseconds and
+    milliseconds as times itself, and nanoseconds (pandas' and Arrow's default) as the int64 count
+    (`spark.sql.legacy.parquet.nanosAsLong`, set by pipelines.spark), turned into a time here."""
+    in_nanos: dict[bool, list[str]] = {}
     for path in paths:  # each file's footer, so that a file that is no Parquet is named
         try:
-            pq.read_metadata(path)
+            schema = pq.read_schema(path)
         except (pa.ArrowException, OSError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise InputError(f"input file {path}: not a readable Parquet file ({reason})") from None
+        ts_type = schema.field(S.TS).type if S.TS in schema.names else None
+        nanos = ts_type is not None and pa.types.is_timestamp(ts_type) and ts_type.unit == "ns"
+        in_nanos.setdefault(nanos, []).append(path)
+    return union_all([_parquet_files(spark, group, nanos) for nanos, group in in_nanos.items()])
+
+
+def _parquet_files(spark: SparkSession, paths: list[str], nanos: bool) -> DataFrame:
     data = spark.read.parquet(*[spark_path(p) for p in paths])
     present = set(data.columns)
     missing = [c for c in REQUIRED if c not in present]
@@ -93,9 +104,11 @@ def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
         raise InputError(
             f"input {paths[0]}: Parquet data lacks column(s) {', '.join(missing)} (format {NAME})"
         )
+    # nanoseconds to the microseconds a time holds, rounded down (floor, not toward zero)
+    ts = F.expr(f"timestamp_micros(({S.TS} - pmod({S.TS}, 1000)) div 1000)") if nanos else F.col(S.TS)
     rows = data.select(
         *[
-            (F.col(n).cast("string") if n != S.TS else F.col(n)).alias(n)
+            (F.col(n).cast("string") if n != S.TS else ts).alias(n)
             if n in present
             else F.lit(None).cast("string").alias(n)
             for n in (*REQUIRED, *OPTIONAL)
@@ -104,7 +117,7 @@ def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
         (F.col("_metadata.row_index") + 1).alias(LINE),
         F.to_json(F.struct(*[F.col(c) for c in data.columns])).alias(RAW),
     )
-    ts_typed = isinstance(data.schema[S.TS].dataType, T.TimestampType | T.TimestampNTZType)
+    ts_typed = nanos or isinstance(data.schema[S.TS].dataType, T.TimestampType | T.TimestampNTZType)
     return _checked(with_local_files(rows), F.col, shape_problem=(F.lit(False), ""), ts_is_timestamp=ts_typed)
 
 

@@ -253,6 +253,38 @@ def test_events_csv_files_read_per_header_each_by_its_own_column_positions(spark
     assert [(name, line) for name, line, _ in rejected] == [("c.csv", 3)]
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_events_parquet_times_are_read_in_the_unit_their_column_declares(spark, tmp_path, unit):
+    """Arrow and pandas write nanoseconds by default; seconds, milliseconds and microseconds too."""
+    when = dt.datetime(2024, 1, 2, 3, 4, 5)
+    for zone in (None, "UTC"):
+        pq.write_table(
+            pa.table(
+                {
+                    "user_id": [f"u-{zone}"],
+                    "ts": pa.array([when], pa.timestamp(unit, tz=zone)),
+                    "track_id": ["t1"],
+                }
+            ),
+            tmp_path / f"{zone}.parquet",
+        )
+    pq.write_table(  # a file in microseconds read beside them
+        pa.table({"user_id": ["u-us"], "ts": pa.array([when], pa.timestamp("us")), "track_id": ["t2"]}),
+        tmp_path / "other.parquet",
+    )
+
+    accepted, rejected = ingest(
+        spark, "events", *(tmp_path / n for n in ("None.parquet", "UTC.parquet", "other.parquet"))
+    )
+
+    assert [(user, ts, track) for user, ts, track, *_ in accepted] == [
+        ("u-None", when, "t1"),
+        ("u-UTC", when, "t1"),
+        ("u-us", when, "t2"),
+    ]
+    assert rejected == []
+
+
 REAL = [
     ("lastfm1k", "lastfm1k_head/myluco_head5000_userid-timestamp-artid-artname-traid-traname.tsv", 5000, 0),
     ("mssd", "mssd_sample/very_small.csv", 201, 0),
