@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from downbeat.jobs.config import Config, load_config
+from downbeat.models.redaction import RedactingFilter, redact
 from downbeat.pipelines.errors import ConflictError, InputError
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:  # py4j logs an interrupted call's traceback on the
         handler.addFilter(_not_an_interruption)  # root logger; the interruption has a line of its own
+        handler.addFilter(RedactingFilter())  # no URI's userinfo in a log line
     received: list[int] = []
     try:
         with _signals_interrupt(received):
@@ -161,7 +163,7 @@ def print_summary(job: str, started: float, **fields: Any) -> None:
     """A job's run summary: one JSON object on the last line (job, the fields, wall seconds);
     an undefined figure (NaN) is null, so that any JSON parser reads it."""
     summary = {"job": job, **fields, "seconds": round(time.monotonic() - started, 3)}
-    print(json.dumps(_defined(summary), sort_keys=True, default=str, allow_nan=False), flush=True)
+    print(json.dumps(redact(_defined(summary)), sort_keys=True, default=str, allow_nan=False), flush=True)
 
 
 def _defined(value: Any) -> Any:

@@ -29,6 +29,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from downbeat.models.redaction import redact
 from downbeat.models.settings import OptimSettings, RunSettings, moved_key_message
 from downbeat.models.tracking import MlflowSettings, RegistrySettings
 from downbeat.models.zoo import ModelSettings
@@ -218,10 +219,11 @@ def _range(low: float | None, high: float | None, bounds: str) -> str:
 
 
 def to_yaml(cfg: Config) -> str:
-    """The resolved configuration as YAML, in the layout the files use."""
+    """The resolved configuration as YAML, in the layout the files use, secrets masked
+    (models.redaction): what `config show` prints and a run's `config.yaml` holds."""
     data = dataclasses.asdict(cfg)
     data.pop("source_files", None)
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return yaml.safe_dump(redact(data), sort_keys=False, default_flow_style=False)
 
 
 def _read_layers(

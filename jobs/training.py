@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from downbeat.jobs.common import snapshots, writer_commit
 from downbeat.jobs.config import PROJECT_ROOT, Config, to_yaml
 from downbeat.models.contract import Tables
+from downbeat.models.redaction import redact
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
@@ -103,7 +104,8 @@ def run(
         optim=cfg.optim,
         mlflow=cfg.mlflow,
         registry=cfg.registry,
-        config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        # what the run tracks and its checkpoints carry: secrets masked (models.redaction)
+        config=redact(json.loads(json.dumps(dataclasses.asdict(cfg), default=str))),
         config_yaml=to_yaml(cfg),
         processes=world,
         device=device,

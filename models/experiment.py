@@ -21,6 +21,7 @@ from typing import Any
 
 from downbeat.models.contract import Tables
 from downbeat.models.data import TableSnapshot
+from downbeat.models.redaction import redact, redact_assignment
 from downbeat.models.tracking import MlflowSettings
 from downbeat.pipelines.settings import FeatureSettings
 
@@ -126,7 +127,7 @@ def run_experiment(
                 log.info("run %s: finished in run %s, skipped", run.name, finished[run.name])
                 runs[run.name] = finished[run.name]
                 continue
-            overrides = ", ".join(run.child.overrides) or "defaults"
+            overrides = ", ".join(map(redact_assignment, run.child.overrides)) or "defaults"
             log.info("run %s: training %s (%s)", run.name, run.child.model, overrides)
             runs[run.name] = train(run, parent)
         tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
@@ -179,7 +180,7 @@ def _parent_run(
         parent = client.create_run(
             experiment, run_name=spec.name, tags={DIGEST_TAG: digest, EXPERIMENT_TAG: spec.name}
         ).info.run_id
-        client.log_dict(parent, spec.raw, "spec.yaml")
+        client.log_dict(parent, redact(spec.raw), "spec.yaml")
         client.log_param(parent, "reference", spec.reference)
         client.log_param(parent, "seeds", str(seeds))
         for name, version in sorted(versions.items()):

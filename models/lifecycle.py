@@ -319,6 +319,7 @@ def _log_inputs(request: TrainRequest, n_tracks: int, n_stations: int, steps: in
     import mlflow
 
     from downbeat.models.plots import plot_tier_shares, tier_shares_by_position
+    from downbeat.models.redaction import redact_text
     from downbeat.models.tracking import flatten, git_commit
 
     params = dict(flatten(request.config))
@@ -338,7 +339,7 @@ def _log_inputs(request: TrainRequest, n_tracks: int, n_stations: int, steps: in
         }
     )
     params.update({f"table.{t}": f"{s.uri}@{s.version}" for t, s in request.tables.items()})
-    mlflow.log_params(params)
+    mlflow.log_params({k: redact_text(v) for k, v in params.items()})
     commit = git_commit(request.code_root)
     mlflow.set_tags(
         {
@@ -349,7 +350,10 @@ def _log_inputs(request: TrainRequest, n_tracks: int, n_stations: int, steps: in
     )
     mlflow.log_text(request.config_yaml, "config.yaml")
     mlflow.log_dict(
-        {t: {"uri": s.uri, "version": s.version, "rows": s.rows} for t, s in request.tables.items()},
+        {
+            t: {"uri": redact_text(s.uri), "version": s.version, "rows": s.rows}
+            for t, s in request.tables.items()
+        },
         "tables.json",
     )
     facts = request.facts
