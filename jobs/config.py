@@ -119,6 +119,7 @@ def load_config(
 # (key pattern, lowest, highest, whether the bounds are open); None = unbounded.
 RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("spark.shuffle_partitions", 1, None, "[]"),
+    ("lakehouse.min_vacuum_hours", 0, None, "[]"),
     ("sessions.gap_minutes", 0, None, "(]"),
     ("skips.threshold_seconds", 0, None, "[]"),
     ("eval.max_pairs_per_user", 1, None, "[]"),

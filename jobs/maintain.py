@@ -39,15 +39,23 @@ def run(
     optimize: bool,
     vacuum_hours: float | None,
     tables: Sequence[str] = (),
+    force: bool = False,
 ) -> list[Maintenance]:
     """Optimize and/or vacuum `tables` (default: every table under the root), in name order.
 
     Streamed tables (gold/training_sequences) are never compacted: their layout is the loader's.
+    A vacuum shorter than `lakehouse.min_vacuum_hours` runs only with `force`.
     """
     if not optimize and vacuum_hours is None:
         raise InputError("nothing to do: give --optimize, --vacuum-hours N, or both")
     if vacuum_hours is not None and not (math.isfinite(vacuum_hours) and vacuum_hours >= 0):
         raise InputError(f"--vacuum-hours must be 0 or more, not {vacuum_hours:g}")
+    least = cfg.lakehouse.min_vacuum_hours
+    if vacuum_hours is not None and vacuum_hours < least and not force:
+        raise InputError(
+            f"--vacuum-hours {vacuum_hours:g} is under lakehouse.min_vacuum_hours ({least:g}): it would "
+            "delete the staged files of any write older than that still running; add --force if none is"
+        )
     lakehouse = Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta)
     for table in tables:
         if not lakehouse.exists(table):
@@ -89,7 +97,16 @@ def history(spark: SparkSession, cfg: Config, table: str) -> list[dict[str, Any]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimize", action="store_true", help="compact small files (a new version)")
     parser.add_argument(
-        "--vacuum-hours", type=float, metavar="N", help="delete files no version of the last N hours needs"
+        "--vacuum-hours",
+        type=float,
+        metavar="N",
+        help="delete files no version of the last N hours needs (at least lakehouse.min_vacuum_hours, "
+        "168 by default, unless --force)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="vacuum under lakehouse.min_vacuum_hours: only when no write that started earlier still runs",
     )
     parser.add_argument(
         "--table", action="append", default=[], metavar="LAYER/NAME", help="only this table (repeatable)"
@@ -119,7 +136,8 @@ def command(args: argparse.Namespace) -> int:
     if args.restore is not None:
         done = [restore(spark, cfg, args.restore, args.version)]
     else:
-        done = run(spark, cfg, optimize=args.optimize, vacuum_hours=args.vacuum_hours, tables=args.table)
+        vacuum = {"vacuum_hours": args.vacuum_hours, "force": args.force}
+        done = run(spark, cfg, optimize=args.optimize, tables=args.table, **vacuum)
     print(f"{'table':<24}{'action':<10}{'version':>12}{'files +':>9}{'files -':>9}{'seconds':>9}")
     for m in done:
         versions = f"{m.version_before}->{m.version_after}"

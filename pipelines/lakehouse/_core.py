@@ -44,9 +44,11 @@ WriteMode = Literal["overwrite", "append"]
 
 @dataclass(frozen=True)
 class LakehouseSettings:
-    """Where tables live: a local path or a URI (file://, s3://)."""
+    """Where tables live: a local path or a URI (file://, s3://); the shortest vacuum retention
+    `maintain` runs without `--force` (Delta's own default, a week)."""
 
     root: str
+    min_vacuum_hours: float = 168.0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,16 @@ def test_maintain_compacts_and_vacuums_every_table_and_prints_a_summary(spark, t
     lakehouse.write(spark.range(6), "silver/other")
 
     code = main(
-        ["--set", f"lakehouse.root={root}", "maintain", "--optimize", "--vacuum-hours", "0", "--json"]
+        [
+            "--set",
+            f"lakehouse.root={root}",
+            "maintain",
+            "--optimize",
+            "--vacuum-hours",
+            "0",
+            "--force",
+            "--json",
+        ]
     )
 
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["maintained"]
@@ -54,6 +63,27 @@ def test_maintain_without_an_action_or_with_a_missing_table_exits_2(spark, tmp_p
     ]
 
 
+def test_a_vacuum_under_the_minimum_retention_needs_force(spark, tmp_path, capsys):
+    """A vacuum shorter than a write running beside it deletes that write's staged files: under
+    lakehouse.min_vacuum_hours (168 by default) it is refused, files untouched, unless --force."""
+    root = tmp_path / "lh"
+    lakehouse = Lakehouse(spark, str(root))
+    for i in range(2):
+        lakehouse.write(spark.range(i, i + 1).coalesce(1), "gold/numbers", mode="overwrite")
+    files = sorted(p.name for p in (root / "gold/numbers").glob("*.parquet"))
+    setting = ["--set", f"lakehouse.root={root}"]
+
+    refused = main([*setting, "maintain", "--vacuum-hours", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert refused == 2 and len(err) == 1
+    assert err[0].startswith("downbeat: error: --vacuum-hours 1 is under lakehouse.min_vacuum_hours (168)")
+    assert sorted(p.name for p in (root / "gold/numbers").glob("*.parquet")) == files
+    lowered = main([*setting, "--set", "lakehouse.min_vacuum_hours=0.5", "maintain", "--vacuum-hours", "1"])
+    forced = main([*setting, "maintain", "--vacuum-hours", "0", "--force"])
+    assert (lowered, forced) == (0, 0)
+    assert len(list((root / "gold/numbers").glob("*.parquet"))) == 1  # the overwritten file is gone
+
+
 def test_the_streamed_training_table_is_vacuumed_but_never_compacted(spark, tmp_path, capsys):
     root = tmp_path / "lh"
     lakehouse = Lakehouse(spark, str(root))
@@ -61,7 +91,16 @@ def test_the_streamed_training_table_is_vacuumed_but_never_compacted(spark, tmp_
         lakehouse.write(spark.range(i, i + 1).coalesce(1), "gold/training_sequences", mode="append")
     lakehouse.write(spark.range(3), "gold/numbers")
     every = main(
-        ["--set", f"lakehouse.root={root}", "maintain", "--optimize", "--vacuum-hours", "0", "--json"]
+        [
+            "--set",
+            f"lakehouse.root={root}",
+            "maintain",
+            "--optimize",
+            "--vacuum-hours",
+            "0",
+            "--force",
+            "--json",
+        ]
     )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["maintained"]
     assert every == 0
