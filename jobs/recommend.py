@@ -6,6 +6,9 @@ The history a model reads is the user's last plays in silver/plays (up to the mo
 tracks the user ever rated down are never recommended, nor, where `eval.exclude_seen` says so, the
 tracks the user already played (films are rated once; music is replayed, so by default played
 tracks may be recommended again).
+Old versions' rows do not pile up: a run keeps, of its registered model's other versions, those that
+hold an alias (champion, candidate) and the newest, or with `--keep-versions N` the N newest
+(this run's among them); other registered models' rows are left as they are.
 The model's files are shipped to the executors once and loaded once per Python worker
 (mapInPandas). A run replaces its model version's rows (for its users) and keeps the rest; a rerun
 on the same inputs writes nothing. Also runnable as `spark-submit jobs/recommend.py --model-uri URI`.
@@ -31,7 +34,13 @@ from pyspark.sql import DataFrame
 from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, snapshots
 from downbeat.jobs.config import Config
 from downbeat.models.contract import Tables
-from downbeat.models.registry import check_catalog, download_model, load_metadata, registered_version
+from downbeat.models.registry import (
+    aliased_versions,
+    check_catalog,
+    download_model,
+    load_metadata,
+    registered_version,
+)
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
@@ -70,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TABLE_OR_ALL",
         help="ALL (every user with plays; the default) or a lakehouse table (layer/name) with user_id",
     )
+    parser.add_argument(
+        "--keep-versions",
+        type=int,
+        metavar="N",
+        help="keep the rows of the model's N newest versions (this run's among them); default: the "
+        "versions holding an alias, and the newest",
+    )
     add_json_option(parser)
 
 
@@ -85,6 +101,7 @@ class Recommended:
     served_users: int | None = None
     model_rows: int | None = None
     unserved_users: int | None = None
+    dropped_versions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,13 +116,19 @@ class _Request:
     top_k: int
     inputs: dict[str, Any]
     before: int | None
+    keep_versions: int | None
+    tracking_uri: str
 
 
-def run(cfg: Config, model_uri: str, *, top_k: int = 20, users: str = ALL) -> Recommended:
+def run(
+    cfg: Config, model_uri: str, *, top_k: int = 20, users: str = ALL, keep_versions: int | None = None
+) -> Recommended:
     """Rank the catalog with the registered model `model_uri` for every user with plays (or the
     users of table `users`) and commit the top `top_k` per user to gold/recommendations."""
     if top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {top_k}")
+    if keep_versions is not None and keep_versions < 1:
+        raise InputError(f"--keep-versions must be at least 1 (this run's version), got {keep_versions}")
     if users != ALL and not TABLE_NAME.match(users):
         raise InputError(f"--users {users}: name a lakehouse table (layer/name, e.g. gold/users) or ALL")
     name, version, run_id = registered_version(model_uri, cfg.mlflow.tracking_uri)
@@ -122,12 +145,17 @@ def run(cfg: Config, model_uri: str, *, top_k: int = 20, users: str = ALL) -> Re
         "users": users if users_version is None else f"{users}@{users_version}",
         # which seen tracks are left out (another rule gives other rows)
         "exclude_seen": [cfg.eval.exclude_seen, *cfg.eval.seen_once_sources],
+        "keep_versions": keep_versions,
     }
     before = lakehouse.version(TABLE) if lakehouse.exists(TABLE) else None
     if before is not None and _last_run(lakehouse) == inputs:
         log.info("%s version %d already holds this run's rows: nothing to write", TABLE, before)
         return Recommended(inputs, before, written=False)
-    request = _Request(model_uri, name, version, run_id, tables, users, users_version, top_k, inputs, before)
+    request = _Request(
+        *(model_uri, name, version, run_id, tables, users, users_version, top_k, inputs, before),
+        keep_versions=keep_versions,
+        tracking_uri=cfg.mlflow.tracking_uri,
+    )
     return _write(cfg, request)
 
 
@@ -168,9 +196,13 @@ def _write(cfg: Config, request: _Request) -> Recommended:
                 run_id=request.run_id,
                 history_version=tables[PLAYS].version,
             )
+            dropped: tuple[str, ...] = ()
             if request.before is not None:
                 current = lakehouse.read(TABLE, request.before)
-                rows = replacing(current, rows, model_name=name, model_version=version, users=users)
+                keep, dropped = _kept_versions(current, request)
+                rows = replacing(
+                    current, rows, model_name=name, model_version=version, users=users, keep_versions=keep
+                )
             with lakehouse.transaction() as tx:
                 # computed from version `before` (or no table): a commit since is a conflict, exit 2
                 tag = {RUN_TAG: json.dumps(request.inputs, sort_keys=True)}
@@ -182,7 +214,25 @@ def _write(cfg: Config, request: _Request) -> Recommended:
     committed = tx.commits[TABLE].version
     table = lakehouse.read(TABLE, committed)
     new_rows = table.where((table[S.MODEL_NAME] == name) & (table[S.MODEL_VERSION] == version)).count()
-    return Recommended(request.inputs, committed, True, n_users - unserved, new_rows, unserved)
+    return Recommended(request.inputs, committed, True, n_users - unserved, new_rows, unserved, dropped)
+
+
+def _kept_versions(current: DataFrame, request: _Request) -> tuple[set[str], tuple[str, ...]]:
+    """(the versions of the run's model whose rows stay, the versions whose rows go)."""
+    name, mine = request.name, request.version
+    versions = current.where(current[S.MODEL_NAME] == name).select(S.MODEL_VERSION).distinct()
+    present = {str(r[0]) for r in versions.collect()}
+    others = sorted(present - {mine}, key=lambda v: (len(v), v), reverse=True)  # newest first
+    if request.keep_versions is not None:
+        keep = {mine, *others[: request.keep_versions - 1]}
+    else:
+        # the newest version's rows (most often this run's) and those of every version with an alias
+        newest = max(present | {mine}, key=lambda v: (len(v), v))
+        keep = {mine, newest, *aliased_versions(name, request.tracking_uri)}
+    dropped = tuple(sorted(present - keep, key=lambda v: (len(v), v)))
+    if dropped:
+        log.info("dropping the rows of %s version(s) %s from %s", name, ", ".join(dropped), TABLE)
+    return keep, dropped
 
 
 def _users_with_history(histories: DataFrame, request: _Request, width: int) -> int:
@@ -200,7 +250,13 @@ def _users_with_history(histories: DataFrame, request: _Request, width: int) -> 
 
 def command(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    done = run(config_from(args), args.model_uri, top_k=args.top_k, users=args.users)
+    done = run(
+        config_from(args),
+        args.model_uri,
+        top_k=args.top_k,
+        users=args.users,
+        keep_versions=args.keep_versions,
+    )
     what = f"{done.inputs['model_name']} version {done.inputs['model_version']}"
     if done.written:
         print(
@@ -219,6 +275,7 @@ def command(args: argparse.Namespace) -> int:
             served_users=done.served_users,
             unserved_users=done.unserved_users,
             model_rows=done.model_rows,
+            dropped_versions=list(done.dropped_versions),
             **done.inputs,
         )
     return 0

@@ -83,6 +83,15 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str]:
     return str(found.name), str(found.version), str(found.run_id)
 
 
+def aliased_versions(name: str, tracking_uri: str) -> set[str]:
+    """The versions of registered model `name` that hold an alias (champion, candidate, ...)."""
+    from mlflow.tracking import MlflowClient
+
+    with kept_logging():
+        aliases = MlflowClient(tracking_uri).get_registered_model(name).aliases
+    return {str(v) for v in aliases.values()}
+
+
 def download_model(uri: str, into: Path) -> Path:
     """The model's files in the local folder `into` (to ship to the executors)."""
     import mlflow

@@ -8,7 +8,7 @@ ranked lists into table rows, and `replacing` keeps the rows the run does not re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -127,11 +127,22 @@ def recommendation_rows(
 
 
 def replacing(
-    current: DataFrame, new: DataFrame, *, model_name: str, model_version: str, users: DataFrame | None
+    current: DataFrame,
+    new: DataFrame,
+    *,
+    model_name: str,
+    model_version: str,
+    users: DataFrame | None,
+    keep_versions: Collection[str] | None = None,
 ) -> DataFrame:
     """The table after a run: `current`'s rows except those the run replaces (its model version's,
-    for every user, or for `users` only when given), then the run's own rows."""
+    for every user, or for `users` only when given), then the run's own rows. With `keep_versions`,
+    the rows of `model_name`'s other versions not in it are dropped (other models' rows stay)."""
     same = (F.col(S.MODEL_NAME) == model_name) & (F.col(S.MODEL_VERSION) == model_version)
+    if keep_versions is not None:
+        current = current.where(
+            (F.col(S.MODEL_NAME) != model_name) | F.col(S.MODEL_VERSION).isin(*sorted(keep_versions))
+        )
     if users is None:
         kept = current.where(~same)
     else:

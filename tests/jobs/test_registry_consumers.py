@@ -210,6 +210,44 @@ def test_recommend_is_idempotent_per_model_version_and_replaces_only_its_own_row
     client.delete_model_version("downbeat", other)
 
 
+def test_recommend_keeps_the_aliased_and_newest_versions_rows_or_the_n_newest(writable, capsys):
+    """gold/recommendations does not grow with every version: by default a run keeps the rows of the
+    versions holding an alias and of the newest; --keep-versions N keeps the N newest."""
+    consumer = writable
+    client = MlflowClient(consumer.tracking)
+    champion = str(consumer.champion.version)  # the fixture's rows are the champion's
+    mlflow.set_tracking_uri(consumer.tracking)
+    added = [
+        mlflow.register_model(f"runs:/{consumer.champion.run_id}/model", "downbeat").version for _ in "ab"
+    ]
+    second, third = (str(v) for v in added)
+    try:
+        versions = []
+        for version, more in ((second, []), (third, []), (third, ["--keep-versions", "1"])):
+            code, out, err = recommend(
+                consumer,
+                capsys,
+                "--model-uri",
+                f"models:/downbeat/{version}",
+                "--top-k",
+                "2",
+                *more,
+                "--json",
+            )
+            assert code == 0, err[-2000:]
+            dropped = json.loads(out[-1])["dropped_versions"]
+            versions.append((sorted(set(table_frame(consumer.lh, TABLE).model_version)), dropped))
+    finally:
+        for version in added:
+            client.delete_model_version("downbeat", version)
+
+    assert versions == [
+        (sorted({champion, second}), []),  # the champion holds an alias, the second is the newest
+        (sorted({champion, third}), [second]),  # the second has neither
+        ([third], [champion]),  # the newest one alone
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
