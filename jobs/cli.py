@@ -15,6 +15,7 @@ from downbeat.jobs import (
     experiment,
     ingest,
     maintain,
+    promote,
     recommend,
     synth,
     train,
@@ -36,6 +37,11 @@ JOBS = (
         "compare",
         compare,
         "score two MLflow models on the same eval tables: paired differences with bootstrap intervals",
+    ),
+    (
+        "promote",
+        promote,
+        "give a registered version an alias (champion through the gate train applies), by hand",
     ),
     (
         "recommend",

@@ -273,7 +273,7 @@ def _register_and_choose(
     from mlflow.tracking import MlflowClient
 
     from downbeat.models.serving import score_frame
-    from downbeat.models.tracking import CANDIDATE, decide_champion
+    from downbeat.models.tracking import CANDIDATE, ChampionDecision, decide_champion
     from downbeat.models.validation import ValidationSet
 
     tables, name = request.tables, request.mlflow.registered_model
@@ -293,9 +293,16 @@ def _register_and_choose(
         chunk=request.train.eval_batch_size,
     )
     selected_on = str(outcome["selected_on"])
-    decision = decide_champion(
-        client, name, version, validation_table, request.registry, selected_on, mine, score_champion
-    )
+    if request.registry.auto_promote:
+        decision = decide_champion(
+            client, name, version, validation_table, request.registry, selected_on, mine, score_champion
+        )
+    else:
+        decision = ChampionDecision(
+            False,
+            f"registry.auto_promote is off: version {version} is candidate; "
+            f"`downbeat promote --version {version} --alias champion` applies the gate and moves it",
+        )
     tags = {"downbeat.champion": str(decision.moved), "downbeat.champion_reason": decision.reason}
     mlflow.set_tags({**tags, "downbeat.model_version": version})
     log.info("champion: %s", decision.reason)

@@ -128,6 +128,7 @@ class RegistrySettings:
 
     champion_metric: Literal["auto", "val_paired_accuracy", "val_ndcg@10_pos"] = "auto"
     guard_metrics: tuple[ValidationFigure, ...] = ("val_ndcg@10_pos",)
+    auto_promote: bool = True  # off: train leaves `champion` alone; `downbeat promote` moves it
 
     def primary(self, selected_on: str) -> str:
         """The validation figure (models/validation.py name) that decides."""

@@ -437,3 +437,59 @@ def test_a_registered_version_describes_itself_to_a_consumer(consumer):
     assert not any(line.startswith("downbeat") for line in wanted)
     assert [p.name for p in (local / "code").iterdir()] == ["downbeat"]  # one uniquely named package
     assert [p.name for p in (local / "code" / "downbeat").iterdir()] == ["models"]
+
+
+def test_promote_applies_the_gate_and_refuses_a_version_without_lineage(consumer, capsys):
+    client = MlflowClient(consumer.tracking)
+    champion = str(consumer.champion.version)
+    same_run = mlflow.register_model(f"runs:/{consumer.champion.run_id}/model", "downbeat").version
+    bare = client.create_run(client.get_run(consumer.champion.run_id).info.experiment_id).info.run_id
+    source = client.get_model_version("downbeat", champion).source
+    orphan = client.create_model_version("downbeat", source, run_id=bare).version  # a run without lineage
+    try:
+        moved = main([*consumer.options, "promote", "--version", str(same_run)])
+        out, err = capsys.readouterr()
+        after = client.get_model_version_by_alias("downbeat", "champion").version
+        refused = main([*consumer.options, "promote", "--version", str(orphan), "--alias", "candidate"])
+        unknown = main([*consumer.options, "promote", "--version", "999"])
+        errors = capsys.readouterr().err.strip().splitlines()
+        candidate = client.get_model_version_by_alias("downbeat", "candidate").version
+    finally:
+        client.set_registered_model_alias("downbeat", "champion", champion)
+        client.set_registered_model_alias("downbeat", "candidate", champion)
+        for version in (same_run, orphan):
+            client.delete_model_version("downbeat", str(version))
+
+    assert moved == 0, err[-2000:]
+    # the same network scores alike on the same validation rows: at least the champion's, so it moves
+    assert re.match(
+        rf"promote: validation \S+ .* is at least the champion's.*version {same_run} becomes champion", out
+    )
+    assert str(after) == str(same_run)
+    assert (refused, unknown) == (2, 2) and str(candidate) == champion
+    assert errors[0] == (
+        f"downbeat: error: version {orphan} of downbeat: its run {bare} lacks table versions, config.yaml, "
+        "git commit, so it takes no alias"
+    )
+    assert errors[1].startswith("downbeat: error: --version 999: ")
+
+
+def test_with_auto_promote_off_train_leaves_the_champion_to_promote(built_lakehouse, tmp_path, capsys):
+    root = own_copy(built_lakehouse, tmp_path)
+    store = root / "store"
+    store.mkdir()
+    values = [*store_settings(root / "lh", store), *TINY_TRAINING, "registry.auto_promote=false"]
+    options = [x for v in values for x in ("--set", v)]
+
+    assert main([*options, "train", "--model", "baseline", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    client = MlflowClient(f"sqlite:///{store / 'mlruns.db'}")
+    aliases = client.get_registered_model("downbeat").aliases
+    assert trained["champion_moved"] is False and "registry.auto_promote is off" in trained["champion_reason"]
+    assert set(aliases) == {"candidate"}
+
+    version = str(aliases["candidate"])
+    assert main([*options, "promote", "--version", version, "--json"]) == 0
+    promoted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert promoted["reason"] == f"no champion yet: version {version} becomes champion"
+    assert str(client.get_model_version_by_alias("downbeat", "champion").version) == version

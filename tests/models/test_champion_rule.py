@@ -97,3 +97,22 @@ def test_without_the_primary_figure_on_either_side_the_champion_stays(registry):
     decision = decide(registry, {"ndcg@10_pos": (USERS, RANKING + 0.2)})
     assert not decision.moved and decision.reason.startswith("no validation paired_accuracy to compare")
     assert champion_of(registry) == "1"
+
+
+def test_promote_keeps_the_gates_verdict_unless_overridden_and_says_so(registry):
+    from downbeat.models.data import TableSnapshot
+    from downbeat.models.promotion import VALIDATION_TABLES, promote_champion
+
+    tables = {t: TableSnapshot(t, f"lh/{t}", 3, (), 1) for t in VALIDATION_TABLES}
+    worse = candidate(0.59, 0.0)
+
+    def score(uri: str) -> dict:
+        return worse if uri == "models:/downbeat/2" else CHAMPION_VALUES
+
+    kept = promote_champion(registry, DEFAULT_GATE, "downbeat", "2", tables, score, override=False)
+    assert not kept.moved and "below the champion's; champion stays version 1" in kept.reason
+    assert champion_of(registry) == "1"
+    forced = promote_champion(registry, DEFAULT_GATE, "downbeat", "2", tables, score, override=True)
+    assert forced.moved and forced.reason.endswith("; --override: version 2 becomes champion anyway")
+    assert "on lh/gold/validation_pairs@3 and lh/gold/validation_next@3" in forced.reason
+    assert champion_of(registry) == "2"
