@@ -30,6 +30,7 @@ from downbeat.models.contract import (
     HISTORY_FEEDBACK_IDS,
     HISTORY_STATION_IDS,
     HISTORY_TRACK_IDS,
+    N_FEEDBACK,
     SCORES,
     SERVED,
     STATION_IDX,
@@ -88,6 +89,44 @@ def score_frame(
             scores.extend(out[i, : counts[i]].astype(np.float32) for i in range(len(counts)))
             served.append(model.can_serve(history).cpu().numpy())
     return pd.DataFrame({SCORES: scores, SERVED: np.concatenate(served) if served else np.zeros(0, bool)})
+
+
+MAX_REQUEST_ROWS = 10_000  # rows of one scoring request
+
+
+def check_request(frame: pd.DataFrame, n_tracks: int, n_stations: int) -> None:
+    """A served request's problem, as a ValueError naming the row and column: no rows, more than
+    MAX_REQUEST_ROWS, a row with no candidates or more than the catalog holds, a track id outside
+    1..n_tracks, a station outside 0..n_stations, a feedback code outside 0..N_FEEDBACK - 1, or
+    lists of one row whose lengths differ. (score_frame scores what it is given.)"""
+    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        expected = ", ".join(INPUT_COLUMNS)
+        raise ValueError(f"the request lacks column(s) {', '.join(missing)}; expected {expected}")
+    if not 1 <= len(frame) <= MAX_REQUEST_ROWS:
+        raise ValueError(f"a request holds 1 to {MAX_REQUEST_ROWS} rows, this one {len(frame)}")
+    bounds = {
+        HISTORY_TRACKS: (1, n_tracks),
+        CANDIDATES: (1, n_tracks),
+        HISTORY_STATIONS: (0, n_stations),
+        HISTORY_FEEDBACK: (0, N_FEEDBACK - 1),
+    }
+    for i, row in enumerate(frame[list(INPUT_COLUMNS)].itertuples(index=False)):
+        values = dict(zip(INPUT_COLUMNS, row, strict=True))
+        count = len(values[CANDIDATES])
+        if not 1 <= count <= n_tracks:
+            raise ValueError(f"row {i}: {CANDIDATES} holds {count} ids; a row scores 1 to {n_tracks}")
+        for column, (low, high) in bounds.items():
+            ids = np.asarray(values[column], dtype=np.int64)
+            if ids.size and (ids.min() < low or ids.max() > high):
+                bad = int(ids[(ids < low) | (ids > high)][0])
+                raise ValueError(f"row {i}: {column} holds {bad}, outside {low}..{high}")
+        lengths = {len(values[c]) for c in HISTORY_INPUT[:3]}
+        if len(lengths) > 1:
+            raise ValueError(f"row {i}: {', '.join(HISTORY_INPUT[:3])} differ in length")
+        station = values[STATION]
+        if station is not None and station == station and not 0 <= int(station) <= n_stations:
+            raise ValueError(f"row {i}: {STATION} {int(station)} is outside 0..{n_stations}")
 
 
 def request_history(part: pd.DataFrame, width: int) -> History:
@@ -267,6 +306,16 @@ class DownbeatPyfunc(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
+        """Scores; a malformed request is refused (MLflow's INVALID_PARAMETER_VALUE, a 400 when
+        served) with the row and column at fault."""
+        network = self.model.network
+        try:
+            check_request(model_input, network.n_tracks, network.n_stations)
+        except ValueError as exc:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         return score_frame(self.model, model_input)
 
     def recommend(self, frame: pd.DataFrame, top_k: int, batch_size: int = 256) -> pd.DataFrame:
