@@ -164,3 +164,29 @@ def test_every_architectures_defaults_are_conf_base_yamls():
     for name in ARCHITECTURES:  # every model builds from the defaults, popularity without settings
         assert (own_settings(name, ModelSettings()) is None) == (name == "popularity"), name
         build_model(name, N_TRACKS, 3, ModelSettings(dim=8, heads=2, max_length=8), (UP,))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({CANDIDATES: [[]]}, "row 0: candidate_track_ids holds 0 ids; a row scores 1 to 5"),
+        ({CANDIDATES: [[1] * 6]}, "row 0: candidate_track_ids holds 6 ids; a row scores 1 to 5"),
+        ({CANDIDATES: [[-3, 1]]}, "row 0: candidate_track_ids holds -3, outside 1..5"),
+        ({HISTORY_TRACKS: [[6, 1, 1]]}, "row 0: history_track_ids holds 6, outside 1..5"),
+        ({HISTORY_STATIONS: [[1, 3, 0]]}, "row 0: history_station_ids holds 3, outside 0..2"),
+        ({HISTORY_FEEDBACK: [[1, 9, 2]]}, "row 0: history_feedback_ids holds 9, outside 0..4"),
+        ({HISTORY_FEEDBACK: [[1, 2]]}, "row 0: history_track_ids, history_station_ids, history_feedback_ids"),
+        ({STATION: [7]}, "row 0: station_idx 7 is outside 0..2"),
+    ],
+)
+def test_a_malformed_request_is_named_by_row_and_column(change, message):
+    from downbeat.models.serving import check_request, input_example
+
+    frame = input_example(5)
+    check_request(frame, 5, 2)  # the logged example itself passes
+    for column, value in change.items():
+        frame[column] = value
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
+        check_request(frame, 5, 2)
+    with pytest.raises(ValueError, match="a request holds 1 to 10000 rows, this one 0"):
+        check_request(frame.iloc[:0], 5, 2)
