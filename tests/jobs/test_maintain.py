@@ -10,6 +10,20 @@ from downbeat.jobs.cli import main
 from downbeat.pipelines.lakehouse import Lakehouse
 
 
+def everything(root) -> list[str]:
+    """Compact and vacuum every table, keeping no old version (--force: no write runs beside it)."""
+    return [
+        "--set",
+        f"lakehouse.root={root}",
+        "maintain",
+        "--optimize",
+        "--vacuum-hours",
+        "0",
+        "--force",
+        "--json",
+    ]
+
+
 @pytest.mark.parametrize("engine", ["spark", "delta-rs"])
 def test_maintain_compacts_and_vacuums_every_table_and_prints_a_summary(spark, tmp_path, capsys, engine):
     root = tmp_path / "lh"
@@ -19,18 +33,7 @@ def test_maintain_compacts_and_vacuums_every_table_and_prints_a_summary(spark, t
     lakehouse.write(spark.range(5), "silver/other")
     lakehouse.write(spark.range(6), "silver/other")
 
-    code = main(
-        [
-            "--set",
-            f"lakehouse.root={root}",
-            "maintain",
-            "--optimize",
-            "--vacuum-hours",
-            "0",
-            "--force",
-            "--json",
-        ]
-    )
+    code = main(everything(root))
 
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["maintained"]
     assert code == 0
@@ -90,18 +93,7 @@ def test_the_streamed_training_table_is_vacuumed_but_never_compacted(spark, tmp_
     for i in range(2):
         lakehouse.write(spark.range(i, i + 1).coalesce(1), "gold/training_sequences", mode="append")
     lakehouse.write(spark.range(3), "gold/numbers")
-    every = main(
-        [
-            "--set",
-            f"lakehouse.root={root}",
-            "maintain",
-            "--optimize",
-            "--vacuum-hours",
-            "0",
-            "--force",
-            "--json",
-        ]
-    )
+    every = main(everything(root))
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["maintained"]
     assert every == 0
     assert [(m["table"], m["action"]) for m in summary] == [
