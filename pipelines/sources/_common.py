@@ -22,6 +22,7 @@ from downbeat.pipelines.errors import ConfigError, InputError
 from downbeat.pipelines.times import EPOCH, from_micros, utc
 
 FILE, LINE, RAW, REASON = "file", "line", "raw", "reason"
+CSV_BUFFER_CHARS = 4096  # the CSV parser's input buffer per line (sources' csv_fields)
 # Columns every adapter's parse() returns: the canonical event without source/event_id/date, plus
 # where the row came from and why it was rejected (null when it was accepted).
 PARSED = (
@@ -320,9 +321,17 @@ def csv_fields(
     getter of the header's fields by name (null where the line is short), and the check that the
     line has the header's width."""
     schema = ", ".join(f"`{name}` STRING" for name in (*header, OVERFLOW))
-    lines = lines.withColumn(
-        RECORD, F.from_csv(F.col(RAW), schema, {"mode": "PERMISSIVE", "nullValue": "\u0000"})
-    )
+    # from_csv starts a parser for every line, and the parser allocates its input buffer (1M chars,
+    # 2 MB, by default): a humongous object per line, which filled a 2 GB heap in a long session.
+    # A line longer than the buffer is still read whole, in more reads.
+    # RFC 4180: a quote inside a quoted field is written twice (Spark's own default escape is "\\")
+    options = {
+        "mode": "PERMISSIVE",
+        "nullValue": "\u0000",
+        "escape": '"',
+        "inputBufferSize": str(CSV_BUFFER_CHARS),
+    }
+    lines = lines.withColumn(RECORD, F.from_csv(F.col(RAW), schema, options))
     record, raw = F.col(RECORD), F.col(RAW)
     width = F.size(F.split(raw, ",", -1))
     quoted = raw.contains('"')

@@ -253,6 +253,19 @@ def test_events_csv_files_read_per_header_each_by_its_own_column_positions(spark
     assert [(name, line) for name, line, _ in rejected] == [("c.csv", 3)]
 
 
+def test_a_csv_field_longer_than_the_parsers_buffer_is_read_whole(spark, tmp_path):
+    from downbeat.pipelines.sources._common import CSV_BUFFER_CHARS
+
+    station = "a, " * CSV_BUFFER_CHARS + 'and a ""quote""'  # three buffers long, commas inside
+    (tmp_path / "a.csv").write_text(
+        f'user_id,ts,track_id,station_id\nu1,2024-01-01T10:00:00Z,t1,"{station}"\n'
+    )
+
+    accepted, rejected = ingest(spark, "events", tmp_path / "a.csv")
+
+    assert rejected == [] and [row[3] for row in accepted] == [station.replace('""', '"')]
+
+
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
 def test_events_parquet_times_are_read_in_the_unit_their_column_declares(spark, tmp_path, unit):
     """Arrow and pandas write nanoseconds by default; seconds, milliseconds and microseconds too."""
