@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from downbeat.jobs.config import Config, load_config
 from downbeat.models.redaction import RedactingFilter, redact
-from downbeat.pipelines.errors import ConflictError, InputError
+from downbeat.pipelines.errors import ConflictError, InputError, first_line
 
 if TYPE_CHECKING:
     from downbeat.models.data import TableSnapshot
@@ -181,7 +181,6 @@ def snapshots(
 ) -> dict[str, TableSnapshot]:
     """The current snapshot of each table from its Delta log; a missing table, or an empty one not
     in `may_be_empty`, is bad input (exit 2) naming the table and its version."""
-    from downbeat.models.data import TableSnapshot
 
     out = {}
     for table in tables:
@@ -189,14 +188,29 @@ def snapshots(
             raise InputError(
                 f"table {table} does not exist under {lakehouse.root}: run `downbeat build` first"
             )
-        version, files, rows = lakehouse.snapshot(table)
-        if rows is None:
-            raise InputError(f"table {table} version {version} has data files without row counts in its log")
-        if rows == 0 and table not in may_be_empty:
-            raise InputError(f"table {table} version {version} is empty: nothing to train or evaluate on")
-        out[table] = TableSnapshot(table, lakehouse.uri(table), version, tuple(files), rows)
+        out[table] = table_snapshot(lakehouse, table)
+        if out[table].rows == 0 and table not in may_be_empty:
+            raise InputError(
+                f"table {table} version {out[table].version} is empty: nothing to train or evaluate on"
+            )
     check_one_build(lakehouse, out)
     return out
+
+
+def table_snapshot(lakehouse: Lakehouse, table: str, version: int | None = None) -> TableSnapshot:
+    """One version of `table` (the current one by default) as a TableSnapshot; bad input (exit 2)
+    when an earlier version asked for cannot be read (vacuumed) or the log lacks row counts."""
+    from downbeat.models.data import TableSnapshot
+
+    try:
+        at, files, rows = lakehouse.snapshot(table, version)
+    except Exception as exc:
+        if version is None:  # the current version unreadable is no bad input: the job fails
+            raise
+        raise InputError(f"table {table} version {version} cannot be read ({first_line(exc)})") from None
+    if rows is None:
+        raise InputError(f"table {table} version {at} has data files without row counts in its log")
+    return TableSnapshot(table, lakehouse.uri(table), at, tuple(files), rows)
 
 
 def check_one_build(lakehouse: Lakehouse, tables: dict[str, TableSnapshot]) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary
+from downbeat.jobs.common import add_json_option, config_from, job_main, print_summary, table_snapshot
 from downbeat.jobs.config import Config
 from downbeat.models.tracking import CHAMPION, ChampionDecision
 from downbeat.pipelines.errors import InputError
@@ -35,7 +35,6 @@ def run(cfg: Config, version: str, alias: str = CHAMPION, *, override: bool = Fa
     `champion`."""
     from mlflow.tracking import MlflowClient
 
-    from downbeat.models.data import TableSnapshot
     from downbeat.models.promotion import VALIDATION_TABLES, lineage, promote_champion
     from downbeat.models.registry import load_pyfunc
     from downbeat.models.tracking import kept_logging
@@ -53,8 +52,7 @@ def run(cfg: Config, version: str, alias: str = CHAMPION, *, override: bool = Fa
     for table in VALIDATION_TABLES:
         if table not in read or not lakehouse.exists(table):
             raise InputError(f"version {version}'s run read no {table} that {lakehouse.root} still holds")
-        at, files, rows = lakehouse.snapshot(table, read[table])
-        tables[table] = TableSnapshot(table, lakehouse.uri(table), at, tuple(files), rows or 0)
+        tables[table] = table_snapshot(lakehouse, table, read[table])
     pairs, histories, tracks = (tables[t] for t in VALIDATION_TABLES)
     validation = ValidationSet.of(pairs, histories, tracks.rows)
 

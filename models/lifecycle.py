@@ -260,6 +260,36 @@ def _log_test_figures(model: Any, tables: dict[str, TableSnapshot], eval_batch_s
     return result.metrics
 
 
+def _gate(
+    request: TrainRequest, client: Any, version: str, model: Any, selected_on: str, validation_table: str
+) -> Any:
+    """The champion gate's decision on the new version (it moves the alias when it passes), or,
+    with registry.auto_promote off, a decision that leaves it to `downbeat promote`."""
+    import mlflow
+
+    from downbeat.models.serving import score_frame
+    from downbeat.models.tracking import ChampionDecision, decide_champion
+    from downbeat.models.validation import ValidationSet
+
+    name, tables, batch = request.mlflow.registered_model, request.tables, request.train.eval_batch_size
+    if not request.registry.auto_promote:  # the gate's scoring is promote's work then
+        return ChampionDecision(
+            False,
+            f"registry.auto_promote is off: version {version} is candidate; "
+            f"`downbeat promote --version {version} --alias champion` applies the gate and moves it",
+        )
+    validation_set = ValidationSet.of(tables[VALIDATION_PAIRS], tables[VALIDATION_NEXT], tables[TRACKS].rows)
+
+    def score_champion(uri: str) -> dict[str, Any]:
+        champion = mlflow.pyfunc.load_model(uri)  # scored on exactly the candidate's rows
+        return validation_set.per_user(champion.predict, chunk=batch)
+
+    mine = validation_set.per_user(lambda frame: score_frame(model, frame, batch_size=batch), chunk=batch)
+    return decide_champion(
+        client, name, version, validation_table, request.registry, selected_on, mine, score_champion
+    )
+
+
 def _register_and_choose(
     request: TrainRequest,
     version: str,
@@ -272,9 +302,7 @@ def _register_and_choose(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from downbeat.models.serving import score_frame
-    from downbeat.models.tracking import CANDIDATE, ChampionDecision, decide_champion
-    from downbeat.models.validation import ValidationSet
+    from downbeat.models.tracking import CANDIDATE
 
     tables, name = request.tables, request.mlflow.registered_model
     client = MlflowClient(request.mlflow.tracking_uri)
@@ -282,27 +310,8 @@ def _register_and_choose(
     validation_table = " and ".join(
         f"{tables[t].uri}@{tables[t].version}" for t in (VALIDATION_PAIRS, VALIDATION_NEXT)
     )
-    validation_set = ValidationSet.of(tables[VALIDATION_PAIRS], tables[VALIDATION_NEXT], tables[TRACKS].rows)
-
-    def score_champion(uri: str) -> dict[str, Any]:
-        champion = mlflow.pyfunc.load_model(uri)  # scored on exactly the candidate's rows
-        return validation_set.per_user(champion.predict, chunk=request.train.eval_batch_size)
-
-    mine = validation_set.per_user(
-        lambda frame: score_frame(model, frame, batch_size=request.train.eval_batch_size),
-        chunk=request.train.eval_batch_size,
-    )
     selected_on = str(outcome["selected_on"])
-    if request.registry.auto_promote:
-        decision = decide_champion(
-            client, name, version, validation_table, request.registry, selected_on, mine, score_champion
-        )
-    else:
-        decision = ChampionDecision(
-            False,
-            f"registry.auto_promote is off: version {version} is candidate; "
-            f"`downbeat promote --version {version} --alias champion` applies the gate and moves it",
-        )
+    decision = _gate(request, client, version, model, selected_on, validation_table)
     tags = {"downbeat.champion": str(decision.moved), "downbeat.champion_reason": decision.reason}
     mlflow.set_tags({**tags, "downbeat.model_version": version})
     log.info("champion: %s", decision.reason)
