@@ -74,10 +74,12 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:  # py4j logs an interrupted call's traceback on the
-        handler.addFilter(_not_an_interruption)  # root logger; the interruption has a line of its own
-        handler.addFilter(RedactingFilter())  # no URI's userinfo in a log line
     received: list[int] = []
+    _QUIET.received = received
+    for handler in logging.getLogger().handlers:  # py4j logs an interrupted call's traceback on the
+        if _QUIET not in handler.filters:  # root logger; the interruption has a line of its own
+            handler.addFilter(_QUIET)
+            handler.addFilter(RedactingFilter())  # no URI's userinfo in a log line
     try:
         with _signals_interrupt(received):
             return fn() or EXIT_OK
@@ -97,8 +99,28 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
         return EXIT_FAILED
 
 
-def _not_an_interruption(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and record.exc_info[0] is KeyboardInterrupt)
+class _QuietInterruption(logging.Filter):
+    """Drops the tracebacks an interruption makes py4j log (a KeyboardInterrupt, or the network
+    error it turns into: "Answer from Java side is empty"); the interruption has a line of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[int] = []  # the signals the running command has taken
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        if self.received:
+            return False
+        exc = record.exc_info[1]
+        while exc is not None:
+            if isinstance(exc, KeyboardInterrupt):
+                return False
+            exc = exc.__context__
+        return True
+
+
+_QUIET = _QuietInterruption()
 
 
 @contextlib.contextmanager

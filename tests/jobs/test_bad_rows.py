@@ -312,7 +312,8 @@ def test_train_stopped_by_sigterm_leaves_no_run_running_and_registers_nothing(bu
     root = own_copy(built_lakehouse, tmp_path)
     store = root / "store"
     store.mkdir()
-    values = [*store_settings(root / "lh", store), *TINY_TRAINING, "train.max_epochs=200"]
+    values = [*store_settings(root / "lh", store), *TINY_TRAINING]
+    values += ["train.max_epochs=100000", "train.patience=100000"]  # training at the signal
     command = [sys.executable, "-m", "downbeat.jobs.cli"]
     command += [x for v in values for x in ("--set", v)] + ["train", "--model", "baseline"]
     err = tmp_path / "train.err"
@@ -320,10 +321,9 @@ def test_train_stopped_by_sigterm_leaves_no_run_running_and_registers_nothing(bu
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while "training baseline:" not in err.read_text() and process.poll() is None:
+        while "epoch 2:" not in err.read_text() and process.poll() is None:  # inside the epochs
             assert time.monotonic() < deadline, err.read_text()[-3000:]
             time.sleep(0.2)
-        time.sleep(3)  # inside the epochs
         assert process.poll() is None, err.read_text()[-3000:]
         os.kill(process.pid, signal.SIGTERM)
         code = process.wait(timeout=120)
