@@ -338,16 +338,29 @@ def commit_tags(entry: dict[str, Any]) -> dict[str, Any]:
 
 def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
     """The version whose commit carries write `txn`, or None: tells a commit call that failed
-    after its log entry landed (a lost reply) from one that did not."""
+    after its log entry landed (a lost reply) from one that did not.
+
+    Each commit file is read under its own version number: delta-rs's `history()` numbers the
+    commits it lists down from the version its snapshot loaded, so a commit landing between the two
+    shifts every number by one (two drivers on one table saw it)."""
+    import pyarrow.fs as pafs
     from deltalake import DeltaTable
 
     try:
-        entries = DeltaTable(uri).history(depth)
+        latest = DeltaTable(uri).version()
+        fs, base = pafs.FileSystem.from_uri(uri)
     except Exception:
         return None
-    for entry in entries:
-        if commit_tags(entry).get(TXN_KEY) == txn:
-            return int(entry["version"])
+    log = f"{base.rstrip('/')}/_delta_log"
+    for version in range(latest, max(latest - depth, -1), -1):
+        try:
+            with fs.open_input_stream(f"{log}/{version:020d}.json") as stream:
+                lines = stream.read().decode("utf-8").splitlines()
+        except (FileNotFoundError, OSError):
+            return None  # an older part of the log, already folded into a checkpoint and cleaned up
+        actions = [json.loads(line) for line in lines if line.strip()]
+        if any(commit_tags(a.get("commitInfo") or {}).get(TXN_KEY) == txn for a in actions):
+            return version
     return None
 
 
