@@ -77,9 +77,9 @@ def guarded(fn: Callable[[], int | None], prog: str = "downbeat") -> int:
     received: list[int] = []
     _QUIET.received = received
     for handler in logging.getLogger().handlers:  # py4j logs an interrupted call's traceback on the
-        if _QUIET not in handler.filters:  # root logger; the interruption has a line of its own
-            handler.addFilter(_QUIET)
-            handler.addFilter(RedactingFilter())  # no URI's userinfo in a log line
+        for quiet in (_QUIET, _REDACT):  # root logger (the interruption has a line of its own); no
+            if quiet not in handler.filters:  # URI's userinfo in a log line; each filter once
+                handler.addFilter(quiet)
     try:
         with _signals_interrupt(received):
             return fn() or EXIT_OK
@@ -121,6 +121,7 @@ class _QuietInterruption(logging.Filter):
 
 
 _QUIET = _QuietInterruption()
+_REDACT = RedactingFilter()
 
 
 @contextlib.contextmanager
@@ -144,10 +145,22 @@ def _signals_interrupt(received: list[int]) -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def _quiet_jvm() -> None:
+    """The driver's JVM logs its own shutdown (interrupted threads, stack traces) after the
+    interruption's line when it outlives Python by a moment: its logging goes off first. A JVM
+    that is gone already (a terminal's Ctrl-C reached it too) refuses the call; nothing to do."""
+    pyspark = sys.modules.get("pyspark")
+    context = getattr(pyspark, "SparkContext", None)
+    if context is not None and context._active_spark_context is not None:
+        with contextlib.suppress(Exception):
+            context._active_spark_context.setLogLevel("OFF")
+
+
 def _interrupted(prog: str, received: list[int]) -> int:
     """One line and 128 + the signal (130 for Ctrl-C, 143 for a scheduler's SIGTERM)."""
     signum = received[0] if received else signal.SIGINT
     name = signal.Signals(signum).name
+    _quiet_jvm()
     print(f"{prog}: interrupted ({name}): every table is at its last committed version", file=sys.stderr)
     return 128 + signum
 

@@ -338,7 +338,13 @@ def commit_tags(entry: dict[str, Any]) -> dict[str, Any]:
 
 def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
     """The version whose commit carries write `txn`, or None: tells a commit call that failed
-    after its log entry landed (a lost reply) from one that did not.
+    after its log entry landed (a lost reply) from one that did not."""
+    found = committed_entry(uri, txn, depth)
+    return None if found is None else found[0]
+
+
+def committed_entry(uri: str, txn: str, depth: int = 100) -> tuple[int, dict[str, Any]] | None:
+    """(version, commitInfo) of the commit that carries write `txn`, or None.
 
     Each commit file is read under its own version number: delta-rs's `history()` numbers the
     commits it lists down from the version its snapshot loaded, so a commit landing between the two
@@ -358,9 +364,10 @@ def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
                 lines = stream.read().decode("utf-8").splitlines()
         except (FileNotFoundError, OSError):
             return None  # an older part of the log, already folded into a checkpoint and cleaned up
-        actions = [json.loads(line) for line in lines if line.strip()]
-        if any(commit_tags(a.get("commitInfo") or {}).get(TXN_KEY) == txn for a in actions):
-            return version
+        infos = [json.loads(line).get("commitInfo") or {} for line in lines if line.strip()]
+        for info in infos:
+            if commit_tags(info).get(TXN_KEY) == txn:
+                return version, info
     return None
 
 

@@ -33,7 +33,7 @@ from downbeat.pipelines.lakehouse._core import (
     WriteFailedError,
     WriteSpec,
     check_read_version,
-    commit_tags,
+    committed_entry,
     committed_version,
     job_group,
 )
@@ -259,16 +259,14 @@ def merge_now(lakehouse: Lakehouse, spec: WriteSpec, df: DataFrame) -> Commit:
         raise
     finally:
         spark.catalog.dropTempView(view)
-    from deltalake import DeltaTable
-
-    latest = DeltaTable(spec.uri)
-    entry = next((e for e in latest.history(100) if commit_tags(e).get(TXN_KEY) == txn_id), None)
-    if entry is None:
+    found = committed_entry(spec.uri, txn_id)
+    if found is None:
         raise RuntimeError(f"merge into {spec.table}: its commit is not among the table's last 100")
+    version, entry = found
     metrics = entry.get("operationMetrics", {})
     return Commit(
         spec.table,
-        int(entry["version"]),
+        version,
         "merge",
         int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None,
         int(metrics.get("numTargetFilesAdded", 0)),
