@@ -66,6 +66,7 @@ from downbeat.pipelines.lakehouse._core import (
     WriteMode,
     WriteSpec,
     check_data,
+    commit_log,
     commit_tags,
     conform,
     file_url,
@@ -194,8 +195,9 @@ class Lakehouse:
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commit records, newest first: version, timestamp, operation, operationParameters, ...,
         and downbeat's own keys (downbeat.operation, .rows, .txn, .batch) whichever engine wrote it."""
-        entries = list(self._delta_table(table).history(limit))
-        return [{**entry, **commit_tags(entry)} for entry in entries]
+        latest = int(self._delta_table(table).version())  # checks the table exists and can be read
+        entries = commit_log(self.uri(table), latest, limit)
+        return [{**info, "version": version, **commit_tags(info)} for version, info in entries]
 
     def file_uris(self, table: str, version: int | None = None) -> list[str]:
         """URLs of the snapshot's data files (file:// for local tables), from the Delta log."""

@@ -344,31 +344,41 @@ def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
 
 
 def committed_entry(uri: str, txn: str, depth: int = 100) -> tuple[int, dict[str, Any]] | None:
-    """(version, commitInfo) of the commit that carries write `txn`, or None.
-
-    Each commit file is read under its own version number: delta-rs's `history()` numbers the
-    commits it lists down from the version its snapshot loaded, so a commit landing between the two
-    shifts every number by one (two drivers on one table saw it)."""
-    import pyarrow.fs as pafs
-    from deltalake import DeltaTable
-
+    """(version, commitInfo) of the commit that carries write `txn`, or None."""
     try:
-        latest = DeltaTable(uri).version()
-        fs, base = pafs.FileSystem.from_uri(uri)
+        latest = _latest_version(uri)
     except Exception:
         return None
+    for version, info in commit_log(uri, latest, depth):
+        if commit_tags(info).get(TXN_KEY) == txn:
+            return version, info
+    return None
+
+
+def _latest_version(uri: str) -> int:
+    from deltalake import DeltaTable
+
+    return int(DeltaTable(uri).version())
+
+
+def commit_log(uri: str, latest: int, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(version, commitInfo) of the table's commits from `latest` down (at most `limit`), each commit
+    file read under its own version number. delta-rs's `history()` numbers the commits it lists
+    down from the version its snapshot loaded, so a commit landing between the two shifts every
+    number by one (two drivers on one table saw it; a third commit numbered -1)."""
+    import pyarrow.fs as pafs
+
+    fs, base = pafs.FileSystem.from_uri(uri)
     log = f"{base.rstrip('/')}/_delta_log"
-    for version in range(latest, max(latest - depth, -1), -1):
+    stop = -1 if limit is None else max(latest - limit, -1)
+    for version in range(latest, stop, -1):
         try:
             with fs.open_input_stream(f"{log}/{version:020d}.json") as stream:
                 lines = stream.read().decode("utf-8").splitlines()
         except (FileNotFoundError, OSError):
-            return None  # an older part of the log, already folded into a checkpoint and cleaned up
-        infos = [json.loads(line).get("commitInfo") or {} for line in lines if line.strip()]
-        for info in infos:
-            if commit_tags(info).get(TXN_KEY) == txn:
-                return version, info
-    return None
+            return  # an older part of the log, already folded into a checkpoint and cleaned up
+        infos = [json.loads(line).get("commitInfo") for line in lines if line.strip()]
+        yield version, next((info for info in infos if info), {})
 
 
 def jvm_loads(jvm: Any, name: str) -> bool:

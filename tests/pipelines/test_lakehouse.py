@@ -247,6 +247,35 @@ def test_history_lists_commits_newest_first_with_their_operation(spark, lakehous
     ]
 
 
+def test_the_commit_log_numbers_each_commit_by_its_own_file_not_by_a_snapshot(tmp_path):
+    """A commit that lands after the snapshot was read must not shift the versions listed below it
+    (delta-rs's history() on a snapshot at version 1 lists three commits as 1, 0 and -1)."""
+    import pyarrow as pa
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+    from downbeat.pipelines.lakehouse._core import commit_log
+
+    uri = str(tmp_path / "t")
+    for n in range(2):
+        write_deltalake(
+            uri,
+            pa.table({"a": [n]}),
+            mode="append",
+            commit_properties=CommitProperties(custom_metadata={"n": str(n)}),
+        )
+    snapshot = DeltaTable(uri)
+    write_deltalake(
+        uri,
+        pa.table({"a": [2]}),
+        mode="append",
+        commit_properties=CommitProperties(custom_metadata={"n": "2"}),
+    )
+
+    listed = [(version, info["n"]) for version, info in commit_log(uri, snapshot.version())]
+    assert listed == [(1, "1"), (0, "0")]
+    assert [(v, i["n"]) for v, i in commit_log(uri, 2, limit=2)] == [(2, "2"), (1, "1")]
+
+
 def test_merge_outside_a_transaction_is_the_engines_own_merge(spark, lakehouse):
     lakehouse.write(plays(spark, base_rows()), TABLE, partition_by=["day"])
 
