@@ -7,12 +7,13 @@ caller's (jobs/train.py hands in Spark's TorchDistributor), so this module never
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,9 +147,39 @@ def train_and_register(request: TrainRequest, launch: Launcher) -> TrainResult:
     )
 
 
-def _started_run(request: TrainRequest) -> Any:
+@contextlib.contextmanager
+def _started_run(request: TrainRequest) -> Iterator[Any]:
     """The run's MLflow context: a new run (an experiment's child under its parent), or the run
-    a resumed checkpoint belongs to."""
+    a resumed checkpoint belongs to. A run that an exception or a signal ends is FAILED, checked
+    after mlflow's own end of it: under load a SIGTERM during an epoch left one RUNNING."""
+    active = _new_run(request)
+    try:
+        with active:
+            yield active
+    except BaseException:
+        _ensure_ended(active.info.run_id)
+        raise
+
+
+def _ensure_ended(run_id: str) -> None:
+    """End the run as FAILED if it is still RUNNING (mlflow's end_run did not get through)."""
+    from mlflow.tracking import MlflowClient
+
+    for attempt in range(3):
+        try:
+            client = MlflowClient()
+            if client.get_run(run_id).info.status != "RUNNING":
+                return
+            client.set_terminated(run_id, status="FAILED")
+            log.warning("MLflow run %s was still RUNNING after it failed: ended as FAILED", run_id)
+            return
+        except Exception as exc:  # the store was busy: try again
+            if attempt == 2:
+                log.warning("MLflow run %s may be left RUNNING: %s", run_id, str(exc).strip()[:200])
+            time.sleep(1.0)
+
+
+def _new_run(request: TrainRequest) -> Any:
     import mlflow
 
     from downbeat.models.tracking import experiment_id
