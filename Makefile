@@ -23,7 +23,7 @@ test: $(STAMP) typecheck-links
 # hadoop-aws (for s3:// roots; with the AWS SDK bundle, 560 MB) is resolved into the jar cache once.
 HADOOP_AWS := org.apache.hadoop:hadoop-aws:3.4.1
 test-integration: $(STAMP)
-	$(BIN)/python -m downbeat.pipelines.connector --packages $(HADOOP_AWS)
+	$(BIN)/python -m downbeat.pipelines.connector --packages $(HADOOP_AWS) --log-store
 	$(BIN)/pytest -m integration
 
 # deploy/airflow's DAG as Airflow's DagBag loads it, in a venv of its own (Airflow's dependencies

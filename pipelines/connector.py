@@ -20,6 +20,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,6 +166,44 @@ def resolve(packages: str, cache: Path | None = None, *, timeout_s: float = 600.
     return cached_jars(packages, cache)
 
 
+LOG_STORE_SOURCE = Path(__file__).resolve().parent / "lakehouse" / "ConditionalPutS3LogStore.java"
+LOG_STORE_CLASS = "downbeat.delta.ConditionalPutS3LogStore"
+
+
+def log_store_jar(classpath: Sequence[Path], cache: Path | None = None) -> Path:
+    """The jar of the conditional-put S3 log store (`delta.s3_log_store: conditional-put`), compiled
+    from its source against `classpath` (the connector's and hadoop-aws's jars) on first use, with
+    the JDK's javac, into the jar cache; the same file afterwards."""
+    import pyspark
+
+    spark_jars = Path(pyspark.__file__).resolve().parent / "jars"
+    source = LOG_STORE_SOURCE.read_bytes()
+    digest = hashlib.sha1(source + "\n".join(sorted(p.name for p in classpath)).encode()).hexdigest()[:8]
+    jar = (cache or jar_cache()) / f"downbeat-log-store-{digest}" / "downbeat-log-store.jar"
+    if jar.is_file():
+        return jar
+    javac = shutil.which("javac")
+    if javac is None:
+        raise ConfigError(
+            "config key 'delta.s3_log_store': conditional-put compiles its log store once with a JDK's "
+            "javac, and none is on PATH (install openjdk-17-jdk-headless)"
+        )
+    with tempfile.TemporaryDirectory(prefix="downbeat-log-store-") as tmp:
+        jars = os.pathsep.join([*map(str, classpath), str(spark_jars / "*")])
+        done = subprocess.run(
+            [javac, "-nowarn", "-cp", jars, "-d", tmp, str(LOG_STORE_SOURCE)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise ConfigError(f"config key 'delta.s3_log_store': javac failed: {_cause(done)}")
+        staged = Path(tmp) / "downbeat-log-store.jar"
+        with zipfile.ZipFile(staged, "w") as archive:
+            for compiled in sorted(Path(tmp).rglob("*.class")):
+                archive.write(compiled, compiled.relative_to(tmp).as_posix())
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(shutil.copy2(staged, jar.with_suffix(".tmp")), jar)  # whole, or not at all
+    return jar
+
+
 def _resolved_names(packages: str, ivy: Path) -> list[str]:
     """The jar files Ivy's resolution report lists for this resolution (not every jar in the cache)."""
     reports = sorted((ivy / "cache").glob("*-default.xml"), key=lambda p: p.stat().st_mtime)
@@ -199,14 +239,23 @@ def main(argv: list[str] | None = None) -> int:
         description="Resolve the Delta Spark connector's jars from Maven Central into downbeat's cache.",
     )
     parser.add_argument("--packages", help="Maven coordinates (default: the installed delta-spark's)")
+    parser.add_argument(
+        "--log-store",
+        action="store_true",
+        help="also compile the conditional-put S3 log store against the connector and --packages "
+        "(hadoop-aws) and print its jar's path (delta.s3_log_store, docs/lakehouse.md)",
+    )
     args = parser.parse_args(argv)
     try:
         packages = args.packages or pinned_package()
         jars = resolve(packages)
+        print(f"{packages}: {len(jars)} jar(s) in {cached_dir(packages)}")
+        if args.log_store:
+            connector = resolve(pinned_package()) if args.packages else ()
+            print(log_store_jar([*connector, *jars]))
     except ConfigError as exc:
         print(f"downbeat connector: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{packages}: {len(jars)} jar(s) in {cached_dir(packages)}")
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pyspark.sql import SparkSession
 
-from downbeat.pipelines.connector import locate
+from downbeat.pipelines.connector import LOG_STORE_CLASS, locate, log_store_jar
 from downbeat.pipelines.errors import ConfigError
 from downbeat.pipelines.lakehouse import CONNECTOR_PROBLEM, CONNECTOR_SOURCE, S3A_CLASS, DeltaSettings
 from downbeat.pipelines.lakehouse._core import jvm_loads
@@ -83,7 +83,23 @@ def spark_session(settings: SparkSettings, delta: DeltaSettings) -> SparkSession
     ):
         spark.conf.set(key, conf[key])
     spark.sparkContext.setLogLevel(settings.log_level)
+    _check_log_store(spark, delta)
     return spark
+
+
+def _check_log_store(spark: SparkSession, delta: DeltaSettings) -> None:
+    """A session that existed before (spark-submit's, or an earlier one in this process) keeps the
+    log store it started with: refuse to write with the default one when conditional-put is asked."""
+    if delta.engine == "delta-rs" or delta.s3_log_store != "conditional-put":
+        return
+    chosen = spark.sparkContext.getConf().get("spark.delta.logStore.s3.impl", "Delta's default")
+    if chosen != LOG_STORE_CLASS:
+        raise ConfigError(
+            f"config key 'delta.s3_log_store' is conditional-put, but this Spark session's log store "
+            f"for s3:// is {chosen}: under spark-submit pass --jars with the jar `python -m "
+            "downbeat.pipelines.connector --packages org.apache.hadoop:hadoop-aws:3.4.1 --log-store` "
+            f"prints and --conf spark.delta.logStore.s3.impl={LOG_STORE_CLASS} (and .s3a.impl)"
+        )
 
 
 def session_conf(
@@ -119,6 +135,8 @@ def session_conf(
         more = extra_jars(settings.packages)
         if more:
             conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars", ""), more]))
+        if delta.s3_log_store == "conditional-put" and CONNECTOR_SOURCE in conf:
+            conf.update(conditional_put_conf(conf["spark.jars"]))
     elif submitted_connector:
         # Its SQL extension and catalog are still session settings (the connector's writes,
         # VACUUM and MERGE INTO need them).
@@ -135,6 +153,23 @@ def session_conf(
             value = f"{conf[key]} {value}"
         conf[key] = value
     return conf
+
+
+def conditional_put_conf(jars: str) -> dict[str, str]:
+    """The conditional-put log store for s3:// (and s3a://) tables, its jar built against `jars`
+    (the connector's and hadoop-aws's: `spark.packages` must name hadoop-aws) and added to them."""
+    paths = [Path(j) for j in jars.split(",") if j]
+    if not any(p.name.startswith("org.apache.hadoop_hadoop-aws") for p in paths):
+        raise ConfigError(
+            "config key 'delta.s3_log_store': conditional-put writes through S3A: set spark.packages "
+            "to org.apache.hadoop:hadoop-aws:<Spark's Hadoop version> (docs/lakehouse.md)"
+        )
+    jar = log_store_jar(paths)
+    return {
+        "spark.jars": f"{jars},{jar}",
+        "spark.delta.logStore.s3.impl": LOG_STORE_CLASS,
+        "spark.delta.logStore.s3a.impl": LOG_STORE_CLASS,
+    }
 
 
 def object_store_conf(env: Mapping[str, str]) -> dict[str, str]:

@@ -58,6 +58,9 @@ class DeltaSettings:
     engine: Literal["auto", "spark", "delta-rs"]
     packages: str | None
     jars_dir: str | None
+    # The connector's log store for s3:// tables: Delta's default (one driver per table) or a
+    # conditional put that lets several drivers commit to one table (docs/lakehouse.md)
+    s3_log_store: Literal["single-driver", "conditional-put"] = "single-driver"
 
 
 class TableNotFoundError(InputError):

@@ -204,16 +204,50 @@ def test_doctor_round_trips_a_scratch_table_on_the_remote_root_and_says_when_it_
     assert len(errors) == 1 and "lakehouse root s3://no-such-bucket/lh" in errors[0], missing.stderr[-2000:]
 
 
+def test_the_conditional_put_log_store_refuses_a_commit_file_that_exists_and_is_the_connectors_choice(
+    s3, tmp_path
+):
+    """`delta.s3_log_store: conditional-put`: the connector's log store for s3:// is downbeat's, and
+    through S3A's endpoint (moto's) it creates a commit file once; a second create of the same
+    version is refused with the exception Delta retries on, and the file keeps the first commit."""
+    key = "probe/_delta_log/00000000000000000000.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.jobs.log_store_probe",
+            f"s3://{BUCKET}/{key}",
+            f"spark.packages={HADOOP_AWS}",
+        ],
+        env=s3,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "store": "downbeat.delta.ConditionalPutS3LogStore",
+        "new": "ok",
+        "again": "java.nio.file.FileAlreadyExistsException",
+        "overwrite": "ok",
+    }
+    with filesystem(s3).open_input_stream(f"{BUCKET}/{key}") as stream:
+        assert stream.read() == b'{"line": "third"}\n'
+
+
 WRITER = (sys.executable, "-m", "tests.jobs.concurrent_writer")
 
 
 @pytest.mark.parametrize(
-    ("engine", "rounds"),
+    ("engine", "rounds", "log_store"),
     [
-        ("delta-rs", 10),  # commits by S3's conditional put (If-None-Match), which moto's server honours
+        ("delta-rs", 10, None),  # commits by S3's conditional put (If-None-Match), which moto honours
+        ("spark", 10, "conditional-put"),  # the same, from the connector (delta.s3_log_store)
         pytest.param(
             "spark",
             30,  # two commits took one version in 1 to 2 rounds of 10 in the runs seen
+            "single-driver",
             marks=pytest.mark.xfail(
                 strict=True,  # an XPASS fails: the default log store stopped losing commits
                 raises=AssertionError,  # only the checks below: a driver that crashed fails the test
@@ -222,17 +256,21 @@ WRITER = (sys.executable, "-m", "tests.jobs.concurrent_writer")
         ),
     ],
 )
-def test_two_drivers_appending_to_one_s3_table_at_once_lose_no_commit(s3, tmp_path, engine, rounds):
+def test_two_drivers_appending_to_one_s3_table_at_once_lose_no_commit(
+    s3, tmp_path, engine, rounds, log_store
+):
     """Two driver processes, one table on S3, rounds in which both commit an append at the same
     instant (a barrier after both have staged): every commit that reports a version is in the table,
     no two share a version, the log has no gap; a commit that could not land ends in the one-line
     conflict error. The connector's default log store fails this."""
-    root = f"s3://{BUCKET}/concurrent-{engine}"
+    folder = f"concurrent-{engine}-{log_store}"
+    root = f"s3://{BUCKET}/{folder}"
+    settings = [f"spark.packages={HADOOP_AWS}", *([f"delta.s3_log_store={log_store}"] if log_store else [])]
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     drivers = {
         name: subprocess.Popen(
-            [*WRITER, root, engine, name, str(rounds), str(barrier), f"spark.packages={HADOOP_AWS}"],
+            [*WRITER, root, engine, name, str(rounds), str(barrier), *settings],
             env=s3,
             cwd=Path(__file__).resolve().parents[2],
             stdout=subprocess.PIPE,
@@ -257,7 +295,7 @@ def test_two_drivers_appending_to_one_s3_table_at_once_lose_no_commit(s3, tmp_pa
     landed = {key: r["version"] for key, r in results.items() if "version" in r}
     refused = [r["conflict"] for r in results.values() if "conflict" in r]
     print(f"{engine}: {len(landed)} commits landed, {len(refused)} refused: {refused[:2]}")
-    log = keys(s3, f"concurrent-{engine}/bronze/concurrent/_delta_log/")
+    log = keys(s3, f"{folder}/bronze/concurrent/_delta_log/")
     versions = sorted(int(Path(k).stem) for k in log if k.endswith(".json"))
     assert versions == list(range(len(versions))), f"a gap in the log: {versions}"
     assert sorted(landed.values()) == versions[1:], f"two commits reported one version: {landed}"

@@ -16,7 +16,12 @@ from downbeat.pipelines.lakehouse import (
     LakehouseSettings,
     object_store_defaults,
 )
-from downbeat.pipelines.spark import DELTA_EXTENSION, SparkSettings, object_store_conf, session_conf
+from downbeat.pipelines.spark import (
+    DELTA_EXTENSION,
+    SparkSettings,
+    object_store_conf,
+    session_conf,
+)
 
 SETTINGS = SparkSettings(
     master="local[2]", app_name="t", driver_memory="1g", shuffle_partitions=3, log_level="WARN", conf={}
@@ -196,3 +201,24 @@ def test_an_s3_root_without_s3a_on_the_classpath_is_one_line_naming_the_key(spar
 
     with pytest.raises(ConfigError, match=r"config key 'lakehouse.root' is s3://bucket/lakehouse but .*S3A"):
         Lakehouse.from_settings(spark, settings, DELTA_RS)
+
+
+def test_the_conditional_put_log_store_needs_hadoop_aws_on_spark_packages():
+    spark_delta = DeltaSettings("spark", None, None, s3_log_store="conditional-put")
+
+    with pytest.raises(ConfigError, match=r"'delta.s3_log_store': conditional-put .* set spark.packages"):
+        session_conf(SETTINGS, spark_delta)
+    assert "spark.delta.logStore.s3.impl" not in session_conf(SETTINGS, DeltaSettings("spark", None, None))
+
+
+def test_a_session_started_with_the_default_log_store_is_refused_for_conditional_put(spark):
+    """The suite's session exists already (as spark-submit's would): asking it for conditional-put
+    commits must not write through Delta's default S3 log store instead."""
+    from downbeat.pipelines.spark import _check_log_store
+
+    with pytest.raises(
+        ConfigError, match=r"log store for s3:// is Delta's default: under spark-submit pass --jars"
+    ):
+        _check_log_store(spark, DeltaSettings("spark", None, None, s3_log_store="conditional-put"))
+    _check_log_store(spark, DeltaSettings("spark", None, None))
+    _check_log_store(spark, DeltaSettings("delta-rs", None, None, s3_log_store="conditional-put"))
