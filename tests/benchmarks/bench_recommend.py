@@ -9,8 +9,10 @@ configured size (conf/base.yaml's network, random weights: the figures measure w
 over that catalog exactly as training does (models/lifecycle.log_scoring_model), then runs
 `downbeat recommend --model-uri models:/downbeat@champion --top-k K --json` as a user would (its own
 process, local[2]) and reports:
-  job_seconds, users_per_s          the job's own wall time (Spark start to commit) and users / it
+  job_seconds, users_per_s_end_to_end
+                                    the job's own wall time (Spark start to commit) and users / it
                                     (its progress lines, printed on stderr, time its phases)
+  users_per_s_ranked                users / the ranking phase alone (the job's "ranked ..." line)
   rank_users_per_s_one_thread       recommend_frame alone on the same histories, one thread, in this
                                     process (what the model costs without Spark)
 """
@@ -21,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -205,9 +208,12 @@ def main() -> int:
     if run.returncode != 0:
         print(run.stderr[-3000:], file=sys.stderr)
         return 1
+    ranked_rate = None
     for line in run.stderr.splitlines():  # the job's own progress lines (its phases, timed)
         if "[downbeat." in line:
             print(line, file=sys.stderr)
+        found = re.search(r"ranked \d+ tracks for \d+ users .*: (\d+) users/s", line)
+        ranked_rate = float(found.group(1)) if found else ranked_rate
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     width = model.network.settings.max_length - 1
     figures = {
@@ -218,7 +224,10 @@ def main() -> int:
         "model": dataclasses.asdict(model.network.settings),
         "rows_written": summary["model_rows"],
         "job_seconds": summary["seconds"],
-        "users_per_s": round((summary["served_users"] + summary["unserved_users"]) / summary["seconds"], 1),
+        "users_per_s_end_to_end": round(
+            (summary["served_users"] + summary["unserved_users"]) / summary["seconds"], 1
+        ),
+        "users_per_s_ranked": ranked_rate,
         "rank_users_per_s_one_thread": round(rank_alone(model, snapshots, width, args.top_k), 1),
         "setup_seconds": round(setup, 1),
         "cpus": os.cpu_count(),
