@@ -377,7 +377,7 @@ def commit_log(uri: str, latest: int, limit: int | None = None) -> Iterator[tupl
     for version in range(latest, stop, -1):
         try:
             with fs.open_input_stream(f"{log}/{version:020d}.json") as stream:
-                lines = stream.read().decode("utf-8").splitlines()
+                lines = stream.read().decode("utf-8").split("\n")  # not splitlines(): U+0085 in a value
         except (FileNotFoundError, OSError):
             return  # an older part of the log, already folded into a checkpoint and cleaned up
         infos = [json.loads(line).get("commitInfo") for line in lines if line.strip()]

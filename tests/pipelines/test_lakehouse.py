@@ -274,6 +274,16 @@ def test_the_commit_log_numbers_each_commit_by_its_own_file_not_by_a_snapshot(tm
     listed = [(version, info["n"]) for version, info in commit_log(uri, snapshot.version())]
     assert listed == [(1, "1"), (0, "0")]
     assert [(v, i["n"]) for v, i in commit_log(uri, 2, limit=2)] == [(2, "2"), (1, "1")]
+    # a value holding a character Python's splitlines() breaks at (U+0085, U+2028) stays one line
+    odd = pa.table({"a": [3], "s": ["x\x85\u2028y"]})
+    write_deltalake(
+        uri,
+        odd,
+        mode="append",
+        schema_mode="merge",
+        commit_properties=CommitProperties(custom_metadata={"n": "3"}),
+    )
+    assert [(v, i["n"]) for v, i in commit_log(uri, 3, limit=1)] == [(3, "3")]
 
 
 def test_merge_outside_a_transaction_is_the_engines_own_merge(spark, lakehouse):
