@@ -128,16 +128,20 @@ def item_genres(spark: SparkSession, files: Sequence[str]) -> DataFrame | None:
     return spark.createDataFrame(sorted(pairs.items()), schema)
 
 
+def _latin1_lines(path: Path) -> list[str]:
+    """A Latin-1 file's lines, split at line ends only: str.splitlines() also splits at 0x85
+    (cp1252's ellipsis in a title), 0x0b, 0x0c and 0x1c-0x1e."""
+    return path.read_text(encoding="latin-1").split("\n")  # text mode: \r\n and \r are \n already
+
+
 def _u_item(folder: Path) -> dict[str, str | None] | None:
     """ML-100K: u.item's genre flags, named by u.genre (in its order); the first flagged genre."""
     items, genre_file = folder / "u.item", folder / "u.genre"
     if not (items.is_file() and genre_file.is_file()):
         return None
-    names = [
-        line.split("|")[0] for line in genre_file.read_text(encoding="latin-1").splitlines() if line.strip()
-    ]
+    names = [line.split("|")[0] for line in _latin1_lines(genre_file) if line.strip()]
     out: dict[str, str | None] = {}
-    for line in items.read_text(encoding="latin-1").splitlines():
+    for line in _latin1_lines(items):
         parts = line.split("|")
         if len(parts) < len(names) + 1:
             continue
@@ -153,7 +157,7 @@ def _movies(folder: Path) -> dict[str, str | None] | None:
     dat, csv_file = folder / "movies.dat", folder / "movies.csv"
     rows: list[list[str]]
     if dat.is_file():
-        rows = [line.split("::") for line in dat.read_text(encoding="latin-1").splitlines()]
+        rows = [line.split("::") for line in _latin1_lines(dat)]
     elif csv_file.is_file():
         with open(csv_file, encoding="utf-8", errors="replace", newline="") as handle:
             rows = list(csv.reader(handle))[1:]

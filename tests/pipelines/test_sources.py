@@ -154,8 +154,10 @@ def test_movielens_thresholds_and_first_genre_as_station(spark, tmp_path):
 
 def test_movielens_1m_ratings_dat_with_latin_1_movies_dat(spark, tmp_path):
     (tmp_path / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::9::x::1\n")
+    # 0x85 (cp1252's ellipsis) is no line end; CRLF is
     movies = (
-        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::Pokémon (1999)::Animation|Children's\n"
+        "1193::One Flew Over the Cuckoo's Nest\x85 (1975)::Drama\r\n"
+        "661::Pokémon (1999)::Animation|Children's\n"
     )
     (tmp_path / "movies.dat").write_bytes(movies.encode("latin-1"))
     accepted, rejected = ingest(spark, "movielens", tmp_path / "ratings.dat")
