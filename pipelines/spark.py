@@ -92,6 +92,8 @@ def _check_log_store(spark: SparkSession, delta: DeltaSettings) -> None:
     log store it started with: refuse to write with the default one when conditional-put is asked."""
     if delta.engine == "delta-rs" or delta.s3_log_store != "conditional-put":
         return
+    if not jvm_loads(spark.sparkContext._jvm, DELTA_EXTENSION):  # auto without the connector: delta-rs
+        return
     chosen = spark.sparkContext.getConf().get("spark.delta.logStore.s3.impl", "Delta's default")
     if chosen != LOG_STORE_CLASS:
         raise ConfigError(
