@@ -348,8 +348,11 @@ def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
 
 def committed_entry(uri: str, txn: str, depth: int = 100) -> tuple[int, dict[str, Any]] | None:
     """(version, commitInfo) of the commit that carries write `txn`, or None."""
+    import pyarrow.fs as pafs
+
     try:
         latest = _latest_version(uri)
+        pafs.FileSystem.from_uri(uri)  # what commit_log reads through: refused, no commit is found
     except Exception:
         return None
     for version, info in commit_log(uri, latest, depth):
