@@ -176,7 +176,8 @@ def _ensure_ended(run_id: str) -> None:
         except Exception as exc:  # the store was busy: try again
             if attempt == 2:
                 log.warning("MLflow run %s may be left RUNNING: %s", run_id, str(exc).strip()[:200])
-            time.sleep(1.0)
+            else:
+                time.sleep(1.0)
 
 
 def _new_run(request: TrainRequest) -> Any:

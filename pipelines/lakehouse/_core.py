@@ -348,36 +348,33 @@ def committed_version(uri: str, txn: str, depth: int = 100) -> int | None:
 
 def committed_entry(uri: str, txn: str, depth: int = 100) -> tuple[int, dict[str, Any]] | None:
     """(version, commitInfo) of the commit that carries write `txn`, or None."""
-    import pyarrow.fs as pafs
+    from deltalake import DeltaTable
 
     try:
-        latest = _latest_version(uri)
-        pafs.FileSystem.from_uri(uri)  # what commit_log reads through: refused, no commit is found
-    except Exception:
+        entries = commit_log(uri, int(DeltaTable(uri).version()), depth)
+    except Exception:  # no table, or a store that refuses it: no commit is found
         return None
-    for version, info in commit_log(uri, latest, depth):
+    for version, info in entries:
         if commit_tags(info).get(TXN_KEY) == txn:
             return version, info
     return None
-
-
-def _latest_version(uri: str) -> int:
-    from deltalake import DeltaTable
-
-    return int(DeltaTable(uri).version())
 
 
 def commit_log(uri: str, latest: int, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(version, commitInfo) of the table's commits from `latest` down (at most `limit`), each commit
     file read under its own version number. delta-rs's `history()` numbers the commits it lists
     down from the version its snapshot loaded, so a commit landing between the two shifts every
-    number by one (two drivers on one table saw it; a third commit numbered -1)."""
+    number by one (two drivers on one table saw it; a third commit numbered -1). The store is
+    opened here (a refusal raises at the call); the files are read as the entries are taken."""
     import pyarrow.fs as pafs
 
     fs, base = pafs.FileSystem.from_uri(uri)
-    log = f"{base.rstrip('/')}/_delta_log"
     stop = -1 if limit is None else max(latest - limit, -1)
-    for version in range(latest, stop, -1):
+    return _commit_files(fs, f"{base.rstrip('/')}/_delta_log", range(latest, stop, -1))
+
+
+def _commit_files(fs: Any, log: str, versions: range) -> Iterator[tuple[int, dict[str, Any]]]:
+    for version in versions:
         try:
             with fs.open_input_stream(f"{log}/{version:020d}.json") as stream:
                 lines = stream.read().decode("utf-8").split("\n")  # not splitlines(): U+0085 in a value
