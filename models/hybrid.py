@@ -122,7 +122,7 @@ class MaskedRecommender(Recommender[M]):
         tracks[rows, count] = self.network.mask_id
         stations[rows, count] = history.query_station if self.settings.query_station else PAD
         feedback[rows, count] = query_feedback(self.positive_feedback)
-        return self.network.hidden(tracks, stations, feedback)[rows, count]  # (B, D)
+        return self.network.hidden_at(tracks, stations, feedback, count)  # (B, D)
 
 
 class Hybrid(MaskedRecommender[HybridSettings]):

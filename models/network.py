@@ -144,6 +144,30 @@ def causal_mask(padding: Tensor, heads: int) -> Tensor:
     return blocked.repeat_interleave(heads, dim=0)
 
 
+def pre_norm_layer(
+    layer: nn.TransformerEncoderLayer,
+    x: Tensor,
+    at: Tensor | None,
+    blocked: Tensor | None,
+    mask: Tensor | None,
+) -> Tensor:
+    """A pre-norm encoder layer's output on (B, L, D) `x`: at every position ((B, L, D)), or at one
+    position per row, `at` (B,), only ((B, D)). `blocked` (B, L) True = a key not to attend, `mask`
+    (B * heads, L, L) one per query. Attention runs as scaled dot product: the query is never the
+    key object itself, so PyTorch's native fast path, whose masked softmax costs about as much
+    as the rest of the layer on the CPU, is not taken."""
+    n = layer.norm1(x)
+    if at is None:
+        query, base = n[:, :], x  # a view: not `n` itself
+    else:
+        rows = torch.arange(x.shape[0], device=x.device)
+        query, base = n[rows, at].unsqueeze(1), x[rows, at].unsqueeze(1)
+    attended, _ = layer.self_attn(query, n, n, key_padding_mask=blocked, attn_mask=mask, need_weights=False)
+    h = base + layer.dropout1(attended)
+    h = h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(h))))))
+    return h if at is None else h[:, 0]
+
+
 class InputNetwork(nn.Module):
     """The inputs every network reads: track + station + feedback embeddings, summed.
 
@@ -186,6 +210,12 @@ class InputNetwork(nn.Module):
         """(B, L, D) hidden states of padded (B, L) inputs; padding is never read."""
         raise NotImplementedError
 
+    def hidden_at(self, tracks: Tensor, stations: Tensor, feedback: Tensor, index: Tensor) -> Tensor:
+        """(B, D) each row's hidden state at its position `index` (B,): `hidden(...)[rows, index]`,
+        which a network may compute without the states no one reads (scoring reads one a row)."""
+        rows = torch.arange(tracks.shape[0], device=tracks.device)
+        return self.hidden(tracks, stations, feedback)[rows, index]
+
     def item_embeddings(self) -> Tensor:
         """(n_tracks + 1, D): row i scores track i (row 0, padding, is never a candidate)."""
         if self.output is not None:
@@ -210,16 +240,36 @@ class SequenceNetwork(InputNetwork):
     def hidden(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
         """(B, L, D) hidden states of padded (B, L) inputs; padding is never attended to."""
         padding = tracks == PAD  # (B, L)
+        x = self.inputs(tracks, stations, feedback)
+        if not self.causal:
+            h = self.encoder(x, src_key_padding_mask=padding)  # (B, L, D)
+            return self.norm(h)
+        h = self.encoder(x, mask=causal_mask(padding, self.settings.heads))
+        return self.norm(h)
+
+    def inputs(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
+        """(B, L, D) the encoder's input: embeddings plus positions, after dropout."""
         positions = positions_from_end(tracks).clamp(max=self.settings.max_length - 1)
         x = self.embedded(tracks, stations, feedback)
         if self.settings.scale_embeddings:  # kang205's SASRec: inputs * sqrt(dim), then positions
             x = x * self.settings.dim**0.5
-        x = x + self.position(positions)
-        if not self.causal:
-            h = self.encoder(self.dropout(x), src_key_padding_mask=padding)  # (B, L, D)
-            return self.norm(h)
-        h = self.encoder(self.dropout(x), mask=causal_mask(padding, self.settings.heads))
-        return self.norm(h)
+        return self.dropout(x + self.position(positions))
+
+    def hidden_at(self, tracks: Tensor, stations: Tensor, feedback: Tensor, index: Tensor) -> Tensor:
+        """Every layer but the last on every position, the last on the read position only: its
+        keys and values still come from every position, its query, feed-forward and norm from one
+        (a pre-norm layer's output at a position needs nothing else). The same states as `hidden`
+        up to float rounding, at about two thirds of its cost on the CPU (docs/performance.md)."""
+        padding = tracks == PAD
+        x = self.inputs(tracks, stations, feedback)
+        causal = causal_mask(padding, self.settings.heads) if self.causal else None
+        for layer in self.encoder.layers[:-1]:
+            x = pre_norm_layer(layer, x, None, None if self.causal else padding, causal)
+        keys = torch.arange(x.shape[1], device=x.device)
+        blocked = padding & (keys != index.unsqueeze(1))  # as causal_mask: a position sees itself
+        if self.causal:
+            blocked = blocked | (keys > index.unsqueeze(1))
+        return self.norm(pre_norm_layer(self.encoder.layers[-1], x, index, blocked, None))
 
 
 class GRUNetwork(InputNetwork):

@@ -125,8 +125,7 @@ class CausalRecommender(Recommender[S]):
         empty = count == 0
         tracks[:, 0] = torch.where(empty, self.network.mask_id, tracks[:, 0])
         last = (count.clamp(max=width) - 1).clamp(min=0)
-        rows = torch.arange(tracks.shape[0], device=tracks.device)
-        return self.network.hidden(tracks, stations, feedback)[rows, last]  # (B, D)
+        return self.network.hidden_at(tracks, stations, feedback, last)  # (B, D)
 
 
 class SASRec(CausalRecommender[SASRecSettings]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -228,6 +230,28 @@ def test_padding_on_either_side_gives_the_same_states_at_real_positions(name, mo
     b = network.hidden(left.tracks, left.stations, left.feedback)
     assert torch.isfinite(b).all()
     assert torch.allclose(a[right.tracks != PAD], b[left.tracks != PAD], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["hybrid", "sasrec", "gru4rec"])  # bidirectional; causal; recurrent
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_state_at_one_position_per_row_is_the_full_networks_state_there(name, layers):
+    """Scoring computes the last layer at the read position only (hidden_at); every row's state
+    there must be the one the whole network computes, whatever the row's length and padding."""
+    torch.manual_seed(0)
+    model_settings = dataclasses.replace(settings()[0], layers=layers)
+    network = build_model(name, N_TRACKS, N_STATIONS, model_settings, (UP,)).network.eval()
+    batch = random_batch(seed=6, rows=8, length=12)
+    tracks, stations, feedback = batch.tracks.clone(), batch.stations.clone(), batch.feedback.clone()
+    tracks[0], stations[0], feedback[0] = PAD, PAD, PAD  # an empty row reads one token
+    tracks[0, 0] = network.mask_id
+    length = (tracks != PAD).sum(dim=1)
+    generator = torch.Generator().manual_seed(1)
+    for index in ((length - 1).clamp(min=0), (torch.rand(8, generator=generator) * length).long()):
+        with torch.no_grad():
+            full = network.hidden(tracks, stations, feedback)[torch.arange(8), index]
+            one = network.hidden_at(tracks, stations, feedback, index)
+        assert one.shape == (8, model_settings.dim)
+        assert torch.allclose(one, full, atol=1e-5), (one - full).abs().max()
 
 
 @pytest.mark.parametrize("name", ["sasrec", "gsasrec", "gru4rec", "pnfrec"])
