@@ -157,12 +157,17 @@ def recommend_frame(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     model.eval()
     width = model.network.settings.max_length
-    tracks: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    served: list[np.ndarray] = []
+    n = len(frame)
+    tracks: list[np.ndarray] = [np.zeros(0, np.int64)] * n
+    scores: list[np.ndarray] = [np.zeros(0, np.float32)] * n
+    served = np.zeros(n, dtype=bool)
+    # rows of like length batch together: a batch is as wide as its longest history
+    lengths = np.fromiter((len(x) for x in frame[HISTORY_TRACKS]), dtype=np.int64, count=n)
+    order = np.argsort(lengths, kind="stable")
     with torch.no_grad():
-        for start in range(0, len(frame), batch_size):
-            part = frame.iloc[start : start + batch_size]
+        for start in range(0, n, batch_size):
+            at = order[start : start + batch_size]
+            part = frame.iloc[at]
             history = request_history(part, width).to(device)
             full = model.score_all(history).float()  # (B, n_tracks + 1), padding column -inf
             excluded = [np.asarray(x, dtype=np.int64) for x in part[EXCLUDE]]
@@ -175,18 +180,12 @@ def recommend_frame(
             best_t, top_t = top_tracks(full, k)
             best, top = best_t.cpu().numpy(), top_t.cpu().numpy()
             ok = model.can_serve(history).cpu().numpy()
-            for i in range(len(part)):
+            served[at] = ok
+            for i, row in enumerate(at):
                 keep = np.isfinite(best[i]) if ok[i] else np.zeros(k, dtype=bool)
-                tracks.append(top[i][keep].astype(np.int64))
-                scores.append(best[i][keep].astype(np.float32))
-            served.append(ok)
-    return pd.DataFrame(
-        {
-            TOP_TRACKS: tracks,
-            SCORES: scores,
-            SERVED: np.concatenate(served) if served else np.zeros(0, bool),
-        }
-    )
+                tracks[row] = top[i][keep].astype(np.int64)
+                scores[row] = best[i][keep].astype(np.float32)
+    return pd.DataFrame({TOP_TRACKS: tracks, SCORES: scores, SERVED: served})
 
 
 def top_tracks(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
