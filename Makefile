@@ -10,7 +10,8 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 RECTOOLS_VENV := .venv-rectools
 RECTOOLS_STAMP := $(RECTOOLS_VENV)/.installed
 
-.PHONY: test test-integration test-deploy demo lint typecheck-links prereqs lock clean rectools-venv
+.PHONY: test test-integration test-deploy demo lint typecheck-links prereqs lock clean rectools-venv \
+	gpu-check gpu-check-data
 
 test: $(STAMP) typecheck-links
 	$(BIN)/ruff check .
@@ -53,6 +54,25 @@ DEMO_ROOT ?= demo
 demo: $(STAMP)
 	rm -rf $(DEMO_ROOT)
 	$(BIN)/downbeat --conf conf/demo.yaml demo --root $(DEMO_ROOT)
+
+# The GPU check (scripts/gpu_check.py): `make gpu-check-data` here writes a small build's
+# gold/training_sequences as plain Parquet (.gpu-check/data, git-ignored, a few MiB); `make gpu-check`
+# runs on a GPU machine with its own Python and CUDA torch (no venv, Spark or Java there; carry
+# .gpu-check/data), one line per figure and one JSON ($OUT/gpu_check.json, or .gpu-check/).
+GPU_CHECK := .gpu-check
+GPU_BUILD := --conf conf/demo.yaml --set lakehouse.root=$(GPU_CHECK)/build/lakehouse \
+  --set sequences.max_length=200 --set spark.log_level=ERROR
+gpu-check-data: $(STAMP)
+	rm -rf $(GPU_CHECK)/build $(GPU_CHECK)/data
+	$(BIN)/downbeat $(GPU_BUILD) synth --users 2000 --days 49 --out $(GPU_CHECK)/build/raw
+	$(BIN)/downbeat $(GPU_BUILD) ingest --format events --input $(GPU_CHECK)/build/raw
+	$(BIN)/downbeat $(GPU_BUILD) build
+	$(BIN)/python scripts/gpu_check.py export --lakehouse $(GPU_CHECK)/build/lakehouse --out $(GPU_CHECK)/data
+	rm -rf $(GPU_CHECK)/build
+
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py run --data $(GPU_CHECK)/data --json $${OUT:-$(GPU_CHECK)}/gpu_check.json
 
 lint: $(STAMP) typecheck-links
 	$(BIN)/ruff check .
