@@ -265,10 +265,11 @@ class SequenceNetwork(InputNetwork):
         causal = causal_mask(padding, self.settings.heads) if self.causal else None
         for layer in self.encoder.layers[:-1]:
             x = pre_norm_layer(layer, x, None, None if self.causal else padding, causal)
-        keys = torch.arange(x.shape[1], device=x.device)
-        blocked = padding & (keys != index.unsqueeze(1))  # as causal_mask: a position sees itself
+        blocked = padding  # the keys the read position may not attend to: causal_mask's row, or padding
         if self.causal:
-            blocked = blocked | (keys > index.unsqueeze(1))
+            keys = torch.arange(x.shape[1], device=x.device)
+            at = index.unsqueeze(1)
+            blocked = (padding & (keys != at)) | (keys > at)  # a position sees itself
         return self.norm(pre_norm_layer(self.encoder.layers[-1], x, index, blocked, None))
 
 

@@ -1,7 +1,8 @@
 """The GPU check: the project's Arrow loader and models on a GPU, with nothing else installed.
 
-A lent GPU machine has Python with its own CUDA torch, numpy, pyarrow and PyYAML, and no Java,
-Spark, MLflow or Petastorm. So the check is Spark-free and reads plain Parquet:
+A lent GPU machine has Python with its own CUDA torch, numpy, pandas, pyarrow and PyYAML (what
+`run` needs), and no Java, Spark, MLflow or Petastorm. So the check is Spark-free and reads plain
+Parquet:
 
     make gpu-check-data    # here: a small demo build's gold/training_sequences as plain Parquet,
                            # with the catalog's sizes (.gpu-check/data, git-ignored, a few MiB)

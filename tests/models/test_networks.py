@@ -234,19 +234,25 @@ def test_padding_on_either_side_gives_the_same_states_at_real_positions(name, mo
 
 @pytest.mark.parametrize("name", ["hybrid", "sasrec", "gru4rec"])  # bidirectional; causal; recurrent
 @pytest.mark.parametrize("layers", [1, 3])
-def test_the_state_at_one_position_per_row_is_the_full_networks_state_there(name, layers):
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_the_state_at_one_position_per_row_is_the_full_networks_state_there(name, layers, side):
     """Scoring computes the last layer at the read position only (hidden_at); every row's state
-    there must be the one the whole network computes, whatever the row's length and padding."""
+    there must be the one the whole network computes, whatever the row's length, its padding's side
+    and the position read (a real item, the last one, or padding)."""
     torch.manual_seed(0)
     model_settings = dataclasses.replace(settings()[0], layers=layers)
     network = build_model(name, N_TRACKS, N_STATIONS, model_settings, (UP,)).network.eval()
     batch = random_batch(seed=6, rows=8, length=12)
+    batch = batch if side == "right" else left_padded(batch)
     tracks, stations, feedback = batch.tracks.clone(), batch.stations.clone(), batch.feedback.clone()
     tracks[0], stations[0], feedback[0] = PAD, PAD, PAD  # an empty row reads one token
     tracks[0, 0] = network.mask_id
-    length = (tracks != PAD).sum(dim=1)
+    real = tracks != PAD
+    last = torch.where(real, torch.arange(12), -1).max(dim=1).values
     generator = torch.Generator().manual_seed(1)
-    for index in ((length - 1).clamp(min=0), (torch.rand(8, generator=generator) * length).long()):
+    anywhere = torch.randint(0, 12, (8,), generator=generator)
+    some_real = torch.multinomial(real.float(), 1, generator=generator)[:, 0]
+    for index in (last, some_real, anywhere):
         with torch.no_grad():
             full = network.hidden(tracks, stations, feedback)[torch.arange(8), index]
             one = network.hidden_at(tracks, stations, feedback, index)
