@@ -30,11 +30,17 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("hybrid", "sasrec", "gsasrec")
 META = "meta.json"
+
+
+def bad_input(line: str) -> NoReturn:
+    """One line on stderr and exit code 2, as every downbeat command ends on bad input."""
+    print(line, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def use_checkout() -> None:
@@ -56,7 +62,7 @@ def export(lakehouse: str, out: Path) -> dict[str, Any]:
     snap = {}
     for table in ("gold/training_sequences", "gold/sequences", "gold/tracks", "gold/stations"):
         if not store.exists(table):
-            raise SystemExit(f"gpu_check export: {lakehouse} has no {table}: run `downbeat build` first")
+            bad_input(f"gpu_check export: {lakehouse} has no {table}: run `downbeat build` first")
         version, files, rows = store.snapshot(table)
         snap[table] = TableSnapshot(table, store.uri(table), version, tuple(files), rows or 0)
     shutil.rmtree(out, ignore_errors=True)
@@ -217,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     data = Path(args.data)
     if not (data / META).is_file():
-        raise SystemExit(f"gpu_check: {data / META} is missing: run `make gpu-check-data` here first")
+        bad_input(f"gpu_check: {data / META} is missing: run `make gpu-check-data` here first")
     report: dict[str, Any] = {"environment": environment(device), "models": {}}
     print(f"gpu_check: {json.dumps(report['environment'])}", flush=True)
     for name in args.models.split(","):

@@ -58,6 +58,17 @@ def test_the_gpu_check_exports_the_training_table_and_trains_each_model_with_not
     assert tuple(meta["positive_feedback"]) == facts.positive_feedback
 
     python, env = bare_python(tmp_path)
+    missing = subprocess.run(
+        [*python, str(SCRIPT), "run", "--data", "nowhere", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "gpu_check: nowhere/meta.json is missing: run `make gpu-check-data` here first"
+    ]
     out = tmp_path / "out" / "gpu_check.json"
     command = [
         *python,
