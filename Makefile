@@ -59,6 +59,7 @@ demo: $(STAMP)
 # gold/training_sequences as plain Parquet (.gpu-check/data, git-ignored, a few MiB); `make gpu-check`
 # runs on a GPU machine with its own Python and CUDA torch (no venv, Spark or Java there; carry
 # .gpu-check/data), one line per figure and one JSON ($OUT/gpu_check.json, or .gpu-check/).
+# GPU_CHECK_ARGS adds options (e.g. "--device cpu --steps 2 --epochs 1" to try it here).
 GPU_CHECK := .gpu-check
 GPU_BUILD := --conf conf/demo.yaml --set lakehouse.root=$(GPU_CHECK)/build/lakehouse \
   --set sequences.max_length=200 --set spark.log_level=ERROR
@@ -71,8 +72,10 @@ gpu-check-data: $(STAMP)
 	rm -rf $(GPU_CHECK)/build
 
 GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
 gpu-check:
-	$(GPU_PYTHON) scripts/gpu_check.py run --data $(GPU_CHECK)/data --json $${OUT:-$(GPU_CHECK)}/gpu_check.json
+	$(GPU_PYTHON) scripts/gpu_check.py run --data $(GPU_CHECK)/data --json $${OUT:-$(GPU_CHECK)}/gpu_check.json \
+	  $(GPU_CHECK_ARGS)
 
 lint: $(STAMP) typecheck-links
 	$(BIN)/ruff check .
