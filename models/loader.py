@@ -35,6 +35,7 @@ import torch
 
 from downbeat.models.contract import LENGTH, TARGET_MASK, TRAINING_ARRAYS, TRAINING_DTYPES, USER_ID
 from downbeat.models.network import Batch
+from downbeat.models.settings import RunSettings
 
 log = logging.getLogger("downbeat.loader")
 logging.getLogger("petastorm").setLevel(logging.WARNING)  # it logs every reader's set-up at INFO
@@ -486,6 +487,34 @@ class TrainingStream:
             world=world,
         )
         self.prefetcher = Prefetcher(self.batches.epoch, depth=prefetch, pin=pin_memory)
+
+    @classmethod
+    def of_run(
+        cls,
+        files: Sequence[str],
+        run: RunSettings,
+        *,
+        steps: int,
+        max_length: int,
+        rank: int = 0,
+        world: int = 1,
+        pin_memory: bool = False,
+    ) -> TrainingStream:
+        """The stream a run's settings (config `train`: batch, seed, shuffle buffer, loader,
+        prefetch) describe, for this rank."""
+        return cls(
+            files,
+            batch_size=run.batch_size,
+            steps=steps,
+            max_length=max_length,
+            seed=run.seed,
+            shuffle_buffer=run.shuffle_buffer,
+            rank=rank,
+            world=world,
+            loader=run.loader,
+            prefetch=run.prefetch,
+            pin_memory=pin_memory,
+        )
 
     @property
     def rows_per_second(self) -> float:

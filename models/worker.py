@@ -141,17 +141,13 @@ def _deterministic(cuda: bool) -> tuple[bool, bool]:
 
 def _stream(spec: WorkerSpec, rank: int, world: int, cuda: bool) -> TrainingStream:
     """This rank's share of gold/training_sequences, batch by batch."""
-    return TrainingStream(
+    return TrainingStream.of_run(
         spec.training_files,
-        batch_size=spec.train.batch_size,
+        spec.train,
         steps=spec.steps_per_epoch,
         max_length=spec.model.max_length,
-        seed=spec.train.seed,
-        shuffle_buffer=spec.train.shuffle_buffer,
         rank=rank,
         world=world,
-        loader=spec.train.loader,
-        prefetch=spec.train.prefetch,
         pin_memory=cuda,
     )
 

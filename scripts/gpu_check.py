@@ -128,18 +128,8 @@ def train_one(check: Check, rank: int = 0, world: int = 1) -> dict[str, float]:
     trainable: torch.nn.Module = model
     if world > 1:
         trainable = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rank] if cuda else None)
-    stream = TrainingStream(
-        *(files,),
-        batch_size=run.batch_size,
-        steps=check.steps,
-        max_length=network.max_length,
-        seed=run.seed,
-        shuffle_buffer=run.shuffle_buffer,
-        rank=rank,
-        world=world,
-        loader="arrow",
-        prefetch=run.prefetch,
-        pin_memory=cuda,
+    stream = TrainingStream.of_run(
+        files, run, steps=check.steps, max_length=network.max_length, rank=rank, world=world, pin_memory=cuda
     )
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
