@@ -22,12 +22,11 @@ from downbeat.pipelines.sources._common import (
     SourceSettings,
     events,
     has_duplicates,
-    in_window,
     input_files,
     rejects,
 )
 
-Parser = Callable[[SparkSession, Sequence[str], SourceSettings], DataFrame]
+Parser = Callable[[SparkSession, Sequence[str], SourceSettings, IngestSettings | None], DataFrame]
 ADAPTERS: dict[str, Parser] = {
     lastfm1k.NAME: lastfm1k.parse,
     mssd.NAME: mssd.parse,
@@ -52,7 +51,7 @@ def parse(
     """`files` in format `fmt`, a row per record, times outside `window` rejected (`ts_out_of_range`)."""
     if fmt not in ADAPTERS:
         raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    return in_window(ADAPTERS[fmt](spark, files, settings), window)
+    return ADAPTERS[fmt](spark, files, settings, window)
 
 
 __all__ = [

@@ -64,7 +64,6 @@ class SourceSettings:
 
 OUT_OF_RANGE = "value_out_of_range"
 INVALID_UTF8 = "invalid_utf8"
-ID_FIELDS = (S.USER_ID, S.TRACK_ID, S.STATION_ID, S.SESSION_ID)
 INT64_MAX = 2**63 - 1
 HELD_SECONDS = INT64_MAX // 1_000_000  # the latest epoch second whose microseconds a timestamp holds
 
@@ -103,27 +102,25 @@ class IngestSettings:
         return from_micros(self.micros("min_ts")).date(), from_micros(self.micros("max_ts") - 1).date()
 
 
-def in_window(parsed: DataFrame, window: IngestSettings) -> DataFrame:
-    """`parsed` with accepted rows with an id that is not valid UTF-8 rejected as `invalid_utf8`, and
-    those whose time lies outside the window (or could not be held) as `ts_out_of_range`."""
-    micros = F.unix_micros(F.col(S.TS))
-    outside = F.col(REASON).isNull() & (
+def window_checks(ids: Sequence[Column], ts: Column, window: IngestSettings) -> list[tuple[Column, str]]:
+    """The checks every source shares, after its own: an id that is not valid UTF-8
+    (`invalid_utf8`), a time outside the window or one that could not be held (`ts_out_of_range`)."""
+    micros = F.unix_micros(ts.cast("timestamp"))
+    outside = (
         micros.isNull()
         | (micros < F.lit(window.micros("min_ts")))
         | (micros >= F.lit(window.micros("max_ts")))
     )
-    message = f"ts_out_of_range: outside ingest.min_ts..ingest.max_ts ({window.min_ts}..{window.max_ts})"
     # Spark decodes text as UTF-8 and puts U+FFFD where bytes are not: an id would lose its bytes
     # (two users' invalid ids would merge into one)
-    garbled = F.col(REASON).isNull() & functools.reduce(
-        Column.__or__, [F.coalesce(F.col(c).contains("\ufffd"), F.lit(False)) for c in ID_FIELDS]
+    garbled = functools.reduce(
+        Column.__or__, [F.coalesce(c.cast("string").contains("\ufffd"), F.lit(False)) for c in ids]
     )
-    reason = (
-        F.when(garbled, F.lit(f"{INVALID_UTF8}: an id holds bytes that are not UTF-8"))
-        .when(outside, F.lit(message))
-        .otherwise(F.col(REASON))
-    )
-    return parsed.withColumn(REASON, reason)
+    span = f"ingest.min_ts..ingest.max_ts ({window.min_ts}..{window.max_ts})"
+    return [
+        (garbled, f"{INVALID_UTF8}: an id holds bytes that are not UTF-8"),
+        (outside, f"ts_out_of_range: outside {span}"),
+    ]
 
 
 def whole_number(text: Column, name: str, bound: int) -> tuple[Column, Column]:
@@ -361,21 +358,28 @@ def parsed_frame(
     feedback: Column,
     ms_played: Column,
     reason: Column,
+    window: IngestSettings | None,
 ) -> DataFrame:
-    """The adapter's result in PARSED's column order; fields are nulled on rejected rows."""
-    rejected = reason.isNotNull()
+    """The adapter's result in PARSED's column order, its `reason` followed by `window_checks`
+    (none when `window` is None). A rejected row's `ts` is null (an adapter may compute it with
+    arithmetic that only its own checks make safe); its other fields are text or try-casts, left as
+    read: only accepted rows become events.
 
-    def kept(col: Column) -> Column:
-        return F.when(rejected, F.lit(None)).otherwise(col)
-
+    The reason is one expression, read once by each column: Spark substitutes a column's expression
+    into every filter on it, so a field wrapped in the reason, or a check on such a field, copies the
+    whole chain into the filter (a predicate too long for the JIT ran ingest at a third of its speed).
+    """
+    if window is not None:
+        later = window_checks((user, track, station, session), ts, window)
+        reason = F.coalesce(reason, *[F.when(check, F.lit(message)) for check, message in later])
     return lines.select(
-        kept(user).cast("string").alias(S.USER_ID),
-        kept(ts).cast("timestamp").alias(S.TS),
-        kept(track).cast("string").alias(S.TRACK_ID),
-        kept(station).cast("string").alias(S.STATION_ID),
-        kept(session).cast("string").alias(S.SESSION_ID),
-        kept(feedback).cast("string").alias(S.FEEDBACK),
-        kept(ms_played).cast("long").alias(S.MS_PLAYED),
+        user.cast("string").alias(S.USER_ID),
+        F.when(reason.isNull(), ts).cast("timestamp").alias(S.TS),
+        track.cast("string").alias(S.TRACK_ID),
+        station.cast("string").alias(S.STATION_ID),
+        session.cast("string").alias(S.SESSION_ID),
+        feedback.cast("string").alias(S.FEEDBACK),
+        ms_played.cast("long").alias(S.MS_PLAYED),
         F.col(FILE),
         F.col(LINE).cast("long").alias(LINE),
         F.col(RAW),  # read (and, for Parquet, rendered) only where a reject selects it

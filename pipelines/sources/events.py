@@ -22,6 +22,7 @@ from downbeat.pipelines.sources._common import (
     FILE,
     LINE,
     RAW,
+    IngestSettings,
     SourceSettings,
     by_header,
     csv_fields,
@@ -44,8 +45,10 @@ OPTIONAL = (S.STATION_ID, S.SESSION_ID, S.FEEDBACK, S.MS_PLAYED)
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet"}
 
 
-def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
-    """One row per record; see sources._common.PARSED."""
+def parse(
+    spark: SparkSession, files: Sequence[str], settings: SourceSettings, window: IngestSettings | None = None
+) -> DataFrame:
+    """One row per record; see sources._common.PARSED (`window`: parsed_frame's)."""
     by_format: dict[str, list[str]] = {}
     for path in files:
         suffix = Path(path).suffix.lower()
@@ -57,29 +60,31 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         by_format.setdefault(FORMATS[suffix], []).append(path)
     frames = []
     for header, paths in by_header(by_format.get("csv", []), REQUIRED, f"{NAME} (csv)").items():
-        frames.append(_csv(spark, paths, header))
+        frames.append(_csv(spark, paths, header, window))
     if "json" in by_format:
-        frames.append(_json(spark, by_format["json"]))
+        frames.append(_json(spark, by_format["json"], window))
     if "parquet" in by_format:
-        frames.append(_parquet(spark, by_format["parquet"]))
+        frames.append(_parquet(spark, by_format["parquet"], window))
     return union_all(frames)
 
 
-def _csv(spark: SparkSession, paths: list[str], header: Sequence[str]) -> DataFrame:
+def _csv(
+    spark: SparkSession, paths: list[str], header: Sequence[str], window: IngestSettings | None
+) -> DataFrame:
     """Files that share `header`, read together."""
     lines, get, shape_problem = csv_fields(numbered_lines(spark, paths).where(F.col(LINE) > 1), header)
-    return _checked(lines, get, shape_problem=shape_problem)
+    return _checked(lines, get, window, shape_problem=shape_problem)
 
 
-def _json(spark: SparkSession, paths: list[str]) -> DataFrame:
+def _json(spark: SparkSession, paths: list[str], window: IngestSettings | None) -> DataFrame:
     schema = T.StructType([T.StructField(n, T.StringType()) for n in (*REQUIRED, *OPTIONAL)])
     lines = numbered_lines(spark, paths).where(F.trim(F.col(RAW)) != "")
     record = F.from_json(F.col(RAW), schema, {"mode": "PERMISSIVE"})
     is_object = F.trim(F.col(RAW)).startswith("{") & F.try_parse_json(F.col(RAW)).isNotNull()
-    return _checked(lines, lambda name: record[name], shape_problem=(~is_object, "not a JSON object"))
+    return _checked(lines, lambda name: record[name], window, shape_problem=(~is_object, "not a JSON object"))
 
 
-def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
+def _parquet(spark: SparkSession, paths: list[str], window: IngestSettings | None) -> DataFrame:
     """Parquet files, read per the unit their `ts` column declares: Spark reads microseconds and
     milliseconds as times itself, and nanoseconds (pandas' and Arrow's default) as the int64 count
     (`spark.sql.legacy.parquet.nanosAsLong`, set by pipelines.spark), turned into a time here."""
@@ -93,10 +98,12 @@ def _parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
         ts_type = schema.field(S.TS).type if S.TS in schema.names else None
         nanos = ts_type is not None and pa.types.is_timestamp(ts_type) and ts_type.unit == "ns"
         in_nanos.setdefault(nanos, []).append(path)
-    return union_all([_parquet_files(spark, group, nanos) for nanos, group in in_nanos.items()])
+    return union_all([_parquet_files(spark, group, nanos, window) for nanos, group in in_nanos.items()])
 
 
-def _parquet_files(spark: SparkSession, paths: list[str], nanos: bool) -> DataFrame:
+def _parquet_files(
+    spark: SparkSession, paths: list[str], nanos: bool, window: IngestSettings | None
+) -> DataFrame:
     data = spark.read.parquet(*[spark_path(p) for p in paths])
     present = set(data.columns)
     missing = [c for c in REQUIRED if c not in present]
@@ -118,12 +125,15 @@ def _parquet_files(spark: SparkSession, paths: list[str], nanos: bool) -> DataFr
         F.to_json(F.struct(*[F.col(c) for c in data.columns])).alias(RAW),
     )
     ts_typed = nanos or isinstance(data.schema[S.TS].dataType, T.TimestampType | T.TimestampNTZType)
-    return _checked(with_local_files(rows), F.col, shape_problem=(F.lit(False), ""), ts_is_timestamp=ts_typed)
+    return _checked(
+        with_local_files(rows), F.col, window, shape_problem=(F.lit(False), ""), ts_is_timestamp=ts_typed
+    )
 
 
 def _checked(
     rows: DataFrame,
     get: Callable[[str], Column],
+    window: IngestSettings | None,
     *,
     shape_problem: tuple[Column, str],
     ts_is_timestamp: bool = False,
@@ -158,4 +168,5 @@ def _checked(
         feedback=feedback,
         ms_played=ms,
         reason=reason,
+        window=window,
     )

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.sources._common import (
     RAW,
+    IngestSettings,
     SourceSettings,
     blank,
     field,
@@ -35,7 +36,9 @@ NAME = "lastfm1k"
 GLOBAL_IDS: frozenset[str] = frozenset({S.TRACK_ID})
 
 
-def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
+def parse(
+    spark: SparkSession, files: Sequence[str], settings: SourceSettings, window: IngestSettings | None = None
+) -> DataFrame:
     """One row per input line; see sources._common.PARSED."""
     lines = numbered_lines(spark, files)
     parts = F.split(F.col(RAW), "\t", -1)
@@ -67,4 +70,5 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         feedback=F.lit(None),
         ms_played=F.lit(None),
         reason=reason,
+        window=window,
     )

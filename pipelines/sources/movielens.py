@@ -27,6 +27,7 @@ from downbeat.pipelines.sources._common import (
     INT64_MAX,
     LINE,
     RAW,
+    IngestSettings,
     SourceSettings,
     blank,
     field,
@@ -60,7 +61,9 @@ def separator_of(raw: Column) -> tuple[Column, Column]:
     return parts, name
 
 
-def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
+def parse(
+    spark: SparkSession, files: Sequence[str], settings: SourceSettings, window: IngestSettings | None = None
+) -> DataFrame:
     """One row per input line (a ratings.csv header excepted); see sources._common.PARSED."""
     thresholds = settings.movielens
     lines = numbered_lines(spark, files)
@@ -113,6 +116,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         feedback=feedback,
         ms_played=F.lit(None),
         reason=reason,
+        window=window,
     )
 
 

@@ -19,6 +19,7 @@ from downbeat.pipelines import schemas as S
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.sources._common import (
     LINE,
+    IngestSettings,
     SourceSettings,
     blank,
     csv_fields,
@@ -43,7 +44,9 @@ MAX_POSITION = (
 )
 
 
-def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
+def parse(
+    spark: SparkSession, files: Sequence[str], settings: SourceSettings, window: IngestSettings | None = None
+) -> DataFrame:
     """One row per data line; see sources._common.PARSED."""
     skip_column = settings.mssd.skip_column
     headers = {path: header_of(path) for path in files}
@@ -93,4 +96,5 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
         feedback=F.when(skip_text == "true", F.lit(S.SKIP)),
         ms_played=F.lit(None),
         reason=reason,
+        window=window,
     )

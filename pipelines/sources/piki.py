@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from downbeat.pipelines import schemas as S
 from downbeat.pipelines.sources._common import (
     LINE,
+    IngestSettings,
     SourceSettings,
     blank,
     by_header,
@@ -32,7 +33,9 @@ GLOBAL_IDS: frozenset[str] = frozenset()
 REQUIRED = ("liked", "song_id", "timestamp", "user_id")
 
 
-def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -> DataFrame:
+def parse(
+    spark: SparkSession, files: Sequence[str], settings: SourceSettings, window: IngestSettings | None = None
+) -> DataFrame:
     """One row per data line; see sources._common.PARSED."""
     frames = []
     for header, paths in by_header(files, REQUIRED, NAME).items():  # a header's own column positions
@@ -62,6 +65,7 @@ def parse(spark: SparkSession, files: Sequence[str], settings: SourceSettings) -
                 feedback=F.when(liked == "0", F.lit(S.DOWN)).otherwise(F.lit(S.UP)),
                 ms_played=F.lit(None),
                 reason=reason,
+                window=window,
             )
         )
     return union_all(frames)
