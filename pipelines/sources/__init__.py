@@ -1,9 +1,11 @@
 """Source adapters: one module per raw log format, each turning files into canonical events.
 
-Each adapter's `parse(spark, files, settings)` returns one row per input record with the canonical
-columns and `file`, `line`, `raw`, `reason` (null when the row is accepted); `parse()` here runs
-the format's adapter and rejects times outside the plausible window; `events()` and `rejects()`
-split that into bronze/events and bronze/quarantine rows.
+Each adapter's `parse(spark, files, settings, window)` returns one row per input record with the
+canonical columns and `file`, `line`, `raw`, `reason` (null when the row is accepted); with a
+`window`, the checks every source shares (`window_checks`: times outside it, ids that are not
+UTF-8) follow the adapter's own in one chain. `parse()` here runs the format's adapter with the
+configured window; `events()` and `rejects()` split that into bronze/events and bronze/quarantine
+rows.
 """
 
 from __future__ import annotations
