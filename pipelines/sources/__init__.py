@@ -10,7 +10,8 @@ rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -28,7 +29,19 @@ from downbeat.pipelines.sources._common import (
     rejects,
 )
 
-Parser = Callable[[SparkSession, Sequence[str], SourceSettings, IngestSettings | None], DataFrame]
+
+class Parser(Protocol):
+    """An adapter's parse: `window` None leaves out the shared checks (sources._common.window_checks)."""
+
+    def __call__(
+        self,
+        spark: SparkSession,
+        files: Sequence[str],
+        settings: SourceSettings,
+        window: IngestSettings | None = None,
+    ) -> DataFrame: ...
+
+
 ADAPTERS: dict[str, Parser] = {
     lastfm1k.NAME: lastfm1k.parse,
     mssd.NAME: mssd.parse,
@@ -50,7 +63,8 @@ GLOBAL_IDS: dict[str, frozenset[str]] = {
 def parse(
     fmt: str, spark: SparkSession, files: Sequence[str], settings: SourceSettings, window: IngestSettings
 ) -> DataFrame:
-    """`files` in format `fmt`, a row per record, times outside `window` rejected (`ts_out_of_range`)."""
+    """`files` in format `fmt`, a row per record; after the adapter's own checks, ids that are not
+    UTF-8 (`invalid_utf8`) and times outside `window` (`ts_out_of_range`) are rejected."""
     if fmt not in ADAPTERS:
         raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     return ADAPTERS[fmt](spark, files, settings, window)

@@ -238,8 +238,8 @@ def test_events_in_csv_json_lines_and_parquet(spark, tmp_path):
 @pytest.mark.parametrize("fmt", ["events", "mssd"])
 def test_the_filters_on_the_reason_carry_each_check_once(spark, tmp_path, fmt):
     """Spark substitutes a column's expression into every filter on it: a field or check built on
-    the reason copied the whole chain into ingest's filters, and a predicate that long ran without
-    the JIT (has_duplicates and events() took 4-5x as long at 10M rows)."""
+    the reason copied the whole chain into the filter on accepted rows (events(), has_duplicates),
+    and a predicate that long ran without the JIT (both took 4-5x as long at 10M rows)."""
     from downbeat.pipelines.sources import IngestSettings, parse
 
     if fmt == "events":
@@ -256,9 +256,32 @@ def test_the_filters_on_the_reason_carry_each_check_once(spark, tmp_path, fmt):
     plan = events(parsed, fmt, GLOBAL_IDS[fmt])._jdf.queryExecution().optimizedPlan().toString()
     filters = [line for line in plan.splitlines() if line.lstrip(" +-:").startswith("Filter ")]
     filters = [line for line in filters if marker in line]
-    assert [line.count(marker) for line in filters] == [1]
+    assert len(filters) == 1, f"one filter holds the checks (the filter on the reason, pushed down): {plan}"
+    assert filters[0].count(marker) == 1
     assert "ts_out_of_range" in filters[0] and "invalid_utf8" in filters[0]
     assert events(parsed, fmt, GLOBAL_IDS[fmt]).count() == 1
+
+
+def test_an_adapters_reason_comes_first_then_ids_that_are_not_utf8_then_the_window(spark, tmp_path):
+    from downbeat.pipelines.sources import IngestSettings, parse
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(
+        b"user_id,ts,track_id,feedback\n"
+        b"u\xff1,1900-01-01T00:00:00Z,t1,meh\n"  # the adapter's check, an id, the window
+        b"u\xff2,1900-01-01T00:00:00Z,t1,up\n"  # an id and the window
+        b"u3,1900-01-01T00:00:00Z,t1,up\n"  # the window
+        b"u4,2024-01-01T00:00:00Z,t1,up\n"
+    )
+    window = IngestSettings(min_ts="1970-01-01", max_ts="2100-01-01")
+    parsed = parse("events", spark, [str(path)], SETTINGS, window)
+    rows = parsed.collect()
+    assert sorted((r["line"], r["reason"] and r["reason"].split(":")[0], r[S.TS]) for r in rows) == [
+        (2, "feedback 'meh' is not one of up, down, skip, play", None),
+        (3, "invalid_utf8", None),
+        (4, "ts_out_of_range", None),
+        (5, None, utc(2024, 1, 1)),
+    ]
 
 
 def test_events_csv_files_read_per_header_each_by_its_own_column_positions(spark, tmp_path):
