@@ -241,10 +241,10 @@ class SequenceNetwork(InputNetwork):
         """(B, L, D) hidden states of padded (B, L) inputs; padding is never attended to."""
         padding = tracks == PAD  # (B, L)
         x = self.inputs(tracks, stations, feedback)
-        if not self.causal:
+        if self.causal:
+            h = self.encoder(x, mask=causal_mask(padding, self.settings.heads))
+        else:
             h = self.encoder(x, src_key_padding_mask=padding)  # (B, L, D)
-            return self.norm(h)
-        h = self.encoder(x, mask=causal_mask(padding, self.settings.heads))
         return self.norm(h)
 
     def inputs(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
