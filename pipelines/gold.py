@@ -19,7 +19,7 @@ from downbeat.pipelines.eval_sets import eval_next, eval_pairs
 from downbeat.pipelines.hard_negatives import hard_negatives, with_hard_negative
 from downbeat.pipelines.sequences import sequences, training_sequences
 from downbeat.pipelines.settings import FeatureSettings
-from downbeat.pipelines.split import Periods, leave_one_out, temporal, with_roles
+from downbeat.pipelines.split import Periods, leave_one_out, temporal, temporal_users, with_roles
 from downbeat.pipelines.stats import stats
 from downbeat.pipelines.vocabulary import stations, tracks
 
@@ -124,11 +124,14 @@ def gold_tables(inputs: GoldInputs, features: FeatureSettings, train_rows: int) 
 
 
 def _periods(roles: DataFrame, features: FeatureSettings, cutoff_ts: dt.datetime | None) -> Periods:
-    """The split's frames under `split.protocol`: leave-one-out, or the temporal cut-off."""
+    """The split's frames under `split.protocol`: leave-one-out, or the temporal cut-off (validation
+    users held out of training with a period before the cut-off, or half the users after it)."""
     if features.split.protocol == "leave_one_out":
         return leave_one_out(roles)
     if cutoff_ts is None:
         raise ValueError("the temporal split needs its cut-off")
+    if features.split.protocol == "temporal_users":
+        return temporal_users(roles, cutoff_ts)
     return temporal(roles, cutoff_ts, features.split, features.sequences.validation_percent)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 BUILD_SETTINGS_TAG = "downbeat.build_settings"
 When = Literal["auto", "always", "never"]
 Unit = Literal["user", "session"]
-Protocol = Literal["temporal", "leave_one_out"]
+Protocol = Literal["temporal", "temporal_users", "leave_one_out"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class SplitSettings:
     `test_days` days of data, or from `cutoff_date` (YYYY-MM-DD), or from the `cutoff_quantile` of
     all play times (PNFRec: 0.9). The validation period is the `validation_days` days before it;
     validation users' plays in it are the validation targets, their plays before it the histories.
+
+    `protocol` temporal_users (PNFRec's split): the same cut-off; every user trains on the plays
+    before it; the users with plays after it are divided by a stable hash of the id, half validation
+    and half test, and those plays are their targets (`validation_days` is not read).
 
     `protocol` leave_one_out (SASRec, gSASRec, the published ML-1M figures): each user's last play
     is the test target, the one before it the validation target, everything earlier trains; users

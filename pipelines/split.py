@@ -21,6 +21,7 @@ SEEN_EXCLUDED = "_seen_excluded"  # a play whose track the user's next-item rank
 USER_POSITION = "_user_position"
 TEST_CUTOFF, VALIDATION_CUTOFF = "_test_cutoff", "_validation_cutoff"  # leave-one-out: per user
 LEAVE_ONE_OUT_MIN_PLAYS = 3  # a training play, a validation target and a test target
+VALIDATION_USER_PERCENT = 50  # temporal_users: the share of the users after the cut-off who validate
 Cut = dt.datetime | Column  # a cut-off: one time for every user, or a per-row column
 
 
@@ -200,6 +201,27 @@ def temporal(
         validation_targets=in_validation_period(validating, validation_start, cutoff_ts),
         validation_cutoff=validation_start,
         validation_percent=validation_percent,
+    )
+
+
+def temporal_users(roles: DataFrame, cutoff_ts: dt.datetime) -> Periods:
+    """PNFRec's split (RecSys'25): one cut-off in time; every user's plays before it train and are
+    the histories; the users with plays from it on are divided by the stable hash (`split_of`) into
+    validation and test users, half each (`VALIDATION_USER_PERCENT`), and those plays are their
+    targets. Validation users train like every user (their targets come after the cut-off), so no
+    user is held out of training, and no test user's target chooses a model."""
+    after = in_test_period(roles, cutoff_ts)
+    validating = split_of(F.col(S.USER_ID), VALIDATION_USER_PERCENT) == F.lit(S.VALIDATION)
+    return Periods(
+        training=history(roles, cutoff_ts),
+        training_cutoff=cutoff_ts,
+        test_history=None,
+        test_targets=after.where(~validating),
+        test_cutoff=cutoff_ts,
+        validation_history=None,
+        validation_targets=after.where(validating),
+        validation_cutoff=cutoff_ts,
+        validation_percent=0,
     )
 
 

@@ -484,6 +484,42 @@ def test_leave_one_out_never_shows_a_row_its_target_or_anything_after_it(spark, 
         assert row[S.POSITION] < len(training)
 
 
+TEMPORAL_USERS_LOG = [  # by the stable hash, at 50%: a and c validate, b tests; at 10% c is held out
+    ("a", 0, 0, "t1", "rock", "up"),
+    ("a", 1, 0, "t2", "rock", "up"),
+    ("a", 10, 0, "t3", "rock", "up"),
+    ("b", 0, 0, "t1", "rock", "up"),
+    ("b", 1, 0, "t3", "rock", "up"),
+    ("b", 11, 0, "t2", "rock", "up"),
+    ("b", 11, 5, "t4", "rock", "down"),
+    ("c", 0, 0, "t2", "rock", "up"),
+    ("c", 1, 0, "t1", "rock", "up"),
+    ("c", 12, 0, "t4", "rock", "up"),
+    ("d", 0, 0, "t1", "rock", "up"),  # nothing after the cut-off: trains only
+    ("d", 2, 0, "t2", "rock", "up"),
+]
+
+
+def test_temporal_users_trains_everyone_before_the_cutoff_and_halves_the_users_after_it(spark):
+    assert [split_of(u, 50) for u in "abc"] == ["validation", "train", "validation"]
+    assert split_of("c") == "validation"  # the temporal protocol would hold c out of training
+    features = loo_features(protocol="temporal_users")
+    inputs = gold_inputs(plays_frame(spark, TEMPORAL_USERS_LOG), features, CUTOFF, partitions=2)
+    tables = {name: frame.collect() for name, frame in gold_tables(inputs, features, train_rows=1).items()}
+    assert {(r[S.USER_ID], r[S.SPLIT], r[S.LENGTH]) for r in tables["gold/sequences"]} == {
+        (user, "train", 2) for user in "abcd"
+    }
+    for table, users in (("gold/eval_next", {"b"}), ("gold/validation_next", {"a", "c"})):
+        rows = tables[table]
+        assert {r[S.USER_ID] for r in rows} == users
+        assert all(r[S.TS] >= CUTOFF and r[S.CUTOFF_TS] == CUTOFF and r[S.HISTORY_LENGTH] == 2 for r in rows)
+    assert [(r[S.TRACK_ID], r[S.IS_POSITIVE]) for r in tables["gold/eval_next"]] == [("t2", True)]  # b's first
+    assert [(r[S.USER_ID], r[S.UP_TRACK_ID], r[S.DOWN_TRACK_ID]) for r in tables["gold/eval_pairs"]] == [
+        ("b", "t2", "t4")
+    ]
+    assert tables["gold/validation_pairs"] == []  # a and c have no down after the cut-off
+
+
 def test_the_temporal_cutoff_comes_from_the_quantile_the_date_or_the_last_days():
     from downbeat.pipelines.settings import SplitSettings
     from downbeat.pipelines.split import cutoff
