@@ -17,6 +17,7 @@ import re
 import resource
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +58,29 @@ def shuffles(df) -> int:
 
 
 STEPS: dict[str, float] = {}
+
+
+class DiskPeak:
+    """The most the file system's used bytes rose above where they stood at start, sampled each second:
+    raw files, tables, Delta logs and Spark's shuffle and spill files alike (those live only inside a
+    step, so sizes taken between steps would miss them)."""
+
+    def __init__(self, path: str | Path, every: float = 1.0) -> None:
+        self.path, self.every = str(path), every
+        self.start = shutil.disk_usage(self.path).used
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def sample(self) -> None:
+        while not self.stop.wait(self.every):
+            self.peak = max(self.peak, shutil.disk_usage(self.path).used - self.start)
+
+    def close(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return self.peak / 2**30
 
 
 def timed(label: str, events: int, fn):
@@ -110,6 +134,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="downbeat-bench-"))
     shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    disk = DiskPeak(work)
     cfg = load_config(
         None,
         [f"lakehouse.root={work / 'lakehouse'}", "spark.log_level=ERROR", f"delta.engine={args.engine}"],
@@ -170,6 +196,9 @@ def main() -> None:
     )
     engine = lakehouse.engine
     spark.stop()
+    peak_gib = disk.close()
+    kept_gib = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 2**30
+    print(f"disk: peak {peak_gib:,.2f} GiB above the start (spill included), {kept_gib:,.2f} GiB kept")
     figures = {
         "events": events,
         "engine": engine,
@@ -177,6 +206,8 @@ def main() -> None:
         "build_seconds": round(sum(v for k, v in STEPS.items()), 2),  # ingest + every table + commit
         "ingest_events_per_s": round(events / STEPS["ingest (parse, check, merge)"]),
         "jvm_peak_mib": round(jvm_mib),
+        "peak_disk_gib": round(peak_gib, 2),  # used bytes above the start, sampled each second
+        "kept_disk_gib": round(kept_gib, 2),  # raw files and the lakehouse at the end
         "date": f"{dt.date.today()}",
     }
     try:
