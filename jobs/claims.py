@@ -5,7 +5,9 @@ compared with, a metric and the direction the paper reports) and each experiment
 from the tracking store (the newest finished parent run of that experiment, under
 mlflow.tracking_uri) and from any --report files (which win: results from other stores, e.g. a
 lakehouse of its own per dataset). Prints the table, or with --out writes it into that file
-between its generated-section markers (docs/results.md), leaving the rest of the file as it was.
+between its generated-section markers (docs/results.md), leaving the rest of the file as it was;
+there a claim whose experiment has no report this time keeps the row the file has for it, so a
+row changes only when its own experiment reports again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from downbeat.jobs.common import config_from, job_main, read_yaml_mapping
 from downbeat.jobs.config import PROJECT_ROOT
-from downbeat.models.claims import Claim, render, replace_section
+from downbeat.models.claims import Claim, render, replace_section, rows_in
 from downbeat.pipelines.errors import InputError
 
 CLAIMS = PROJECT_ROOT / "conf" / "claims.yaml"
@@ -95,8 +97,8 @@ def stored_reports(tracking_uri: str, experiment: str, names: set[str]) -> dict[
     return out
 
 
-def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str) -> str:
-    """The claims table (markdown)."""
+def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str, kept: str = "") -> str:
+    """The claims table (markdown); `kept`: the document whose rows stand where no report is found."""
     claims = load_claims(claims_path)
     found = stored_reports(tracking_uri, experiment, {c.experiment for c in claims if c.experiment})
     for path in reports:
@@ -108,19 +110,20 @@ def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str
             raise InputError(f"--report {path} is not an experiment's report.json (no 'experiment' in it)")
         found[str(report["experiment"])] = report
     try:
-        return render(claims, found)
+        return render(claims, found, rows_in(kept))
     except ValueError as exc:
         raise InputError(f"claims file {claims_path}: {exc}") from None
 
 
 def command(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    table = run(args.claims, args.report, cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-    if args.out:
-        out = Path(args.out)
-        if not out.is_file():
-            raise InputError(f"--out {out} not found")
-        out.write_text(replace_section(out.read_text(), table))
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.is_file():
+        raise InputError(f"--out {out} not found")
+    document = out.read_text() if out is not None else ""
+    table = run(args.claims, args.report, cfg.mlflow.tracking_uri, cfg.mlflow.experiment, document)
+    if out is not None:
+        out.write_text(replace_section(document, table))
         print(f"claims: {table.count(chr(10)) - 4} claims written into {out}")
     else:
         print(table, end="")

@@ -80,18 +80,47 @@ def judge(claim: Claim, report: Mapping[str, Any] | None) -> Verdict:
     return Verdict(text, verdict)
 
 
-def render(claims: Sequence[Claim], reports: Mapping[str, Mapping[str, Any]]) -> str:
-    """The claims table (markdown) between the generated-section markers."""
+def _cell(text: str) -> str:
+    return text.replace("|", "/")
+
+
+def render(
+    claims: Sequence[Claim],
+    reports: Mapping[str, Mapping[str, Any]],
+    kept: Mapping[tuple[str, str], str] | None = None,
+) -> str:
+    """The claims table (markdown) between the generated-section markers. `kept` (rows_in() of the
+    table written before): a claim whose experiment has no report this time keeps its row as it
+    was, so a row changes only on a report of its own."""
     lines = [
         BEGIN,
         "| claim | paper's figure | here | ours | verdict |",
         "|---|---|---|---|---|",
     ]
     for claim in claims:
-        v = judge(claim, reports.get(claim.experiment))
+        report = reports.get(claim.experiment)
+        row = (kept or {}).get((_cell(claim.claim), _cell(claim.here)))
+        if report is None and not claim.untestable and row is not None:
+            lines.append(row)
+            continue
+        v = judge(claim, report)
         cells = [claim.claim, claim.paper, claim.here, v.figure or "", v.verdict]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join([*lines, END]) + "\n"
+
+
+def rows_in(document: str) -> dict[tuple[str, str], str]:
+    """The rows of `document`'s generated claims section by (claim, here), the cells render() wrote
+    (empty when it has no section)."""
+    if BEGIN not in document or END not in document:
+        return {}
+    section = document.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n").splitlines()
+    rows = {}
+    for line in section[2:]:  # after the header and its rule
+        cells = line.strip()[2:-2].split(" | ")
+        if len(cells) == 5:
+            rows[(cells[0], cells[2])] = line
+    return rows
 
 
 def replace_section(document: str, table: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from downbeat.models.claims import BEGIN, END, Claim, judge, render, replace_section
+from downbeat.models.claims import BEGIN, END, Claim, judge, render, replace_section, rows_in
 
 
 def report(diff, low, high, seeds=3, versus=None, spread=0.001):
@@ -85,6 +85,20 @@ def test_the_generated_section_replaces_only_itself():
     assert replaced.startswith("# Results\n\nbefore\n\n") and replaced.endswith("\n\nafter\n")
     assert "old" not in replaced and replaced.count(BEGIN) == 1
     assert replace_section("# R\n", table) == "# R\n\n" + table  # appended where there was none
+
+
+def test_a_claim_without_a_report_this_time_keeps_the_row_written_before():
+    other = Claim("other beats base", "+1%", "there", experiment="o", child="new", metric="m")
+    before = render([claim(), other], {"e": report(0.01, 0.002, 0.02), "o": report(0.01, -0.002, 0.02)})
+    kept = rows_in(f"# Results\n\n{before}\nafter\n")
+    assert set(kept) == {("new beats base", "here"), ("other beats base", "there")}
+    table = render([claim(), other], {"e": report(-0.01, -0.02, -0.002)}, kept)
+    rows = table.splitlines()[3:5]
+    assert rows[0].endswith("| not held |")  # e reported again: recomputed
+    assert rows[1] == before.splitlines()[4] and rows[1].endswith("| not held (interval holds 0) |")
+    moved = Claim("other beats base", "+1%", "elsewhere", experiment="o", child="new", metric="m")
+    assert render([moved], {}, kept).splitlines()[3].endswith("| not run here yet (experiment o) |")
+    assert rows_in("# no section\n") == {}
 
 
 def test_a_child_compared_with_another_child_is_plotted_from_that_childs_value(tmp_path, monkeypatch):
