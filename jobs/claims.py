@@ -65,6 +65,11 @@ def load_claims(path: str) -> list[Claim]:
             )
         values = {k: str(v) for k, v in entry.items()}
         claims.append(Claim(**values))  # type: ignore[arg-type]  # expect is checked above
+    seen = set()
+    for i, c in enumerate(claims):
+        if (c.claim, c.here) in seen:
+            raise InputError(f"claims file {path}: claims[{i}] repeats another claim's 'claim' and 'here'")
+        seen.add((c.claim, c.here))
     return claims
 
 

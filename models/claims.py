@@ -90,8 +90,9 @@ def render(
     kept: Mapping[tuple[str, str], str] | None = None,
 ) -> str:
     """The claims table (markdown) between the generated-section markers. `kept` (rows_in() of the
-    table written before): a claim whose experiment has no report this time keeps its row as it
-    was, so a row changes only on a report of its own."""
+    table written before): a claim whose experiment has no report this time keeps that row's
+    figure and verdict when they are of its metric and child, so a verdict changes only on a
+    report of its own (a changed `expect` needs the report again)."""
     lines = [
         BEGIN,
         "| claim | paper's figure | here | ours | verdict |",
@@ -99,14 +100,23 @@ def render(
     ]
     for claim in claims:
         report = reports.get(claim.experiment)
-        row = (kept or {}).get((_cell(claim.claim), _cell(claim.here)))
-        if report is None and not claim.untestable and row is not None:
-            lines.append(row)
-            continue
         v = judge(claim, report)
+        if report is None and not claim.untestable:
+            v = _kept(claim, (kept or {}).get((_cell(claim.claim), _cell(claim.here)))) or v
         cells = [claim.claim, claim.paper, claim.here, v.figure or "", v.verdict]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join([*lines, END]) + "\n"
+
+
+def _kept(claim: Claim, row: str | None) -> Verdict | None:
+    """The figure and verdict of a row written before, where its figure is of the claim's metric and
+    child (so a claim whose metric or child changed since is not judged by the old row)."""
+    if row is None:
+        return None
+    figure, verdict = row.strip()[2:-2].split(" | ")[3:5]
+    if not figure.startswith(f"{claim.metric} ") or f"; {claim.child} - " not in figure:
+        return None
+    return Verdict(figure, verdict)
 
 
 def rows_in(document: str) -> dict[tuple[str, str], str]:

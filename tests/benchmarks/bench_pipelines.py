@@ -61,9 +61,10 @@ STEPS: dict[str, float] = {}
 
 
 class DiskPeak:
-    """The most the file system's used bytes rose above where they stood at start, sampled each second:
-    raw files, tables, Delta logs and Spark's shuffle and spill files alike (those live only inside a
-    step, so sizes taken between steps would miss them)."""
+    """The most the used bytes of `path`'s file system rose above where they stood at start, sampled
+    each second: raw files, tables, Delta logs and, where Spark's local dir (/tmp by default) is on
+    the same file system, its shuffle and spill files (those live only inside a step, so sizes
+    taken between steps would miss them). Other writers to that file system count too."""
 
     def __init__(self, path: str | Path, every: float = 1.0) -> None:
         self.path, self.every = str(path), every
@@ -134,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="downbeat-bench-"))
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     disk = DiskPeak(work)
     cfg = load_config(
         None,
@@ -198,7 +199,7 @@ def main() -> None:
     spark.stop()
     peak_gib = disk.close()
     kept_gib = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 2**30
-    print(f"disk: peak {peak_gib:,.2f} GiB above the start (spill included), {kept_gib:,.2f} GiB kept")
+    print(f"disk: peak {peak_gib:,.2f} GiB above the start (--work's file system), {kept_gib:,.2f} GiB kept")
     figures = {
         "events": events,
         "engine": engine,

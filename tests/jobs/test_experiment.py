@@ -153,6 +153,13 @@ def test_claims_writes_its_table_from_report_files_into_the_generated_section(tm
     assert main([*args, "--report", str(report), "--out", str(out)]) == 0
     assert "| c | p | h | m 0.4000; new - b -0.1000 [-0.2000, -0.0500] (3 seeds) | held |" in out.read_text()
     assert not (tmp_path / "none.db").exists()  # no store is created to look for reports
+    claims.write_text(claims.read_text().replace("paper: p", "paper: p2"))
+    assert main([*args, "--out", str(out)]) == 0  # no report this time: the row's verdict stands
+    assert "| c | p2 | h | m 0.4000; new - b -0.1000 [-0.2000, -0.0500] (3 seeds) | held |" in out.read_text()
     claims.write_text("claims:\n  - {claim: c, paper: p, here: h, experiment: e, child: new, metrc: m}\n")
     assert main([*args]) == 2
     assert f"claims file {claims}: claims[0]: unknown key 'metrc'" in capsys.readouterr().err
+    twice = "  - {claim: c, paper: p, here: h, experiment: e, child: new, metric: m}\n" * 2
+    claims.write_text("claims:\n" + twice)
+    assert main([*args]) == 2
+    assert "claims[1] repeats another claim's 'claim' and 'here'" in capsys.readouterr().err

@@ -98,6 +98,10 @@ def test_a_claim_without_a_report_this_time_keeps_the_row_written_before():
     assert rows[1] == before.splitlines()[4] and rows[1].endswith("| not held (interval holds 0) |")
     moved = Claim("other beats base", "+1%", "elsewhere", experiment="o", child="new", metric="m")
     assert render([moved], {}, kept).splitlines()[3].endswith("| not run here yet (experiment o) |")
+    remetered = Claim("other beats base", "+1%", "there", experiment="o", child="new", metric="m2")
+    assert render([remetered], {}, kept).splitlines()[3].endswith("| not run here yet (experiment o) |")
+    repapered = Claim("other beats base", "+2%", "there", experiment="o", child="new", metric="m")
+    assert render([repapered], {}, kept).splitlines()[3] == rows[1].replace("| +1% |", "| +2% |")
     assert rows_in("# no section\n") == {}
 
 

@@ -519,6 +519,7 @@ def test_temporal_users_trains_everyone_before_the_cutoff_and_halves_the_users_a
         ("b", "t2", "t4")
     ]
     assert tables["gold/validation_pairs"] == []  # a and c have no down after the cut-off
+    assert {r[S.NEGATIVE_TRACK_ID] for r in tables["gold/hard_negatives"]} == {None}  # not b's later down
 
 
 def test_the_temporal_cutoff_comes_from_the_quantile_the_date_or_the_last_days():
