@@ -44,7 +44,7 @@ def load_claims(path: str) -> list[Claim]:
     if not isinstance(entries, list) or not entries:
         raise InputError(f"claims file {path} must hold a non-empty list under 'claims'")
     known = set(Claim.__dataclass_fields__)
-    claims = []
+    claims: list[Claim] = []
     for i, entry in enumerate(entries):
         where = f"claims file {path}: claims[{i}]"
         if not isinstance(entry, dict):
@@ -64,12 +64,9 @@ def load_claims(path: str) -> list[Claim]:
                 f"{where}: 'expect' must be higher, lower, same or at_least, got {entry['expect']!r}"
             )
         values = {k: str(v) for k, v in entry.items()}
+        if any((c.claim, c.here) == (values["claim"], values["here"]) for c in claims):
+            raise InputError(f"{where} repeats another claim's 'claim' and 'here'")
         claims.append(Claim(**values))  # type: ignore[arg-type]  # expect is checked above
-    seen = set()
-    for i, c in enumerate(claims):
-        if (c.claim, c.here) in seen:
-            raise InputError(f"claims file {path}: claims[{i}] repeats another claim's 'claim' and 'here'")
-        seen.add((c.claim, c.here))
     return claims
 
 
@@ -102,8 +99,8 @@ def stored_reports(tracking_uri: str, experiment: str, names: set[str]) -> dict[
     return out
 
 
-def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str, kept: str = "") -> str:
-    """The claims table (markdown); `kept`: the document whose rows stand where no report is found."""
+def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str, previous: str = "") -> str:
+    """The claims table (markdown); `previous`: the document whose verdicts stand where no report is found."""
     claims = load_claims(claims_path)
     found = stored_reports(tracking_uri, experiment, {c.experiment for c in claims if c.experiment})
     for path in reports:
@@ -115,7 +112,7 @@ def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str
             raise InputError(f"--report {path} is not an experiment's report.json (no 'experiment' in it)")
         found[str(report["experiment"])] = report
     try:
-        return render(claims, found, rows_in(kept))
+        return render(claims, found, rows_in(previous))
     except ValueError as exc:
         raise InputError(f"claims file {claims_path}: {exc}") from None
 

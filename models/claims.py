@@ -87,7 +87,7 @@ def _cell(text: str) -> str:
 def render(
     claims: Sequence[Claim],
     reports: Mapping[str, Mapping[str, Any]],
-    kept: Mapping[tuple[str, str], str] | None = None,
+    kept: Mapping[tuple[str, str], Verdict] | None = None,
 ) -> str:
     """The claims table (markdown) between the generated-section markers. `kept` (rows_in() of the
     table written before): a claim whose experiment has no report this time keeps that row's
@@ -108,20 +108,17 @@ def render(
     return "\n".join([*lines, END]) + "\n"
 
 
-def _kept(claim: Claim, row: str | None) -> Verdict | None:
-    """The figure and verdict of a row written before, where its figure is of the claim's metric and
+def _kept(claim: Claim, before: Verdict | None) -> Verdict | None:
+    """A row's figure and verdict written before, where its figure is of the claim's metric and
     child (so a claim whose metric or child changed since is not judged by the old row)."""
-    if row is None:
+    if before is None or not before.figure.startswith(f"{claim.metric} "):
         return None
-    figure, verdict = row.strip()[2:-2].split(" | ")[3:5]
-    if not figure.startswith(f"{claim.metric} ") or f"; {claim.child} - " not in figure:
-        return None
-    return Verdict(figure, verdict)
+    return before if f"; {claim.child} - " in before.figure else None
 
 
-def rows_in(document: str) -> dict[tuple[str, str], str]:
-    """The rows of `document`'s generated claims section by (claim, here), the cells render() wrote
-    (empty when it has no section)."""
+def rows_in(document: str) -> dict[tuple[str, str], Verdict]:
+    """The figure and verdict of each row of `document`'s generated claims section, by the (claim,
+    here) cells render() wrote (empty when it has no section)."""
     if BEGIN not in document or END not in document:
         return {}
     section = document.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n").splitlines()
@@ -129,7 +126,7 @@ def rows_in(document: str) -> dict[tuple[str, str], str]:
     for line in section[2:]:  # after the header and its rule
         cells = line.strip()[2:-2].split(" | ")
         if len(cells) == 5:
-            rows[(cells[0], cells[2])] = line
+            rows[(cells[0], cells[2])] = Verdict(cells[3], cells[4])
     return rows
 
 
