@@ -169,9 +169,12 @@ def write_gold(
 def cache_gold_inputs(inputs: GoldInputs) -> int:
     """Cache the frames several gold tables read, before any of them is computed (so each is computed
     once), and count gold/sequences' training rows (which computes them). Before anything plans them:
-    a frame keeps the physical plan it was first planned with, cached or not."""
+    a frame keeps the physical plan it was first planned with, cached or not.
+
+    On disk only: building the in-memory columnar cache of 100M plays ran the 4 GB heap out, and at
+    10M the disk cache (read back through the OS page cache) was no slower (docs/performance.md)."""
     for frame in inputs.shared:
-        frame.persist(StorageLevel.MEMORY_AND_DISK)
+        frame.persist(StorageLevel.DISK_ONLY)
     return inputs.training_rows().count()
 
 
