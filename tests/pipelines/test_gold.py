@@ -512,9 +512,13 @@ def test_temporal_users_trains_everyone_before_the_cutoff_and_halves_the_users_a
     for table, users in (("gold/eval_next", {"b"}), ("gold/validation_next", {"a", "c"})):
         rows = tables[table]
         assert {r[S.USER_ID] for r in rows} == users
-        assert all(r[S.TS] >= CUTOFF and r[S.CUTOFF_TS] == CUTOFF and r[S.HISTORY_LENGTH] == 2 for r in rows)
-    first = [(r[S.TRACK_ID], r[S.IS_POSITIVE]) for r in tables["gold/eval_next"]]
-    assert first == [("t2", True)]  # b's first play after the cut-off
+        assert all(r[S.TS] >= CUTOFF and r[S.CUTOFF_TS] == r[S.TS] for r in rows)  # each its own cut-off
+    validation = {r[S.USER_ID]: (r[S.TRACK_ID], r[S.HISTORY_LENGTH]) for r in tables["gold/validation_next"]}
+    assert validation == {"a": ("t3", 2), "c": ("t4", 2)}
+    index = {r[S.TRACK_ID]: r[S.TRACK_IDX] for r in tables["gold/tracks"]}
+    (last,) = tables["gold/eval_next"]  # b's last play, from every play before it, t2 after the cut-off too
+    assert (last[S.TRACK_ID], last[S.IS_NEGATIVE], last[S.HISTORY_LENGTH]) == ("t4", True, 3)
+    assert last[S.HISTORY_TRACK_IDS] == [index["t1"], index["t3"], index["t2"]]
     assert [(r[S.USER_ID], r[S.UP_TRACK_ID], r[S.DOWN_TRACK_ID]) for r in tables["gold/eval_pairs"]] == [
         ("b", "t2", "t4")
     ]
