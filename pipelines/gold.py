@@ -19,7 +19,7 @@ from downbeat.pipelines.eval_sets import eval_next, eval_pairs
 from downbeat.pipelines.hard_negatives import hard_negatives, with_hard_negative
 from downbeat.pipelines.sequences import sequences, training_sequences
 from downbeat.pipelines.settings import FeatureSettings
-from downbeat.pipelines.split import Cut, Periods, leave_one_out, temporal, temporal_users, with_roles
+from downbeat.pipelines.split import Periods, leave_one_out, temporal, temporal_users, with_roles
 from downbeat.pipelines.stats import stats
 from downbeat.pipelines.vocabulary import stations, tracks
 
@@ -143,10 +143,6 @@ def _evaluation_frames(inputs: GoldInputs, features: FeatureSettings) -> dict[st
     test_history = annotated if periods.test_history is None else periods.test_history
     validation_history = annotated if periods.validation_history is None else periods.validation_history
     pairs_per_user = features.eval.max_pairs_per_user
-    test_next, test_next_cutoff = _next_targets(periods.test_targets, periods.test_next, periods.test_cutoff)
-    validation_next, validation_next_cutoff = _next_targets(
-        periods.validation_targets, periods.validation_next, periods.validation_cutoff
-    )
     return {
         Tables.EVAL_PAIRS: eval_pairs(
             periods.test_targets,
@@ -157,10 +153,10 @@ def _evaluation_frames(inputs: GoldInputs, features: FeatureSettings) -> dict[st
         ),
         Tables.EVAL_NEXT: eval_next(
             test_history,
-            test_next,
+            periods.test_targets,
             vocabulary,
             station_ids,
-            cutoff=test_next_cutoff,
+            cutoff=periods.test_cutoff,
             max_length=features.sequences.max_length,
         ),
         Tables.VALIDATION_PAIRS: eval_pairs(
@@ -172,18 +168,10 @@ def _evaluation_frames(inputs: GoldInputs, features: FeatureSettings) -> dict[st
         ),
         Tables.VALIDATION_NEXT: eval_next(
             validation_history,
-            validation_next,
+            periods.validation_targets,
             vocabulary,
             station_ids,
-            cutoff=validation_next_cutoff,
+            cutoff=periods.validation_cutoff,
             max_length=features.sequences.max_length,
         ),
     }
-
-
-def _next_targets(targets: DataFrame, next_targets: DataFrame | None, cut: Cut) -> tuple[DataFrame, Cut]:
-    """A period's next-item targets and their cut-off: the protocol's own (each its own time the
-    cut-off), or the period's targets (eval_next takes each user's first) at the period's cut-off."""
-    if next_targets is None:
-        return targets, cut
-    return next_targets, F.col(S.TS)

@@ -182,10 +182,6 @@ class Periods:
     validation_targets: DataFrame
     validation_cutoff: Cut
     validation_percent: int
-    # The next-item targets, where they are not each user's first target: scored from the history's
-    # plays before them, each its own time the cut-off (temporal_users: each user's last play).
-    test_next: DataFrame | None = None
-    validation_next: DataFrame | None = None
 
 
 def temporal(
@@ -209,33 +205,34 @@ def temporal(
 
 
 def temporal_users(roles: DataFrame, cutoff_ts: dt.datetime) -> Periods:
-    """PNFRec's split (RecSys'25): one cut-off in time; every user's plays before it train; the users
-    with plays from it on are divided by the stable hash (`split_of`) into validation and test users,
-    half each (`VALIDATION_USER_PERCENT`). Their plays after the cut-off are the pair targets; their
-    next-item target is their last play, scored from every play before it, the ones after the
-    cut-off included (the authors' preprocess.py: each such user's last interaction, its history
-    the rest). Validation users train like every user, so no user is held out of training, and no
-    test user's target chooses a model."""
-    after = in_test_period(roles, cutoff_ts)
-    validating = split_of(F.col(S.USER_ID), VALIDATION_USER_PERCENT) == F.lit(S.VALIDATION)
-    numbered = roles.withColumn(USER_POSITION, (F.row_number().over(by_user()) - 1).cast("int")).withColumn(
-        "_plays", F.count(F.lit(1)).over(Window.partitionBy(S.USER_ID))
+    """PNFRec's split (RecSys'25, the authors' preprocess.py): one cut-off in time; every user's
+    plays before it train; the users with plays on both sides of it are divided by the stable hash
+    (`split_of`) into validation and test users, half each (`VALIDATION_USER_PERCENT`), and each
+    one's target is their last play, scored from every play before it, the ones after the cut-off
+    included (its own time the cut-off). As under leave-one-out, one target a user: no pairs.
+    Validation users train like every user, so no user is held out of training, and no test
+    user's target chooses a model."""
+    user = Window.partitionBy(S.USER_ID)
+    numbered = (
+        roles.withColumn(USER_POSITION, (F.row_number().over(by_user()) - 1).cast("int"))
+        .withColumn("_plays", F.count(F.lit(1)).over(user))
+        .withColumn("_first", F.min(S.TS).over(user))
     )
+    cut = ts_literal(cutoff_ts)
     is_last = F.col(USER_POSITION) == F.col("_plays") - 1
-    last_after = numbered.where(is_last & (F.col(S.TS) >= ts_literal(cutoff_ts))).drop("_plays")
-    before_last = numbered.where(~is_last).drop("_plays")
+    last = numbered.where(is_last & (F.col(S.TS) >= cut) & (F.col("_first") < cut)).drop("_plays", "_first")
+    before_last = numbered.where(~is_last).drop("_plays", "_first")
+    validating = split_of(F.col(S.USER_ID), VALIDATION_USER_PERCENT) == F.lit(S.VALIDATION)
     return Periods(
         training=history(roles, cutoff_ts),
         training_cutoff=cutoff_ts,
         test_history=before_last,
-        test_targets=after.where(~validating),
-        test_cutoff=cutoff_ts,
+        test_targets=last.where(~validating),
+        test_cutoff=F.col(S.TS),
         validation_history=before_last,
-        validation_targets=after.where(validating),
-        validation_cutoff=cutoff_ts,
+        validation_targets=last.where(validating),
+        validation_cutoff=F.col(S.TS),
         validation_percent=0,
-        test_next=last_after.where(~validating),
-        validation_next=last_after.where(validating),
     )
 
 
