@@ -204,6 +204,13 @@ def temporal(
     )
 
 
+def with_user_position(roles: DataFrame) -> DataFrame:
+    """USER_POSITION (0.. in the user's (ts, event_id) order) and `_plays` (the user's play count)."""
+    return roles.withColumn(USER_POSITION, (F.row_number().over(by_user()) - 1).cast("int")).withColumn(
+        "_plays", F.count(F.lit(1)).over(Window.partitionBy(S.USER_ID))
+    )
+
+
 def temporal_users(roles: DataFrame, cutoff_ts: dt.datetime) -> Periods:
     """PNFRec's split (RecSys'25, the authors' preprocess.py): one cut-off in time; every user's
     plays before it train; the users with plays on both sides of it are divided by the stable hash
@@ -212,12 +219,7 @@ def temporal_users(roles: DataFrame, cutoff_ts: dt.datetime) -> Periods:
     included (its own time the cut-off). As under leave-one-out, one target a user: no pairs.
     Validation users train like every user, so no user is held out of training, and no test
     user's target chooses a model."""
-    user = Window.partitionBy(S.USER_ID)
-    numbered = (
-        roles.withColumn(USER_POSITION, (F.row_number().over(by_user()) - 1).cast("int"))
-        .withColumn("_plays", F.count(F.lit(1)).over(user))
-        .withColumn("_first", F.min(S.TS).over(user))
-    )
+    numbered = with_user_position(roles).withColumn("_first", F.min(S.TS).over(Window.partitionBy(S.USER_ID)))
     cut = ts_literal(cutoff_ts)
     is_last = F.col(USER_POSITION) == F.col("_plays") - 1
     last = numbered.where(is_last & (F.col(S.TS) >= cut) & (F.col("_first") < cut)).drop("_plays", "_first")
@@ -243,11 +245,9 @@ def leave_one_out(roles: DataFrame) -> Periods:
     A play at the same time as a target but before it in event order is history (MovieLens rates
     many films in one second)."""
     user = Window.partitionBy(S.USER_ID)
-    plays = F.count(F.lit(1)).over(user)
     position = F.col(USER_POSITION)
     numbered = (
-        roles.withColumn(USER_POSITION, (F.row_number().over(by_user()) - 1).cast("int"))
-        .withColumn("_plays", plays)
+        with_user_position(roles)
         .where(F.col("_plays") >= LEAVE_ONE_OUT_MIN_PLAYS)
         .withColumn(TEST_CUTOFF, F.max(F.when(position == F.col("_plays") - 1, F.col(S.TS))).over(user))
         .withColumn(VALIDATION_CUTOFF, F.max(F.when(position == F.col("_plays") - 2, F.col(S.TS))).over(user))
