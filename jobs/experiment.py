@@ -62,12 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRun]:
     """Every run of the experiment (child, seed index, run name, its configuration), the child's
-    `train.seed` then the next ones. Under one seed a run is named as its child (an experiment
-    started before seeds existed resumes); under several, `name seed=S`."""
+    `train.seed` then the next ones, seed by seed: every child under its first seed before any
+    under its second, so an experiment stopped part way has whole seeds to pair. Under one seed a
+    run is named as its child (an experiment started before seeds existed resumes); under several,
+    `name seed=S`."""
     runs = []
-    for child in spec.children:
-        base = configs[child.name]
-        for index in range(seeds):
+    for index in range(seeds):
+        for child in spec.children:
+            base = configs[child.name]
             run_cfg = dataclasses.replace(
                 base, train=dataclasses.replace(base.train, seed=base.train.seed + index)
             )

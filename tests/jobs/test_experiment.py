@@ -9,7 +9,7 @@ import pytest
 
 from downbeat.jobs.cli import main
 from downbeat.jobs.config import PROJECT_ROOT
-from downbeat.jobs.experiment import child_configs, load_spec
+from downbeat.jobs.experiment import child_configs, load_spec, seeded
 from downbeat.pipelines.errors import InputError
 
 SHIPPED = sorted((PROJECT_ROOT / "conf" / "experiments").glob("*.yaml"))
@@ -40,6 +40,22 @@ def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
     # the spec's own settings win over --set; the grid's over the spec's `set`
     assert chosen.model.hybrid.p_hard == 1.0 and chosen.model.hybrid.k == 7 and chosen.train.max_epochs == 3
     assert spec.children[1].settings == {"model.hybrid.p_hard": 1.0, "model.hybrid.k": 7}
+
+
+def test_runs_are_planned_seed_by_seed_so_a_stopped_experiment_has_whole_seeds(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nreference: a\nmetrics: [auc]\nseeds: 2\nset: {train.seed: 3}\n"
+        "children: [{name: a, model: sasrec}, {name: b, model: popularity}]\n"
+    )
+    spec = load_spec(str(path))
+    plan = seeded(spec, spec.seeds, child_configs(spec, None, []))
+    assert [(run.name, run.seed_index, run.settings.train.seed) for run in plan] == [
+        ("a seed=3", 0, 3),
+        ("b seed=3", 0, 3),
+        ("a seed=4", 1, 4),
+        ("b seed=4", 1, 4),
+    ]
 
 
 BAD = [
