@@ -195,8 +195,9 @@ EVAL_PAIRS = _struct(
     (CUTOFF_TS, T.TimestampType(), False),
 )
 
-# gold/eval_next (and gold/validation_next): per user with target-period events, the first one,
-# its role (a positive target, a negative one, or neither), and the history before the cut-off.
+# gold/eval_next (and gold/validation_next): per user with target-period events, the first one (under
+# leave_one_out and temporal_users: the user's last play), its role (a positive target, a negative
+# one, or neither), and the history before the cut-off (cutoff_ts).
 EVAL_NEXT = _struct(
     (USER_ID, T.StringType(), False),
     (TS, T.TimestampType(), False),

@@ -43,7 +43,8 @@ class SplitSettings:
 
     `protocol` temporal_users (PNFRec's split): the same cut-off; every user trains on the plays
     before it; the users with plays after it are divided by a stable hash of the id, half validation
-    and half test, and those plays are their targets (`validation_days` is not read).
+    and half test, and each one's target is their last play, scored from every play before it (users
+    with nothing before the cut-off have none; `validation_days` is not read).
 
     `protocol` leave_one_out (SASRec, gSASRec, the published ML-1M figures): each user's last play
     is the test target, the one before it the validation target, everything earlier trains; users
