@@ -3,6 +3,7 @@
     .venv/bin/pip install duckdb==1.4.2     # the benchmark's only extra; never a product dependency
     .venv/bin/python tests/benchmarks/bench_pipelines.py --users 18000 --days 60   # ~10M events
     .venv/bin/python tests/benchmarks/bench_pipelines.py --engine delta-rs --json out.json
+    .venv/bin/python tests/benchmarks/bench_pipelines.py --set spark.shuffle_partitions=16   # a setting tried
 
 Prints events per second for each step, the shuffles in each table's plan, the peak memory of the
 driver (Python) and of the JVM, and the DuckDB ratio for the sessions-and-skips step.
@@ -132,6 +133,13 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--engine", choices=("spark", "delta-rs"), default="spark", help="Delta engine")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, as downbeat's --set (repeatable), e.g. spark.shuffle_partitions=16",
+    )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="downbeat-bench-"))
     shutil.rmtree(work, ignore_errors=True)
@@ -139,7 +147,12 @@ def main() -> None:
     disk = DiskPeak(work)
     cfg = load_config(
         None,
-        [f"lakehouse.root={work / 'lakehouse'}", "spark.log_level=ERROR", f"delta.engine={args.engine}"],
+        [
+            f"lakehouse.root={work / 'lakehouse'}",
+            "spark.log_level=ERROR",
+            f"delta.engine={args.engine}",
+            *args.set,
+        ],
     )
     spark = spark_session(cfg.spark, cfg.delta)
     print(f"engine: {Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta).engine}")
@@ -210,6 +223,7 @@ def main() -> None:
         "peak_disk_gib": round(peak_gib, 2),  # used bytes above the start, sampled each second
         "kept_disk_gib": round(kept_gib, 2),  # raw files and the lakehouse at the end
         "date": f"{dt.date.today()}",
+        "settings": args.set,  # the --set overrides of conf/local.yaml
     }
     try:
         duck_s = duckdb_sessions(raw, cfg.sessions.gap_minutes, cfg.skips.threshold_seconds)
