@@ -22,13 +22,21 @@ def test_each_shipped_spec_loads_and_every_childs_configuration_resolves(path):
     assert spec.reference in configs and len(configs) >= 2
 
 
-def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
+def spec_from(tmp_path: Path, text: str) -> str:
+    """A spec file of `text` in tmp_path: its path, as `--spec` and load_spec take it."""
     path = tmp_path / "s.yaml"
-    path.write_text(
-        "name: g\nreference: hybrid p_hard=0.0\nmetrics: [auc]\nset: {train.max_epochs: 3}\n"
-        "grid: {model: [hybrid, baseline], model.hybrid.p_hard: [0.0, 1.0], model.hybrid.k: 7}\n"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
+    spec = load_spec(
+        spec_from(
+            tmp_path,
+            "name: g\nreference: hybrid p_hard=0.0\nmetrics: [auc]\nset: {train.max_epochs: 3}\n"
+            "grid: {model: [hybrid, baseline], model.hybrid.p_hard: [0.0, 1.0], model.hybrid.k: 7}\n",
+        )
     )
-    spec = load_spec(str(path))
     assert [c.name for c in spec.children] == [
         "hybrid p_hard=0.0",
         "hybrid p_hard=1.0",
@@ -43,12 +51,13 @@ def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):
 
 
 def test_runs_are_planned_seed_by_seed_so_a_stopped_experiment_has_whole_seeds(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text(
-        "name: s\nreference: a\nmetrics: [auc]\nseeds: 2\nset: {train.seed: 3}\n"
-        "children: [{name: a, model: sasrec}, {name: b, model: popularity}]\n"
+    spec = load_spec(
+        spec_from(
+            tmp_path,
+            "name: s\nreference: a\nmetrics: [auc]\nseeds: 2\nset: {train.seed: 3}\n"
+            "children: [{name: a, model: sasrec}, {name: b, model: popularity}]\n",
+        )
     )
-    spec = load_spec(str(path))
     plan = seeded(spec, spec.seeds, child_configs(spec, None, []))
     assert [(run.name, run.seed_index, run.settings.train.seed) for run in plan] == [
         ("a seed=3", 0, 3),
@@ -107,35 +116,35 @@ def test_a_missing_spec_is_named(tmp_path, capsys):
 
 
 def test_load_spec_refuses_two_children_of_one_name(tmp_path):
-    path = Path(tmp_path / "s.yaml")
-    path.write_text(
+    path = spec_from(
+        tmp_path,
         "name: x\nreference: a\nmetrics: [auc]\n"
-        "children: [{name: a, model: hybrid}, {name: a, model: sasrec}]\n"
+        "children: [{name: a, model: hybrid}, {name: a, model: sasrec}]\n",
     )
     with pytest.raises(InputError, match="two children are named 'a'"):
-        load_spec(str(path))
+        load_spec(path)
 
 
 def test_a_spec_value_reaches_the_config_as_the_same_value_and_type(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text(
+    path = spec_from(
+        tmp_path,
         "name: x\nreference: a\nmetrics: [auc]\nset: {spark.app_name: 'on', train.seed: 3}\n"
         "children: [{name: a, model: hybrid,\n"
-        "            set: {optim.learning_rate: 0.00001, optim.weight_decay: 1.0e-3}}]\n"
+        "            set: {optim.learning_rate: 0.00001, optim.weight_decay: 1.0e-3}}]\n",
     )
-    cfg = child_configs(load_spec(str(path)), None, [])["a"]
+    cfg = child_configs(load_spec(path), None, [])["a"]
     assert cfg.optim.learning_rate == 0.00001 and cfg.optim.weight_decay == 0.001
     assert cfg.spark.app_name == "on" and cfg.train.seed == 3
 
 
 @pytest.mark.parametrize("key", ["mlflow.experiment", "lakehouse.root"])
 def test_a_spec_may_not_move_its_runs_to_another_tracking_store_or_lakehouse(tmp_path, key):
-    path = tmp_path / "s.yaml"
-    path.write_text(
-        f"name: x\nreference: a\nmetrics: [auc]\nchildren: [{{name: a, model: hybrid, set: {{{key}: y}}}}]\n"
+    path = spec_from(
+        tmp_path,
+        f"name: x\nreference: a\nmetrics: [auc]\nchildren: [{{name: a, model: hybrid, set: {{{key}: y}}}}]\n",
     )
     with pytest.raises(InputError, match=re.escape(f"child 'a' sets '{key}'")):
-        load_spec(str(path))
+        load_spec(path)
 
 
 def test_every_shipped_claim_names_a_shipped_experiments_child_and_metric():
