@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from downbeat.jobs import build, ingest
 from downbeat.jobs.config import load_config
 from downbeat.pipelines import schemas as S
+from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.gold import compression_of, gold_inputs, gold_tables, user_partitions
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.spark import spark_session
@@ -142,18 +143,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="downbeat-bench-"))
+    try:
+        cfg = load_config(
+            None,
+            [
+                f"lakehouse.root={work / 'lakehouse'}",
+                "spark.log_level=ERROR",
+                f"delta.engine={args.engine}",
+                *args.set,
+            ],
+        )
+    except InputError as exc:  # a --set key or value the configuration refuses: one line, exit 2
+        parser.exit(2, f"bench_pipelines: error: {exc}\n")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     disk = DiskPeak(work)
-    cfg = load_config(
-        None,
-        [
-            f"lakehouse.root={work / 'lakehouse'}",
-            "spark.log_level=ERROR",
-            f"delta.engine={args.engine}",
-            *args.set,
-        ],
-    )
     spark = spark_session(cfg.spark, cfg.delta)
     print(f"engine: {Lakehouse.from_settings(spark, cfg.lakehouse, cfg.delta).engine}")
     raw = str(work / "raw")
