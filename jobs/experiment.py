@@ -6,9 +6,9 @@ versions of gold/eval_pairs and gold/eval_next, compares each with the spec's re
 printed), `report.json`, a plot of each metric against each numeric grid setting, and the
 children's validation curves. Every child trains and is scored on the table versions current
 when the experiment starts, even if a build commits new ones meanwhile. A rerun of the same spec
-on the same tables and configuration resumes the same parent: finished children are skipped, so
-an interrupted experiment goes on where it stopped. Children log their models but never register
-them.
+on the same tables and configuration resumes the same parent: finished children are skipped, and
+a child stopped part way resumes in its own run from its last epoch checkpoint, so an interrupted
+experiment goes on where it stopped. Children log their models but never register them.
 
 A spec (every key but `description` and `set` required, and one of `grid` or `children`):
     name: recsys25-pnfrec
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,8 @@ from downbeat.models.contract import Tables
 from downbeat.models.experiment import ExperimentResult, PlannedRun, Spec
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
+
+log = logging.getLogger("downbeat.experiment")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,10 +140,15 @@ def run(
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {seeds}")
 
-    def train(run: PlannedRun, parent: str) -> str:
+    def train(run: PlannedRun, parent: str, stopped: str | None) -> str:
         # every run on the snapshots taken above, whatever a build commits meanwhile
         outcome = training.run(
-            run.settings, run.child.model, parent_run=parent, child_name=run.name, tables=inputs
+            run.settings,
+            run.child.model,
+            resume=resumable(run, stopped),
+            parent_run=parent,
+            child_name=run.name,
+            tables=inputs,
         )
         return outcome.run_id
 
@@ -151,6 +159,23 @@ def run(
     scoring = Scoring(bootstrap, seed, cfg.train.eval_batch_size)
     plan = seeded(spec, seeds, configs)
     return run_experiment(spec, plan, inputs, cfg.mlflow, train, load, scoring, built)
+
+
+def resumable(run: PlannedRun, stopped: str | None) -> str | None:
+    """The checkpoint folder of `stopped`, a run of `run` that stopped part way, when it holds an
+    epoch: the run resumes there, in the same MLflow run, and ends as one never stopped would
+    (models/train.fit). Without a checkpoint the child trains again from its first epoch."""
+    from downbeat.models.lifecycle import checkpoint_folder
+
+    if stopped is None:
+        return None
+    folder = checkpoint_folder(run.settings.train, stopped)
+    saved = sorted(folder.glob("epoch-*.pt"))
+    if not saved:
+        log.info("run %s: run %s stopped before its first checkpoint; training again", run.name, stopped)
+        return None
+    log.info("run %s: resuming run %s from %s", run.name, stopped, saved[-1])
+    return str(folder)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -80,7 +80,8 @@ class ExperimentResult:
     summary: dict[str, Any]  # report.json
 
 
-Trainer = Callable[[PlannedRun, str], str]  # (the run, the parent run id) -> the run's id
+# (the run, the parent run id, the id of a run of it that stopped part way, or None) -> the run's id
+Trainer = Callable[[PlannedRun, str, str | None], str]
 Loader = Callable[[str], Any]  # a run id -> its logged pyfunc
 
 
@@ -111,7 +112,9 @@ def run_experiment(
     client = MlflowClient(settings.tracking_uri)
     versions = {t: s.version for t, s in inputs.items()}
     digest = plan_digest(plan, versions)
-    parent, finished = _parent_run(client, settings, spec, digest, versions, len(plan) // len(spec.children))
+    parent, finished, stopped = _parent_run(
+        client, settings, spec, digest, versions, len(plan) // len(spec.children)
+    )
     log.info(
         "experiment %s: parent run %s, %d of %d runs already finished (%d children)",
         spec.name,
@@ -129,7 +132,7 @@ def run_experiment(
                 continue
             overrides = ", ".join(map(redact_assignment, run.child.overrides)) or "defaults"
             log.info("run %s: training %s (%s)", run.name, run.child.model, overrides)
-            runs[run.name] = train(run, parent)
+            runs[run.name] = train(run, parent, stopped.get(run.name))
         tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
         evaluations = _score_runs(plan, runs, tables, load, scoring)
         results = _child_results(client, spec, plan, runs, evaluations, scoring)
@@ -162,8 +165,9 @@ def plan_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:
 
 def _parent_run(
     client: Any, settings: MlflowSettings, spec: Spec, digest: str, versions: dict[str, int], seeds: int
-) -> tuple[str, dict[str, str]]:
-    """The parent run of this digest (reopened) or a new one, and its finished runs by name."""
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The parent run of this digest (reopened) or a new one, its finished runs by name, and by name
+    the newest run that did not finish (stopped part way: failed, killed, or left running)."""
     from downbeat.models.lifecycle import CHILD_TAG
     from downbeat.models.tracking import experiment_id
 
@@ -185,15 +189,19 @@ def _parent_run(
         client.log_param(parent, "seeds", str(seeds))
         for name, version in sorted(versions.items()):
             client.log_param(parent, f"table.{name}", str(version))
-    finished = {
+    children = client.search_runs(
+        [experiment],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    named = [r for r in children if CHILD_TAG in r.data.tags]
+    finished = {r.data.tags[CHILD_TAG]: r.info.run_id for r in named if r.info.status == "FINISHED"}
+    stopped = {  # the newest wins: later starts overwrite earlier ones
         r.data.tags[CHILD_TAG]: r.info.run_id
-        for r in client.search_runs(
-            [experiment],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'FINISHED'",
-        )
-        if CHILD_TAG in r.data.tags
+        for r in named
+        if r.info.status != "FINISHED" and r.data.tags[CHILD_TAG] not in finished
     }
-    return parent, finished
+    return parent, finished, stopped
 
 
 def _score_runs(

@@ -199,6 +199,11 @@ def _new_run(request: TrainRequest) -> Any:
     )
 
 
+def checkpoint_folder(train: RunSettings, run_id: str) -> Path:
+    """Where run `run_id` writes its epoch-NNN.pt checkpoints and its final model.pt."""
+    return Path(train.checkpoint_dir).resolve() / run_id
+
+
 def _train(
     request: TrainRequest, launch: Launcher, run_id: str, steps: int
 ) -> tuple[Path, Any, dict[str, Any]]:
@@ -208,7 +213,7 @@ def _train(
     from downbeat.models.tracking import absolute_tracking_uri
 
     tables, world = request.tables, request.processes
-    checkpoint_dir = Path(request.train.checkpoint_dir).resolve() / run_id
+    checkpoint_dir = checkpoint_folder(request.train, run_id)
     spec = WorkerSpec(
         model_name=request.model_name,
         n_tracks=tables[TRACKS].rows,

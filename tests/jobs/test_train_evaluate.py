@@ -754,8 +754,10 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     logged = client.get_run(other["run_id"]).data.metrics["feedback_cos_skip_down"]
     assert other["feedback_cos_skip_down"]["value"] == logged and -1.0 <= logged <= 1.0
 
-    # an interrupted experiment: one child did not finish; the rerun trains that one alone
+    # an interrupted experiment: one child did not finish (stopped before its first checkpoint); the
+    # rerun trains that one alone, from its first epoch
     client.set_terminated(other["run_id"], status="FAILED")
+    shutil.rmtree(tmp_path / "ck" / other["run_id"])
     assert main([*command, "--json", "--bootstrap", "200"]) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["parent_run"] == parent
@@ -773,6 +775,7 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     # a build commits new table versions while a child trains: that child, and every child's score,
     # stay on the versions the experiment started with
     client.set_terminated(second["children"]["sasrec beta=0.5"]["run_id"], status="FAILED")
+    shutil.rmtree(tmp_path / "ck" / second["children"]["sasrec beta=0.5"]["run_id"])  # trained again
     real_run = training.run
     pinned = ("gold/sequences", "gold/eval_pairs")
     before = {t: Lakehouse(None, str(lakehouse / "lh")).version(t) for t in pinned}
@@ -795,3 +798,40 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
     assert {k: v for k, v in fourth["children"]["sasrec beta=0.5"].items() if k != "run_id"} == {
         k: v for k, v in other.items() if k != "run_id"
     }
+
+
+def test_a_child_stopped_part_way_resumes_in_its_own_run_from_its_last_checkpoint(
+    lakehouse, tmp_path, capsys
+):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: stopped\nreference: sasrec\nmetrics: [hr@10_pos]\n"
+        "children:\n  - {name: sasrec, model: sasrec}\n"
+    )
+    store, _, command = experiment_command(lakehouse, tmp_path, spec)
+    command = [c.replace("train.max_epochs=1", "train.max_epochs=3") for c in command]
+    command = [*command, "--json", "--bootstrap", "100"]
+    assert main(command) == 0
+    whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run_id = whole["children"]["sasrec"]["run_id"]
+    client = MlflowClient(f"sqlite:///{store}")
+    history = [m.value for m in client.get_metric_history(run_id, "train_loss")]
+    # what a kill during the third epoch leaves: the run not finished, two epochs saved, no model
+    client.set_terminated(run_id, status="FAILED")
+    (tmp_path / "ck" / run_id / "epoch-003.pt").unlink()
+    for model in client.search_logged_models([client.get_run(run_id).info.experiment_id]):
+        client.delete_logged_model(model.model_id)
+
+    assert main(command) == 0
+    printed = capsys.readouterr()
+    resumed = json.loads(printed.out.strip().splitlines()[-1])
+    assert (
+        f"run sasrec: resuming run {run_id} from {tmp_path / 'ck' / run_id / 'epoch-002.pt'}" in printed.err
+    )
+    assert resumed["parent_run"] == whole["parent_run"]
+    assert resumed["children"]["sasrec"]["run_id"] == run_id  # the same run, not a new one
+    assert client.get_run(run_id).info.status == "FINISHED"
+    # only the third epoch trained again, to the loss the run had never stopped
+    again = [m.value for m in client.get_metric_history(run_id, "train_loss")]
+    assert len(history) == 3 and again == [*history, history[2]]
+    assert resumed == whole  # the same figures: resumed, it ends where it would have
