@@ -140,7 +140,7 @@ def run(
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {seeds}")
 
-    def train(run: PlannedRun, parent: str, stopped: str | None) -> str:
+    def train(run: PlannedRun, parent: str, stopped: list[str]) -> str:
         # every run on the snapshots taken above, whatever a build commits meanwhile
         outcome = training.run(
             run.settings,
@@ -161,21 +161,28 @@ def run(
     return run_experiment(spec, plan, inputs, cfg.mlflow, train, load, scoring, built)
 
 
-def resumable(run: PlannedRun, stopped: str | None) -> str | None:
-    """The checkpoint folder of `stopped`, a run of `run` that stopped part way, when it holds an
-    epoch: the run resumes there, in the same MLflow run, and ends as one never stopped would
-    (models/train.fit). Without a checkpoint the child trains again from its first epoch."""
+def resumable(run: PlannedRun, stopped: list[str]) -> str | None:
+    """The checkpoint folder to resume `run` from: that of the newest of `stopped` (its runs that
+    stopped part way, newest first) holding an epoch saved by that same run. The run resumes there,
+    in the same MLflow run, with the weights a run never stopped would have (models/train.fit).
+    None (train again, from the first epoch) when no such checkpoint is left."""
+    from downbeat.jobs import training
     from downbeat.models.lifecycle import checkpoint_folder
 
-    if stopped is None:
-        return None
-    folder = checkpoint_folder(run.settings.train, stopped)
-    saved = sorted(folder.glob("epoch-*.pt"))
-    if not saved:
-        log.info("run %s: run %s stopped before its first checkpoint; training again", run.name, stopped)
-        return None
-    log.info("run %s: resuming run %s from %s", run.name, stopped, saved[-1])
-    return str(folder)
+    for run_id in stopped:
+        folder = checkpoint_folder(run.settings.train, run_id)
+        try:
+            saved, saved_by = training.resumed(str(folder), run.child.model)
+        except InputError:  # no epoch saved there (stopped before its first), or not this model's
+            continue
+        if saved_by == run_id:
+            log.info("run %s: resuming run %s from %s", run.name, run_id, saved)
+            return str(folder)
+    if stopped:
+        log.info(
+            "run %s: no checkpoint of its stopped run(s) %s; training again", run.name, ", ".join(stopped)
+        )
+    return None
 
 
 def command(args: argparse.Namespace) -> int:

@@ -80,8 +80,8 @@ class ExperimentResult:
     summary: dict[str, Any]  # report.json
 
 
-# (the run, the parent run id, the id of a run of it that stopped part way, or None) -> the run's id
-Trainer = Callable[[PlannedRun, str, str | None], str]
+# (the run, the parent run id, the ids of its runs that stopped part way, newest first) -> the run's id
+Trainer = Callable[[PlannedRun, str, list[str]], str]
 Loader = Callable[[str], Any]  # a run id -> its logged pyfunc
 
 
@@ -132,7 +132,7 @@ def run_experiment(
                 continue
             overrides = ", ".join(map(redact_assignment, run.child.overrides)) or "defaults"
             log.info("run %s: training %s (%s)", run.name, run.child.model, overrides)
-            runs[run.name] = train(run, parent, stopped.get(run.name))
+            runs[run.name] = train(run, parent, stopped.get(run.name, []))
         tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
         evaluations = _score_runs(plan, runs, tables, load, scoring)
         results = _child_results(client, spec, plan, runs, evaluations, scoring)
@@ -165,9 +165,9 @@ def plan_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:
 
 def _parent_run(
     client: Any, settings: MlflowSettings, spec: Spec, digest: str, versions: dict[str, int], seeds: int
-) -> tuple[str, dict[str, str], dict[str, str]]:
+) -> tuple[str, dict[str, str], dict[str, list[str]]]:
     """The parent run of this digest (reopened) or a new one, its finished runs by name, and by name
-    the newest run that did not finish (stopped part way: failed, killed, or left running)."""
+    the runs that did not finish (stopped part way: failed, killed, or left running), newest first."""
     from downbeat.models.lifecycle import CHILD_TAG
     from downbeat.models.tracking import experiment_id
 
@@ -192,15 +192,14 @@ def _parent_run(
     children = client.search_runs(
         [experiment],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
-        order_by=["attributes.start_time ASC"],
+        order_by=["attributes.start_time DESC"],
     )
     named = [r for r in children if CHILD_TAG in r.data.tags]
     finished = {r.data.tags[CHILD_TAG]: r.info.run_id for r in named if r.info.status == "FINISHED"}
-    stopped = {  # the newest wins: later starts overwrite earlier ones
-        r.data.tags[CHILD_TAG]: r.info.run_id
-        for r in named
-        if r.info.status != "FINISHED" and r.data.tags[CHILD_TAG] not in finished
-    }
+    stopped: dict[str, list[str]] = {}
+    for r in named:
+        if r.info.status != "FINISHED" and r.data.tags[CHILD_TAG] not in finished:
+            stopped.setdefault(r.data.tags[CHILD_TAG], []).append(r.info.run_id)
     return parent, finished, stopped
 
 
