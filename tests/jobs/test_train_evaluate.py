@@ -648,10 +648,10 @@ def test_an_experiment_naming_build_settings_the_tables_were_not_built_with_exit
     assert not store.exists()
 
 
-def experiment_command(lakehouse, tmp_path, spec):
-    """The tracking store, the --set values and the `experiment --spec` command of a 1-epoch run."""
+def experiment_command(lakehouse, tmp_path, spec, epochs=1):
+    """The tracking store, the --set values and the `experiment --spec` command of an `epochs`-epoch run."""
     store = tmp_path / "m.db"
-    values = [v for v in settings(lakehouse, "train.max_epochs=1") if v != "--set"]
+    values = [v for v in settings(lakehouse, f"train.max_epochs={epochs}") if v != "--set"]
     values += [f"mlflow.tracking_uri=sqlite:///{store}", f"mlflow.artifact_root={tmp_path / 'art'}"]
     values += [f"train.checkpoint_dir={tmp_path / 'ck'}"]
     return store, values, [*[x for v in values for x in ("--set", v)], "experiment", "--spec", str(spec)]
@@ -690,8 +690,7 @@ def test_a_child_under_several_seeds_reports_each_seeds_epochs_to_best_and_the_m
         "name: seeded\nreference: sasrec\nseeds: 2\nmetrics: [hr@10_pos]\n"
         "run_metrics: [feedback_cos_skip_down]\nchildren:\n  - {name: sasrec, model: sasrec}\n"
     )
-    store, _, command = experiment_command(lakehouse, tmp_path, spec)
-    command = [c.replace("train.max_epochs=1", "train.max_epochs=2") for c in command]
+    store, _, command = experiment_command(lakehouse, tmp_path, spec, epochs=2)
     assert main([*command, "--json", "--bootstrap", "100"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     entry = out["children"]["sasrec"]
@@ -808,8 +807,7 @@ def test_a_child_stopped_part_way_resumes_in_its_own_run_from_its_last_checkpoin
         "name: stopped\nreference: sasrec\nmetrics: [hr@10_pos]\n"
         "children:\n  - {name: sasrec, model: sasrec}\n"
     )
-    store, _, command = experiment_command(lakehouse, tmp_path, spec)
-    command = [c.replace("train.max_epochs=1", "train.max_epochs=3") for c in command]
+    store, _, command = experiment_command(lakehouse, tmp_path, spec, epochs=3)
     command = [*command, "--json", "--bootstrap", "100"]
     assert main(command) == 0
     whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
