@@ -37,6 +37,11 @@ class NetworkSettings:
     heads: int = 2
     dropout: float = 0.1
     max_length: int = 200
+    # Each encoder layer's feed-forward: width as a multiple of dim (4: the transformer's and
+    # BERT4Rec's; 1: kang205's SASRec and gSASRec's reference code) and the activation between its
+    # two linear maps (gSASRec-pytorch's block has none: dense, dropout, dense).
+    feedforward: int = 4
+    activation: Literal["gelu", "relu", "none"] = "gelu"
     # The summed input embeddings times sqrt(dim) before positions are added (kang205's SASRec); an
     # option to choose on validation figures.
     scale_embeddings: bool = False

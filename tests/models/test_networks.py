@@ -418,3 +418,38 @@ def test_without_query_station_a_masked_position_and_a_query_carry_no_station(na
             batch, torch.Generator().manual_seed(1)
         )
         assert (carried.stations[carried.masked] != PAD).any()
+
+
+def test_dropout_keeps_each_value_with_chance_one_minus_p_and_scales_the_kept():
+    from downbeat.models.network import Dropout
+
+    x = torch.ones(200_000, requires_grad=True)
+    dropout = Dropout(0.3).train()
+    torch.manual_seed(0)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(out)/d(in) is the mask times its scale
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x), y)  # the default generator's seed fixes the mask
+    assert dropout.eval()(x) is x
+    assert Dropout(0.0).train()(x) is x
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hybrid", "bert4rec"])
+def test_the_feed_forward_has_the_width_and_activation_the_settings_give(name):
+    base = dataclasses.replace(settings()[0], dim=16)
+    for width, activation in ((4, "gelu"), (1, "none"), (2, "relu")):
+        torch.manual_seed(0)
+        ms = dataclasses.replace(base, feedforward=width, activation=activation)
+        network = build_model(name, N_TRACKS, N_STATIONS, ms, (UP,)).network
+        layer = network.encoder.layers[0]
+        assert layer.linear1.weight.shape == (width * 16, 16)
+        z = torch.randn(5, 16)
+        block = layer.linear2(layer.activation(layer.linear1(z)))
+        w1, b1, w2, b2 = layer.linear1.weight, layer.linear1.bias, layer.linear2.weight, layer.linear2.bias
+        expected = {"gelu": torch.nn.functional.gelu, "relu": torch.relu, "none": lambda v: v}[activation]
+        assert torch.allclose(block, expected(z @ w1.T + b1) @ w2.T + b2, atol=1e-5)
