@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Generic, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downbeat.models.contract import DOWN_ID as DOWN
@@ -28,19 +29,24 @@ __all__ = ["DOWN", "N_FEEDBACK", "PAD", "PLAY", "SKIP", "UP"]
 S = TypeVar("S")
 
 
+def dropped(x: Tensor, p: float) -> Tensor:
+    """Dropout in training: each value kept with chance 1 - p and scaled by 1 / (1 - p), the keep
+    mask drawn as uniform floats (kept where >= p) from the default generator. The same
+    distribution as torch's dropout, drawn about 3x faster on the CPU than the `bernoulli_` its
+    kernel uses, which made dropout about half of a SASRec training step at dropout 0.5 on two cores
+    (docs/performance.md)."""
+    if p == 0:
+        return x
+    if p == 1:
+        return torch.zeros_like(x)
+    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+
+
 class Dropout(nn.Dropout):
-    """nn.Dropout with its keep mask drawn as uniform floats (kept where >= p): the same
-    distribution, drawn about 3x faster on the CPU than the `bernoulli_` torch's kernel draws, which
-    made dropout about half of a SASRec training step with dropout 0.5 on two cores
-    (docs/performance.md). It draws from the default generator, as nn.Dropout does."""
+    """nn.Dropout through `dropped`."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if self.p == 1:
-            return torch.zeros_like(x)
-        keep = torch.rand_like(x) >= self.p
-        return x * keep * (1.0 / (1.0 - self.p))
+        return dropped(x, self.p) if self.training else x
 
 
 def query_feedback(positive_feedback: tuple[int, ...]) -> int:
@@ -159,6 +165,36 @@ def causal_mask(padding: Tensor, heads: int) -> Tensor:
     return blocked.repeat_interleave(heads, dim=0)
 
 
+def attention(
+    mha: nn.MultiheadAttention,
+    query: Tensor,
+    keys: Tensor,
+    blocked: Tensor | None,
+    mask: Tensor | None,
+    p: float,
+) -> Tensor:
+    """`mha(query, keys, keys, key_padding_mask=blocked, attn_mask=mask)`'s output written out
+    (batch first, one packed input projection, boolean masks), with the attention weights' dropout
+    at `p` drawn by `dropped`: torch's attention draws it with `bernoulli_`. query (B, Lq, D), keys
+    (B, L, D); `blocked` (B, L) and `mask` (B * heads, Lq, L) True = not attended."""
+    b, lq, d = query.shape
+    heads = mha.num_heads
+    weight, bias = mha.in_proj_weight, mha.in_proj_bias
+    k, v = F.linear(keys, weight[d:], None if bias is None else bias[d:]).chunk(2, dim=-1)
+    q = F.linear(query, weight[:d], None if bias is None else bias[:d])
+
+    def split(t: Tensor) -> Tensor:  # (B, heads, length, D / heads)
+        return t.view(b, t.shape[1], heads, d // heads).transpose(1, 2)
+
+    scores = split(q) @ split(k).transpose(-1, -2) * (d // heads) ** -0.5  # (B, heads, Lq, L)
+    if mask is not None:
+        scores = scores.masked_fill(mask.view(b, heads, lq, -1), float("-inf"))
+    if blocked is not None:
+        scores = scores.masked_fill(blocked[:, None, None, :], float("-inf"))
+    weights = dropped(torch.softmax(scores, dim=-1), p)
+    return mha.out_proj((weights @ split(v)).transpose(1, 2).reshape(b, lq, d))
+
+
 def pre_norm_layer(
     layer: nn.TransformerEncoderLayer,
     x: Tensor,
@@ -177,7 +213,11 @@ def pre_norm_layer(
     else:
         rows = torch.arange(x.shape[0], device=x.device)
         query, base = n[rows, at].unsqueeze(1), x[rows, at].unsqueeze(1)
-    attended, _ = layer.self_attn(query, n, n, key_padding_mask=blocked, attn_mask=mask, need_weights=False)
+    mha, p = layer.self_attn, layer.self_attn.dropout if layer.training else 0.0
+    if p > 0:
+        attended = attention(mha, query, n, blocked, mask, p)
+    else:
+        attended, _ = mha(query, n, n, key_padding_mask=blocked, attn_mask=mask, need_weights=False)
     h = base + layer.dropout1(attended)
     h = h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(h))))))
     return h if at is None else h[:, 0]
@@ -264,10 +304,12 @@ class SequenceNetwork(InputNetwork):
         """(B, L, D) hidden states of padded (B, L) inputs; padding is never attended to."""
         padding = tracks == PAD  # (B, L)
         x = self.inputs(tracks, stations, feedback)
-        if self.causal:
-            h = self.encoder(x, mask=causal_mask(padding, self.settings.heads))
-        else:
-            h = self.encoder(x, src_key_padding_mask=padding)  # (B, L, D)
+        mask = causal_mask(padding, self.settings.heads) if self.causal else None
+        if self.training and self.settings.dropout > 0:  # every dropout through `dropped`
+            for layer in self.encoder.layers:
+                x = pre_norm_layer(layer, x, None, None if self.causal else padding, mask)
+            return self.norm(x)
+        h = self.encoder(x, mask=mask) if self.causal else self.encoder(x, src_key_padding_mask=padding)
         return self.norm(h)
 
     def inputs(self, tracks: Tensor, stations: Tensor, feedback: Tensor) -> Tensor:
@@ -325,7 +367,7 @@ def feedback_cosines(network: InputNetwork) -> dict[str, float]:
     weight = network.feedback.weight.detach().float().cpu()
     out = {}
     for name, (a, b) in FEEDBACK_PAIRS.items():
-        out[name] = float(torch.nn.functional.cosine_similarity(weight[a], weight[b], dim=0))
+        out[name] = float(F.cosine_similarity(weight[a], weight[b], dim=0))
     return out
 
 

@@ -453,3 +453,39 @@ def test_the_feed_forward_has_the_width_and_activation_the_settings_give(name):
         w1, b1, w2, b2 = layer.linear1.weight, layer.linear1.bias, layer.linear2.weight, layer.linear2.bias
         expected = {"gelu": torch.nn.functional.gelu, "relu": torch.relu, "none": lambda v: v}[activation]
         assert torch.allclose(block, expected(z @ w1.T + b1) @ w2.T + b2, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_written_out_is_torchs_multi_head_attention(causal):
+    from downbeat.models.network import attention, causal_mask
+
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+    x = torch.randn(3, 7, 16)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[0, :3], padding[2, 5:] = True, True
+    blocked, mask = (None, causal_mask(padding, 2)) if causal else (padding, None)
+    expected, _ = mha(x[:, :], x, x, key_padding_mask=blocked, attn_mask=mask, need_weights=False)
+    assert torch.allclose(attention(mha, x, x, blocked, mask, 0.0), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hybrid"])  # causal; bidirectional
+def test_training_with_dropout_runs_the_layers_torchs_encoder_runs(name):
+    """With dropout on, training runs each layer through `pre_norm_layer` (every dropout drawn by
+    `dropped`): at a dropout too small to drop anything, its states are the encoder's."""
+    torch.manual_seed(0)
+    ms = dataclasses.replace(settings()[0], layers=2, dropout=1e-9)
+    network = build_model(name, N_TRACKS, N_STATIONS, ms, (UP,)).network
+    batch = random_batch(seed=3, rows=6, length=10)
+    trained = network.train().hidden(batch.tracks, batch.stations, batch.feedback)
+    evaluated = network.eval().hidden(batch.tracks, batch.stations, batch.feedback)
+    real = batch.tracks != PAD
+    assert torch.allclose(trained[real], evaluated[real], atol=1e-5)
+    network.train()
+    for module in network.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+        if isinstance(module, torch.nn.MultiheadAttention):
+            module.dropout = 0.5
+    dropped = network.hidden(batch.tracks, batch.stations, batch.feedback)
+    assert not torch.allclose(dropped[real], evaluated[real], atol=1e-2)
