@@ -30,13 +30,15 @@ S = TypeVar("S")
 
 
 def dropped(x: Tensor, p: float) -> Tensor:
-    """Dropout in training: each value kept with chance 1 - p and scaled by 1 / (1 - p), the keep
-    mask drawn as uniform floats (kept where >= p) from the default generator. The same
-    distribution as torch's dropout, drawn about 3x faster on the CPU than the `bernoulli_` its
-    kernel uses, which made dropout about half of a SASRec training step at dropout 0.5 on two cores
-    (docs/performance.md)."""
+    """Dropout in training: each value kept with chance 1 - p and scaled by 1 / (1 - p). On the
+    CPU the keep mask is drawn as uniform floats (kept where >= p) from the default generator: the
+    same distribution as torch's dropout, drawn about 3x faster than the `bernoulli_` its CPU kernel
+    uses, which made dropout about half of a SASRec training step at dropout 0.5 on two cores
+    (docs/performance.md). Elsewhere torch's fused kernel draws it."""
     if p == 0:
         return x
+    if not x.is_cpu:
+        return F.dropout(x, p, training=True)
     if p == 1:
         return torch.zeros_like(x)
     return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
@@ -214,7 +216,7 @@ def pre_norm_layer(
         rows = torch.arange(x.shape[0], device=x.device)
         query, base = n[rows, at].unsqueeze(1), x[rows, at].unsqueeze(1)
     mha, p = layer.self_attn, layer.self_attn.dropout if layer.training else 0.0
-    if p > 0:
+    if p > 0 and x.is_cpu:
         attended = attention(mha, query, n, blocked, mask, p)
     else:
         attended, _ = mha(query, n, n, key_padding_mask=blocked, attn_mask=mask, need_weights=False)
@@ -305,7 +307,7 @@ class SequenceNetwork(InputNetwork):
         padding = tracks == PAD  # (B, L)
         x = self.inputs(tracks, stations, feedback)
         mask = causal_mask(padding, self.settings.heads) if self.causal else None
-        if self.training and self.settings.dropout > 0:  # every dropout through `dropped`
+        if self.training and self.settings.dropout > 0 and x.is_cpu:  # every dropout through `dropped`
             for layer in self.encoder.layers:
                 x = pre_norm_layer(layer, x, None, None if self.causal else padding, mask)
             return self.norm(x)
