@@ -127,6 +127,7 @@ RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("model.layers", 1, None, "[]"),
     ("model.heads", 1, None, "[]"),
     ("model.max_length", 1, None, "[]"),
+    ("model.feedforward", 1, None, "[]"),
     ("model.dropout", 0, 1, "[)"),
     ("model.init_std", 0, None, "(]"),
     ("model.*.sampled_negatives", 1, None, "[]"),

@@ -40,7 +40,7 @@ def dropped(x: Tensor, p: float) -> Tensor:
     if not x.is_cpu:
         return F.dropout(x, p, training=True)
     if p == 1:
-        return torch.zeros_like(x)
+        return x * 0.0
     return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
 
 
@@ -189,11 +189,15 @@ def attention(
         return t.view(b, t.shape[1], heads, d // heads).transpose(1, 2)
 
     scores = split(q) @ split(k).transpose(-1, -2) * (d // heads) ** -0.5  # (B, heads, Lq, L)
+    hidden = torch.zeros(1, 1, 1, 1, dtype=torch.bool, device=query.device)
     if mask is not None:
-        scores = scores.masked_fill(mask.view(b, heads, lq, -1), float("-inf"))
+        hidden = hidden | mask.view(b, heads, lq, -1)
     if blocked is not None:
-        scores = scores.masked_fill(blocked[:, None, None, :], float("-inf"))
-    weights = dropped(torch.softmax(scores, dim=-1), p)
+        hidden = hidden | blocked[:, None, None, :]
+    # The lowest finite score, then 0: a query whose every key is blocked attends to nothing (a
+    # zero vector, as torch's attention gives), where -inf would give NaN and NaN gradients.
+    weights = torch.softmax(scores.masked_fill(hidden, torch.finfo(scores.dtype).min), dim=-1)
+    weights = dropped(weights.masked_fill(hidden, 0.0), p)
     return mha.out_proj((weights @ split(v)).transpose(1, 2).reshape(b, lq, d))
 
 

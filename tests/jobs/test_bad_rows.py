@@ -191,6 +191,11 @@ def test_a_real_file_with_a_year_10000_line_and_a_1e12_time_builds_on_each_engin
         ("train.batch_size=0", "config key 'train.batch_size' must be at least 1, got 0 (in --set)"),
         ("train.max_epochs=0", "config key 'train.max_epochs' must be at least 1, got 0 (in --set)"),
         ("model.dim=0", "config key 'model.dim' must be at least 1, got 0 (in --set)"),
+        ("model.feedforward=0", "config key 'model.feedforward' must be at least 1, got 0 (in --set)"),
+        (
+            "model.activation=tanh",
+            "config key 'model.activation' must be one of gelu, relu, none, got 'tanh' (in --set)",
+        ),
         ("model.heads=3", "config key 'model.heads' must divide model.dim (64), got 3 (in --set)"),
         (
             "optim.learning_rate=.nan",

@@ -15,7 +15,10 @@ from downbeat.models.network import (
     SKIP,
     UP,
     Batch,
+    Dropout,
     History,
+    attention,
+    causal_mask,
     compact,
     positions_from_end,
     query_feedback,
@@ -421,8 +424,6 @@ def test_without_query_station_a_masked_position_and_a_query_carry_no_station(na
 
 
 def test_dropout_keeps_each_value_with_chance_one_minus_p_and_scales_the_kept():
-    from downbeat.models.network import Dropout
-
     x = torch.ones(200_000, requires_grad=True)
     dropout = Dropout(0.3).train()
     torch.manual_seed(0)
@@ -457,16 +458,40 @@ def test_the_feed_forward_has_the_width_and_activation_the_settings_give(name):
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_attention_written_out_is_torchs_multi_head_attention(causal):
-    from downbeat.models.network import attention, causal_mask
+    """Every position's query, one query a row (scoring's last layer), and a row whose keys are all
+    padding (bidirectional: it attends to nothing), with biases that are not 0."""
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+    torch.nn.init.normal_(mha.in_proj_bias)
+    torch.nn.init.normal_(mha.out_proj.bias)
+    x = torch.randn(3, 7, 16, requires_grad=True)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[0, :3] = True
+    padding[2] = not causal
+    blocked, mask = (None, causal_mask(padding, 2)) if causal else (padding, None)
+    expected, _ = mha(x[:, :], x, x, key_padding_mask=blocked, attn_mask=mask, need_weights=False)
+    written = attention(mha, x, x, blocked, mask, 0.0)
+    assert torch.allclose(written, expected, atol=1e-5)
+    written.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    last, last_mask = x[:, -1:], None if mask is None else mask[:, -1:]
+    expected, _ = mha(last, x, x, key_padding_mask=blocked, attn_mask=last_mask, need_weights=False)
+    assert torch.allclose(attention(mha, last, x, blocked, last_mask, 0.0), expected, atol=1e-5)
 
+
+def test_attention_drops_attention_weights_with_the_chance_it_is_given():
+    """The same draw by hand: softmax weights, kept where a uniform draw is >= p, scaled."""
     torch.manual_seed(0)
     mha = torch.nn.MultiheadAttention(16, 2, batch_first=True)
     x = torch.randn(3, 7, 16)
-    padding = torch.zeros(3, 7, dtype=torch.bool)
-    padding[0, :3], padding[2, 5:] = True, True
-    blocked, mask = (None, causal_mask(padding, 2)) if causal else (padding, None)
-    expected, _ = mha(x[:, :], x, x, key_padding_mask=blocked, attn_mask=mask, need_weights=False)
-    assert torch.allclose(attention(mha, x, x, blocked, mask, 0.0), expected, atol=1e-6)
+    _, weights = mha(x, x, x, need_weights=True, average_attn_weights=False)  # (B, heads, L, L)
+    torch.manual_seed(5)
+    kept = (torch.rand_like(weights) >= 0.4) / 0.6
+    v = torch.nn.functional.linear(x, mha.in_proj_weight[32:], mha.in_proj_bias[32:])
+    heads_v = v.view(3, 7, 2, 8).transpose(1, 2)
+    expected = mha.out_proj(((weights * kept) @ heads_v).transpose(1, 2).reshape(3, 7, 16))
+    torch.manual_seed(5)
+    assert torch.allclose(attention(mha, x, x, None, None, 0.4), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "hybrid"])  # causal; bidirectional
@@ -489,3 +514,5 @@ def test_training_with_dropout_runs_the_layers_torchs_encoder_runs(name):
             module.dropout = 0.5
     dropped = network.hidden(batch.tracks, batch.stations, batch.feedback)
     assert not torch.allclose(dropped[real], evaluated[real], atol=1e-2)
+    dropouts = [m for m in network.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(isinstance(m, Dropout) for m in dropouts)  # every one draws through `dropped`
