@@ -1,6 +1,6 @@
 """What the job tests share: a tiny network trained for two epochs, splits short enough for a few
 weeks of synthetic listening, where a test keeps its tables and its MLflow store (`--set`
-values), and a test's own copy of a built lakehouse."""
+values), a test's own copy of a built lakehouse, and an experiment spec file."""
 
 import shutil
 from pathlib import Path
@@ -31,3 +31,10 @@ def store_settings(lakehouse: Path, store: Path) -> list[str]:
         f"mlflow.artifact_root={store / 'artifacts'}",
         f"train.checkpoint_dir={store / 'checkpoints'}",
     ]
+
+
+def spec_from(tmp_path: Path, text: str) -> str:
+    """A spec file of `text` in tmp_path: its path, as `--spec` and load_spec take it."""
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return str(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -11,6 +10,7 @@ from downbeat.jobs.cli import main
 from downbeat.jobs.config import PROJECT_ROOT
 from downbeat.jobs.experiment import child_configs, load_spec, seeded
 from downbeat.pipelines.errors import InputError
+from tests.jobs.small import spec_from
 
 SHIPPED = sorted((PROJECT_ROOT / "conf" / "experiments").glob("*.yaml"))
 
@@ -20,13 +20,6 @@ def test_each_shipped_spec_loads_and_every_childs_configuration_resolves(path):
     spec = load_spec(str(path))
     configs = child_configs(spec, None, [])
     assert spec.reference in configs and len(configs) >= 2
-
-
-def spec_from(tmp_path: Path, text: str) -> str:
-    """A spec file of `text` in tmp_path: its path, as `--spec` and load_spec take it."""
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    return str(path)
 
 
 def test_a_grid_is_every_combination_named_by_the_settings_that_vary(tmp_path):

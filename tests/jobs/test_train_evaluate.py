@@ -34,7 +34,7 @@ from downbeat.models.tracking import CANDIDATE, CHAMPION
 from downbeat.pipelines.errors import InputError
 from downbeat.pipelines.lakehouse import Lakehouse
 from downbeat.pipelines.sequences import UNIT_TAG
-from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING, own_copy, store_settings
+from tests.jobs.small import SHORT_SPLITS, TINY_TRAINING, own_copy, spec_from, store_settings
 from tests.processes import run_command
 
 DOWNBEAT = Path(sys.executable).parent / "downbeat"
@@ -609,10 +609,11 @@ def test_the_gpu_discovery_script_lists_what_nvidia_smi_lists_and_nothing_withou
 def test_an_experiment_whose_child_cannot_train_on_the_tables_exits_2_before_anything_is_tracked(
     lakehouse, tmp_path, capsys
 ):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(  # session rows asked of tables built a row per user
+    # session rows asked of tables built a row per user
+    spec = spec_from(
+        tmp_path,
         "name: s\nreference: user\nmetrics: [auc]\nchildren:\n  - {name: user, model: sasrec}\n"
-        "  - {name: sessions, model: sasrec, set: {sequences.unit: session}}\n"
+        "  - {name: sessions, model: sasrec, set: {sequences.unit: session}}\n",
     )
     store = tmp_path / "m.db"
     values = settings(lakehouse, f"mlflow.tracking_uri=sqlite:///{store}")
@@ -634,8 +635,9 @@ def test_an_experiment_whose_child_cannot_train_on_the_tables_exits_2_before_any
 def test_an_experiment_naming_build_settings_the_tables_were_not_built_with_exits_2_and_tracks_nothing(
     lakehouse, tmp_path, capsys, named, key, wanted
 ):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(f"name: b\nreference: a\nmetrics: [auc]\n{named}children: [{{name: a, model: sasrec}}]\n")
+    spec = spec_from(
+        tmp_path, f"name: b\nreference: a\nmetrics: [auc]\n{named}children: [{{name: a, model: sasrec}}]\n"
+    )
     store, _, command = experiment_command(lakehouse, tmp_path, spec)
     assert main(command) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -660,13 +662,14 @@ def experiment_command(lakehouse, tmp_path, spec, epochs=1):
 def test_a_child_of_an_experiment_may_be_compared_with_another_child_than_the_reference(
     lakehouse, tmp_path, capsys
 ):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(  # the build settings it names are the tables' (tests/jobs/small.py SHORT_SPLITS)
+    # the build settings it names are the tables' (tests/jobs/small.py SHORT_SPLITS)
+    spec = spec_from(
+        tmp_path,
         "name: versus\nreference: sasrec\nmetrics: [hr@10_pos, ndcg@10_pos]\n"
         "build: {split.validation_days: 14}\nchildren:\n"
         "  - {name: sasrec, model: sasrec, set: {model.sasrec.beta: 0.0}}\n"
         "  - {name: gru4rec, model: gru4rec}\n"
-        "  - {name: gru4rec infonce, model: gru4rec, set: {model.gru4rec.beta: 0.5}, versus: gru4rec}\n"
+        "  - {name: gru4rec infonce, model: gru4rec, set: {model.gru4rec.beta: 0.5}, versus: gru4rec}\n",
     )
     command = experiment_command(lakehouse, tmp_path, spec)[2]
     assert main([*command, "--json", "--bootstrap", "100"]) == 0
@@ -685,10 +688,10 @@ def test_a_child_of_an_experiment_may_be_compared_with_another_child_than_the_re
 def test_a_child_under_several_seeds_reports_each_seeds_epochs_to_best_and_the_mean_of_its_logged_figures(
     lakehouse, tmp_path, capsys
 ):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
+    spec = spec_from(
+        tmp_path,
         "name: seeded\nreference: sasrec\nseeds: 2\nmetrics: [hr@10_pos]\n"
-        "run_metrics: [feedback_cos_skip_down]\nchildren:\n  - {name: sasrec, model: sasrec}\n"
+        "run_metrics: [feedback_cos_skip_down]\nchildren:\n  - {name: sasrec, model: sasrec}\n",
     )
     store, _, command = experiment_command(lakehouse, tmp_path, spec, epochs=2)
     assert main([*command, "--json", "--bootstrap", "100"]) == 0
@@ -713,11 +716,11 @@ def test_a_child_under_several_seeds_reports_each_seeds_epochs_to_best_and_the_m
 def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_and_resumes(
     lakehouse, tmp_path, capsys, monkeypatch
 ):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
+    spec = spec_from(
+        tmp_path,
         "name: tiny\nreference: sasrec beta=0.0\nmetrics: [paired_accuracy, hr@10_pos, skip_mrr@10]\n"
         "run_metrics: [feedback_cos_skip_down]\n"
-        "grid: {model: [sasrec], model.sasrec.beta: [0.0, 0.5]}\n"
+        "grid: {model: [sasrec], model.sasrec.beta: [0.0, 0.5]}\n",
     )
     store, values, command = experiment_command(lakehouse, tmp_path, spec)
     assert main([*command, "--json", "--bootstrap", "200"]) == 0
@@ -802,10 +805,10 @@ def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_
 def test_a_child_stopped_part_way_resumes_in_its_own_run_from_its_last_checkpoint(
     lakehouse, tmp_path, capsys
 ):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
+    spec = spec_from(
+        tmp_path,
         "name: stopped\nreference: sasrec\nmetrics: [hr@10_pos]\n"
-        "children:\n  - {name: sasrec, model: sasrec}\n"
+        "children:\n  - {name: sasrec, model: sasrec}\n",
     )
     store, _, command = experiment_command(lakehouse, tmp_path, spec, epochs=3)
     command = [*command, "--json", "--bootstrap", "100"]
