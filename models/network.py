@@ -194,10 +194,14 @@ def attention(
         hidden = hidden | mask.view(b, heads, lq, -1)
     if blocked is not None:
         hidden = hidden | blocked[:, None, None, :]
-    # The lowest finite score, then 0: a query whose every key is blocked attends to nothing (a
-    # zero vector, as torch's attention gives), where -inf would give NaN and NaN gradients.
+    # The lowest finite score (exactly 0 after the softmax beside any key not blocked), and 0 for a
+    # query whose every key is blocked: it attends to nothing (a zero vector, as torch's attention
+    # gives), where -inf would give NaN and NaN gradients. A causal mask never blocks a whole row.
     weights = torch.softmax(scores.masked_fill(hidden, torch.finfo(scores.dtype).min), dim=-1)
-    weights = dropped(weights.masked_fill(hidden, 0.0), p)
+    nothing = hidden.all(dim=-1, keepdim=True)
+    if nothing.any():
+        weights = weights.masked_fill(nothing, 0.0)
+    weights = dropped(weights, p)
     return mha.out_proj((weights @ split(v)).transpose(1, 2).reshape(b, lq, d))
 
 
