@@ -371,6 +371,16 @@ class GRUNetwork(InputNetwork):
 FEEDBACK_PAIRS = {"skip_down": (SKIP, DOWN), "skip_up": (SKIP, UP), "up_down": (UP, DOWN)}
 
 
+def dot_scores(users: Tensor, items: Tensor, candidates: Tensor) -> Tensor:
+    """(B, C) dot products of each row's user vector (B, D) with its candidates' rows of `items`.
+    Rows that share one candidate list (scoring the whole catalog, as next-item evaluation does)
+    take one matrix product instead of gathering a (B, C, D) copy of the items: on the CPU at 64
+    rows x 3,416 tracks x 128 dims, 1 ms against 119 ms (docs/performance.md)."""
+    if candidates.shape[0] > 0 and bool((candidates == candidates[:1]).all()):
+        return users @ items[candidates[0]].T
+    return torch.einsum("bd,bcd->bc", users, items[candidates])
+
+
 def feedback_cosines(network: InputNetwork) -> dict[str, float]:
     """Cosine similarity of the learnt feedback-type embeddings, per pair (UMAP'24 reports skip-down
     0.82, skip-up 0.16, up-down 0.00: a skip reads like a mild thumb-down)."""
@@ -442,9 +452,7 @@ class Recommender(nn.Module, Generic[S]):
 
     def score(self, history: History, candidates: Tensor) -> Tensor:
         """(B, C) scores of candidate track ids (B, C)."""
-        users = self.user_vectors(history)  # (B, D)
-        items = self.network.item_embeddings()[candidates]  # (B, C, D)
-        return torch.einsum("bd,bcd->bc", users, items)
+        return dot_scores(self.user_vectors(history), self.network.item_embeddings(), candidates)
 
     def score_all(self, history: History) -> Tensor:
         """(B, n_tracks + 1) scores of every catalog track (column 0, padding, is -inf)."""

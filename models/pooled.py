@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from downbeat.models.losses import pairwise_logistic_loss
 from downbeat.models.negatives import cloze_mask, hard_or_random, hidden_positions
-from downbeat.models.network import PAD, Batch, History, InputNetwork, Recommender
+from downbeat.models.network import PAD, Batch, History, InputNetwork, Recommender, dot_scores
 from downbeat.models.settings import NetworkSettings
 
 
@@ -156,7 +156,7 @@ class Pooled(Recommender[PooledSettings]):
 
     def score(self, history: History, candidates: Tensor) -> Tensor:
         users, share = self.parts(history)
-        pair = torch.einsum("bd,bcd->bc", users, self.network.item_embeddings()[candidates])
+        pair = dot_scores(users, self.network.item_embeddings(), candidates)
         return pair + self.settings.catalog_blend * self.prior(share, candidates)
 
     def score_all(self, history: History) -> Tensor:

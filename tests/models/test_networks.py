@@ -20,6 +20,7 @@ from downbeat.models.network import (
     attention,
     causal_mask,
     compact,
+    dot_scores,
     positions_from_end,
     query_feedback,
 )
@@ -51,6 +52,26 @@ def test_scores_have_one_value_per_candidate_and_per_catalog_track(name):
     full = model.score_all(h)
     assert full.shape == (6, N_TRACKS + 1)
     assert torch.isinf(full[:, 0]).all() and torch.isfinite(full[:, 1:]).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scoring_the_whole_catalog_as_candidates_gives_score_alls_columns(name):
+    model = make(name).eval()
+    h = history(random_batch())
+    catalog = torch.arange(1, N_TRACKS + 1).expand(6, -1)
+    with torch.no_grad():
+        assert torch.allclose(model.score(h, catalog), model.score_all(h)[:, 1:], atol=1e-5)
+
+
+def test_dot_scores_take_each_rows_own_candidates_whether_shared_or_not():
+    torch.manual_seed(0)
+    users, items = torch.randn(3, 4), torch.randn(10, 4)
+    shared = torch.tensor([[2, 5, 7]] * 3)
+    own = torch.tensor([[2, 5, 7], [1, 1, 9], [7, 5, 2]])
+    for candidates in (shared, own):
+        expected = torch.stack([items[c] @ u for u, c in zip(users, candidates, strict=True)])
+        assert torch.allclose(dot_scores(users, items, candidates), expected, atol=1e-6)
+    assert dot_scores(users[:0], items, own[:0]).shape == (0, 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
