@@ -17,6 +17,7 @@ Three layers, so that another streaming library can replace Petastorm without to
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import queue
 import threading
@@ -171,26 +172,37 @@ class PetastormChunks(Sharded):
             if self.by_row_group and self.world > 1
             else {}
         )
-        reader = make_batch_reader(
-            self.files,
-            schema_fields=fields,
-            reader_pool_type="dummy",  # decoded in the caller's thread, the Prefetcher's (DESIGN.md)
-            shuffle_row_groups=True,
-            seed=seed,
-            num_epochs=None,  # pass after pass, each in a new order: one reader per epoch
-            filesystem=_petastorm_filesystem(self.files),
-            **shard,
-        )
-        tables = _ArrowTables.install(reader)
-        with reader:
-            for part in reader:
-                if tables:
-                    yield self.keep(*_chunk_of(part))
-                    continue
-                rows = len(part.length)  # petastorm's own conversion: one bytes object per value
-                columns = {c: decode(c, getattr(part, c), rows) for c in TRAINING_ARRAYS}
-                chunk = Chunk(columns, np.asarray(part.length, dtype=np.int64))
-                yield self.keep(chunk, getattr(part, USER_ID, None))
+        # One reader a pass, each seeded by (seed, pass): a reader left to run pass after pass
+        # (num_epochs=None) shuffles its next pass again each time its ventilator finds the queue
+        # full at the pass's start (petastorm 0.12.1's ConcurrentVentilator), so every pass after
+        # the first took an order that depended on how fast the consumer ran.
+        for n in itertools.count():
+            reader = make_batch_reader(
+                self.files,
+                schema_fields=fields,
+                reader_pool_type="dummy",  # decoded in the caller's thread, the Prefetcher's (DESIGN.md)
+                shuffle_row_groups=True,
+                seed=(seed + 1_000_033 * n) % 2**31,
+                num_epochs=1,
+                filesystem=_petastorm_filesystem(self.files),
+                **shard,
+            )
+            tables = _ArrowTables.install(reader)
+            parts = 0
+            with reader:
+                for part in reader:
+                    parts += 1
+                    if tables:
+                        yield self.keep(*_chunk_of(part))
+                        continue
+                    rows = len(part.length)  # petastorm's own conversion: one bytes object per value
+                    columns = {c: decode(c, getattr(part, c), rows) for c in TRAINING_ARRAYS}
+                    chunk = Chunk(columns, np.asarray(part.length, dtype=np.int64))
+                    yield self.keep(chunk, getattr(part, USER_ID, None))
+            if parts == 0:
+                raise ValueError(
+                    f"rank {self.rank} of {self.world} read no row groups of gold/training_sequences"
+                )
 
 
 def _petastorm_filesystem(files: Sequence[str]) -> Any:

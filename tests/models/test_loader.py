@@ -132,6 +132,28 @@ def test_both_readers_cover_the_same_rows_over_a_pass(tmp_path):
     assert seen[0] == seen[1] == {tuple(r["track_ids"]) for r in train_rows(ROWS).values()}
 
 
+@pytest.mark.parametrize("loader", LOADERS)
+def test_every_pass_reads_its_row_groups_in_the_same_order_however_slow_the_consumer(tmp_path, loader):
+    """A consumer that pauses at each chunk (as a training step does) reads passes after the
+    first in the same order as one that does not: petastorm's ventilator, left to run pass after
+    pass, shuffled a pass again for each wait on its queue at the pass's start."""
+    snapshot = write_training(tmp_path / "t", ROWS, files=8)
+
+    def first_tracks(pause: float) -> list[tuple[int, ...]]:
+        chunks = chunk_source(loader, snapshot.files, 0, 1)(3)
+        keys = []
+        for _ in range(4 * 8):  # four passes of 8 row groups
+            chunk = next(chunks)
+            keys.append(tuple(int(t) for t in chunk.columns["track_ids"][0] if t != 0))
+            time.sleep(pause)
+        chunks.close()
+        return keys
+
+    fast = first_tracks(0.0)
+    assert first_tracks(0.05) == fast
+    assert len({tuple(fast[i : i + 8]) for i in range(0, len(fast), 8)}) > 1  # passes differ in order
+
+
 def test_a_binary_column_that_is_not_fixed_width_is_refused_naming_it():
     with pytest.raises(ValueError, match="column track_ids of gold/training_sequences is not fixed-width"):
         decode("track_ids", [b"\x01\x00\x00\x00", b"\x01\x00\x00\x00\x02\x00\x00\x00"], 2)
