@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from downbeat.jobs.config import Config, load_config
+from downbeat.jobs.config import Config, load_config, yaml_problem
 from downbeat.models.redaction import RedactingFilter, redact
 from downbeat.pipelines.errors import ConflictError, InputError, first_line
 
@@ -291,7 +291,7 @@ def read_yaml_mapping(path: str, what: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
-        raise InputError(f"{what} {path} is not YAML: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{what} {path} is not YAML{yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{what} {path} must be a mapping")
     return raw

@@ -246,16 +246,20 @@ def _read_layers(
     return [*files, path]
 
 
+def yaml_problem(exc: Exception) -> str:
+    """Where and what a YAML parse error is, for a one-line message: ' at line 3: <problem>'."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"
+
+
 def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {path}: invalid YAML{where}: {problem}") from None
+        raise ConfigError(f"config file {path}: invalid YAML{yaml_problem(exc)}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start})") from None
     except ValueError as exc:  # a date-shaped value that is no date: YAML's date constructor refuses it

@@ -76,6 +76,7 @@ BAD = [
         "unknown key 'seed'",
     ),
     ("name: [x\n", "is not YAML"),
+    ("name: x\nreference: a: b\n", "is not YAML at line 2: mapping values are not allowed here"),
     (
         "name: x\nreference: a\nmetrics: [auc]\nbuild: {model.dim: 8}\n"
         "children: [{name: a, model: sasrec}]\n",

@@ -360,8 +360,9 @@ log_strategy = st.lists(
 
 
 def as_one_log(logs: list[list[tuple]]) -> list[tuple]:
-    """Independent logs in one frame, their users renamed apart (a0, b0, a1, ...): every gold table
-    is per user, so one Spark pass checks them all, where the pass, not the rows, costs the time."""
+    """Independent logs in one frame, their users renamed apart (a0, b0, a1, ...): every gold row comes
+    from its own user's plays (only the track and station ids are shared, and the checks read names),
+    so one Spark pass checks them all, where the pass, not the rows, costs the time."""
     return [(f"{row[0]}{i}", *row[1:]) for i, log in enumerate(logs) for row in log]
 
 
