@@ -109,13 +109,15 @@ class FitHooks:
     each checkpoint (what a loader needs to rebuild the model). on_epoch: rank 0 hands it each
     epoch's figures (MLflow logging). loader_rate: the training stream's rows/s over the epoch just
     read (summed over ranks, logged as `loader_rows_per_s`; `data_wait_share` is the share of the
-    epoch the steps waited for batches).
+    epoch the steps waited for batches). floor: popularity's figure on the same validation rows,
+    printed beside each epoch's (models/worker.py; NaN: none).
     """
 
     checkpoint_dir: Path | None = None
     payload: Callable[[], dict[str, Any]] | None = None
     on_epoch: Callable[[dict[str, float]], None] | None = None
     loader_rate: Callable[[], float] | None = None
+    floor: float = math.nan
 
 
 def fit(
@@ -166,9 +168,11 @@ def fit(
         state.history.append(row)
         state.stopped_early = state.stale >= settings.patience
         if ranks.rank == 0:
+            floor = "" if math.isnan(hooks.floor) else f" (popularity {hooks.floor:.4f})"
             log.info(
-                "epoch %d: loss %.4f, validation %s %.4f, %.0f sequences/s",
-                *(epoch, row["train_loss"], state.selected_on, selected.value, row["train_sequences_per_s"]),
+                "epoch %d: loss %.4f, validation %s %.4f%s, %.0f sequences/s",
+                *(epoch, row["train_loss"], state.selected_on, selected.value, floor),
+                row["train_sequences_per_s"],
             )
             if hooks.checkpoint_dir is not None:
                 _save(hooks, epoch, model, (optimizer, scheduler), state, best_weights)

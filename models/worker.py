@@ -86,15 +86,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             )
         stream = _stream(spec, rank, world, cuda)
         validation = ValidationSet.of(spec.validation_pairs, spec.validation_next, spec.n_tracks)
-        if rank == 0:
-            log.info(
-                "rank 0 of %d on %s: %d steps per epoch, %d validation pairs, %d validation users",
-                world,
-                device,
-                spec.steps_per_epoch,
-                len(validation),
-                validation.users,
-            )
+        floor = _log_start(spec, model, validation, world, device) if rank == 0 else math.nan
         state: FitState = fit(
             model,
             stream.epoch,
@@ -110,6 +102,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
                 payload=lambda: checkpoint_payload(model, spec.config) | {"run_id": spec.run_id},
                 on_epoch=_mlflow_logger(spec) if rank == 0 else None,
                 loader_rate=lambda: stream.rows_per_second,
+                floor=floor,
             ),
         )
         result = _rank_0_result(spec, model, state, validation) if rank == 0 else {"rank": rank}
@@ -120,6 +113,33 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         if world > 1:
             dist.destroy_process_group()
+
+
+def _log_start(spec: WorkerSpec, model: Any, validation: ValidationSet, world: int, device: Any) -> float:
+    """Rank 0's first lines: what it trains on, then the floor (returned)."""
+    log.info(
+        "rank 0 of %d on %s: %d steps per epoch, %d validation pairs, %d validation users",
+        *(world, device, spec.steps_per_epoch, len(validation), validation.users),
+    )
+    return _log_floor(spec, validation, selection_metric(model, spec.train))
+
+
+def _log_floor(spec: WorkerSpec, validation: ValidationSet, selected: str) -> float:
+    """Popularity's validation figure on the run's own tables: the level a model reaches by counting
+    alone, logged before the first epoch (MLflow: `val_popularity_<figure>` at step 0) and printed by
+    fit() beside each epoch's. A run whose figure sits there for epochs is on a plateau, not learning
+    slowly (gBCE scored every track alike at this level for 20 epochs on the ML-1M part). NaN, and
+    nothing logged, when the validation rows give no such figure."""
+    model, _ = _popularity(spec)
+    score = validation.score(model, device=torch.device("cpu"), batch_size=spec.train.eval_batch_size)
+    floor = score[selected].value
+    if math.isnan(floor):
+        return floor
+    log.info("validation floor: popularity's %s is %.4f on the same rows (counting alone)", selected, floor)
+    logger = _mlflow_logger(spec)
+    if logger is not None:
+        logger({"epoch": 0.0, f"val_popularity_{selected}": floor})
+    return floor
 
 
 def _deterministic(cuda: bool) -> tuple[bool, bool]:
@@ -184,23 +204,10 @@ def _rank_0_result(
 def count_worker(spec: WorkerSpec) -> dict[str, Any]:
     """Fit a counting model (popularity) in one pass over the training table, in this process, and
     return what train_worker's rank 0 returns: one 'epoch' whose validation figures chose it."""
-
-    from downbeat.models.contract import TARGET_MASK, TRACK_IDS
-    from downbeat.models.data import parquet_dataset
-    from downbeat.models.loader import decode_binary
-    from downbeat.models.popularity import Popularity
-
-    started = time.perf_counter()
-    model = build_model(spec.model_name, spec.n_tracks, spec.n_stations, spec.model, spec.positive_feedback)
-    if not isinstance(model, Popularity):
+    if spec.model_name != "popularity":
         raise ValueError(f"model {spec.model_name} is not fit by counting")
-    rows = 0
-    for batch in parquet_dataset(spec.training_files).to_batches(columns=[TRACK_IDS, TARGET_MASK]):
-        model.count(
-            decode_binary(TRACK_IDS, batch.column(0)),
-            decode_binary(TARGET_MASK, batch.column(1)),
-        )
-        rows += batch.num_rows
+    started = time.perf_counter()
+    model, rows = _popularity(spec)
     seconds = time.perf_counter() - started
     validation = ValidationSet.of(spec.validation_pairs, spec.validation_next, spec.n_tracks)
     score = validation.score(model, device=torch.device("cpu"), batch_size=spec.train.eval_batch_size)
@@ -232,6 +239,27 @@ def count_worker(spec: WorkerSpec) -> dict[str, Any]:
         "validation_pairs": len(validation),
         "validation_users": validation.users,
     }
+
+
+def _popularity(spec: WorkerSpec) -> tuple[Any, int]:
+    """Popularity counted in one pass over the training table (its track ids and target flags), and
+    the rows it read."""
+    from downbeat.models.contract import TARGET_MASK, TRACK_IDS
+    from downbeat.models.data import parquet_dataset
+    from downbeat.models.loader import decode_binary
+    from downbeat.models.popularity import Popularity
+
+    model = build_model("popularity", spec.n_tracks, spec.n_stations, spec.model, spec.positive_feedback)
+    if not isinstance(model, Popularity):
+        raise TypeError(f"the model zoo's popularity is a {type(model).__name__}")
+    rows = 0
+    for batch in parquet_dataset(spec.training_files).to_batches(columns=[TRACK_IDS, TARGET_MASK]):
+        model.count(
+            decode_binary(TRACK_IDS, batch.column(0)),
+            decode_binary(TARGET_MASK, batch.column(1)),
+        )
+        rows += batch.num_rows
+    return model, rows
 
 
 def settle_collectives() -> None:

@@ -220,6 +220,23 @@ def test_each_model_of_the_papers_trains_registers_and_scores_the_same_through_i
     assert math.isclose(metrics["ndcg@10_pos"], run.data.metrics["test_ndcg_at_10_pos"], abs_tol=1e-9)
 
 
+def test_a_trained_run_logs_popularitys_figure_on_its_validation_rows_as_its_floor(
+    lakehouse, tmp_path, caplog
+):
+    # the tiny log's validation users have no next positive: both runs select on paired accuracy
+    values = settings(lakehouse, "train.max_epochs=1", "train.select_on=paired_accuracy", store=tmp_path)
+    cfg = load_config(None, [v for v in values if v != "--set"])
+    counted = training.run(cfg, "popularity").run_id
+    with caplog.at_level(logging.INFO, logger="downbeat"):
+        trained = training.run(cfg, "sasrec").run_id
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    figure = client.get_run(counted).data.metrics["validation_paired_accuracy"]
+    floor = client.get_metric_history(trained, "val_popularity_paired_accuracy")
+    assert [m.step for m in floor] == [0] and floor[0].value == pytest.approx(figure, abs=1e-12)
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 0:")]
+    assert len(epochs) == 1 and f"(popularity {figure:.4f})" in epochs[0]
+
+
 def test_the_champion_gate_rescores_the_champion_on_the_same_validation_rows(lakehouse, capsys, tmp_path):
     # a registry of this test's own: a hybrid champion, then a baseline through the gate
     assert train_cli(lakehouse, capsys, "--model", "hybrid", store=tmp_path)[0] == 0
