@@ -1,4 +1,4 @@
-"""`downbeat experiment --spec conf/experiments/NAME.yaml [--bootstrap N] [--json]`.
+"""`downbeat experiment --spec conf/experiments/NAME.yaml [--bootstrap N] [--only RUN] [--json]`.
 
 Trains a grid of runs as MLflow child runs under one parent run, scores each child on the same
 versions of gold/eval_pairs and gold/eval_next, compares each with the spec's reference child
@@ -8,7 +8,9 @@ children's validation curves. Every child trains and is scored on the table vers
 when the experiment starts, even if a build commits new ones meanwhile. A rerun of the same spec
 on the same tables and configuration resumes the same parent: finished children are skipped, and
 a child stopped part way resumes in its own run from its last epoch checkpoint, so an interrupted
-experiment goes on where it stopped. Children log their models but never register them.
+experiment goes on where it stopped. `--only RUN` (repeatable) trains just those runs or children,
+for processes that share an experiment's runs: the one that finds them all finished reports.
+Children log their models but never register them.
 
 A spec (every key but `description` and `set` required, and one of `grid` or `children`):
     name: recsys25-pnfrec
@@ -60,6 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="train every child under N seeds (train.seed, +1, ...; default: the spec's seeds, else 1)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="RUN",
+        help="train only this run ('sasrec seed=8') or child (each of its seeds), repeatable; "
+        "the others are left to other processes under the same parent, and whichever finds every "
+        "run finished reports",
+    )
     parser.add_argument("--json", action="store_true", help="print the table as one JSON object")
 
 
@@ -79,6 +90,23 @@ def seeded(spec: Spec, seeds: int, configs: dict[str, Config]) -> list[PlannedRu
             name = child.name if seeds == 1 else f"{child.name} seed={run_cfg.train.seed}"
             runs.append(PlannedRun(child, index, name, run_cfg))
     return runs
+
+
+def selected(spec: Spec, plan: list[PlannedRun], names: Sequence[str] | None) -> frozenset[str] | None:
+    """The runs `--only` names: a run by its name, or a child by its (each of its seeds); None: all.
+    A name that is neither is bad input naming it and what the spec plans."""
+    if names is None:
+        return None
+    chosen: set[str] = set()
+    for name in names:
+        runs = {run.name for run in plan if name in (run.name, run.child.name)}
+        if not runs:
+            raise InputError(
+                f"--only {name!r}: experiment spec {spec.path} plans no such run or child; its runs "
+                f"are {', '.join(repr(run.name) for run in plan)}"
+            )
+        chosen |= runs
+    return frozenset(chosen)
 
 
 def check_build(spec: Spec, configs: dict[str, Config], built: dict[str, Any] | None, version: int) -> None:
@@ -112,10 +140,12 @@ def run(
     seeds: int | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    only: Sequence[str] | None = None,
 ) -> ExperimentResult:
     """Train every child of the spec at `spec_path` (under `seeds` seeds, else the spec's) on one
     snapshot of the gold tables, each configured by `conf`, `overrides` and its own settings, under
-    one MLflow parent run; score them on the same evaluation rows and report them paired."""
+    one MLflow parent run; score them on the same evaluation rows and report them paired. `only`:
+    train just these runs or children (models/experiment.py run_experiment)."""
     from downbeat.jobs import training
     from downbeat.models.experiment import Scoring, run_experiment
     from downbeat.models.lifecycle import INPUT_TABLES, MAY_BE_EMPTY
@@ -158,7 +188,8 @@ def run(
 
     scoring = Scoring(bootstrap, seed, cfg.train.eval_batch_size)
     plan = seeded(spec, seeds, configs)
-    return run_experiment(spec, plan, inputs, cfg.mlflow, train, load, scoring, built)
+    chosen = selected(spec, plan, only)
+    return run_experiment(spec, plan, inputs, cfg.mlflow, train, load, scoring, built, chosen)
 
 
 def resumable(run: PlannedRun, stopped: list[str]) -> str | None:
@@ -188,8 +219,16 @@ def resumable(run: PlannedRun, stopped: list[str]) -> str | None:
 def command(args: argparse.Namespace) -> int:
     conf = getattr(args, "conf_after", None) or args.conf
     overrides = [*args.overrides, *getattr(args, "overrides_after", [])]
-    result = run(args.spec, conf, overrides, seeds=args.seeds, bootstrap=args.bootstrap, seed=args.seed)
-    if args.json:
+    result = run(
+        args.spec, conf, overrides, seeds=args.seeds, bootstrap=args.bootstrap, seed=args.seed, only=args.only
+    )
+    if result.waiting:
+        if args.json:
+            print(json.dumps({"parent_run": result.parent, "waiting": list(result.waiting)}, sort_keys=True))
+        else:
+            print(f"waiting for {len(result.waiting)} run(s): {', '.join(result.waiting)}")
+            print(result.parent)
+    elif args.json:
         print(json.dumps({**result.summary, "parent_run": result.parent}, sort_keys=True))
     else:
         print(result.report, end="")

@@ -76,8 +76,9 @@ class PlannedRun:
 @dataclasses.dataclass(frozen=True)
 class ExperimentResult:
     parent: str  # the parent run's id
-    report: str  # report.md
-    summary: dict[str, Any]  # report.json
+    report: str  # report.md ("" while runs are waiting)
+    summary: dict[str, Any]  # report.json ({} while runs are waiting)
+    waiting: tuple[str, ...] = ()  # planned runs not finished yet (left to other processes by `only`)
 
 
 # (the run, the parent run id, the ids of its runs that stopped part way, newest first) -> the run's id
@@ -103,10 +104,16 @@ def run_experiment(
     load: Loader,
     scoring: Scoring,
     built: dict[str, Any] | None = None,
+    only: frozenset[str] | None = None,
 ) -> ExperimentResult:
     """Every planned run trained (or found finished) under one parent, scored and reported; the
     parent ends FINISHED, or FAILED with whatever stopped it. `built`: the build settings the
-    tables record (FeatureSettings.record), reported beside the figures."""
+    tables record (FeatureSettings.record), reported beside the figures.
+
+    only: the names of the runs this process trains, the others left to processes of their own
+    under the same parent (one store, several machines or cores). Whichever process finds every run
+    finished when its own are done scores and reports them; the others return the runs still
+    waiting, leaving the parent RUNNING."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(settings.tracking_uri)
@@ -124,15 +131,15 @@ def run_experiment(
         len(spec.children),
     )
     try:
-        runs = {}
-        for run in plan:
-            if run.name in finished:
-                log.info("run %s: finished in run %s, skipped", run.name, finished[run.name])
-                runs[run.name] = finished[run.name]
-                continue
-            overrides = ", ".join(map(redact_assignment, run.child.overrides)) or "defaults"
-            log.info("run %s: training %s (%s)", run.name, run.child.model, overrides)
-            runs[run.name] = train(run, parent, stopped.get(run.name, []))
+        runs = _train_runs(plan, parent, finished, stopped, train, only)
+        if len(runs) < len(plan):  # others' runs: those finished meanwhile count
+            runs |= _children(client, parent)[0]
+            waiting = tuple(run.name for run in plan if run.name not in runs)
+            if waiting:
+                log.info(
+                    "experiment %s: waiting for %s (their process reports)", spec.name, ", ".join(waiting)
+                )
+                return ExperimentResult(parent, "", {}, waiting)
         tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
         evaluations = _score_runs(plan, runs, tables, load, scoring)
         results = _child_results(client, spec, plan, runs, evaluations, scoring)
@@ -153,6 +160,27 @@ def run_experiment(
     return result
 
 
+def _train_runs(
+    plan: list[PlannedRun],
+    parent: str,
+    finished: dict[str, str],
+    stopped: dict[str, list[str]],
+    train: Trainer,
+    only: frozenset[str] | None,
+) -> dict[str, str]:
+    """Each run's id by name: those finished before, and those this process trains now (`only`)."""
+    runs = {}
+    for run in plan:
+        if run.name in finished:
+            log.info("run %s: finished in run %s, skipped", run.name, finished[run.name])
+            runs[run.name] = finished[run.name]
+        elif only is None or run.name in only:
+            overrides = ", ".join(map(redact_assignment, run.child.overrides)) or "defaults"
+            log.info("run %s: training %s (%s)", run.name, run.child.model, overrides)
+            runs[run.name] = train(run, parent, stopped.get(run.name, []))
+    return runs
+
+
 def plan_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:
     """What the runs are trained on and with (not the report's description or metrics): a rerun
     with the same digest resumes the same parent run."""
@@ -166,9 +194,7 @@ def plan_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:
 def _parent_run(
     client: Any, settings: MlflowSettings, spec: Spec, digest: str, versions: dict[str, int], seeds: int
 ) -> tuple[str, dict[str, str], dict[str, list[str]]]:
-    """The parent run of this digest (reopened) or a new one, its finished runs by name, and by name
-    the runs that did not finish (stopped part way: failed, killed, or left running), newest first."""
-    from downbeat.models.lifecycle import CHILD_TAG
+    """The parent run of this digest (reopened) or a new one, and its runs (_children)."""
     from downbeat.models.tracking import experiment_id
 
     experiment = experiment_id(settings.tracking_uri, settings.experiment, settings.artifact_root)
@@ -189,8 +215,16 @@ def _parent_run(
         client.log_param(parent, "seeds", str(seeds))
         for name, version in sorted(versions.items()):
             client.log_param(parent, f"table.{name}", str(version))
+    return parent, *_children(client, parent)
+
+
+def _children(client: Any, parent: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The parent's finished runs by name, and by name the runs that did not finish (stopped part
+    way: failed, killed, or left running), newest first."""
+    from downbeat.models.lifecycle import CHILD_TAG
+
     children = client.search_runs(
-        [experiment],
+        [client.get_run(parent).info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
         order_by=["attributes.start_time DESC"],
     )
@@ -200,7 +234,7 @@ def _parent_run(
     for r in named:
         if r.info.status != "FINISHED" and r.data.tags[CHILD_TAG] not in finished:
             stopped.setdefault(r.data.tags[CHILD_TAG], []).append(r.info.run_id)
-    return parent, finished, stopped
+    return finished, stopped
 
 
 def _score_runs(

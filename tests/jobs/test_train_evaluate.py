@@ -676,6 +676,50 @@ def experiment_command(lakehouse, tmp_path, spec, epochs=1):
     return store, values, [*[x for v in values for x in ("--set", v)], "experiment", "--spec", str(spec)]
 
 
+def test_processes_given_runs_of_their_own_share_one_parent_and_the_last_to_finish_reports(
+    lakehouse, tmp_path, capsys
+):
+    spec = spec_from(
+        tmp_path,
+        "name: shared\nreference: sasrec\nmetrics: [hr@10_pos]\nseeds: 2\nchildren:\n"
+        "  - {name: sasrec, model: sasrec}\n  - {name: gru4rec, model: gru4rec}\n",
+    )
+    store, _, command = experiment_command(lakehouse, tmp_path, spec)
+    assert main([*command, "--only", "gru4rec seed=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--only 'gru4rec seed=1': experiment spec" in err
+    assert "its runs are 'sasrec seed=" in err
+    client = MlflowClient(f"sqlite:///{store}")
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+    def run_only(*names: str) -> dict:
+        assert main([*command, "--json", *[x for n in names for x in ("--only", n)]]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    def children_of(parent: str) -> dict[str, str]:
+        found = client.search_runs(
+            [client.get_run(parent).info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+        )
+        return {r.data.tags["downbeat.child"]: r.info.run_id for r in found}
+
+    first = run_only("gru4rec")  # a child's name: each of its seeds
+    parent, sasrec_runs = first["parent_run"], first["waiting"]
+    assert [n.split(" seed=")[0] for n in sasrec_runs] == ["sasrec", "sasrec"]
+    assert sorted(children_of(parent)) == sorted(n.replace("sasrec", "gru4rec") for n in sasrec_runs)
+    assert client.get_run(parent).info.status == "RUNNING"
+    assert "report.json" not in {a.path for a in client.list_artifacts(parent)}
+    second = run_only(sasrec_runs[1])  # a run's name
+    assert second == {"parent_run": parent, "waiting": sasrec_runs[:1]}
+    trained = children_of(parent)
+    third = run_only("sasrec")  # the last run: its process reports every run, trained once each
+    assert third["parent_run"] == parent and len(children_of(parent)) == 4
+    assert third["children"]["gru4rec"]["run_id"] == trained[sasrec_runs[0].replace("sasrec", "gru4rec")]
+    assert third["children"]["gru4rec"]["seeds"] == 2
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert "report.json" in {a.path for a in client.list_artifacts(parent)}
+
+
 def test_a_child_of_an_experiment_may_be_compared_with_another_child_than_the_reference(
     lakehouse, tmp_path, capsys
 ):
