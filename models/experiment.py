@@ -124,16 +124,15 @@ def run_experiment(
     )
     log.info(
         "experiment %s: parent run %s, %d of %d runs already finished (%d children)",
-        spec.name,
-        parent,
-        sum(run.name in finished for run in plan),
-        len(plan),
-        len(spec.children),
+        *(spec.name, parent, sum(run.name in finished for run in plan), len(plan), len(spec.children)),
     )
     try:
         runs = _train_runs(plan, parent, finished, stopped, train, only)
-        waiting = _others(client, parent, plan, runs)
+        if only is not None:  # the runs of other processes that finished meanwhile
+            runs = {**_children(client, parent)[0], **runs}
+        waiting = tuple(run.name for run in plan if run.name not in runs)
         if waiting:
+            log.info("waiting for %s (the process that finishes the last run reports)", ", ".join(waiting))
             return ExperimentResult(parent, "", {}, waiting)
         tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
         evaluations = _score_runs(plan, runs, tables, load, scoring)
@@ -174,17 +173,6 @@ def _train_runs(
             log.info("run %s: training %s (%s)", run.name, run.child.model, overrides)
             runs[run.name] = train(run, parent, stopped.get(run.name, []))
     return runs
-
-
-def _others(client: Any, parent: str, plan: list[PlannedRun], runs: dict[str, str]) -> tuple[str, ...]:
-    """The runs left to other processes (run_experiment's `only`): those finished meanwhile are added
-    to `runs`; the names of those still unfinished are returned."""
-    if len(runs) < len(plan):
-        runs |= _children(client, parent)[0]
-    waiting = tuple(run.name for run in plan if run.name not in runs)
-    if waiting:
-        log.info("waiting for %s (the process that finishes the last run reports)", ", ".join(waiting))
-    return waiting
 
 
 def plan_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:

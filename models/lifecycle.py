@@ -22,7 +22,7 @@ from downbeat.models.contract import Tables
 from downbeat.models.data import SequenceFacts, TableSnapshot, read_frame
 from downbeat.models.settings import OptimSettings, RunSettings
 from downbeat.models.tracking import MlflowSettings, RegistrySettings, kept_logging, metric_name
-from downbeat.models.worker import WorkerSpec, count_worker
+from downbeat.models.worker import WorkerSpec, count_worker, popularity_floor
 from downbeat.models.zoo import ModelSettings, learns_by_gradient, objective_of, own_settings
 
 log = logging.getLogger("downbeat.train")
@@ -241,8 +241,12 @@ def _train(
         world,
         request.device,
     )
-    # a counting model (popularity) is fit in one pass here; the others by gradient steps on `world` ranks
-    outcome = launch(spec, world) if learns_by_gradient(request.model_name) else count_worker(spec)
+    # a counting model (popularity) is fit in one pass here; the others by gradient steps on `world`
+    # ranks, beside popularity's figures on their validation rows (the floor their log prints)
+    if learns_by_gradient(request.model_name):
+        outcome = launch(dataclasses.replace(spec, floor=popularity_floor(spec)), world)
+    else:
+        outcome = count_worker(spec)
     model_path = checkpoint_dir / FINAL_MODEL  # rank 0's final model, wherever it ran
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model_path.write_bytes(outcome["model"])

@@ -29,7 +29,7 @@ from downbeat.models.serving import checkpoint_payload
 from downbeat.models.settings import OptimSettings, RunSettings
 from downbeat.models.train import FitHooks, FitState, Ranks, fit, seed_everything, selection_metric
 from downbeat.models.validation import ValidationSet
-from downbeat.models.zoo import ModelSettings, build_model
+from downbeat.models.zoo import ModelSettings, build_model, learns_by_gradient
 
 log = logging.getLogger("downbeat.worker")
 
@@ -55,6 +55,8 @@ class WorkerSpec:
     tracking_uri: str | None = None
     run_id: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # popularity's validation figures on the same rows (popularity_floor), printed beside each epoch's
+    floor: dict[str, float] = field(default_factory=dict)
     # Where rank 0 also writes its result: TorchDistributor's local mode returns the output of
     # whichever rank wrote it last, not necessarily rank 0's (every rank writes the same file).
     result_path: str | None = None
@@ -116,28 +118,19 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
 
 
 def _log_start(spec: WorkerSpec, model: Any, validation: ValidationSet, world: int, device: Any) -> float:
-    """Rank 0's first lines: what it trains on, then the floor (returned)."""
+    """Rank 0's first lines: what it trains on, then the floor (popularity_floor), returned; logged
+    to MLflow as `val_popularity_<figure>` at step 0 unless the run resumes (it was, at its start)."""
     log.info(
         "rank 0 of %d on %s: %d steps per epoch, %d validation pairs, %d validation users",
         *(world, device, spec.steps_per_epoch, len(validation), validation.users),
     )
-    return _log_floor(spec, validation, selection_metric(model, spec.train))
-
-
-def _log_floor(spec: WorkerSpec, validation: ValidationSet, selected: str) -> float:
-    """Popularity's validation figure on the run's own tables: the level a model reaches by counting
-    alone, logged before the first epoch (MLflow: `val_popularity_<figure>` at step 0) and printed by
-    fit() beside each epoch's. A run whose figure sits there for epochs is on a plateau, not learning
-    slowly (gBCE scored every track alike at this level for 20 epochs on the ML-1M part). NaN, and
-    nothing logged, when the validation rows give no such figure."""
-    model, _ = _popularity(spec)
-    score = validation.score(model, device=torch.device("cpu"), batch_size=spec.train.eval_batch_size)
-    floor = score[selected].value
+    selected = selection_metric(model, spec.train)
+    floor = spec.floor.get(selected, math.nan)
     if math.isnan(floor):
         return floor
     log.info("validation floor: popularity's %s is %.4f on the same rows (counting alone)", selected, floor)
     logger = _mlflow_logger(spec)
-    if logger is not None:
+    if logger is not None and spec.resume is None:
         logger({"epoch": 0.0, f"val_popularity_{selected}": floor})
     return floor
 
@@ -204,7 +197,7 @@ def _rank_0_result(
 def count_worker(spec: WorkerSpec) -> dict[str, Any]:
     """Fit a counting model (popularity) in one pass over the training table, in this process, and
     return what train_worker's rank 0 returns: one 'epoch' whose validation figures chose it."""
-    if spec.model_name != "popularity":
+    if learns_by_gradient(spec.model_name):
         raise ValueError(f"model {spec.model_name} is not fit by counting")
     started = time.perf_counter()
     model, rows = _popularity(spec)
@@ -239,6 +232,18 @@ def count_worker(spec: WorkerSpec) -> dict[str, Any]:
         "validation_pairs": len(validation),
         "validation_users": validation.users,
     }
+
+
+def popularity_floor(spec: WorkerSpec) -> dict[str, float]:
+    """Popularity's validation figures on the run's own tables: the level a model reaches by counting
+    alone (NaN where the validation rows give no such figure). A run whose figure sits there for
+    epochs is on a plateau, not learning slowly (gBCE scored every track alike at this level for 20
+    epochs on the ML-1M part). Computed once by the launching process, where popularity itself is
+    fit, so ranks do not wait for it."""
+    model, _ = _popularity(spec)
+    validation = ValidationSet.of(spec.validation_pairs, spec.validation_next, spec.n_tracks)
+    score = validation.score(model, device=torch.device("cpu"), batch_size=spec.train.eval_batch_size)
+    return {name: figure.value for name, figure in score.figures.items()}
 
 
 def _popularity(spec: WorkerSpec) -> tuple[Any, int]:

@@ -8,7 +8,7 @@ import pytest
 
 from downbeat.jobs.cli import main
 from downbeat.jobs.config import PROJECT_ROOT
-from downbeat.jobs.experiment import child_configs, load_spec, seeded
+from downbeat.jobs.experiment import child_configs, load_spec, seeded, selected
 from downbeat.pipelines.errors import InputError
 from tests.jobs.small import spec_from
 
@@ -58,6 +58,12 @@ def test_runs_are_planned_seed_by_seed_so_a_stopped_experiment_has_whole_seeds(t
         ("a seed=4", 1, 4),
         ("b seed=4", 1, 4),
     ]
+
+    # --only names runs, or children for each of their seeds; anything else is bad input naming it
+    assert selected(spec, plan, None) is None
+    assert selected(spec, plan, ["a", "b seed=4"]) == {"a seed=3", "a seed=4", "b seed=4"}
+    with pytest.raises(InputError, match=r"--only 'a seed=5': .* its runs are 'a seed=3', 'b seed=3', "):
+        selected(spec, plan, ["a", "a seed=5"])
 
 
 BAD = [
