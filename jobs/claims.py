@@ -1,10 +1,13 @@
-"""`downbeat claims [--claims FILE] [--report PATH ...] [--out FILE]`: the seed papers' claims table.
+"""`downbeat claims [--claims FILE] [--report PATH ...] [--out FILE] [--merged DIR]`: the claims table.
 
 Reads the claims (default conf/claims.yaml: each names an experiment spec's child, the child it is
 compared with, a metric and the direction the paper reports) and each experiment's report.json:
 from the tracking store (the newest finished parent run of that experiment, under
 mlflow.tracking_uri) and from any --report files (which win: results from other stores, e.g. a
-lakehouse of its own per dataset). Prints the table, or with --out writes it into that file
+lakehouse of its own per dataset). Several --report files of one experiment (the report.json or
+runs.json of processes in separate stores: the same spec, seeds and configuration on the same table
+versions, each holding some of its runs) are merged into the report one store would have written
+(models/merging.py; --merged DIR writes it). Prints the table, or with --out writes it into that file
 between its generated-section markers (docs/results.md), leaving the rest of the file as it was;
 there a claim whose experiment has no report this time keeps the row the file has for it, so a
 row changes only when its own experiment reports again.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from downbeat.jobs.config import PROJECT_ROOT
 from downbeat.models.claims import Claim, render, replace_section, rows_in
 from downbeat.pipelines.errors import InputError
 
+log = logging.getLogger("downbeat.claims")
 CLAIMS = PROJECT_ROOT / "conf" / "claims.yaml"
 
 
@@ -36,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an experiment's report.json (repeatable)",
     )
     parser.add_argument("--out", metavar="FILE", help="write the table into this file's claims section")
+    parser.add_argument(
+        "--merged",
+        metavar="DIR",
+        help="write each report merged from several --report files here (<experiment>.report.json, .md)",
+    )
 
 
 def load_claims(path: str) -> list[Claim]:
@@ -99,18 +109,53 @@ def stored_reports(tracking_uri: str, experiment: str, names: set[str]) -> dict[
     return out
 
 
-def run(claims_path: str, reports: list[str], tracking_uri: str, experiment: str, previous: str = "") -> str:
-    """The claims table (markdown); `previous`: the document whose verdicts stand where no report is found."""
-    claims = load_claims(claims_path)
-    found = stored_reports(tracking_uri, experiment, {c.experiment for c in claims if c.experiment})
-    for path in reports:
+def given_reports(paths: list[str], merged: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Each experiment's report from the --report files: one file as it is; several of one
+    experiment (report.json or runs.json files of separate stores, models/merging.py) merged into
+    the report of all their runs, also written to `merged` as `<experiment>.report.json` and `.md`."""
+    from downbeat.models.merging import merged_report
+
+    given: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for path in paths:
         try:
             report = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"--report {path}: {str(exc).splitlines()[0]}") from None
         if not isinstance(report, dict) or not report.get("experiment"):
             raise InputError(f"--report {path} is not an experiment's report.json (no 'experiment' in it)")
-        found[str(report["experiment"])] = report
+        given.setdefault(str(report["experiment"]), []).append((path, report))
+    found = {}
+    for name, reports in given.items():
+        if len(reports) == 1 and not reports[0][1].get("waiting"):
+            found[name] = reports[0][1]
+            continue
+        try:
+            found[name], document = merged_report(reports)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"--report: experiment {name}: {exc}") from None
+        if merged is not None:
+            merged.mkdir(parents=True, exist_ok=True)
+            (merged / f"{name}.report.json").write_text(json.dumps(found[name], indent=2, sort_keys=True))
+            (merged / f"{name}.report.md").write_text(document)
+        log.info(
+            "experiment %s: %d runs merged from %d reports", name, len(found[name]["runs"]), len(reports)
+        )
+    return found
+
+
+def run(
+    claims_path: str,
+    reports: list[str],
+    tracking_uri: str,
+    experiment: str,
+    previous: str = "",
+    merged: Path | None = None,
+) -> str:
+    """The claims table (markdown); `previous`: the document whose verdicts stand where no report is
+    found; `merged`: where reports merged from several files are written."""
+    claims = load_claims(claims_path)
+    found = stored_reports(tracking_uri, experiment, {c.experiment for c in claims if c.experiment})
+    found |= given_reports(reports, merged)
     try:
         return render(claims, found, rows_in(previous))
     except ValueError as exc:
@@ -123,7 +168,8 @@ def command(args: argparse.Namespace) -> int:
     if out is not None and not out.is_file():
         raise InputError(f"--out {out} not found")
     document = out.read_text() if out is not None else ""
-    table = run(args.claims, args.report, cfg.mlflow.tracking_uri, cfg.mlflow.experiment, document)
+    merged = Path(args.merged) if args.merged else None
+    table = run(args.claims, args.report, cfg.mlflow.tracking_uri, cfg.mlflow.experiment, document, merged)
     if out is not None:
         out.write_text(replace_section(document, table))
         print(f"claims: {table.count(chr(10)) - 4} claims written into {out}")

@@ -9,7 +9,9 @@ when the experiment starts, even if a build commits new ones meanwhile. A rerun 
 on the same tables and configuration resumes the same parent: finished children are skipped, and
 a child stopped part way resumes in its own run from its last epoch checkpoint, so an interrupted
 experiment goes on where it stopped. `--only RUN` (repeatable) trains just those runs or children,
-for processes that share an experiment's runs: the one that finds them all finished reports.
+for processes that share an experiment's runs: the one that finds them all finished reports, the
+others log (and with --json print) the runs scored so far as runs.json, which `downbeat claims`
+merges with the reports of other stores (models/merging.py).
 Children log their models but never register them.
 
 A spec (every key but `description` and `set` required, and one of `grid` or `children`):
@@ -222,13 +224,10 @@ def command(args: argparse.Namespace) -> int:
     result = run(
         args.spec, conf, overrides, seeds=args.seeds, bootstrap=args.bootstrap, seed=args.seed, only=args.only
     )
-    if result.waiting:
-        if args.json:
-            print(json.dumps({"parent_run": result.parent, "waiting": list(result.waiting)}, sort_keys=True))
-        else:
-            print(f"waiting for {len(result.waiting)} run(s): {', '.join(result.waiting)}")
-            print(result.parent)
-    elif args.json:
+    if result.waiting and not args.json:
+        print(f"waiting for {len(result.waiting)} run(s): {', '.join(result.waiting)}")
+        print(result.parent)
+    elif args.json:  # waiting: the scored runs so far (runs.json), with `waiting`
         print(json.dumps({**result.summary, "parent_run": result.parent}, sort_keys=True))
     else:
         print(result.report, end="")

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from downbeat.models.contract import Tables
 from downbeat.models.data import TableSnapshot
+from downbeat.models.merging import RUN_FIGURES, ChildPlan, ScoredRun, child_results, runs_record
 from downbeat.models.redaction import redact, redact_assignment
 from downbeat.models.tracking import MlflowSettings
 from downbeat.pipelines.settings import FeatureSettings
@@ -112,8 +112,9 @@ def run_experiment(
 
     only: the names of the runs this process trains, the others left to processes of their own
     under the same parent (one store, several machines or cores). Whichever process finds every run
-    finished when its own are done scores and reports them; the others return the runs still
-    waiting, leaving the parent RUNNING."""
+    finished when its own are done scores and reports them; the others score the runs finished so
+    far, log them as `runs.json` (models/merging.py: such records of separate stores merge into one
+    report) and return the runs still waiting, leaving the parent RUNNING."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(settings.tracking_uri)
@@ -126,32 +127,48 @@ def run_experiment(
         "experiment %s: parent run %s, %d of %d runs already finished (%d children)",
         *(spec.name, parent, sum(run.name in finished for run in plan), len(plan), len(spec.children)),
     )
+    tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
+    about = {
+        "digest": digest,
+        "design": design_digest(plan, versions),
+        "scoring": {"bootstrap": scoring.bootstrap, "seed": scoring.seed},
+        "build_settings": built or {},
+        "tables": {t: tables[t].version for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT)},
+    }
     try:
         runs = _train_runs(plan, parent, finished, stopped, train, only)
         if only is not None:  # the runs of other processes that finished meanwhile
             runs = {**_children(client, parent)[0], **runs}
+        scored = _score_runs(client, spec, plan, runs, tables, load, scoring)
         waiting = tuple(run.name for run in plan if run.name not in runs)
         if waiting:
             log.info("waiting for %s (the process that finishes the last run reports)", ", ".join(waiting))
-            return ExperimentResult(parent, "", {}, waiting)
-        tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
-        evaluations = _score_runs(plan, runs, tables, load, scoring)
-        results = _child_results(client, spec, plan, runs, evaluations, scoring)
-        facts = [
-            f"Parent run {parent}; spec {spec.path} (digest {digest}).",
-            f"Test tables: gold/eval_pairs v{tables[Tables.EVAL_PAIRS].version}, "
-            f"gold/eval_next v{tables[Tables.EVAL_NEXT].version}; {scoring.bootstrap} bootstrap "
-            f"resamples, seed {scoring.seed}; {len(plan) // len(spec.children)} training seed(s) per child.",
-        ]
-        if built and spec.build_keys():
-            named = ", ".join(f"{k}={json.dumps(built.get(k))}" for k in spec.build_keys())
-            facts.append(f"Tables built with {named} (every build setting: report.json's build_settings).")
-        result = _log_report(client, parent, spec, plan, runs, results, facts, built or {})
+            partial = {"experiment": spec.name, **about, **_runs_record(spec, plan, scored)}
+            partial["waiting"] = list(waiting)
+            client.log_dict(parent, partial, "runs.json")
+            return ExperimentResult(parent, "", partial, waiting)
+        facts = _facts(parent, spec, len(plan) // len(spec.children), about)
+        result = _log_report(client, parent, spec, plan, runs, scored, facts, about)
     except BaseException:
         client.set_terminated(parent, status="FAILED")
         raise
     client.set_terminated(parent, status="FINISHED")
     return result
+
+
+def _facts(parent: str, spec: Spec, seeds: int, about: dict[str, Any]) -> list[str]:
+    """What the report says it was run on."""
+    tables, scoring, built = about["tables"], about["scoring"], about["build_settings"]
+    facts = [
+        f"Parent run {parent}; spec {spec.path} (digest {about['digest']}).",
+        f"Test tables: gold/eval_pairs v{tables[Tables.EVAL_PAIRS]}, gold/eval_next "
+        f"v{tables[Tables.EVAL_NEXT]}; {scoring['bootstrap']} bootstrap resamples, seed "
+        f"{scoring['seed']}; {seeds} training seed(s) per child.",
+    ]
+    if built and spec.build_keys():
+        named = ", ".join(f"{k}={json.dumps(built.get(k))}" for k in spec.build_keys())
+        facts.append(f"Tables built with {named} (every build setting: report.json's build_settings).")
+    return facts
 
 
 def _train_runs(
@@ -182,6 +199,22 @@ def plan_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:
         "children": {run.name: [run.child.model, dataclasses.asdict(run.settings)] for run in plan},
         "tables": versions,
     }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# where a run is kept, not what it trains: left out of the design digest, so that runs of one design
+# in separate stores merge (models/merging.py)
+WHERE = ("spark", "delta", "lakehouse", "mlflow", "registry", "source_files")
+
+
+def design_digest(plan: list[PlannedRun], versions: dict[str, int]) -> str:
+    """plan_digest without where the runs are kept (WHERE, train.checkpoint_dir): the same for the
+    same spec, seeds and configuration on the same table versions, whichever store holds them."""
+    what: dict[str, Any] = {"children": {}, "tables": versions}
+    for run in plan:
+        settings = {k: v for k, v in dataclasses.asdict(run.settings).items() if k not in WHERE}
+        settings["train"] = {k: v for k, v in settings["train"].items() if k != "checkpoint_dir"}
+        what["children"][run.name] = [run.child.model, settings]
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -232,80 +265,46 @@ def _children(client: Any, parent: str) -> tuple[dict[str, str], dict[str, list[
 
 
 def _score_runs(
+    client: Any,
+    spec: Spec,
     plan: list[PlannedRun],
     runs: dict[str, str],
     tables: dict[str, TableSnapshot],
     load: Loader,
     scoring: Scoring,
-) -> dict[str, list[Any]]:
-    """Each child's evaluations on the test tables the digest names (one per seed, in seed order)."""
+) -> list[ScoredRun]:
+    """Each finished run (of `runs`, in plan order) scored on the test tables the digest names, with
+    the figures it logged itself."""
     from downbeat.models.evaluation import eval_frames, evaluate
 
     pairs, next_rows = eval_frames(tables)
-    evaluations: dict[str, list[Any]] = {}
+    scored = []
     for run in plan:
+        if run.name not in runs:
+            continue
         model = load(runs[run.name])
         n_tracks = tables[Tables.TRACKS].rows
         evaluation = evaluate(model.predict, pairs, next_rows, n_tracks, chunk=scoring.eval_batch_size)
-        evaluations.setdefault(run.child.name, []).append(evaluation)
-    return evaluations
+        metrics = client.get_run(runs[run.name]).data.metrics
+        logged = {k: float(metrics[k]) for k in (*RUN_FIGURES, *spec.run_metrics) if k in metrics}
+        seed = run.settings.train.seed
+        scored.append(ScoredRun(run.name, run.child.name, seed, runs[run.name], logged, evaluation.terms))
+    return scored
 
 
-def _mean_logged(values: list[float | None]) -> float:
-    """The mean over seeds of a figure the runs logged themselves (NaN where none logged it)."""
-    present = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(present) / len(present) if present else float("nan")
+def child_plans(spec: Spec) -> list[ChildPlan]:
+    return [ChildPlan(c.name, c.model, c.settings, c.versus) for c in spec.children]
 
 
-def _child_results(
-    client: Any,
-    spec: Spec,
-    plan: list[PlannedRun],
-    runs: dict[str, str],
-    evaluations: dict[str, list[Any]],
-    scoring: Scoring,
-) -> list[Any]:
-    """One ChildResult per child: mean figures over seeds, the paired difference from the
-    reference with its interval, and the spreads across seeds."""
-    from downbeat.models.evaluation import compare, mean_terms
-    from downbeat.models.report import ChildResult
-
-    results = []
-    for child in spec.children:
-        own = evaluations[child.name]
-        names = [run.name for run in plan if run.child.name == child.name]
-        differences, diff_spread = {}, {}
-        versus = child.versus or spec.reference
-        if child.name != versus:
-            reference = evaluations[versus]
-            mine, theirs = mean_terms([e.terms for e in own]), mean_terms([e.terms for e in reference])
-            differences = compare(mine, theirs, samples=scoring.bootstrap, seed=scoring.seed)
-            diff_spread = seed_spread(
-                [
-                    {k: e.metrics[k] - r.metrics[k] for k in e.metrics}
-                    for e, r in zip(own, reference, strict=True)
-                ]
-            )
-        logged_by_runs = [client.get_run(runs[n]).data.metrics for n in names]  # seed order
-        results.append(
-            ChildResult(
-                name=child.name,
-                model=child.model,
-                run_id=runs[names[0]],
-                settings=child.settings,
-                metrics=mean_terms([e.terms for e in own]).point(),
-                differences=differences,
-                best_epoch=int(logged_by_runs[0].get("best_epoch", 0)),
-                logged={m: _mean_logged([e.get(m) for e in logged_by_runs]) for m in spec.run_metrics},
-                epochs_run=int(max(e.get("epochs_run", 0) for e in logged_by_runs)),
-                seeds=len(names),
-                spread=seed_spread([e.metrics for e in own]),
-                diff_spread=diff_spread,
-                versus="" if child.name == versus else versus,
-                best_epochs=tuple(int(e.get("best_epoch", 0)) for e in logged_by_runs),
-            )
-        )
-    return results
+def _runs_record(spec: Spec, plan: list[PlannedRun], scored: list[ScoredRun]) -> dict[str, Any]:
+    """The spec's side of a report (what merging reports needs) and the scored runs."""
+    return {
+        "description": spec.description,
+        "reference": spec.reference,
+        "metrics": list(spec.metrics),
+        "run_metrics": list(spec.run_metrics),
+        **runs_record([run.name for run in plan], child_plans(spec), scored),
+    }
 
 
 def _log_report(
@@ -314,16 +313,25 @@ def _log_report(
     spec: Spec,
     plan: list[PlannedRun],
     runs: dict[str, str],
-    results: list[Any],
+    scored: list[ScoredRun],
     facts: list[str],
-    built: dict[str, Any],
+    about: dict[str, Any],
 ) -> ExperimentResult:
-    """report.md, report.json, the validation curves and the plots against settings, on the parent."""
+    """report.md, report.json (with the scored runs, so that it merges: models/merging.py), the
+    validation curves and the plots against settings, on the parent."""
     from downbeat.models.plots import plot_validation_curves
     from downbeat.models.report import plot_against_settings, render_report, report_json
 
+    scoring = about["scoring"]
+    results = child_results(
+        child_plans(spec), spec.reference, spec.run_metrics, scored, scoring["bootstrap"], scoring["seed"]
+    )
     report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
-    summary = {**report_json(spec.reference, spec.metrics, results, spec.name), "build_settings": built}
+    summary = {
+        **report_json(spec.reference, spec.metrics, results, spec.name),
+        **about,
+        **_runs_record(spec, plan, scored),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "report.md").write_text(report)
@@ -333,15 +341,6 @@ def _log_report(
         plot_against_settings(results, spec.reference, spec.metrics, folder)
         client.log_artifacts(parent, str(folder))
     return ExperimentResult(parent, report, summary)
-
-
-def seed_spread(values: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure's standard deviation across seeds (n - 1 in the denominator; NaN under one seed)."""
-    import numpy as np
-
-    if len(values) < 2:
-        return {}
-    return {k: float(np.std([v[k] for v in values], ddof=1)) for k in values[0]}
 
 
 def validation_curve(client: Any, run_id: str) -> list[tuple[int, float]]:

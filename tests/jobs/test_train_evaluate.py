@@ -29,6 +29,7 @@ from downbeat.models.contract import Tables
 from downbeat.models.data import TableSnapshot, read_table
 from downbeat.models.evaluation import pair_predictions
 from downbeat.models.lifecycle import INPUT_TABLES
+from downbeat.models.merging import merged_report
 from downbeat.models.metrics import paired_accuracy
 from downbeat.models.tracking import CANDIDATE, CHAMPION
 from downbeat.pipelines.errors import InputError
@@ -712,8 +713,12 @@ def test_processes_given_runs_of_their_own_share_one_parent_and_the_last_to_fini
     assert sorted(children_of(parent)) == sorted(n.replace("sasrec", "gru4rec") for n in sasrec_runs)
     assert client.get_run(parent).info.status == "RUNNING"
     assert "report.json" not in {a.path for a in client.list_artifacts(parent)}
+    gru4rec_runs = [n.replace("sasrec", "gru4rec") for n in sasrec_runs]
+    assert sorted(first["runs"]) == sorted(gru4rec_runs)  # a waiting process scores what finished
     second = run_only(sasrec_runs[1])  # a run's name
-    assert second == {"parent_run": parent, "waiting": sasrec_runs[:1]}
+    assert (second["parent_run"], second["waiting"]) == (parent, sasrec_runs[:1])
+    assert sorted(second["runs"]) == sorted([*gru4rec_runs, sasrec_runs[1]])
+    assert "runs.json" in {a.path for a in client.list_artifacts(parent)}
     trained = children_of(parent)
     third = run_only("sasrec")  # the last run: its process reports every run
     assert third["parent_run"] == parent and len(children_of(parent)) == 4
@@ -721,6 +726,33 @@ def test_processes_given_runs_of_their_own_share_one_parent_and_the_last_to_fini
     assert third["children"]["gru4rec"]["seeds"] == 2
     assert client.get_run(parent).info.status == "FINISHED"
     assert "report.json" in {a.path for a in client.list_artifacts(parent)}
+    # the first process's runs.json and the report merge into the report's own figures
+    merged, _ = merged_report([("first", first), ("third", third)])
+    assert merged["children"] == third["children"] and sorted(merged["runs"]) == sorted(third["runs"])
+
+    # a store of its own trains the sasrec runs again: its runs.json and the first process's merge
+    # (`claims`) into the figures of the one-store report, the same seeds giving the same models
+    elsewhere = [
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'b.db'}",
+        f"mlflow.artifact_root={tmp_path / 'b'}",
+    ]
+    elsewhere.append(f"train.checkpoint_dir={tmp_path / 'b-ck'}")
+    other = [*command[:-3], *[x for v in elsewhere for x in ("--set", v)], *command[-3:], "--json"]
+    assert main([*other, "--only", "sasrec"]) == 0
+    part = tmp_path / "b.json"
+    part.write_text(capsys.readouterr().out.strip().splitlines()[-1])
+    (tmp_path / "a.json").write_text(json.dumps(first))
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "claims:\n  - {claim: c, paper: p, here: h, experiment: shared, child: gru4rec, metric: hr@10_pos}\n"
+    )
+    reports = ["--report", str(tmp_path / "a.json"), "--report", str(part)]
+    assert main(["claims", "--claims", str(claims), *reports, "--merged", str(tmp_path / "m")]) == 0
+    report = json.loads((tmp_path / "m" / "shared.report.json").read_text())
+    assert report["runs"]["gru4rec seed=7"]["run_id"] == first["runs"]["gru4rec seed=7"]["run_id"]
+    assert report["runs"]["sasrec seed=7"]["run_id"] != third["runs"]["sasrec seed=7"]["run_id"]
+    without_ids = [{k: {**c, "run_id": None} for k, c in r["children"].items()} for r in (report, third)]
+    assert without_ids[0] == without_ids[1]
 
 
 def test_a_child_of_an_experiment_may_be_compared_with_another_child_than_the_reference(
