@@ -7,7 +7,8 @@ mlflow.tracking_uri) and from any --report files (which win: results from other 
 lakehouse of its own per dataset). Several --report files of one experiment (the report.json or
 runs.json of processes in separate stores: the same spec, seeds and configuration on the same table
 versions, each holding some of its runs) are merged into the report one store would have written
-(models/merging.py; --merged DIR writes it). Prints the table, or with --out writes it into that file
+(models/merging.py; --merged DIR writes it). A file holding only some runs (a waiting process's
+runs.json) is merged, never used alone. Prints the table, or with --out writes it into that file
 between its generated-section markers (docs/results.md), leaving the rest of the file as it was;
 there a claim whose experiment has no report this time keeps the row the file has for it, so a
 row changes only when its own experiment reports again.
@@ -44,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--merged",
         metavar="DIR",
-        help="write each report merged from several --report files here (<experiment>.report.json, .md)",
+        help="write each report merged from several --report files here (<experiment>.report.md, "
+        ".report.json and .runs.json)",
     )
 
 
@@ -112,7 +114,8 @@ def stored_reports(tracking_uri: str, experiment: str, names: set[str]) -> dict[
 def given_reports(paths: list[str], merged: Path | None = None) -> dict[str, dict[str, Any]]:
     """Each experiment's report from the --report files: one file as it is; several of one
     experiment (report.json or runs.json files of separate stores, models/merging.py) merged into
-    the report of all their runs, also written to `merged` as `<experiment>.report.json` and `.md`."""
+    the report of all their runs, also written to `merged` as `<experiment>.report.md`, `.report.json`
+    and `.runs.json` (that report with its runs, which merges again)."""
     from downbeat.models.merging import merged_report
 
     given: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -133,9 +136,12 @@ def given_reports(paths: list[str], merged: Path | None = None) -> dict[str, dic
             found[name], document = merged_report(reports)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"--report: experiment {name}: {exc}") from None
-        if merged is not None:
+        if merged is not None:  # as an experiment writes them: report.json readable, runs.json compact
             merged.mkdir(parents=True, exist_ok=True)
-            (merged / f"{name}.report.json").write_text(json.dumps(found[name], indent=2, sort_keys=True))
+            runs = {k: v for k, v in found[name].items() if k in ("users", "runs")}
+            table = {k: v for k, v in found[name].items() if k not in runs}
+            (merged / f"{name}.report.json").write_text(json.dumps(table, indent=2, sort_keys=True))
+            (merged / f"{name}.runs.json").write_text(json.dumps(found[name], sort_keys=True))
             (merged / f"{name}.report.md").write_text(document)
         log.info(
             "experiment %s: %d runs merged from %d reports", name, len(found[name]["runs"]), len(reports)

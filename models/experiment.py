@@ -77,7 +77,7 @@ class PlannedRun:
 class ExperimentResult:
     parent: str  # the parent run's id
     report: str  # report.md ("" while runs are waiting)
-    summary: dict[str, Any]  # report.json ({} while runs are waiting)
+    summary: dict[str, Any]  # report.json and the scored runs (runs.json alone while runs are waiting)
     waiting: tuple[str, ...] = ()  # planned runs not finished yet (left to other processes by `only`)
 
 
@@ -129,29 +129,28 @@ def run_experiment(
     )
     tables = {t: inputs[t] for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT, Tables.TRACKS)}
     about = {
-        "digest": digest,
-        "design": design_digest(plan, versions),
+        **{"digest": digest, "design": design_digest(plan, versions), "build_settings": built or {}},
         "scoring": {"bootstrap": scoring.bootstrap, "seed": scoring.seed},
-        "build_settings": built or {},
         "tables": {t: tables[t].version for t in (Tables.EVAL_PAIRS, Tables.EVAL_NEXT)},
     }
     try:
         runs = _train_runs(plan, parent, finished, stopped, train, only)
         if only is not None:  # the runs of other processes that finished meanwhile
             runs = {**_children(client, parent)[0], **runs}
-        scored = _score_runs(client, spec, plan, runs, tables, load, scoring)
         waiting = tuple(run.name for run in plan if run.name not in runs)
-        if waiting:
-            log.info("waiting for %s (the process that finishes the last run reports)", ", ".join(waiting))
-            partial = {"experiment": spec.name, **about, **_runs_record(spec, plan, scored)}
-            partial["waiting"] = list(waiting)
-            client.log_dict(parent, partial, "runs.json")
-            return ExperimentResult(parent, "", partial, waiting)
-        facts = _facts(parent, spec, len(plan) // len(spec.children), about)
-        result = _log_report(client, parent, spec, plan, runs, scored, facts, about)
+        if not waiting:
+            scored = _score_runs(client, spec, plan, runs, tables, load, scoring)
+            facts = _facts(parent, spec, len(plan) // len(spec.children), about)
+            result = _log_report(client, parent, spec, plan, runs, scored, facts, about)
     except BaseException:
         client.set_terminated(parent, status="FAILED")
         raise
+    if waiting:  # outside: the parent is the other processes' too, whatever happens here
+        log.info("waiting for %s (the process that finishes the last run reports)", ", ".join(waiting))
+        scored = _score_runs(client, spec, plan, runs, tables, load, scoring)
+        partial = {**_runs_record(spec, plan, scored, about), "waiting": list(waiting)}
+        client.log_dict(parent, partial, "runs.json")
+        return ExperimentResult(parent, "", partial, waiting)
     client.set_terminated(parent, status="FINISHED")
     return result
 
@@ -288,7 +287,11 @@ def _score_runs(
         metrics = client.get_run(runs[run.name]).data.metrics
         logged = {k: float(metrics[k]) for k in (*RUN_FIGURES, *spec.run_metrics) if k in metrics}
         seed = run.settings.train.seed
-        scored.append(ScoredRun(run.name, run.child.name, seed, runs[run.name], logged, evaluation.terms))
+        scored.append(
+            ScoredRun(
+                run.name, run.child.name, run.seed_index, seed, runs[run.name], logged, evaluation.terms
+            )
+        )
     return scored
 
 
@@ -296,9 +299,14 @@ def child_plans(spec: Spec) -> list[ChildPlan]:
     return [ChildPlan(c.name, c.model, c.settings, c.versus) for c in spec.children]
 
 
-def _runs_record(spec: Spec, plan: list[PlannedRun], scored: list[ScoredRun]) -> dict[str, Any]:
-    """The spec's side of a report (what merging reports needs) and the scored runs."""
+def _runs_record(
+    spec: Spec, plan: list[PlannedRun], scored: list[ScoredRun], about: dict[str, Any]
+) -> dict[str, Any]:
+    """runs.json: the experiment, what it ran on (`about`), the spec's side of a report (what
+    merging reports needs) and the scored runs."""
     return {
+        "experiment": spec.name,
+        **about,
         "description": spec.description,
         "reference": spec.reference,
         "metrics": list(spec.metrics),
@@ -317,7 +325,7 @@ def _log_report(
     facts: list[str],
     about: dict[str, Any],
 ) -> ExperimentResult:
-    """report.md, report.json (with the scored runs, so that it merges: models/merging.py), the
+    """report.md, report.json, runs.json (the scored runs, which merge: models/merging.py), the
     validation curves and the plots against settings, on the parent."""
     from downbeat.models.plots import plot_validation_curves
     from downbeat.models.report import plot_against_settings, render_report, report_json
@@ -327,20 +335,18 @@ def _log_report(
         child_plans(spec), spec.reference, spec.run_metrics, scored, scoring["bootstrap"], scoring["seed"]
     )
     report = render_report(spec.name, spec.description, spec.reference, spec.metrics, results, facts)
-    summary = {
-        **report_json(spec.reference, spec.metrics, results, spec.name),
-        **about,
-        **_runs_record(spec, plan, scored),
-    }
+    summary = {**report_json(spec.reference, spec.metrics, results, spec.name), **about}
+    record = _runs_record(spec, plan, scored, about)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "report.md").write_text(report)
         (folder / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        (folder / "runs.json").write_text(json.dumps(record, sort_keys=True))  # per-user lists: compact
         curves = {run.name: validation_curve(client, runs[run.name]) for run in plan}
         plot_validation_curves(curves, folder / "validation_curves.png", "figure each child selected on")
         plot_against_settings(results, spec.reference, spec.metrics, folder)
         client.log_artifacts(parent, str(folder))
-    return ExperimentResult(parent, report, summary)
+    return ExperimentResult(parent, report, {**record, **summary})
 
 
 def validation_curve(client: Any, run_id: str) -> list[tuple[int, float]]:

@@ -27,6 +27,11 @@ from downbeat.models.report import ChildResult, render_report, report_json
 
 # the figures a run logs itself that its report shows (beside the spec's run_metrics)
 RUN_FIGURES = ("best_epoch", "epochs_run")
+# what runs of one experiment share, so that they merge (a runs record holds each)
+MERGE_KEYS = (
+    *("experiment", "design", "build_settings", "scoring", "users"),
+    *("plan", "plan_children", "reference", "metrics", "run_metrics"),
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class ScoredRun:
 
     name: str  # the planned run's name ('gsasrec seed=8')
     child: str
+    seed_index: int  # its child's first seed is 0, the next 1: children pair seed by seed on this
     seed: int  # its train.seed
     run_id: str
     logged: dict[str, float]  # figures the run logged itself (RUN_FIGURES and the spec's run_metrics)
@@ -76,7 +82,9 @@ def child_results(
     it is compared with (the seed-averaged models, `bootstrap` resamples of users under `seed`), and
     the spreads across seeds. Runs pair by seed; a child whose seeds differ from those of the child
     it is compared with is a ValueError."""
-    own = {c.name: sorted((s for s in scored if s.child == c.name), key=lambda s: s.seed) for c in children}
+    own = {
+        c.name: sorted((s for s in scored if s.child == c.name), key=lambda s: s.seed_index) for c in children
+    }
     results = []
     for child in children:
         runs = own[child.name]
@@ -87,10 +95,10 @@ def child_results(
         differences, diff_spread = {}, {}
         if child.name != versus:
             theirs = own[versus]
-            if [r.seed for r in runs] != [r.seed for r in theirs]:
+            if [r.seed_index for r in runs] != [r.seed_index for r in theirs]:
                 raise ValueError(
-                    f"child '{child.name}' has seeds {[r.seed for r in runs]}, but '{versus}', which it "
-                    f"is compared with, has {[r.seed for r in theirs]}"
+                    f"child '{child.name}' has runs of seeds {[r.seed for r in runs]}, but '{versus}', "
+                    f"which it is compared with, of {[r.seed for r in theirs]}: they pair seed by seed"
                 )
             mine, base = mean_terms([r.terms for r in runs]), mean_terms([r.terms for r in theirs])
             differences = compare(mine, base, samples=bootstrap, seed=seed)
@@ -145,6 +153,7 @@ def runs_record(
         "runs": {
             run.name: {
                 "child": run.child,
+                "seed_index": run.seed_index,
                 "seed": run.seed,
                 "run_id": run.run_id,
                 "logged": {k: v for k, v in run.logged.items() if math.isfinite(v)},
@@ -163,6 +172,7 @@ def scored_runs(record: Mapping[str, Any]) -> list[ScoredRun]:
         ScoredRun(
             name=name,
             child=str(run["child"]),
+            seed_index=int(run["seed_index"]),
             seed=int(run["seed"]),
             run_id=str(run["run_id"]),
             logged={k: float(v) for k, v in run["logged"].items()},
@@ -183,10 +193,16 @@ def merge_runs(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[S
     a mismatch is a ValueError naming the sources."""
     for source, report in reports:
         if not isinstance(report.get("runs"), dict):
-            raise ValueError(f"{source} holds no scored runs (a report written before reports carried them)")
+            raise ValueError(
+                f"{source} holds no scored runs (give an experiment's runs.json, or a report written "
+                "since reports carry them)"
+            )
+        lacking = [k for k in MERGE_KEYS if k not in report]
+        if lacking:
+            raise ValueError(f"{source} is not a runs record: it has no '{lacking[0]}'")
     (first_source, first), *others = reports
     for source, report in others:
-        for key in ("experiment", "design", "build_settings", "users", "scoring"):
+        for key in MERGE_KEYS:
             if report.get(key) != first.get(key):
                 raise ValueError(
                     f"{source} and {first_source} are not runs of one experiment: their '{key}' differ "

@@ -748,7 +748,8 @@ def test_processes_given_runs_of_their_own_share_one_parent_and_the_last_to_fini
     )
     reports = ["--report", str(tmp_path / "a.json"), "--report", str(part)]
     assert main(["claims", "--claims", str(claims), *reports, "--merged", str(tmp_path / "m")]) == 0
-    report = json.loads((tmp_path / "m" / "shared.report.json").read_text())
+    report = json.loads((tmp_path / "m" / "shared.runs.json").read_text())
+    assert "runs" not in json.loads((tmp_path / "m" / "shared.report.json").read_text())
     assert report["runs"]["gru4rec seed=7"]["run_id"] == first["runs"]["gru4rec seed=7"]["run_id"]
     assert report["runs"]["sasrec seed=7"]["run_id"] != third["runs"]["sasrec seed=7"]["run_id"]
     without_ids = [{k: {**c, "run_id": None} for k, c in r["children"].items()} for r in (report, third)]

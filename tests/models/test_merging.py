@@ -38,7 +38,9 @@ def scored(name: str) -> ScoredRun:
         {"hr@10_pos": counts, "ndcg@10_pos": counts},
     )
     logged = {"best_epoch": float(int(seed) % 5), "epochs_run": float(20 + int(seed)), "cos": 0.1 * int(seed)}
-    return ScoredRun(name, child, int(seed), f"id-{name}", logged, terms)
+    return ScoredRun(
+        name, child, int(seed) - 7, int(seed) + (10 if child == "new" else 0), f"id-{name}", logged, terms
+    )
 
 
 def report_of(names: list[str], **more) -> dict:
@@ -103,10 +105,19 @@ def test_reports_that_cannot_merge_are_refused_naming_what_differs():
         merge_runs([whole, ("old.json", old)])
 
 
-def test_a_child_is_compared_seed_for_seed_and_refused_when_the_seeds_differ():
-    runs = [scored(n) for n in PLAN if n != "new seed=9"]
-    with pytest.raises(ValueError, match=r"child 'new' has seeds \[7, 8\], but 'base'.* has \[7, 8, 9\]"):
-        child_results(CHILDREN, "base", [], runs, 50, 0)
+def test_children_pair_seed_by_seed_whatever_their_train_seeds_and_not_when_one_lacks_a_seed():
+    # 'new' trains under seeds 17-19 (a child with a train.seed of its own), 'base' under 7-9
+    runs = [scored(n) for n in PLAN]
+    assert [r.seed for r in runs if r.child == "new"] == [17, 18, 19]
+    assert child_results(CHILDREN, "base", [], runs, 50, 0)[1].differences  # paired by seed index
+    short = [r for r in runs if r.name != "new seed=9"]
+    with pytest.raises(
+        ValueError, match=re.escape("child 'new' has runs of seeds [17, 18], but 'base', which")
+    ):
+        child_results(CHILDREN, "base", [], short, 50, 0)
+    lacking = {k: v for k, v in report_of(PLAN).items() if k != "plan_children"}
+    with pytest.raises(ValueError, match=re.escape("l.json is not a runs record: it has no 'plan_children'")):
+        merge_runs([("l.json", lacking)])
 
 
 def test_whole_numbers_and_fractions_come_back_from_json_as_the_same_float64_values():
