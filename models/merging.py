@@ -220,8 +220,7 @@ def merge_runs(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[S
     missing = [name for name in first["plan"] if name not in found]
     if missing:
         raise ValueError(
-            f"experiment {first['experiment']}: no finished run named {', '.join(map(repr, missing))} "
-            f"in {', '.join(s for s, _ in reports)}"
+            f"no finished run named {', '.join(map(repr, missing))} in {', '.join(s for s, _ in reports)}"
         )
     return [found[name][1] for name in first["plan"]], first
 
