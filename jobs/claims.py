@@ -4,9 +4,9 @@ Reads the claims (default conf/claims.yaml: each names an experiment spec's chil
 compared with, a metric and the direction the paper reports) and each experiment's report.json:
 from the tracking store (the newest finished parent run of that experiment, under
 mlflow.tracking_uri) and from any --report files (which win: results from other stores, e.g. a
-lakehouse of its own per dataset). Several --report files of one experiment (the report.json or
-runs.json of processes in separate stores: the same spec, seeds and configuration on the same table
-versions, each holding some of its runs) are merged into the report one store would have written
+lakehouse of its own per dataset). Several --report files of one experiment (the runs.json, or
+`experiment --json` output, of processes in separate stores: the same spec, seeds and configuration
+on the same table versions, each holding some of its runs) are merged into the report one store would have written
 (models/merging.py; --merged DIR writes it). A file holding only some runs (a waiting process's
 runs.json) is merged, never used alone. Prints the table, or with --out writes it into that file
 between its generated-section markers (docs/results.md), leaving the rest of the file as it was;
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help="an experiment's report.json (repeatable)",
+        help="an experiment's report.json, or runs.json (repeatable: several of one experiment merge)",
     )
     parser.add_argument("--out", metavar="FILE", help="write the table into this file's claims section")
     parser.add_argument(
@@ -113,7 +113,7 @@ def stored_reports(tracking_uri: str, experiment: str, names: set[str]) -> dict[
 
 def given_reports(paths: list[str], merged: Path | None = None) -> dict[str, dict[str, Any]]:
     """Each experiment's report from the --report files: one file as it is; several of one
-    experiment (report.json or runs.json files of separate stores, models/merging.py) merged into
+    experiment (runs.json files of separate stores, models/merging.py) merged into
     the report of all their runs, also written to `merged` as `<experiment>.report.md`, `.report.json`
     and `.runs.json` (that report with its runs, which merges again)."""
     from downbeat.models.merging import merged_report
