@@ -6,12 +6,12 @@ from the tracking store (the newest finished parent run of that experiment, unde
 mlflow.tracking_uri) and from any --report files (which win: results from other stores, e.g. a
 lakehouse of its own per dataset). Several --report files of one experiment (the runs.json, or
 `experiment --json` output, of processes in separate stores: the same spec, seeds and configuration
-on the same table versions, each holding some of its runs) are merged into the report one store would have written
-(models/merging.py; --merged DIR writes it). A file holding only some runs (a waiting process's
-runs.json) is merged, never used alone. Prints the table, or with --out writes it into that file
-between its generated-section markers (docs/results.md), leaving the rest of the file as it was;
-there a claim whose experiment has no report this time keeps the row the file has for it, so a
-row changes only when its own experiment reports again.
+on the same table versions, each holding some of its runs) are merged into the report one store
+would have written (models/merging.py; --merged DIR writes it). A file holding only some runs (a
+waiting process's runs.json) is merged, never used alone. Prints the table, or with --out writes
+it into that file between its generated-section markers (docs/results.md), leaving the rest of the
+file as it was; there a claim whose experiment has no report this time keeps the row the file has
+for it, so a row changes only when its own experiment reports again.
 """
 
 from __future__ import annotations
