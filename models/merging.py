@@ -3,12 +3,12 @@
 Each finished run of an experiment, scored on the test tables, is a `ScoredRun`: its seed, the
 figures it logged itself (best_epoch, epochs_run, the spec's run_metrics) and its per-user test
 terms, from which every figure, the seed spread and the paired interval of the seed-averaged models
-are computed again exactly (`child_results`). report.json carries these records (`runs`, under
-`users`), and so does the `runs.json` of a process that stops while other processes' runs are still
-unfinished. Reports of one experiment (the same design digest: the same children, seeds, settings
-and table versions, wherever the runs are kept) from separate stores merge into the report one
-store would have written (`merge_runs`): runs trained on other machines, or in sittings that do not
-share a store, give one report.
+are computed again exactly (`child_results`). An experiment's runs.json carries these records
+(`runs`, under `users`): a finished one's, beside report.json, and that of a process that stops
+while other processes' runs are still unfinished. Records of one experiment (the same design
+digest: the same children, seeds, settings and table versions, wherever the runs are kept) from
+separate stores merge into the report one store would have written (`merge_runs`): runs trained on
+other machines, or in sittings that do not share a store, give one report.
 
 Plain numpy and dicts: never imports pyspark or MLflow.
 """
@@ -91,6 +91,7 @@ def child_results(
         if not runs:
             raise ValueError(f"child '{child.name}' has no scored run")
         points = [r.terms.point() for r in runs]
+        mine = mean_terms([r.terms for r in runs])  # the seed-averaged model
         versus = child.versus or reference
         differences, diff_spread = {}, {}
         if child.name != versus:
@@ -100,8 +101,7 @@ def child_results(
                     f"child '{child.name}' has runs of seeds {[r.seed for r in runs]}, but '{versus}', "
                     f"which it is compared with, of {[r.seed for r in theirs]}: they pair seed by seed"
                 )
-            mine, base = mean_terms([r.terms for r in runs]), mean_terms([r.terms for r in theirs])
-            differences = compare(mine, base, samples=bootstrap, seed=seed)
+            differences = compare(mine, mean_terms([r.terms for r in theirs]), samples=bootstrap, seed=seed)
             base_points = [t.terms.point() for t in theirs]
             diff_spread = seed_spread(
                 [{k: a[k] - b[k] for k in a} for a, b in zip(points, base_points, strict=True)]
@@ -113,7 +113,7 @@ def child_results(
                 model=child.model,
                 run_id=runs[0].run_id,
                 settings=child.settings,
-                metrics=mean_terms([r.terms for r in runs]).point(),
+                metrics=mine.point(),
                 differences=differences,
                 best_epoch=int(logged[0].get("best_epoch", 0)),
                 logged={m: _mean_logged([e.get(m) for e in logged]) for m in run_metrics},
@@ -138,7 +138,7 @@ def _numbers(values: np.ndarray) -> list[float] | list[int]:
 def runs_record(
     plan: Sequence[str], children: Sequence[ChildPlan], scored: Sequence[ScoredRun]
 ) -> dict[str, Any]:
-    """The scored runs as report.json / runs.json hold them: the plan (every run's name), each
+    """The scored runs as runs.json holds them: the plan (every run's name), each
     child's plan, the users once, and per run its child, seed, run id, logged figures and terms."""
     users = scored[0].terms.users if scored else np.array([], dtype=object)
     for run in scored:
@@ -166,7 +166,7 @@ def runs_record(
 
 
 def scored_runs(record: Mapping[str, Any]) -> list[ScoredRun]:
-    """The ScoredRuns of a runs_record (report.json or runs.json, parsed)."""
+    """The ScoredRuns of a runs_record (runs.json, or `experiment --json` output, parsed)."""
     users = np.array(record["users"], dtype=object)
     return [
         ScoredRun(
@@ -187,7 +187,7 @@ def scored_runs(record: Mapping[str, Any]) -> list[ScoredRun]:
 
 
 def merge_runs(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[ScoredRun], Mapping[str, Any]]:
-    """Every run of one experiment from several (source, report) pairs: report.json or runs.json
+    """Every run of one experiment from several (source, report) pairs: runs.json
     files of the same design digest. A run found twice must be the same MLflow run; every planned run
     must be found. Returns the runs in plan order and the first report (the plan's description);
     a mismatch is a ValueError naming the sources."""
