@@ -20,7 +20,14 @@ from typing import Any
 
 from downbeat.models.contract import Tables
 from downbeat.models.data import TableSnapshot
-from downbeat.models.merging import RUN_FIGURES, ChildPlan, ScoredRun, child_results, runs_record
+from downbeat.models.merging import (
+    RUN_FIGURES,
+    ChildPlan,
+    ScoredRun,
+    child_results,
+    runs_record,
+    scoring_fact,
+)
 from downbeat.models.redaction import redact, redact_assignment
 from downbeat.models.tracking import MlflowSettings
 from downbeat.pipelines.settings import FeatureSettings
@@ -160,9 +167,7 @@ def _facts(parent: str, spec: Spec, seeds: int, about: dict[str, Any]) -> list[s
     tables, scoring, built = about["tables"], about["scoring"], about["build_settings"]
     facts = [
         f"Parent run {parent}; spec {spec.path} (digest {about['digest']}).",
-        f"Test tables: gold/eval_pairs v{tables[Tables.EVAL_PAIRS]}, gold/eval_next "
-        f"v{tables[Tables.EVAL_NEXT]}; {scoring['bootstrap']} bootstrap resamples, seed "
-        f"{scoring['seed']}; {seeds} training seed(s) per child.",
+        scoring_fact(tables, scoring["bootstrap"], scoring["seed"], seeds),
     ]
     if built and spec.build_keys():
         named = ", ".join(f"{k}={json.dumps(built.get(k))}" for k in spec.build_keys())

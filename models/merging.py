@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from downbeat.models.contract import Tables
 from downbeat.models.evaluation import UserTerms, compare, mean_terms
 from downbeat.models.report import ChildResult, render_report, report_json
 
@@ -225,6 +226,15 @@ def merge_runs(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[S
     return [found[name][1] for name in first["plan"]], first
 
 
+def scoring_fact(tables: Mapping[str, Any], bootstrap: int, seed: int, seeds: int) -> str:
+    """The report's sentence on what was scored: the test tables' versions, the bootstrap, the seeds."""
+    return (
+        f"Test tables: {Tables.EVAL_PAIRS} v{tables.get(Tables.EVAL_PAIRS)}, {Tables.EVAL_NEXT} "
+        f"v{tables.get(Tables.EVAL_NEXT)}; {bootstrap} bootstrap resamples, seed {seed}; "
+        f"{seeds} training seed(s) per child."
+    )
+
+
 def merged_report(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, Any], str]:
     """report.json and report.md of one experiment from the runs of several (source, report) pairs
     (`merge_runs`): the figures one store holding every run would have reported."""
@@ -244,9 +254,7 @@ def merged_report(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dic
     facts = [
         f"Merged from {len(reports)} report(s): {', '.join(source for source, _ in reports)} (design "
         f"{first['design']}).",
-        f"Test tables: gold/eval_pairs v{tables.get('gold/eval_pairs')}, gold/eval_next "
-        f"v{tables.get('gold/eval_next')}; {bootstrap} bootstrap resamples, seed {seed}; "
-        f"{len(scored) // len(children)} training seed(s) per child.",
+        scoring_fact(tables, bootstrap, seed, len(scored) // len(children)),
     ]
     document = render_report(
         str(first["experiment"]), str(first.get("description", "")), reference, metrics, results, facts

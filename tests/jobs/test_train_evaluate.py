@@ -808,6 +808,7 @@ def test_a_child_under_several_seeds_reports_each_seeds_epochs_to_best_and_the_m
     report = Path(client.download_artifacts(out["parent_run"], "report.md")).read_text()
     row = next(line for line in report.splitlines() if line.startswith("| sasrec (reference) |"))
     assert row.split(" | ")[2] == " / ".join(str(e + 1) for e in entry["best_epochs"])
+    assert "100 bootstrap resamples, seed 0; 2 training seed(s) per child." in report
 
 
 def test_an_experiment_trains_its_children_under_one_parent_reports_them_paired_and_resumes(
